@@ -1,0 +1,127 @@
+"""Sharding throughput against a plain ``cp`` of the same ``.rec``, measured in the same run.
+
+Builds a synthetic InsightFace ``train.rec`` of ``--size-mb`` megabytes (112x112 JPEGs made with PIL,
+each copy made unique by a random JPEG comment segment, so every payload decodes and hashes
+differently), copies it with ``cp`` (and ``cp`` + ``sync``), then shards it with
+``fr_data.shards.write_shards`` with the full decode check and with the header-only check.
+
+    python benchmarks/bench_shard.py            # 1 GB
+    python benchmarks/bench_shard.py --small    # 64 MB, for CI-speed checks
+
+Goal (issue 2): shard wall time <= 2 x cp time on a 1 GB .rec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fr_data.recordio import write_insightface  # noqa: E402
+from fr_data.shards import ShardOptions, write_shards  # noqa: E402
+from fr_data.sources import open_source  # noqa: E402
+
+
+def base_jpegs(count: int, seed: int = 0) -> list[bytes]:
+    """Face-sized JPEGs with smooth structure plus mild noise (about 5-8 KB each at quality 90)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:112, 0:112] / 112.0
+    out = []
+    for _ in range(count):
+        f = rng.uniform(1, 4, 3)
+        base = 128 + 90 * np.sin(2 * np.pi * (f[0] * x + f[1] * y) + rng.uniform(0, 6.3, (3, 1, 1)))
+        pixels = np.clip(base.transpose(1, 2, 0) + rng.normal(0, 6, (112, 112, 3)), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def unique_copy(jpeg: bytes, rng: np.random.Generator) -> bytes:
+    """``jpeg`` with a 16-byte random COM segment after SOI: still valid, distinct bytes."""
+    comment = rng.bytes(16)
+    return jpeg[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + jpeg[2:]
+
+
+def synthetic_items(size_bytes: int, per_class: int = 50, seed: int = 0) -> Iterator[tuple[int, bytes]]:
+    bases, rng, written, i = base_jpegs(256, seed), np.random.default_rng(seed), 0, 0
+    while written < size_bytes:
+        data = unique_copy(bases[i % len(bases)], rng)
+        yield i // per_class, data
+        written += len(data) + 40  # record header + IRHeader + padding, roughly
+        i += 1
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--small", action="store_true", help="64 MB instead of --size-mb")
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--per-shard", type=int, default=10_000)
+    parser.add_argument("--tmp", default=None, help="scratch folder (default: a new temp folder)")
+    args = parser.parse_args(argv)
+    size_mb = 64 if args.small else args.size_mb
+    scratch = Path(tempfile.mkdtemp(prefix="bench_shard-", dir=args.tmp))
+    try:
+        run(scratch, size_mb, args.workers, args.per_shard)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+def run(scratch: Path, size_mb: int, workers: int, per_shard: int) -> None:
+    rec_dir = scratch / "rec"
+    build = timed(lambda: write_insightface(rec_dir, synthetic_items(size_mb << 20)))
+    rec = rec_dir / "train.rec"
+    rec_bytes = rec.stat().st_size
+    source = open_source(rec_dir)
+    images = len(source)
+    print(f"machine: {os.cpu_count()} cpus, {cpu_model()}; python {platform.python_version()}")
+    print(f"built {rec_bytes / 1e6:.0f} MB .rec with {images} images in {build:.1f}s; workers={workers}")
+    rec.read_bytes()  # warm the page cache so cp and the sharder both read from memory
+    cp = timed(lambda: subprocess.run(["cp", str(rec), str(scratch / "copy.rec")], check=True))
+    (scratch / "copy.rec").unlink()
+    cp_sync = timed(lambda: subprocess.run(["sh", "-c", f"cp '{rec}' '{scratch}/copy.rec' && sync"], check=True))
+    (scratch / "copy.rec").unlink()
+    print(f"cp:        {cp:7.2f}s  {rec_bytes / cp / 1e6:8.0f} MB/s")
+    print(f"cp + sync: {cp_sync:7.2f}s  {rec_bytes / cp_sync / 1e6:8.0f} MB/s")
+    for label, decode in (("shard (full decode check)", True), ("shard (header check only)", False)):
+        out = scratch / f"out-{decode}"
+        options = ShardOptions(per_shard=per_shard, decode_check=decode)
+        wall = timed(lambda: write_shards(open_source(rec_dir), out, options, workers=workers))
+        print(f"{label}: {wall:7.2f}s  {images / wall:8.0f} images/s  {rec_bytes / wall / 1e6:6.0f} MB/s  "
+              f"ratio to cp {wall / cp:5.2f}x (to cp+sync {wall / cp_sync:5.2f}x)")
+        shutil.rmtree(out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""Backbones by name: ``get_model("iresnet50")``, ``get_model("tiny", embedding_size=64)``.
+
+Every model takes ``(N, 3, 112, 112)`` RGB images normalised as ``(x / 255 - 0.5) / 0.5`` and returns
+``(N, embedding_size)`` features (512 by default). New architectures join with :func:`register_model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from fr_data.errors import ConfigError
+from fr_train.models.iresnet import IResNet, iresnet18, iresnet34, iresnet50, iresnet100
+from fr_train.models.mobilefacenet import MobileFaceNet, mobilefacenet
+from fr_train.models.tiny import TinyNet, tiny
+
+__all__ = ["MODELS", "register_model", "get_model", "IResNet", "MobileFaceNet", "TinyNet"]
+
+ModelFactory = Callable[..., nn.Module]
+
+#: Name -> factory taking keyword arguments (``embedding_size``, and model-specific ones).
+MODELS: dict[str, ModelFactory] = {
+    "iresnet18": iresnet18,
+    "iresnet34": iresnet34,
+    "iresnet50": iresnet50,
+    "iresnet100": iresnet100,
+    "mobilefacenet": mobilefacenet,
+    "tiny": tiny,
+}
+
+
+def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator adding a factory to :data:`MODELS` under ``name`` (a duplicate name is an error)."""
+
+    def add(factory: ModelFactory) -> ModelFactory:
+        if name in MODELS:
+            raise ConfigError(f"model {name!r} is already registered")
+        MODELS[name] = factory
+        return factory
+
+    return add
+
+
+def get_model(name: str, **kwargs) -> nn.Module:
+    """Build the backbone registered as ``name`` with ``kwargs`` (e.g. ``embedding_size=512``)."""
+    try:
+        factory = MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+    return factory(**kwargs)
