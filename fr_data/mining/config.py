@@ -1,0 +1,208 @@
+"""Mining thresholds and sizes, one dataclass per concern, with the public source of every default.
+
+All cosine thresholds depend on the model that made the embeddings; the defaults below are the values
+used in public face-data cleaning (see ``shared/reference/mining.md`` section 4) and the run writes a
+sweep of how many samples or classes each candidate threshold would flag, so they can be re-chosen
+from the curve, as insightface's ``dataset_merge.py`` did.
+
+Load from YAML with ``fr_data.config.load_config(path, MiningConfig)`` (unknown keys are errors).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from fr_data.errors import ConfigError
+
+#: Sub-center ArcFace drop rule (insightface ``recognition/subcenter_arcface/drop.py``): keep samples
+#: within 75 degrees of the dominant centre.
+COS_75_DEGREES = math.cos(math.radians(75.0))
+
+
+@dataclass
+class NeighbourConfig:
+    """Sample-to-sample k-NN used for the label vote and duplicates.
+
+    Attributes:
+        k: neighbours per sample (cleanlab's label and near-duplicate checks default to k=10).
+        candidate_classes: for large N, a sample is compared with the samples of its own class and of
+            its ``candidate_classes`` nearest other class centres only (not with all N samples).
+        exact_max_n: at or below this many valid vectors, exact k-NN over all samples is used instead.
+        centre_k: class centres returned per sample by the sample-to-centre search (nearest other
+            class, candidate classes, and the negatives counted by the instance FPR).
+        chunk_rows: embeddings read from the memmap per chunk (bounds memory).
+    """
+
+    k: int = 10
+    candidate_classes: int = 3
+    exact_max_n: int = 20_000
+    centre_k: int = 32
+    chunk_rows: int = 32_768
+
+
+@dataclass
+class ClassConfig:
+    """Identity-level checks.
+
+    Attributes:
+        merge_cos: two labels are a merge candidate (likely one person) when their centres have at
+            least this cosine. 0.5 is MS-Celeb-1M_WashList's "same person with a high probability";
+            insightface's dataset_merge.py uses 0.3 to drop overlapping identities across data sets and
+            0.4 to exclude test identities (both appear in the sweep).
+    """
+
+    merge_cos: float = 0.5
+
+
+@dataclass
+class NoiseConfig:
+    """Label-noise (mislabel) detection by k-NN vote plus centre margin.
+
+    A sample is a suspect when the plurality label of its self-excluded k nearest neighbours differs
+    from its own label with at least ``vote_min`` of the votes (cleanlab's feature-based label check is
+    the same self-excluded k-NN vote) and it is closer to another class centre than to its own
+    leave-one-out centre by more than ``-margin_max`` (``margin < margin_max``).
+    """
+
+    vote_min: float = 0.5
+    margin_max: float = 0.0
+
+
+@dataclass
+class DuplicateConfig:
+    """Near duplicates: neighbours with cosine >= ``cos``.
+
+    There is no published absolute face-embedding threshold (FiftyOne uses 0.1-0.25 distance on
+    mean-centred vectors, cleanlab 0.13 x the median NN distance); 0.95 is a conservative ArcFace-space
+    value for re-encoded or resized copies of one photo, checked by the sweep.
+    """
+
+    cos: float = 0.95
+
+
+@dataclass
+class QualityConfig:
+    """Per-sample quality scores.
+
+    Attributes:
+        sdd_samples: positive and negative similarities drawn per round (SDD-FIQA, 24).
+        sdd_rounds: rounds averaged after per-round min-max scaling to 0-100 (SDD-FIQA, 12).
+        sdd_reference: size of the fixed random reference set of samples the negatives are drawn from.
+        cr_eps: epsilon in CR-FIQA's ``CCS / (NNCCS + 1 + eps)``.
+        target_fpr: overall FPR that fixes the unified threshold of the instance FPR (CIFP paper 1e-4).
+    """
+
+    sdd_samples: int = 24
+    sdd_rounds: int = 12
+    sdd_reference: int = 256
+    cr_eps: float = 1e-9
+    target_fpr: float = 1e-4
+
+
+@dataclass
+class DifficultyConfig:
+    """Quantile split of the difficulty score into easy / medium / hard."""
+
+    hard_fraction: float = 0.1
+    easy_fraction: float = 0.5
+
+
+@dataclass
+class BinConfig:
+    """Resolution and pose bins.
+
+    Attributes:
+        resolution_edges: edges on the EMB ``resolution`` estimate: ``low`` < e0 <= ``mid`` < e1 <= ``high``
+            (the issue counts scale <= 1/4 as hard).
+        flip_cos_edges: edges on the flip-consistency proxy: ``profile`` < e0 <= ``half`` < e1 <=
+            ``frontal``. No published values: model-dependent, check the bin counts in run.json.
+        yaw_edges: edges on |yaw| in degrees when a real head pose column is joined: ``frontal`` < 30
+            <= ``half`` < 60 <= ``profile`` (the issue counts |yaw| >= 60 as hard).
+        yaw_column: attribute column holding yaw in degrees.
+    """
+
+    resolution_edges: list[float] = field(default_factory=lambda: [0.3, 0.6])
+    flip_cos_edges: list[float] = field(default_factory=lambda: [0.7, 0.85])
+    yaw_edges: list[float] = field(default_factory=lambda: [30.0, 60.0])
+    yaw_column: str = "yaw"
+
+
+@dataclass
+class GroupConfig:
+    """Demographic or other groups for the bias report.
+
+    Attributes:
+        column: attribute column holding the group; ``None`` = the first of ``group``, ``race``,
+            ``ethnicity`` present; without one, groups are found by k-means over class centres.
+        kmeans_groups: k of the k-means (faiss.Kmeans) fallback.
+        kmeans_iter: k-means iterations.
+    """
+
+    column: str | None = None
+    kmeans_groups: int = 4
+    kmeans_iter: int = 20
+
+
+@dataclass
+class PairConfig:
+    """How many pairs of each kind to keep per class (bounded output)."""
+
+    easy_pos_per_class: int = 2
+    hard_pos_per_class: int = 2
+    hard_neg_per_class: int = 2
+
+
+@dataclass
+class SweepConfig:
+    """Candidate thresholds whose flag counts are reported in ``sweep.parquet``."""
+
+    merge_cos: list[float] = field(default_factory=lambda: [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7])
+    center_cos: list[float] = field(default_factory=lambda: [0.1, 0.2, round(COS_75_DEGREES, 4), 0.3, 0.4])
+    duplicate_cos: list[float] = field(default_factory=lambda: [0.9, 0.93, 0.95, 0.97, 0.99])
+    vote_min: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.9])
+
+
+@dataclass
+class MiningConfig:
+    """Everything ``tools/mine_hard.py`` can be told; see ``configs/mining.yaml``."""
+
+    seed: int = 0
+    neighbours: NeighbourConfig = field(default_factory=NeighbourConfig)
+    classes: ClassConfig = field(default_factory=ClassConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    duplicates: DuplicateConfig = field(default_factory=DuplicateConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    difficulty: DifficultyConfig = field(default_factory=DifficultyConfig)
+    bins: BinConfig = field(default_factory=BinConfig)
+    groups: GroupConfig = field(default_factory=GroupConfig)
+    pairs: PairConfig = field(default_factory=PairConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+
+
+def validate_config(cfg: MiningConfig) -> MiningConfig:
+    """Range checks the dataclass types cannot express; raises ConfigError naming the key."""
+    checks = [
+        ("neighbours.k", cfg.neighbours.k >= 1),
+        ("neighbours.candidate_classes", 0 <= cfg.neighbours.candidate_classes <= cfg.neighbours.centre_k),
+        ("neighbours.centre_k", cfg.neighbours.centre_k >= 1),
+        ("neighbours.chunk_rows", cfg.neighbours.chunk_rows >= 1),
+        ("classes.merge_cos", -1.0 <= cfg.classes.merge_cos <= 1.0),
+        ("noise.vote_min", 0.0 <= cfg.noise.vote_min <= 1.0),
+        ("duplicates.cos", -1.0 <= cfg.duplicates.cos <= 1.0),
+        ("quality.sdd_samples", cfg.quality.sdd_samples >= 1),
+        ("quality.sdd_rounds", cfg.quality.sdd_rounds >= 1),
+        ("quality.sdd_reference", cfg.quality.sdd_reference >= 1),
+        ("quality.target_fpr", 0.0 < cfg.quality.target_fpr < 1.0),
+        ("difficulty.hard_fraction", 0.0 <= cfg.difficulty.hard_fraction < 1.0),
+        ("difficulty.easy_fraction",
+         0.0 <= cfg.difficulty.easy_fraction <= 1.0 - cfg.difficulty.hard_fraction),
+        ("groups.kmeans_groups", cfg.groups.kmeans_groups >= 1),
+    ]
+    for name in ("resolution_edges", "flip_cos_edges", "yaw_edges"):
+        edges = getattr(cfg.bins, name)
+        checks.append((f"bins.{name}", len(edges) == 2 and edges[0] <= edges[1]))
+    bad = [name for name, ok in checks if not ok]
+    if bad:
+        raise ConfigError(f"mining config: value out of range for {bad}")
+    return cfg

@@ -1,0 +1,109 @@
+"""Easy / hard pair mining: the teacher and student similarity sets of DDL
+(Huang et al., ECCV 2020, https://arxiv.org/abs/2002.03662) and the hard groups of OT training.
+
+* ``easy_pos``: same-class pairs with the highest cosine (below the duplicate threshold: a copy of the
+  same photo is not an easy pair, it is a duplicate).
+* ``hard_pos``: same-class pairs with the lowest cosine.
+* ``hard_neg``: different-class pairs with the highest cosine, from the sample k-NN graph; pairs of
+  classes flagged as merge candidates are skipped (probably the same person).
+
+Suspected mislabels, removed duplicates and invalid vectors take no part. At most ``*_per_class`` pairs
+of each kind are kept per class (by the class of the first sample), so the output is O(C).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class PositiveExtremes:
+    """ClassVisitor recording each sample's hardest and easiest same-class partner (rows; -1 = none)."""
+
+    def __init__(self, n: int, duplicate_cos: float):
+        self.hard_id = np.full(n, -1, dtype=np.int64)
+        self.hard_cos = np.full(n, np.nan, dtype=np.float32)
+        self.easy_id = np.full(n, -1, dtype=np.int64)
+        self.easy_cos = np.full(n, np.nan, dtype=np.float32)
+        self.duplicate_cos = duplicate_cos
+
+    def visit(self, c: int, rows: np.ndarray, x: np.ndarray, gram: np.ndarray) -> None:
+        if len(rows) < 2:
+            return
+        g = gram.copy()
+        np.fill_diagonal(g, np.inf)
+        j = np.argmin(g, axis=1)
+        self.hard_id[rows], self.hard_cos[rows] = rows[j], g[np.arange(len(rows)), j]
+        g[g >= self.duplicate_cos] = -np.inf
+        j = np.argmax(g, axis=1)
+        best = g[np.arange(len(rows)), j]
+        has = np.isfinite(best)
+        self.easy_id[rows[has]], self.easy_cos[rows[has]] = rows[j[has]], best[has]
+
+
+@dataclass
+class Pairs:
+    """Mined pairs as row indices into the samples table."""
+
+    a: np.ndarray
+    b: np.ndarray
+    cos: np.ndarray
+    kind: np.ndarray
+
+
+def top_per_group(group: np.ndarray, score: np.ndarray, q: int) -> np.ndarray:
+    """Indices of the ``q`` highest ``score`` entries of each ``group`` value."""
+    if q <= 0 or len(group) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((-score, group))
+    g = group[order]
+    start = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    rank = np.arange(len(g)) - np.repeat(start, np.diff(np.r_[start, len(g)]))
+    return order[rank < q]
+
+
+def _unique_unordered(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    _, first = np.unique(lo * (np.int64(hi.max(initial=0)) + 1) + hi, return_index=True)
+    return np.sort(first)
+
+
+def _positive(ids: np.ndarray, cos: np.ndarray, eligible: np.ndarray, class_of: np.ndarray, q: int,
+              best_high: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a = np.flatnonzero(eligible & (ids >= 0))
+    a = a[eligible[ids[a]]]
+    b, s = ids[a], cos[a]
+    u = _unique_unordered(a, b)
+    a, b, s = a[u], b[u], s[u]
+    keep = top_per_group(class_of[a], s if best_high else -s, q)
+    return a[keep], b[keep], s[keep]
+
+
+def hard_negatives(nn_ids: np.ndarray, nn_sims: np.ndarray, eligible: np.ndarray, class_of: np.ndarray,
+                   same_person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample, its most similar eligible neighbour of another class (-1 / NaN if none).
+
+    ``same_person[c]`` is the class that class c is a merge candidate with (-1 if none).
+    """
+    safe = np.maximum(nn_ids, 0)
+    ca, cb = class_of[:, None], class_of[safe]
+    ok = (nn_ids >= 0) & eligible[safe] & eligible[:, None] & (cb != ca)
+    ok &= (same_person[ca] != cb) & (same_person[cb] != ca)
+    first = np.argmax(ok, axis=1)
+    rows = np.arange(len(nn_ids))
+    has = ok[rows, first]
+    return np.where(has, nn_ids[rows, first], -1), np.where(has, nn_sims[rows, first], np.nan)
+
+
+def mine_pairs(ext: PositiveExtremes, neg_id: np.ndarray, neg_cos: np.ndarray, eligible: np.ndarray,
+               class_of: np.ndarray, per_class: tuple[int, int, int]) -> Pairs:
+    """Select ``easy_pos`` / ``hard_pos`` / ``hard_neg`` pairs, ``per_class`` = their counts per class."""
+    parts = [
+        (*_positive(ext.easy_id, ext.easy_cos, eligible, class_of, per_class[0], True), "easy_pos"),
+        (*_positive(ext.hard_id, ext.hard_cos, eligible, class_of, per_class[1], False), "hard_pos"),
+        (*_positive(neg_id, neg_cos, eligible, class_of, per_class[2], True), "hard_neg"),
+    ]
+    return Pairs(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                 np.concatenate([p[2] for p in parts]).astype(np.float32),
+                 np.concatenate([np.full(len(p[0]), p[3], dtype=object) for p in parts]))

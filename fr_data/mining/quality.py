@@ -1,0 +1,134 @@
+"""Per-sample quality scores computable from embeddings and labels alone.
+
+* SDD-FIQA pseudo-label (Ou et al., CVPR 2021, https://arxiv.org/abs/2103.05977): the 1-D Wasserstein
+  distance between a sample's intra-class and inter-class similarity distributions, ``sdd_samples``
+  similarities each, over ``sdd_rounds`` rounds; each round is min-max scaled to 0-100 over the data set
+  and the rounds are averaged. Intra similarities come from the class Gram matrix; inter similarities
+  from a fixed random reference set of other-class samples (as in the paper's random negatives). Both
+  sides use the same count per sample (fewer positives in small classes means fewer negatives too), so
+  W1 is the mean absolute difference of the sorted samples.
+* CR-FIQA certainty ratio (Boutros et al., CVPR 2023, https://arxiv.org/abs/2112.06592):
+  ``CCS / (NNCCS + 1 + eps)`` with CCS the cosine to the own (leave-one-out) class centre and NNCCS the
+  highest cosine to another class centre.
+* Instance FPR (CIFP, Xu et al., CVPR 2021, https://arxiv.org/abs/2106.05519): the share of a sample's
+  negative similarities (to the C - 1 other class centres) above the unified threshold at which the
+  overall FPR over all samples equals ``target_fpr``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def wasserstein_equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """1-D W1 between equal-size empirical distributions along the last axis."""
+    return np.abs(np.sort(a, axis=-1) - np.sort(b, axis=-1)).mean(axis=-1)
+
+
+def cyclic_windows(rng: np.random.Generator, rounds: int, n_rows: int, pool: int, p: int,
+                   exclude_self: bool) -> np.ndarray:
+    """(rounds, n_rows, p) random p-subsets of ``range(pool)`` without replacement.
+
+    Each round draws a random permutation; row i takes the p entries that follow its own position
+    (``exclude_self``: row i is pool item i) or a random offset, cyclically. Every row thereby gets a
+    uniformly random p-subset, in O(rounds * n_rows * p) work and memory.
+    """
+    perms = np.argsort(rng.random((rounds, pool)), axis=1)
+    if exclude_self:
+        start = np.argsort(perms, axis=1)[:, :n_rows] + 1
+    else:
+        start = rng.integers(0, pool, size=(rounds, n_rows))
+    pos = (start[:, :, None] + np.arange(p)) % pool
+    return np.take_along_axis(perms[:, None, :], pos, axis=2)
+
+
+class SddCollector:
+    """ClassVisitor computing raw SDD-FIQA Wasserstein distances (N, rounds); NaN where undefined."""
+
+    def __init__(self, n: int, ref_x: np.ndarray, ref_class: np.ndarray, samples: int, rounds: int,
+                 seed: int):
+        self.raw = np.full((n, rounds), np.nan, dtype=np.float32)
+        self.ref_x, self.ref_class = ref_x, ref_class
+        self.samples, self.rounds = samples, rounds
+        self.rng = np.random.default_rng(seed)
+
+    def visit(self, c: int, rows: np.ndarray, x: np.ndarray, gram: np.ndarray) -> None:
+        others = np.flatnonzero(self.ref_class != c)
+        p = min(self.samples, len(rows) - 1, len(others))
+        if p < 1:
+            return
+        n = len(rows)
+        pos = cyclic_windows(self.rng, self.rounds, n, n, p, exclude_self=True)
+        intra = np.take_along_axis(gram[None], pos, axis=2)
+        neg = cyclic_windows(self.rng, self.rounds, n, len(others), p, exclude_self=False)
+        inter = np.take_along_axis((x @ self.ref_x.T)[:, others][None], neg, axis=2)
+        self.raw[rows] = wasserstein_equal(intra, inter).T
+
+
+def sdd_scores(raw: np.ndarray) -> np.ndarray:
+    """Per-round min-max scaling of raw W1 to 0-100 over the data set, then the mean over rounds."""
+    rows_ok = ~np.isnan(raw).any(axis=1)
+    out = np.full(len(raw), np.nan, dtype=np.float32)
+    if not rows_ok.any():
+        return out
+    lo, hi = raw[rows_ok].min(axis=0), raw[rows_ok].max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    with np.errstate(invalid="ignore"):
+        scaled = 100.0 * (raw - lo) / span
+    out[rows_ok] = scaled[rows_ok].mean(axis=1)
+    return out
+
+
+def certainty_ratio(ccs: np.ndarray, nnccs: np.ndarray, eps: float) -> np.ndarray:
+    """CR-FIQA ``CCS / (NNCCS + 1 + eps)`` (NaN propagates)."""
+    return (ccs / (nnccs + 1.0 + eps)).astype(np.float32)
+
+
+@dataclass
+class UnifiedThreshold:
+    """The CIFP unified threshold and how trustworthy it is.
+
+    Attributes:
+        value: threshold T; a negative counts as a false positive when its cosine is > T.
+        false_positives: target number of false positives, ceil(target_fpr * total negatives).
+        total_negatives: sum over valid samples of the number of other class centres.
+        saturated: samples whose every stored negative is above T (their count is a lower bound,
+            and T is exact only when this is 0).
+    """
+
+    value: float
+    false_positives: int
+    total_negatives: int
+    saturated: int
+
+
+def unified_threshold(negatives: np.ndarray, num_other: int, target_fpr: float) -> UnifiedThreshold:
+    """T such that the share of all negatives above it is ``target_fpr``.
+
+    ``negatives`` holds each valid sample's highest other-centre cosines (rows of NaN for invalid
+    samples); ``num_other`` is how many other centres each sample has in total (C_active - 1).
+    """
+    rows = ~np.isnan(negatives).all(axis=1)
+    pool = negatives[rows]
+    pool = pool[np.isfinite(pool)]
+    total = int(rows.sum()) * int(num_other)
+    k = max(1, math.ceil(target_fpr * total))
+    if pool.size == 0:
+        return UnifiedThreshold(float("nan"), k, total, 0)
+    t = float(pool.min()) if k >= pool.size else float(np.partition(pool, pool.size - k)[pool.size - k])
+    stored = negatives[rows]
+    saturated = int((np.nan_to_num(stored, nan=-np.inf) > t).all(axis=1).sum())
+    return UnifiedThreshold(t, k, total, saturated)
+
+
+def instance_fpr(negatives: np.ndarray, threshold: float, num_other: int) -> np.ndarray:
+    """Share of each sample's ``num_other`` negatives above ``threshold`` (NaN for invalid rows)."""
+    out = np.full(len(negatives), np.nan, dtype=np.float32)
+    rows = ~np.isnan(negatives).all(axis=1)
+    if num_other <= 0 or not math.isfinite(threshold):
+        return out
+    out[rows] = (np.nan_to_num(negatives[rows], nan=-np.inf) > threshold).sum(axis=1) / num_other
+    return out

@@ -1,0 +1,336 @@
+"""Orchestration of a mining run: EMB folder in, manifest run folder out.
+
+Stages (each streams the memmap in chunks or walks classes one at a time, so memory is O(N k + C D)
+beyond the memmap, never O(N D)):
+
+1. ``centres``: class sums and vector validity (one pass over the memmap).
+2. ``centre_search``: every sample against all class centres (k-NN, N x C): leave-one-out centre cosine,
+   nearest other class, candidate classes, instance-FPR negatives. Centre-to-centre nearest classes.
+3. ``class_pass``: class-major sweep: within-class Gram matrices (SDD-FIQA intra distribution,
+   positive pairs) and the sample k-NN graph (see ``neighbours`` for exact vs candidate search).
+4. ``finalise``: label vote, suspects, duplicates, quality scores, difficulty split.
+5. ``tables``: bins, attribute join (DuckDB), groups and bias report, pairs, sweep; then write.
+
+The run folder is built as ``RUN.tmp-<pid>-<id>`` and renamed to ``RUN`` only after every file, with
+``run.json`` last, is written; an interrupted run leaves only the ``.tmp-`` folder, removed by the next
+run once its process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import resource
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+import fr_data
+from fr_data.atomic import atomic_write_text
+from fr_data.config import dump_config, to_dict
+from fr_data.errors import DataError
+from fr_data.mining import centres as ctr
+from fr_data.mining import tables
+from fr_data.mining.config import MiningConfig, validate_config
+from fr_data.mining.difficulty import difficulty_score, split_by_quantile
+from fr_data.mining.duplicates import find_duplicates
+from fr_data.mining.inputs import (Embeddings, Validity, check_recorded_hash, file_sha256, iter_chunks,
+                                   open_embeddings, read_rows, validity_from_masks)
+from fr_data.mining.knnfn import KnnFn, default_knn
+from fr_data.mining.neighbours import (CandidateNeighbours, TopK, class_pass, exact_neighbours,
+                                       visitors_by_class)
+from fr_data.mining.noise import knn_vote, suspects
+from fr_data.mining.pairs import PositiveExtremes, hard_negatives, mine_pairs
+from fr_data.mining.quality import (SddCollector, certainty_ratio, instance_fpr, sdd_scores,
+                                    unified_threshold)
+
+log = logging.getLogger(__name__)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set of this process in MB (VmHWM; ru_maxrss where /proc is missing, which on Linux
+    also remembers the pre-exec image of a forked parent)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class StageTimer:
+    """Wall time and peak RSS after each stage."""
+
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        rss = peak_rss_mb()
+        self.stages[name] = {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(rss, 1)}
+        log.info("stage %-14s %8.2f s  peak RSS %.0f MB", name, self.stages[name]["wall_s"], rss)
+
+
+@dataclass
+class Geometry:
+    """Results of stages 1-2 (class ids, not labels)."""
+
+    cindex: ctr.ClassIndex
+    centres: ctr.Centres
+    validity: Validity
+    center_cos: np.ndarray
+    nearest_other: np.ndarray
+    nearest_other_cos: np.ndarray
+    candidates: np.ndarray
+    negatives: np.ndarray
+    class_nearest: np.ndarray
+    class_nearest_cos: np.ndarray
+
+
+def centre_stage(emb: Embeddings, cfg: MiningConfig) -> tuple[ctr.ClassIndex, ctr.Centres, Validity]:
+    """Stage 1: class sums, centres and vector validity."""
+    uniq, of_sample = np.unique(emb.labels, return_inverse=True)
+    sums, ok, finite = ctr.accumulate_sums(emb.vectors, of_sample.astype(np.int32), len(uniq),
+                                           cfg.neighbours.chunk_rows)
+    cindex = ctr.build_class_index(emb.labels, ok)
+    centres = ctr.make_centres(sums, cindex.counts)
+    return cindex, centres, validity_from_masks(ok, finite)
+
+
+def search_stage(emb: Embeddings, cindex: ctr.ClassIndex, centres: ctr.Centres, validity: Validity,
+                 cfg: MiningConfig, knn: KnnFn) -> Geometry:
+    """Stage 2: every valid sample against all class centres, in chunks; centre-to-centre neighbours."""
+    n, nc = emb.n, cfg.neighbours
+    k = max(1, min(nc.centre_k, len(centres.active) - 1))
+    center_cos = np.full(n, np.nan, dtype=np.float32)
+    nearest = np.full(n, -1, dtype=np.int64)
+    nearest_cos = np.full(n, np.nan, dtype=np.float32)
+    candidates = np.full((n, nc.candidate_classes), -1, dtype=np.int64)
+    negatives = np.full((n, k), np.nan, dtype=np.float32)
+    for chunk in iter_chunks(emb.vectors, nc.chunk_rows):
+        rows = chunk.start + np.flatnonzero(chunk.ok)
+        if len(rows) == 0:
+            continue
+        x = chunk.x if chunk.ok.all() else chunk.x[chunk.ok]
+        own = cindex.of_sample[rows]
+        center_cos[rows] = centres.leave_one_out(x, own)
+        if len(centres.active) < 2:
+            continue
+        hits = ctr.search_centres(x, own, centres, k, nc.candidate_classes, knn)
+        nearest[rows], nearest_cos[rows] = hits.nearest_other, hits.nearest_other_cos
+        candidates[rows, :hits.candidates.shape[1]] = hits.candidates
+        negatives[rows, :hits.negatives.shape[1]] = hits.negatives
+    cls_near, cls_cos = ctr.nearest_classes(centres, knn)
+    return Geometry(cindex, centres, validity, center_cos, nearest, nearest_cos, candidates, negatives,
+                    cls_near, cls_cos)
+
+
+def reference_set(geo: Geometry, size: int, seed: int) -> np.ndarray:
+    """A fixed random sample of valid rows (sorted) for the SDD-FIQA negatives."""
+    valid = np.flatnonzero(geo.validity.ok)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(valid, size=min(size, len(valid)), replace=False))
+
+
+def class_stage(emb: Embeddings, geo: Geometry, cfg: MiningConfig,
+                knn: KnnFn) -> tuple[TopK, np.ndarray, PositiveExtremes, str]:
+    """Stage 3: class-major pass (SDD-FIQA, positive extremes) and the sample k-NN graph."""
+    n, q = emb.n, cfg.quality
+    ref = reference_set(geo, q.sdd_reference, cfg.seed)
+    sdd = SddCollector(n, read_rows(emb.vectors, ref), geo.cindex.of_sample[ref], q.sdd_samples,
+                       q.sdd_rounds, cfg.seed + 1)
+    ext = PositiveExtremes(n, cfg.duplicates.cos)
+    valid_rows = np.flatnonzero(geo.validity.ok)
+    visitors: list[Any] = [sdd, ext]
+    if len(valid_rows) <= cfg.neighbours.exact_max_n:
+        strategy = "exact"
+        class_pass(emb.vectors, geo.cindex, visitors)
+        topk = exact_neighbours(emb.vectors, valid_rows, cfg.neighbours.k, knn)
+    else:
+        strategy = "candidates"
+        cand = CandidateNeighbours(emb.vectors, n, cfg.neighbours.k,
+                                   visitors_by_class(geo.candidates, geo.cindex.num_classes))
+        class_pass(emb.vectors, geo.cindex, [cand, *visitors])
+        topk = cand.topk
+    return topk, sdd.raw, ext, strategy
+
+
+@dataclass
+class Findings:
+    """Per-sample results of stage 4 plus the run-level numbers behind them."""
+
+    cols: dict[str, np.ndarray]
+    class_of: np.ndarray
+    eligible: np.ndarray
+    threshold: Any
+    topk: TopK
+    extremes: PositiveExtremes
+    strategy: str
+    same_person: np.ndarray
+
+
+def finalise_stage(emb: Embeddings, geo: Geometry, topk: TopK, sdd_raw: np.ndarray, ext: PositiveExtremes,
+                   strategy: str, cfg: MiningConfig) -> Findings:
+    """Stage 4: vote, suspects, duplicates, quality, instance FPR, difficulty and split."""
+    class_of, ok = geo.cindex.of_sample, geo.validity.ok
+    margin = (geo.center_cos - geo.nearest_other_cos).astype(np.float32)
+    vote = knn_vote(topk.ids, class_of)
+    partner = same_person(geo, cfg)
+    suspect = suspects(vote, class_of, margin, cfg.noise.vote_min, cfg.noise.margin_max, partner) & ok
+    dups = find_duplicates(topk.ids, topk.sims, cfg.duplicates.cos, geo.center_cos)
+    num_other = max(len(geo.centres.active) - 1, 0)
+    thr = unified_threshold(geo.negatives, num_other, cfg.quality.target_fpr)
+    quality_cr = certainty_ratio(geo.center_cos, geo.nearest_other_cos, cfg.quality.cr_eps)
+    difficulty = difficulty_score(quality_cr)
+    split = split_by_quantile(difficulty, ok & ~suspect, cfg.difficulty.easy_fraction,
+                              cfg.difficulty.hard_fraction)
+    cols = {
+        "center_cos": geo.center_cos, "nearest_other": geo.nearest_other,
+        "nearest_other_cos": geo.nearest_other_cos, "margin": margin, "knn_agreement": vote.agreement,
+        "suspect_mislabel": suspect, "suspected": np.where(suspect, vote.winner, -1),
+        "duplicate_of": dups.of, "duplicate_cos": dups.cos, "duplicate_kind": dups.kinds(class_of),
+        "quality_sdd": sdd_scores(sdd_raw),
+        "quality_cr": quality_cr,
+        "instance_fpr": instance_fpr(geo.negatives, thr.value, num_other),
+        "difficulty": difficulty, "split": split, "vote_winner": vote.winner, "vote_share": vote.winner_share,
+    }
+    eligible = ok & ~suspect & (dups.of < 0)
+    return Findings(cols, class_of, eligible, thr, topk, ext, strategy, partner)
+
+
+def same_person(geo: Geometry, cfg: MiningConfig) -> np.ndarray:
+    """Per class id, its merge-candidate partner (nearest class when flagged) or -1."""
+    merge = ctr.merge_candidates(geo.class_nearest_cos, cfg.classes.merge_cos)
+    return np.where(merge, geo.class_nearest, -1)
+
+
+def mined_pairs(geo: Geometry, f: Findings, cfg: MiningConfig) -> Any:
+    """Pairs of the three kinds, skipping merge-candidate class pairs for hard negatives."""
+    neg_id, neg_cos = hard_negatives(f.topk.ids, f.topk.sims, f.eligible, f.class_of, f.same_person)
+    p = cfg.pairs
+    return mine_pairs(f.extremes, neg_id, neg_cos, f.eligible, f.class_of,
+                      (p.easy_pos_per_class, p.hard_pos_per_class, p.hard_neg_per_class))
+
+
+def _remove_stale_runs(target: Path) -> None:
+    for p in target.parent.glob(f"{target.name}.tmp-*"):
+        try:
+            pid = int(p.name.split(".tmp-")[1].split("-")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
+@contextlib.contextmanager
+def run_folder(target: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary sibling folder that becomes ``target`` only if the block succeeds."""
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise DataError(target, "", "run folder already exists; choose a new --out or pass --overwrite")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_runs(target)
+    tmp = target.parent / f"{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if target.exists():
+        old = target.parent / f"{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(target, old)
+    os.rename(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@dataclass
+class MiningResult:
+    """Where the run went and what ``run.json`` says."""
+
+    folder: Path
+    run: dict[str, Any]
+
+
+def _knn_name(knn: KnnFn) -> str:
+    return f"{getattr(knn, '__module__', '?')}.{getattr(knn, '__qualname__', type(knn).__name__)}"
+
+
+def _resolved(path: str | os.PathLike | None) -> str | None:
+    return str(Path(path).resolve()) if path else None
+
+
+def run_info(emb: Embeddings, digest: str, samples: Any, attributes: Any, knn: KnnFn, strategy: str,
+             report: dict[str, Any], cfg: MiningConfig) -> dict[str, Any]:
+    """The ``run.json`` content (also stored as Parquet key-value metadata)."""
+    return {
+        "tool": "hardmine tools/mine_hard.py", "hardmine_version": fr_data.__version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "complete": True,
+        "inputs": {"embeddings": _resolved(emb.folder), "embeddings_sha256": digest, "rows": emb.n,
+                   "dim": int(emb.vectors.shape[1]), "dtype": str(emb.vectors.dtype),
+                   "samples": _resolved(samples), "attributes": _resolved(attributes)},
+        "model": emb.run_info.get("spec", emb.run_info.get("model")), "embedding_run": emb.run_info,
+        "faiss_version": faiss.__version__, "knn": _knn_name(knn), "samples_manifest": _resolved(samples),
+        "neighbour_strategy": strategy, **report, "config": to_dict(cfg),
+    }
+
+
+def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningConfig | None = None, *,
+         samples: str | os.PathLike | None = None, attributes: str | os.PathLike | None = None,
+         knn: KnnFn | None = None, overwrite: bool = False) -> MiningResult:
+    """Mine an embeddings folder into a manifest run folder (see the module docstring).
+
+    Args:
+        embeddings: EMB folder (``embeddings.npy``, ``index.parquet``, optional ``run.json``).
+        out: run folder to create; it must not exist unless ``overwrite``.
+        config: thresholds and sizes (defaults: ``MiningConfig()``).
+        samples: shard manifest ``samples.parquet`` (maps ``source_index`` to sample keys).
+        attributes: attribute table keyed by ``key``, ``source_index`` or ``label``.
+        knn: k-NN function (default ``fr_data.knn.knn_search``).
+        overwrite: replace an existing run folder (only once the new one is complete).
+    """
+    cfg = validate_config(config or MiningConfig())
+    knn = knn or default_knn()
+    if Path(out).exists() and not overwrite:
+        raise DataError(out, "", "run folder already exists; choose a new --out or pass --overwrite")
+    timer = StageTimer()
+    with timer.stage("open"):
+        emb = open_embeddings(embeddings)
+        digest = file_sha256(emb.folder / "embeddings.npy")
+        check_recorded_hash(emb, digest)
+    with run_folder(out, overwrite) as tmp:
+        with timer.stage("centres"):
+            cindex, centres, validity = centre_stage(emb, cfg)
+        with timer.stage("centre_search"):
+            geo = search_stage(emb, cindex, centres, validity, cfg, knn)
+        with timer.stage("class_pass"):
+            topk, sdd_raw, ext, strategy = class_stage(emb, geo, cfg, knn)
+        with timer.stage("finalise"):
+            found = finalise_stage(emb, geo, topk, sdd_raw, ext, strategy, cfg)
+            pairs = mined_pairs(geo, found, cfg)
+        with timer.stage("tables"):
+            built = tables.build(emb, geo, found, pairs, cfg, samples=samples, attributes=attributes)
+        run = run_info(emb, digest, samples, attributes, knn, strategy, built.report, cfg)
+        with timer.stage("write"):
+            tables.write(tmp, built, run)
+            dump_config(cfg, tmp / "config.yaml")
+        run["timings"] = timer.stages
+        atomic_write_text(tmp / "run.json", json.dumps(run, indent=2, default=str))
+    return MiningResult(Path(out), run)

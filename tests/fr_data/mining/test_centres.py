@@ -1,0 +1,95 @@
+"""Class centres, leave-one-out centre cosine, nearest classes, centre search, merge candidates."""
+
+import numpy as np
+
+from fr_data.mining import centres as ctr
+from tests.fr_data.mining.planted import brute_knn
+
+
+def _unit(x):
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_class_index_groups_valid_rows_by_label():
+    labels = np.array([7, 3, 7, 3, 9, 7])
+    ok = np.array([True, True, False, True, True, True])
+    ci = ctr.build_class_index(labels, ok)
+    assert ci.labels.tolist() == [3, 7, 9]
+    assert ci.rows(0).tolist() == [1, 3]
+    assert ci.rows(1).tolist() == [0, 5]
+    assert ci.rows(2).tolist() == [4]
+    assert ci.counts.tolist() == [2, 2, 1]
+    assert ci.of_sample.tolist() == [1, 0, 1, 0, 2, 1]
+
+
+def test_accumulate_sums_matches_numpy_and_flags_bad_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    x = _unit(rng.standard_normal((50, 8)))
+    x[3] = np.nan
+    x[7] = 0.0
+    of = rng.integers(0, 4, 50).astype(np.int32)
+    sums, ok, finite = ctr.accumulate_sums(x.astype(np.float16), of, 4, chunk_rows=16)
+    assert not ok[3] and not ok[7] and ok.sum() == 48
+    assert not finite[3] and finite[7]
+    x64 = x.astype(np.float16).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        x64 /= np.linalg.norm(x64, axis=1, keepdims=True)
+    for c in range(4):
+        rows = (of == c) & ok
+        np.testing.assert_allclose(sums[c], x64[rows].sum(0), atol=1e-5)
+
+
+def test_centres_spread_is_mean_cosine_to_the_centre():
+    x = _unit([[1, 0], [0, 1], [1, 1], [-1, 0.2]])
+    of = np.array([0, 0, 0, 1])
+    sums = np.zeros((2, 2))
+    ctr.add_class_sums(sums, of, x)
+    c = ctr.make_centres(sums, np.array([3, 1]))
+    expect_centre = x[:3].sum(0) / np.linalg.norm(x[:3].sum(0))
+    np.testing.assert_allclose(c.unit[0], expect_centre, atol=1e-6)
+    np.testing.assert_allclose(c.spread[0], (x[:3] @ expect_centre).mean(), atol=1e-6)
+    np.testing.assert_allclose(c.spread[1], 1.0, atol=1e-6)
+    assert c.active.tolist() == [0, 1]
+
+
+def test_leave_one_out_cos_matches_recomputed_centre():
+    rng = np.random.default_rng(1)
+    x = _unit(rng.standard_normal((9, 5)))
+    of = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2])
+    sums = np.zeros((3, 5))
+    ctr.add_class_sums(sums, of, x)
+    c = ctr.make_centres(sums, np.array([6, 2, 1]))
+    got = c.leave_one_out(x, of)
+    for i in range(8):
+        rest = x[(of == of[i]) & (np.arange(9) != i)].astype(np.float64).sum(0)
+        np.testing.assert_allclose(got[i], x[i] @ rest / np.linalg.norm(rest), atol=1e-6)
+    assert np.isnan(got[8])  # a single-image class has no leave-one-out centre
+
+
+def test_own_centre_dot_in_blocks():
+    rng = np.random.default_rng(2)
+    x, unit = rng.standard_normal((10, 3)), rng.standard_normal((4, 3))
+    own = rng.integers(0, 4, 10)
+    np.testing.assert_allclose(ctr.own_centre_dot(x, unit, own, block=3), (x * unit[own]).sum(1))
+
+
+def test_nearest_classes_and_merge_candidates():
+    sums = np.array([[1.0, 0, 0], [0.9, 0.1, 0], [0, 0, 1.0]]) * 4
+    c = ctr.make_centres(sums, np.array([4, 4, 4]))
+    near, cos = ctr.nearest_classes(c, brute_knn)
+    assert near.tolist() == [1, 0, 0]  # class 2 ties at cos 0: smaller id wins
+    assert cos[0] > 0.99 and abs(cos[2]) < 1e-6
+    assert ctr.merge_candidates(cos, 0.5).tolist() == [True, True, False]
+
+
+def test_search_centres_removes_own_class_and_keeps_order():
+    sums = np.eye(4) * 3
+    c = ctr.make_centres(sums, np.array([3, 3, 3, 3]))
+    x = _unit([[1.0, 0.5, 0.2, 0.0], [0.0, 0.1, 1.0, 0.3]])
+    hits = ctr.search_centres(x, np.array([0, 2]), c, k=3, m=2, knn=brute_knn)
+    assert hits.nearest_other.tolist() == [1, 3]
+    assert hits.candidates.tolist() == [[1, 2], [3, 1]]
+    np.testing.assert_allclose(hits.nearest_other_cos, [x[0, 1], x[1, 3]], atol=1e-6)
+    assert hits.negatives.shape == (2, 3)
+    assert np.all(np.diff(hits.negatives, axis=1) <= 0)
