@@ -19,20 +19,20 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from fr_data.errors import ConfigError, DataError
+from fr_data.weights import load_weights
 
 __all__ = ["TORCHSCRIPT_SUFFIXES", "NamedModelFactory", "load_checkpoint", "load_factory",
            "load_torchscript", "resolve_model"]
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".torchscript", ".jit")
 NamedModelFactory = Callable[[str], nn.Module]
-_WRAPPER_KEYS = ("state_dict", "model", "backbone")
 
 
 def resolve_model(spec: str, checkpoint: str | os.PathLike | None = None, *,
@@ -96,33 +96,14 @@ def load_factory(spec: str) -> Callable[[], nn.Module]:
 
 
 def load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike) -> nn.Module:
-    """Load a state-dict file into ``model`` strictly (``torch.load(weights_only=True)``)."""
+    """Load a state-dict file into ``model`` strictly (``torch.load(weights_only=True)``).
+
+    Wrappers (``state_dict``/``model``/``backbone``...) and DDP/compile key prefixes are removed by
+    :func:`fr_data.weights.load_weights`.
+    """
     if not Path(checkpoint).is_file():
         raise ConfigError(f"checkpoint {os.fspath(checkpoint)!r} does not exist")
-    try:
-        raw = torch.load(os.fspath(checkpoint), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... on bad files
-        raise DataError(checkpoint, "", f"not a readable weights-only state dict: {exc}") from exc
-    state = _unwrap_state_dict(raw, checkpoint)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise DataError(checkpoint, "", f"state dict does not match the model: {exc}") from exc
-    return model
-
-
-def _unwrap_state_dict(raw: object, path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Return the tensor mapping inside ``raw``: unwrap one wrapper key and a DDP ``module.`` prefix."""
-    if isinstance(raw, Mapping):
-        for key in _WRAPPER_KEYS:
-            if key in raw and isinstance(raw[key], Mapping):
-                raw = raw[key]
-                break
-    if not isinstance(raw, Mapping) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        raise DataError(path, "", "expected a state dict (a mapping of parameter names to tensors)")
-    if raw and all(k.startswith("module.") for k in raw):
-        return {k[len("module."):]: v for k, v in raw.items()}
-    return dict(raw)
+    return load_weights(model, checkpoint, strict=True)
 
 
 def _call_factory(factory: Callable[[], nn.Module], spec: str) -> nn.Module:
