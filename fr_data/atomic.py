@@ -27,6 +27,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         _fsync_file(tmp_path)
+        os.chmod(tmp_path, _default_mode())  # mkstemp makes 0600; give the usual umask-based mode
         os.replace(tmp_path, target)
         _fsync_dir(target.parent)
     except BaseException:
@@ -63,6 +64,12 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
     return stale
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fsync_file(path: Path) -> None:

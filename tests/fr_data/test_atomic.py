@@ -36,3 +36,13 @@ def test_remove_stale_temps(tmp_path):
     gone = remove_stale_temps(tmp_path)
     assert [p.name for p in gone] == [".x.parquet.tmp-abc"]
     assert [p.name for p in tmp_path.iterdir()] == ["keep.parquet"]
+
+
+def test_written_file_gets_umask_mode_not_0600(tmp_path):
+    import os
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "m.txt", "x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "m.txt").stat().st_mode & 0o777 == 0o644
