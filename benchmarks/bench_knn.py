@@ -42,8 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--backend", default="faiss-cpu", help="knn backend registry name")
-    p.add_argument("--threads", type=int, default=1,
-                   help="faiss OpenMP threads for the k-selection (BLAS keeps its own threads)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="faiss OpenMP threads (0 = the process default, all cores; faiss-cpu's OpenBLAS is "
+                        "the OpenMP build, so this also sets its GEMM threads)")
     p.add_argument("--query-chunk", type=int, default=4096, help="query rows per call (one probe each)")
     p.add_argument("--db-chunk", type=int, default=65536)
     p.add_argument("--blas-db-block", type=int, default=2048, help="faiss distance_compute_blas_database_bs")
@@ -212,8 +213,8 @@ def build_backend(args: argparse.Namespace):
         return get_backend("torch", device="cuda" if torch.cuda.is_available() else "cpu")
     if args.backend != "faiss-cpu":
         return get_backend(args.backend)
-    faiss.cvar.distance_compute_blas_query_bs = args.blas_query_block
-    return get_backend("faiss-cpu", threads=args.threads, blas_db_block=args.blas_db_block)
+    return get_backend("faiss-cpu", threads=args.threads or None, blas_db_block=args.blas_db_block,
+                       blas_query_block=args.blas_query_block)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,9 @@
 Builds a synthetic InsightFace ``train.rec`` of ``--size-mb`` megabytes (112x112 JPEGs made with PIL,
 each copy made unique by a random JPEG comment segment, so every payload decodes and hashes
 differently), copies it with ``cp`` (and ``cp`` + ``sync``), then shards it with
-``fr_data.shards.write_shards`` with the full decode check and with the header-only check.
+``fr_data.shards.write_shards`` for each ``--decode-check`` fraction (default: 0 = header parse only,
+the default sampled fraction, and 1 = full PIL decode of every image). Besides wall time it prints
+the CPU seconds per image (this process + its workers), which is steadier on a shared machine.
 
     python benchmarks/bench_shard.py            # 1 GB
     python benchmarks/bench_shard.py --small    # 64 MB, for CI-speed checks
@@ -17,6 +19,7 @@ import argparse
 import io
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -31,7 +34,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fr_data.recordio import write_insightface  # noqa: E402
-from fr_data.shards import ShardOptions, write_shards  # noqa: E402
+from fr_data.shards import DEFAULT_DECODE_CHECK, ShardOptions, write_shards  # noqa: E402
 from fr_data.sources import open_source  # noqa: E402
 
 
@@ -87,18 +90,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="64 MB instead of --size-mb")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--per-shard", type=int, default=10_000)
+    parser.add_argument("--decode-check", type=float, nargs="+", default=[0.0, DEFAULT_DECODE_CHECK, 1.0],
+                        help="decode-check fractions to time (default: 0, the default fraction, 1)")
     parser.add_argument("--tmp", default=None, help="scratch folder (default: a new temp folder)")
     args = parser.parse_args(argv)
     size_mb = 64 if args.small else args.size_mb
     scratch = Path(tempfile.mkdtemp(prefix="bench_shard-", dir=args.tmp))
     try:
-        run(scratch, size_mb, args.workers, args.per_shard)
+        run(scratch, size_mb, args.workers, args.per_shard, args.decode_check)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
-def run(scratch: Path, size_mb: int, workers: int, per_shard: int) -> None:
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run(scratch: Path, size_mb: int, workers: int, per_shard: int, fractions: list[float]) -> None:
     rec_dir = scratch / "rec"
     build = timed(lambda: write_insightface(rec_dir, synthetic_items(size_mb << 20)))
     rec = rec_dir / "train.rec"
@@ -114,12 +125,16 @@ def run(scratch: Path, size_mb: int, workers: int, per_shard: int) -> None:
     (scratch / "copy.rec").unlink()
     print(f"cp:        {cp:7.2f}s  {rec_bytes / cp / 1e6:8.0f} MB/s")
     print(f"cp + sync: {cp_sync:7.2f}s  {rec_bytes / cp_sync / 1e6:8.0f} MB/s")
-    for label, decode in (("shard (full decode check)", True), ("shard (header check only)", False)):
-        out = scratch / f"out-{decode}"
-        options = ShardOptions(per_shard=per_shard, decode_check=decode)
+    print(f"load average before sharding: {os.getloadavg()[0]:.1f}")
+    for fraction in fractions:
+        out = scratch / f"out-{fraction}"
+        options = ShardOptions(per_shard=per_shard, decode_check=fraction)
+        cpu = cpu_seconds()
         wall = timed(lambda: write_shards(open_source(rec_dir), out, options, workers=workers))
-        print(f"{label}: {wall:7.2f}s  {images / wall:8.0f} images/s  {rec_bytes / wall / 1e6:6.0f} MB/s  "
-              f"ratio to cp {wall / cp:5.2f}x (to cp+sync {wall / cp_sync:5.2f}x)")
+        cpu = cpu_seconds() - cpu
+        print(f"shard (decode check {fraction:g}): {wall:7.2f}s  {images / wall:8.0f} images/s  "
+              f"{rec_bytes / wall / 1e6:6.0f} MB/s  ratio to cp {wall / cp:5.2f}x (to cp+sync {wall / cp_sync:5.2f}x)"
+              f"  cpu {cpu / images * 1e6:5.1f} us/image")
         shutil.rmtree(out)
 
 

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from fr_data.errors import DataError
 from fr_data.parquet import read_metadata, read_table, write_table
-from fr_data.tario import BLOCK, _checksum_ok, _header_name, _parse_octal, _pax_path, iter_members
+from fr_data.tario import BLOCK, iter_headers, iter_members
 
 INDEX_FILE = "shard_index.parquet"
 INDEX_VERSION = 1
@@ -69,31 +69,8 @@ def scan_members(path: str | os.PathLike) -> Iterator[Member]:
     Raises:
         DataError: naming the file and byte offset of a corrupt header or a truncated member.
     """
-    size_on_disk = os.path.getsize(path)
-    with open(path, "rb") as stream:
-        offset, first, long_name = 0, None, None
-        while offset + BLOCK <= size_on_disk:
-            block = os.pread(stream.fileno(), BLOCK, offset)
-            if block == b"\0" * BLOCK:
-                return
-            if not _checksum_ok(block):
-                raise DataError(path, f"offset {offset}", "tar header checksum mismatch")
-            size, kind = _parse_octal(block[124:136], os.fspath(path), offset), block[156:157]
-            data_at = offset + BLOCK
-            if data_at + size > size_on_disk:
-                raise DataError(path, f"offset {offset}", f"tar member of {size} bytes runs past the end")
-            first = offset if first is None else first
-            if kind in (b"x", b"L"):
-                data = os.pread(stream.fileno(), size, data_at)
-                long_name = _pax_path(data) if kind == b"x" else data.rstrip(b"\0").decode("utf-8")
-            elif kind in (b"0", b"\0", b"7"):
-                yield Member(long_name or _header_name(block), first, data_at, size)
-                first, long_name = None, None
-            else:
-                first, long_name = None, None
-            offset = data_at + size + (-size % BLOCK)
-    if offset + BLOCK > size_on_disk and offset < size_on_disk:
-        raise DataError(path, f"offset {offset}", "tar archive truncated inside a header")
+    for header in iter_headers(path):
+        yield Member(header.name, header.start, header.offset, header.size)
 
 
 def _split_name(path: Path, name: str) -> tuple[str, str]:

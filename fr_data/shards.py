@@ -31,10 +31,11 @@ import math
 import multiprocessing
 import os
 import shutil
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -46,9 +47,11 @@ from fr_data.errors import ConfigError, DataError
 from fr_data.parquet import ROW_GROUP_SIZE, conform, read_metadata, read_table, write_table
 from fr_data.tario import TarWriter, group_members
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SHARD_PATTERN = "shard-{:06d}.tar"
 DEFAULT_PER_SHARD = 10_000
+DEFAULT_DECODE_CHECK = 1.0  # fraction of samples fully decoded with PIL (the rest: header parse only)
+READ_BATCH = 1024  # records read per batch, in ascending source order (bounds memory per worker)
 TAR_OVERHEAD = 3 * 512 + 2 * 512 + 512  # three headers, small cls/json payloads, average padding
 
 SAMPLES_SCHEMA = pa.schema([
@@ -61,7 +64,9 @@ SAMPLES_SCHEMA = pa.schema([
     pa.field("bytes", pa.int64(), nullable=False),
     pa.field("sha256", pa.string(), nullable=False),
     pa.field("ext", pa.string(), nullable=False),
-    # True: decoded with PIL and the decoded size equals the header size; null: decode check disabled.
+    # True: fully decoded with PIL, the decoded size equals the header size; null: not decoded (only
+    # the header was parsed: the sample is outside the ``decode_check`` fraction). Never False: an
+    # image that fails the check is rejected (or aborts the run).
     pa.field("decoded_ok", pa.bool_(), nullable=True),
 ])
 
@@ -77,12 +82,16 @@ _PNG = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (baseline, progressive, lossless...); C4/C8/CC are DHT/JPG/DAC.
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE = frozenset(range(0xD0, 0xD9)) | {0x01}  # RSTn, SOI, TEM: markers without a length
+_SEGMENT_LENGTH = struct.Struct(">H")
+_SOF_SIZE = struct.Struct(">HH")  # height, width (after the precision byte)
 
 
 # ----------------------------------------------------------------------------------------------- images
-@dataclass(frozen=True)
-class ImageInfo:
-    """What the sharder learns about one image: stored extension, header size, decode check."""
+class ImageInfo(NamedTuple):
+    """What the sharder learns about one image: stored extension, header size, decode check.
+
+    A NamedTuple rather than a frozen dataclass: one is built per image, and this is cheaper.
+    """
 
     ext: str
     width: int
@@ -99,17 +108,17 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
-            continue
-        if marker in _STANDALONE:
+        elif marker in _STANDALONE:
             pos += 2
-            continue
-        if marker in _SOF:
+        elif marker in _SOF:
             if pos + 9 > end:
                 return None
-            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
-        if marker == 0xDA:  # start of scan before any frame header
+            height, width = _SOF_SIZE.unpack_from(data, pos + 5)
+            return width, height
+        elif marker == 0xDA:  # start of scan before any frame header
             return None
-        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        else:
+            pos += 2 + _SEGMENT_LENGTH.unpack_from(data, pos + 2)[0]
     return None
 
 
@@ -163,7 +172,10 @@ class ShardOptions:
         seed: seed of the global permutation.
         multiple_of: round the shard count up to a multiple of this (world_size x loader workers).
         limit: keep only the first ``limit`` samples of the permuted order (a random subset).
-        decode_check: fully decode every image (else only its header is parsed; ``decoded_ok`` null).
+        decode_check: fraction in [0, 1] of samples fully decoded with PIL (True = 1, False = 0). Every
+            image's JPEG/PNG header is parsed for its size; the decoded ones must also decode to that
+            size. The sample at position ``p`` of the global order is decoded when
+            ``floor((p + 1) * f) > floor(p * f)``: evenly spread and independent of the worker count.
         skip_corrupt: record bad records in ``rejected.parquet`` and go on, instead of aborting.
     """
 
@@ -172,10 +184,13 @@ class ShardOptions:
     seed: int = 0
     multiple_of: int = 1
     limit: int | None = None
-    decode_check: bool = True
+    decode_check: float = DEFAULT_DECODE_CHECK
     skip_corrupt: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "decode_check", float(self.decode_check))
+        if not 0.0 <= self.decode_check <= 1.0:
+            raise ConfigError(f"decode_check is a fraction in [0, 1], got {self.decode_check}")
         if self.per_shard is not None and self.shard_bytes is not None:
             raise ConfigError("give per_shard or shard_bytes, not both")
         for name in ("per_shard", "shard_bytes", "multiple_of", "limit"):
@@ -197,7 +212,7 @@ class ShardPlan:
     num_samples: int
     num_shards: int
     key_width: int
-    decode_check: bool
+    decode_check: float
     format_version: int = FORMAT_VERSION
 
     def fingerprint(self) -> str:
@@ -215,6 +230,11 @@ class ShardPlan:
 
     def key(self, source_index: int) -> str:
         return f"{source_index:0{self.key_width}d}"
+
+    def decoded(self, start: int, stop: int) -> list[bool]:
+        """Which positions in ``[start, stop)`` of the global order get the full decode check."""
+        positions = np.arange(start, stop + 1, dtype=np.float64) * self.decode_check
+        return (np.diff(np.floor(positions)) > 0).tolist()
 
 
 def permuted_order(indices: np.ndarray, seed: int, limit: int | None) -> np.ndarray:
@@ -287,14 +307,6 @@ def _part_paths(out: Path, name: str) -> tuple[Path, Path]:
     return _parts(out) / f"{stem}.samples.parquet", _parts(out) / f"{stem}.rejected.parquet"
 
 
-def _sample_entries(key: str, label: int, data: bytes, index: int, info: ImageInfo) -> list[tuple[str, bytes]]:
-    # Same bytes as json.dumps(..., sort_keys=True, separators=(",", ":")), without its per-call cost.
-    meta = f'{{"height":{info.height},"source_index":{index},"width":{info.width}}}'
-    entries = [(f"{key}.cls", str(label).encode("ascii")), (f"{key}.{info.ext}", data),
-               (f"{key}.json", meta.encode("ascii"))]
-    return sorted(entries)
-
-
 def record_file(source: Any, index: int) -> tuple[Path, str]:
     """The file holding record ``index`` and its locator there, for error messages.
 
@@ -305,49 +317,102 @@ def record_file(source: Any, index: int) -> tuple[Path, str]:
     return Path(getattr(source, "rec_path", source.path)), f"key {index}"
 
 
-def _read_checked(job: _Job, index: int) -> tuple[Any, ImageInfo]:
-    record = job.source.read(index)
+def read_batch(source: Any, indices: list[int]) -> list[Any]:
+    """``source.read`` of each index, as a record or the :class:`DataError` it raised, in input order.
+
+    The reads themselves go in ascending index order (file order for RecordIO and image folders),
+    so a shuffled shard is read as sequentially as the source allows.
+    """
+    results: list[Any] = [None] * len(indices)
+    for pos in sorted(range(len(indices)), key=indices.__getitem__):
+        try:
+            results[pos] = source.read(indices[pos])
+        except DataError as exc:
+            results[pos] = exc
+    return results
+
+
+def _checked(job: _Job, index: int, record: Any, decode: bool) -> ImageInfo | DataError:
+    """The image info of a read record, or the DataError (file + locator) of a bad read or image."""
+    if isinstance(record, DataError):
+        return record
     try:
-        info = inspect_image(record.data, "", "", job.plan.decode_check)
+        return inspect_image(record.data, "", "", decode)
     except DataError as exc:
-        raise DataError(*record_file(job.source, index), exc.reason) from None
-    return record, info
+        return DataError(*record_file(job.source, index), exc.reason)
+
+
+def _inspected(job: _Job, indices: list[int], decoded: list[bool]) -> Iterator[tuple[int, Any, Any]]:
+    """``(index, record, ImageInfo or DataError)`` per index, in order.
+
+    Reads :data:`READ_BATCH` records at a time, in source order (bounded memory per worker).
+    """
+    for first in range(0, len(indices), READ_BATCH):
+        batch = indices[first:first + READ_BATCH]
+        for pos, (index, record) in enumerate(zip(batch, read_batch(job.source, batch)), start=first):
+            yield index, record, _checked(job, index, record, decoded[pos])
+
+
+class _ShardColumns:
+    """The manifest columns of one shard, collected as plain lists and turned into one table."""
+
+    def __init__(self) -> None:
+        self.names = ("key", "label", "source_index", "width", "height", "bytes", "sha256", "ext", "decoded_ok")
+        self.columns: dict[str, list] = {name: [] for name in self.names}
+        self._appenders = [self.columns[name].append for name in self.names]
+
+    def add(self, *values: Any) -> None:
+        """Append one row, values in the order of :attr:`names`."""
+        for append, value in zip(self._appenders, values):
+            append(value)
+
+    def table(self, shard: str) -> pa.Table:
+        count = len(self.columns["key"])
+        return pa.table({**self.columns, "shard": [shard] * count}, schema=SAMPLES_SCHEMA)
+
+
+def _tar_members(label: int, data: bytes, index: int, info: ImageInfo) -> list[tuple[str, bytes]]:
+    """A sample's ``(ext, data)`` members in name order (``cls`` < ``jpg`` < ``json`` < ``png``)."""
+    # Same bytes as json.dumps(..., sort_keys=True, separators=(",", ":")), without its per-call cost.
+    meta = b'{"height":%d,"source_index":%d,"width":%d}' % (info.height, index, info.width)
+    if info.ext < "json":
+        return [("cls", b"%d" % label), (info.ext, data), ("json", meta)]
+    return [("cls", b"%d" % label), ("json", meta), (info.ext, data)]
 
 
 def write_shard(job: _Job, shard_id: int) -> ShardRecord:
-    """Write shard ``shard_id`` (tar, then rejected rows, then sample rows as the 'done' marker)."""
+    """Write shard ``shard_id`` (tar, then rejected rows, then sample rows as the 'done' marker).
+
+    Records are read in batches in source order and written in the shuffled order; the manifest
+    columns are collected as lists and become one Parquet table per shard.
+    """
     plan, name = job.plan, job.plan.shard_name(shard_id)
     start, stop = plan.bounds(shard_id)
-    rows: dict[str, list] = {f.name: [] for f in SAMPLES_SCHEMA}
+    indices, decoded = job.order[start:stop].tolist(), plan.decoded(start, stop)
+    rows = _ShardColumns()
     rejected: dict[str, list] = {f.name: [] for f in REJECTED_SCHEMA}
-    with atomic_path(job.out / name) as tmp, open(tmp, "wb", buffering=1 << 20) as stream:
+    key_format = f"%0{plan.key_width}d"
+    with atomic_path(job.out / name) as tmp, open(tmp, "wb") as stream:
         writer = TarWriter(stream)
-        for index in job.order[start:stop].tolist():
-            try:
-                record, info = _read_checked(job, index)
-            except DataError as exc:
+        for index, record, info in _inspected(job, indices, decoded):
+            if isinstance(info, DataError):
                 if not job.skip_corrupt:
-                    raise
-                _append(rejected, source=exc.path, index=index, shard=name, where=exc.where, reason=exc.reason)
+                    raise info
+                for column, value in zip(REJECTED_SCHEMA.names, (info.path, index, name, info.where, info.reason)):
+                    rejected[column].append(value)
                 continue
-            key = plan.key(index)
-            writer.add_many(_sample_entries(key, record.label, record.data, index, info))
-            _append(rows, key=key, label=record.label, shard=name, source_index=index, width=info.width,
-                    height=info.height, bytes=len(record.data), ext=info.ext, decoded_ok=info.decoded_ok,
-                    sha256=hashlib.sha256(record.data).hexdigest())
+            key, data = key_format % index, record.data
+            writer.add_sample(key, _tar_members(record.label, data, index, info))
+            rows.add(key, record.label, index, info.width, info.height, len(data),
+                     hashlib.sha256(data).hexdigest(), info.ext, info.decoded_ok)
         digest = writer.finish()
         size = writer.size
-    result = ShardRecord(name, len(rows["key"]), size, digest, len(rejected["index"]))
+    samples = rows.table(name)
+    result = ShardRecord(name, samples.num_rows, size, digest, len(rejected["index"]))
     samples_part, rejected_part = _part_paths(job.out, name)
     write_table(pa.table(rejected, schema=REJECTED_SCHEMA), rejected_part, REJECTED_SCHEMA)
-    write_table(pa.table(rows, schema=SAMPLES_SCHEMA), samples_part, SAMPLES_SCHEMA,
-                metadata={"shard": dataclasses.asdict(result)})
+    write_table(samples, samples_part, SAMPLES_SCHEMA, metadata={"shard": dataclasses.asdict(result)})
     return result
-
-
-def _append(columns: dict[str, list], **values: Any) -> None:
-    for name, value in values.items():
-        columns[name].append(value)
 
 
 def finished_shard(out: Path, name: str) -> ShardRecord | None:

@@ -13,9 +13,11 @@ prefix 155, padding 12).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from fr_data.errors import DataError
@@ -45,21 +47,53 @@ def _template() -> tuple[bytes, int]:
 _TEMPLATE, _TEMPLATE_SUM = _template()
 
 
+_HEAD_MODE_IDS = _TEMPLATE[100:124]  # mode, uid, gid
+_HEAD_MTIME = _TEMPLATE[136:148]
+_HEAD_TAIL = _TEMPLATE[156:]  # typeflag, linkname, magic, version, names, devices, prefix, padding
+_NULS = b"\0" * BLOCK
+FLUSH_BYTES = 1 << 20  # TarWriter buffers this much before one write + one hash update
+
+
+def _header(raw: bytes, size: int) -> bytes:
+    """Header of a regular file whose encoded name ``raw`` (<= 100 bytes) holds ``size`` bytes."""
+    size_field = b"%011o\0" % size
+    checksum = b"%06o\0 " % (_TEMPLATE_SUM + sum(raw) + sum(size_field))
+    return b"".join((raw, _NULS[len(raw):100], _HEAD_MODE_IDS, size_field, _HEAD_MTIME, checksum, _HEAD_TAIL))
+
+
+_SIZE_SUMS = [sum(b"%011o" % size) for size in range(4096)]  # byte sums of small size fields
+
+
+@functools.cache
+def _member_format(ext: str, stem_length: int) -> tuple[bytes, int, bytes | None]:
+    """``(encoded ext, its byte sum, header format)`` for names ``STEM.EXT`` (format None: too long).
+
+    The format is the whole header as a ``bytes %`` template taking the stem and extension
+    (``%s%s``), the size (``%011o``) and the checksum (``%06o``); the fixed fields hold no ``%`` byte.
+    """
+    raw = ext.encode("utf-8")
+    name_length = stem_length + len(raw)
+    if name_length > 100:
+        return raw, sum(raw), None
+    header_format = (b"%s%s" + _NULS[name_length:100] + _HEAD_MODE_IDS + b"%011o\0" + _HEAD_MTIME
+                     + b"%06o\0 " + _HEAD_TAIL)
+    return raw, sum(raw), header_format
+
+
 def ustar_header(name: str, size: int) -> bytes:
     """The 512-byte ustar header of a regular file ``name`` holding ``size`` bytes (fixed metadata)."""
     raw = name.encode("utf-8")
     if len(raw) > 100 or size >= 8 ** 11:
         raise ValueError(f"tar member {name!r} of {size} bytes does not fit a ustar header")
-    size_field = b"%011o\0" % size
-    header = bytearray(_TEMPLATE)
-    header[:len(raw)] = raw
-    header[124:136] = size_field
-    header[148:156] = b"%06o\0 " % (_TEMPLATE_SUM + sum(raw) + sum(size_field))
-    return bytes(header)
+    return _header(raw, size)
 
 
 class TarWriter:
     """Write regular-file members to a binary stream, hashing everything written (sha256).
+
+    Members are buffered and written (and hashed) in blocks of about :data:`FLUSH_BYTES`, so the
+    per-member cost is a few list appends; :meth:`finish` writes what is left. Nothing is
+    guaranteed to be on the stream before :meth:`finish` (or :meth:`flush`) is called.
 
     Args:
         stream: an open, writable binary file.
@@ -68,29 +102,68 @@ class TarWriter:
     def __init__(self, stream: BinaryIO):
         self._stream = stream
         self._hash = hashlib.sha256()
+        self._parts: list[bytes] = []
+        self._pending = 0
         self.size = 0
 
-    def _put(self, data: bytes) -> None:
-        self._stream.write(data)
-        self._hash.update(data)
-        self.size += len(data)
+    def _queue(self, parts: list[bytes], nbytes: int) -> None:
+        self._parts += parts
+        self._pending += nbytes
+        self.size += nbytes
+        if self._pending >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write and hash the buffered members."""
+        if self._parts:
+            data = b"".join(self._parts)
+            self._stream.write(data)
+            self._hash.update(data)
+            self._parts.clear()
+            self._pending = 0
 
     def add(self, name: str, data: bytes) -> None:
         """Append the member ``name`` with contents ``data``."""
-        pad = -len(data) % BLOCK
-        self._put(ustar_header(name, len(data)) + data + b"\0" * pad)
+        self.add_many([(name, data)])
 
     def add_many(self, members: list[tuple[str, bytes]]) -> None:
-        """Append several ``(name, data)`` members with a single write."""
-        parts = []
+        """Append several ``(name, data)`` members."""
+        parts, nbytes = [], 0
         for name, data in members:
-            parts += (ustar_header(name, len(data)), data, b"\0" * (-len(data) % BLOCK))
-        self._put(b"".join(parts))
+            size = len(data)
+            pad = -size % BLOCK
+            parts += (ustar_header(name, size), data, _NULS[:pad])
+            nbytes += BLOCK + size + pad
+        self._queue(parts, nbytes)
+
+    def add_sample(self, key: str, members: list[tuple[str, bytes]]) -> None:
+        """Append one sample's members ``KEY.EXT``, given as ``(ext, data)`` pairs in archive order.
+
+        Byte-identical to :meth:`add_many` with the full names, but each header is one formatting
+        call on a cached per-extension template (the shard writer's hot path).
+        """
+        stem = key.encode("utf-8") + b"."
+        base, parts, nbytes = _TEMPLATE_SUM + sum(stem), [], 0
+        for ext, data in members:
+            raw_ext, ext_sum, header_format = _member_format(ext, len(stem))
+            size = len(data)
+            if header_format is None or size >= 4096:
+                if header_format is None or size >= 8 ** 11:
+                    return self.add_many([(f"{key}.{e}", d) for e, d in members])  # raises the usual error
+                checksum = base + ext_sum + sum(b"%011o" % size)
+            else:
+                checksum = base + ext_sum + _SIZE_SUMS[size]
+            pad = -size % BLOCK
+            parts += (header_format % (stem, raw_ext, size, checksum), data, _NULS[:pad])
+            nbytes += BLOCK + size + pad
+        self._queue(parts, nbytes)
 
     def finish(self) -> str:
         """Write the end-of-archive marker and record padding; return the archive's sha256 hex digest."""
         end = 2 * BLOCK
-        self._put(b"\0" * (end + (-(self.size + end) % RECORD)))
+        tail = end + (-(self.size + end) % RECORD)
+        self._queue([b"\0" * tail], tail)
+        self.flush()
         return self._hash.hexdigest()
 
 
@@ -126,11 +199,79 @@ def _pax_path(data: bytes) -> str | None:
     return None
 
 
+def _header_name(block: bytes) -> str:
+    name = block[:100].split(b"\0", 1)[0]
+    if block[257:262] == b"ustar":
+        prefix = block[345:500].split(b"\0", 1)[0]
+        if prefix:
+            name = prefix + b"/" + name
+    return name.decode("utf-8")
+
+
+def _parse_block(block: bytes, path: str, offset: int) -> tuple[bytes, int]:
+    """``(typeflag, size)`` of a checked header block at ``offset``."""
+    if not _checksum_ok(block):
+        raise DataError(path, f"offset {offset}", "tar header checksum mismatch")
+    return block[156:157], _parse_octal(block[124:136], path, offset)
+
+
+def _long_name(kind: bytes, data: bytes) -> str | None:
+    """The member name carried by a pax (``x``) or GNU long-name (``L``) record."""
+    return _pax_path(data) if kind == b"x" else data.rstrip(b"\0").decode("utf-8")
+
+
 def _read_exact(stream: BinaryIO, n: int, path: str, offset: int) -> bytes:
     data = stream.read(n)
     if len(data) != n:
         raise DataError(path, f"offset {offset}", f"tar archive truncated (wanted {n} bytes, got {len(data)})")
     return data
+
+
+@dataclass(frozen=True)
+class MemberHeader:
+    """Where a regular file lies in a tar.
+
+    Attributes:
+        name: the member name (pax / GNU long names resolved).
+        start: offset of its first header (the pax/long-name header when there is one).
+        offset: offset of its data.
+        size: data size in bytes (the data is padded to a multiple of :data:`BLOCK`).
+    """
+
+    name: str
+    start: int
+    offset: int
+    size: int
+
+
+def iter_headers(path: str | os.PathLike) -> Iterator[MemberHeader]:
+    """Walk a tar file's headers and yield its regular members, skipping their data with seeks.
+
+    Raises:
+        DataError: naming ``path`` and the byte offset of a corrupt header or of a member that runs
+            past the end of the file.
+    """
+    where, size_on_disk = os.fspath(path), os.path.getsize(path)
+    with open(path, "rb") as stream:
+        fd, offset, first, long_name = stream.fileno(), 0, None, None
+        while offset + BLOCK <= size_on_disk:
+            block = os.pread(fd, BLOCK, offset)
+            if block == _NULS:
+                return
+            kind, size = _parse_block(block, where, offset)
+            data_at = offset + BLOCK
+            if data_at + size > size_on_disk:
+                raise DataError(path, f"offset {offset}", f"tar member of {size} bytes runs past the end")
+            first = offset if first is None else first
+            if kind in (b"x", b"L"):
+                long_name = _long_name(kind, os.pread(fd, size, data_at))
+            else:
+                if kind in _REGULAR:
+                    yield MemberHeader(long_name or _header_name(block), first, data_at, size)
+                first, long_name = None, None
+            offset = data_at + size + (-size % BLOCK)
+    if offset < size_on_disk:
+        raise DataError(path, f"offset {offset}", "tar archive truncated inside a header")
 
 
 def iter_members(stream: BinaryIO, path: str | os.PathLike = "<stream>") -> Iterator[tuple[str, bytes]]:
@@ -143,18 +284,15 @@ def iter_members(stream: BinaryIO, path: str | os.PathLike = "<stream>") -> Iter
     offset, long_name = 0, None
     while True:
         block = stream.read(BLOCK)
-        if len(block) < BLOCK or block == b"\0" * BLOCK:
+        if len(block) < BLOCK or block == _NULS:
             if block and len(block) < BLOCK:
                 raise DataError(path, f"offset {offset}", "tar archive truncated inside a header")
             return
-        if not _checksum_ok(block):
-            raise DataError(path, f"offset {offset}", "tar header checksum mismatch")
-        size = _parse_octal(block[124:136], path, offset)
-        kind = block[156:157]
+        kind, size = _parse_block(block, path, offset)
         data = _read_exact(stream, size, path, offset + BLOCK)
         stream.read(-size % BLOCK)
         if kind in (b"x", b"L"):
-            long_name = _pax_path(data) if kind == b"x" else data.rstrip(b"\0").decode("utf-8")
+            long_name = _long_name(kind, data)
         elif kind in _REGULAR:
             name = long_name or _header_name(block)
             long_name = None
@@ -164,15 +302,6 @@ def iter_members(stream: BinaryIO, path: str | os.PathLike = "<stream>") -> Iter
         else:
             raise DataError(path, f"offset {offset}", f"unsupported tar member type {kind!r}")
         offset += BLOCK + size + (-size % BLOCK)
-
-
-def _header_name(block: bytes) -> str:
-    name = block[:100].split(b"\0", 1)[0]
-    if block[257:262] == b"ustar":
-        prefix = block[345:500].split(b"\0", 1)[0]
-        if prefix:
-            name = prefix + b"/" + name
-    return name.decode("utf-8")
 
 
 def group_members(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, bytes]]]:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fr_data.errors import ConfigError, DataError  # noqa: E402
-from fr_data.shards import ShardOptions, ShardRun, write_shards  # noqa: E402
+from fr_data.shards import DEFAULT_DECODE_CHECK, ShardOptions, ShardRun, write_shards  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,15 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DataLoader workers per rank; shard count becomes a multiple of world-size x this")
     parser.add_argument("--skip-corrupt", action="store_true",
                         help="record bad records in OUT/rejected.parquet and continue instead of aborting")
-    parser.add_argument("--no-decode-check", action="store_true",
-                        help="only parse image headers instead of fully decoding every image")
+    check = parser.add_mutually_exclusive_group()
+    check.add_argument("--decode-check", type=float, default=DEFAULT_DECODE_CHECK, metavar="FRACTION",
+                       help="fraction of images fully decoded with PIL (1 = every image; default "
+                            f"{DEFAULT_DECODE_CHECK}); every image's header is parsed for its size")
+    check.add_argument("--no-decode-check", dest="decode_check", action="store_const", const=0.0,
+                       help="same as --decode-check 0: parse image headers only")
     return parser
 
 
 def _options(args: argparse.Namespace) -> ShardOptions:
     return ShardOptions(per_shard=args.per_shard, shard_bytes=args.shard_bytes, seed=args.seed,
                         multiple_of=args.world_size * args.loader_workers, limit=args.limit,
-                        decode_check=not args.no_decode_check, skip_corrupt=args.skip_corrupt)
+                        decode_check=args.decode_check, skip_corrupt=args.skip_corrupt)
 
 
 def _print_summary(run: ShardRun) -> None:

@@ -16,6 +16,7 @@ from fr_data.knn.backends import (
     TorchBackend,
     default_backend,
     get_backend,
+    tuned_backend,
 )
 from fr_data.knn.ivf import IvfSearcher, measure_recall
 from fr_data.knn.search import knn_search
@@ -24,5 +25,5 @@ from fr_data.knn.topk import KnnResult, canonical_topk, merge_topk
 __all__ = [
     "BACKENDS", "BaseBackend", "FaissCpuBackend", "FaissGpuBackend", "IvfSearcher", "KnnBackend",
     "KnnResult", "NumpyBackend", "PreparedChunk", "TorchBackend", "canonical_topk", "default_backend",
-    "get_backend", "knn_search", "measure_recall", "merge_topk",
+    "get_backend", "knn_search", "measure_recall", "merge_topk", "tuned_backend",
 ]

@@ -13,6 +13,7 @@ float32 re-scoring, or CPU float32). ``default_backend()`` picks faiss-gpu > tor
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -116,25 +117,62 @@ class FaissCpuBackend(BaseBackend):
         query_chunk: query rows per call.
         db_chunk: database rows per chunk (float32, so 65536 x 512 = 128 MiB).
         blas_db_block: faiss's internal database block per GEMM
-            (``faiss.cvar.distance_compute_blas_database_bs``; process-wide); None keeps it.
+            (``faiss.cvar.distance_compute_blas_database_bs``); None keeps it.
+        blas_query_block: faiss's internal query block per GEMM
+            (``faiss.cvar.distance_compute_blas_query_bs``); None keeps it.
+
+    The three faiss settings are process-wide: each search sets them and restores the previous values
+    afterwards (``faiss_settings``), so a tuned backend leaves other faiss users untouched.
     """
 
     name = "faiss-cpu"
 
     def __init__(self, threads: int | None = None, query_chunk: int = 16384, db_chunk: int = 65536,
-                 blas_db_block: int | None = None):
+                 blas_db_block: int | None = None, blas_query_block: int | None = None):
         self.threads, self.query_chunk, self.db_chunk = threads, query_chunk, db_chunk
-        self.blas_db_block = blas_db_block
+        self.blas_db_block, self.blas_query_block = blas_db_block, blas_query_block
+
+    @classmethod
+    def tuned(cls) -> FaissCpuBackend:
+        """The settings measured fastest for small-k search on CPU (k = 33, D = 512).
+
+        BLAS blocks of 4096 queries x 2048 database rows (faiss's defaults are 4096 x 1024) and
+        faiss's OpenMP threads left at the process default (all cores: faiss-cpu's OpenBLAS is the
+        OpenMP build, so one OpenMP thread would also make its GEMM single-threaded). Measured on the
+        2-core development machine against 50,000 centres: 93% of numpy's float32 GEMM rate, against
+        79% with faiss's defaults and ~40% with one thread (at 5,000 centres: 76% / 71% / 38%).
+        """
+        return cls(threads=None, query_chunk=16384, blas_db_block=2048, blas_query_block=4096)
 
     def _search(self, q: np.ndarray, chunk: PreparedChunk, k: int) -> tuple[np.ndarray, np.ndarray]:
         import faiss
 
-        if self.threads:
-            faiss.omp_set_num_threads(self.threads)
-        if self.blas_db_block:
-            faiss.cvar.distance_compute_blas_database_bs = self.blas_db_block
-        sims, ids = faiss.knn(q, chunk.payload, k, metric=faiss.METRIC_INNER_PRODUCT)
+        with faiss_settings(self.threads, self.blas_query_block, self.blas_db_block):
+            sims, ids = faiss.knn(q, chunk.payload, k, metric=faiss.METRIC_INNER_PRODUCT)
         return sims, ids.astype(np.int64, copy=False)
+
+
+@contextlib.contextmanager
+def faiss_settings(threads: int | None = None, blas_query_block: int | None = None,
+                   blas_db_block: int | None = None) -> Iterator[None]:
+    """Set faiss's process-wide OpenMP threads and BLAS block sizes inside the block (None keeps a
+    value); the previous values are restored on exit, also after an exception."""
+    import faiss
+
+    cv = faiss.cvar
+    saved = (faiss.omp_get_max_threads(), cv.distance_compute_blas_query_bs,
+             cv.distance_compute_blas_database_bs)
+    try:
+        if threads:
+            faiss.omp_set_num_threads(threads)
+        if blas_query_block:
+            cv.distance_compute_blas_query_bs = blas_query_block
+        if blas_db_block:
+            cv.distance_compute_blas_database_bs = blas_db_block
+        yield
+    finally:
+        faiss.omp_set_num_threads(saved[0])
+        cv.distance_compute_blas_query_bs, cv.distance_compute_blas_database_bs = saved[1:]
 
 
 class FaissGpuBackend(BaseBackend):
@@ -352,6 +390,13 @@ BACKENDS: dict[str, Callable[..., KnnBackend]] = {
     "faiss-gpu": FaissGpuBackend,
     "torch": TorchBackend,
 }
+
+
+def tuned_backend() -> KnnBackend:
+    """``default_backend()``, with ``FaissCpuBackend.tuned()`` settings when that is faiss-cpu (the
+    choice for small-k search such as mining's sample-to-centre search)."""
+    backend = default_backend()
+    return FaissCpuBackend.tuned() if isinstance(backend, FaissCpuBackend) else backend
 
 
 def get_backend(name: str, **kwargs: Any) -> KnnBackend:

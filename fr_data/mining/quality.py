@@ -38,11 +38,18 @@ def cyclic_windows(rng: np.random.Generator, rounds: int, n_rows: int, pool: int
     """
     perms = np.argsort(rng.random((rounds, pool)), axis=1)
     if exclude_self:
-        start = np.argsort(perms, axis=1)[:, :n_rows] + 1
+        start = inverse_permutations(perms)[:, :n_rows] + 1
     else:
         start = rng.integers(0, pool, size=(rounds, n_rows))
     pos = (start[:, :, None] + np.arange(p)) % pool
     return np.take_along_axis(perms[:, None, :], pos, axis=2)
+
+
+def inverse_permutations(perms: np.ndarray) -> np.ndarray:
+    """Row-wise inverse of permutations (``inv[r, perms[r, j]] = j``), by scatter instead of a sort."""
+    inv = np.empty_like(perms)
+    np.put_along_axis(inv, perms, np.broadcast_to(np.arange(perms.shape[1]), perms.shape), axis=1)
+    return inv
 
 
 class SddCollector:
@@ -112,16 +119,28 @@ def unified_threshold(negatives: np.ndarray, num_other: int, target_fpr: float) 
     samples); ``num_other`` is how many other centres each sample has in total (C_active - 1).
     """
     rows = ~np.isnan(negatives).all(axis=1)
-    pool = negatives[rows]
-    pool = pool[np.isfinite(pool)]
+    pool = negatives[np.isfinite(negatives)]  # rows of NaN hold no finite value
     total = int(rows.sum()) * int(num_other)
     k = max(1, math.ceil(target_fpr * total))
     if pool.size == 0:
         return UnifiedThreshold(float("nan"), k, total, 0)
-    t = float(pool.min()) if k >= pool.size else float(np.partition(pool, pool.size - k)[pool.size - k])
-    stored = negatives[rows]
-    saturated = int((np.nan_to_num(stored, nan=-np.inf) > t).all(axis=1).sum())
+    if k >= pool.size:
+        t = float(pool.min())
+    else:
+        pool.partition(pool.size - k)  # in place: no second N x k copy
+        t = float(pool[pool.size - k])
+    del pool
+    above = _count_above(negatives, t)
+    saturated = int(((above == negatives.shape[1]) & rows).sum())
     return UnifiedThreshold(t, k, total, saturated)
+
+
+def _count_above(negatives: np.ndarray, threshold: float, block: int = 1 << 18) -> np.ndarray:
+    """Per row, how many entries are > ``threshold`` (NaN never is), in row blocks (bounded temporaries)."""
+    out = np.empty(len(negatives), dtype=np.int64)
+    for s in range(0, len(negatives), block):
+        out[s:s + block] = (negatives[s:s + block] > threshold).sum(axis=1)
+    return out
 
 
 def instance_fpr(negatives: np.ndarray, threshold: float, num_other: int) -> np.ndarray:
@@ -130,5 +149,5 @@ def instance_fpr(negatives: np.ndarray, threshold: float, num_other: int) -> np.
     rows = ~np.isnan(negatives).all(axis=1)
     if num_other <= 0 or not math.isfinite(threshold):
         return out
-    out[rows] = (np.nan_to_num(negatives[rows], nan=-np.inf) > threshold).sum(axis=1) / num_other
+    out[rows] = _count_above(negatives, threshold)[rows] / num_other
     return out

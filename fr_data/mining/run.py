@@ -46,7 +46,7 @@ from fr_data.mining.difficulty import difficulty_score, split_by_quantile
 from fr_data.mining.duplicates import find_duplicates
 from fr_data.mining.inputs import (Embeddings, Validity, check_recorded_hash, file_sha256, iter_chunks,
                                    open_embeddings, read_rows, validity_from_masks)
-from fr_data.mining.knnfn import KnnFn, default_knn
+from fr_data.mining.knnfn import KnnFn, KnnTotals, TimedKnn, default_knn
 from fr_data.mining.neighbours import (CandidateNeighbours, TopK, class_pass, exact_neighbours,
                                        visitors_by_class)
 from fr_data.mining.noise import knn_vote, suspects
@@ -72,16 +72,19 @@ def peak_rss_mb() -> float:
 
 @dataclass
 class StageTimer:
-    """Wall time and peak RSS after each stage."""
+    """Wall time and peak RSS after each stage, plus the k-NN time and GEMM flops spent in it."""
 
+    knn: KnnTotals = field(default_factory=KnnTotals)
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
+        t0, s0, f0 = time.perf_counter(), self.knn.seconds, self.knn.flops
         yield
         rss = peak_rss_mb()
-        self.stages[name] = {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(rss, 1)}
+        self.stages[name] = {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(rss, 1),
+                             "knn_s": round(self.knn.seconds - s0, 3),
+                             "knn_gflop": round((self.knn.flops - f0) / 1e9, 3)}
         log.info("stage %-14s %8.2f s  peak RSS %.0f MB", name, self.stages[name]["wall_s"], rss)
 
 
@@ -270,6 +273,9 @@ class MiningResult:
 
 
 def _knn_name(knn: KnnFn) -> str:
+    knn = getattr(knn, "knn", knn) if isinstance(knn, TimedKnn) else knn
+    if isinstance(getattr(knn, "name", None), str):
+        return knn.name
     return f"{getattr(knn, '__module__', '?')}.{getattr(knn, '__qualname__', type(knn).__name__)}"
 
 
@@ -303,14 +309,15 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
         config: thresholds and sizes (defaults: ``MiningConfig()``).
         samples: shard manifest ``samples.parquet`` (maps ``source_index`` to sample keys).
         attributes: attribute table keyed by ``key``, ``source_index`` or ``label``.
-        knn: k-NN function (default ``fr_data.knn.knn_search``).
+        knn: k-NN function (default ``knnfn.default_knn()``: ``knn_search`` with the tuned backend);
+            its time and flops per stage go to ``run.json`` ``timings``.
         overwrite: replace an existing run folder (only once the new one is complete).
     """
     cfg = validate_config(config or MiningConfig())
-    knn = knn or default_knn()
+    knn = TimedKnn(knn or default_knn())
     if Path(out).exists() and not overwrite:
         raise DataError(out, "", "run folder already exists; choose a new --out or pass --overwrite")
-    timer = StageTimer()
+    timer = StageTimer(knn.totals)
     with timer.stage("open"):
         emb = open_embeddings(embeddings)
         digest = file_sha256(emb.folder / "embeddings.npy")

@@ -20,8 +20,9 @@ from fr_data.knn import (
     get_backend,
     knn_search,
     measure_recall,
+    tuned_backend,
 )
-from fr_data.knn.backends import fill_shards, search_shards, shard_bounds
+from fr_data.knn.backends import faiss_settings, fill_shards, search_shards, shard_bounds
 
 
 def unit_rows(n: int, d: int, seed: int) -> np.ndarray:
@@ -41,6 +42,7 @@ def brute(q: np.ndarray, db: np.ndarray, k: int, exclude_self: bool = False) -> 
 CPU_BACKENDS = {
     "numpy": lambda: NumpyBackend(),
     "faiss-cpu": lambda: FaissCpuBackend(),
+    "faiss-cpu-tuned": lambda: FaissCpuBackend.tuned(),
     "torch-cpu": lambda: TorchBackend("cpu"),
     "torch-cpu-bf16-rescored": lambda: TorchBackend("cpu", dtype=torch.bfloat16, rescore_margin=64),
 }
@@ -222,3 +224,33 @@ def test_gpu_backends_equal_cpu(tmp_path, make):
     gpu = knn_search(emb[:300], emb, 10, backend=make(), db_chunk=1100, query_chunk=128)
     np.testing.assert_array_equal(gpu.ids, cpu.ids)
     np.testing.assert_allclose(gpu.sims, cpu.sims, atol=1e-5)
+
+
+def _faiss_globals() -> tuple[int, int, int]:
+    cv = faiss.cvar
+    return faiss.omp_get_max_threads(), cv.distance_compute_blas_query_bs, cv.distance_compute_blas_database_bs
+
+
+def test_faiss_settings_are_set_inside_and_restored_after_even_on_error():
+    before = _faiss_globals()
+    with faiss_settings(1, 512, 256):
+        assert _faiss_globals() == (1, 512, 256)
+    assert _faiss_globals() == before
+    with pytest.raises(KeyError):
+        with faiss_settings(None, 1024, None):
+            assert _faiss_globals() == (before[0], 1024, before[2])
+            raise KeyError("boom")
+    assert _faiss_globals() == before
+
+
+def test_tuned_backend_search_leaves_process_wide_faiss_settings_alone(data):
+    q, db = data
+    before = _faiss_globals()
+    backend = FaissCpuBackend(threads=1, blas_db_block=64, blas_query_block=32)
+    res = knn_search(q, db, 5, backend=backend, query_chunk=40, db_chunk=300)
+    assert _faiss_globals() == before
+    s_ref, i_ref = brute(q, db, 5)
+    np.testing.assert_array_equal(res.ids, i_ref)
+    if faiss.get_num_gpus() == 0 and not torch.cuda.is_available():
+        tuned = tuned_backend()
+        assert (tuned.blas_query_block, tuned.blas_db_block) == (4096, 2048)

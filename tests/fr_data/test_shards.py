@@ -117,7 +117,7 @@ def test_shard_bytes_estimate():
 # --------------------------------------------------------------------------------------- tar content
 def test_shards_content_manifest_and_mixing(tmp_path):
     source = FakeSource(n=40, per_class=10, png=(5,))
-    run = write_shards(source, tmp_path / "out", ShardOptions(per_shard=10, seed=0))
+    run = write_shards(source, tmp_path / "out", ShardOptions(per_shard=10, seed=0, decode_check=1.0))
     out = run.out
     table = read_samples(out)
     assert table.num_rows == 40 and set(SAMPLES_SCHEMA.names) <= set(table.column_names)
@@ -223,6 +223,26 @@ def test_rerun_with_other_arguments_is_refused(tmp_path):
         write_shards(FakeSource(n=20), tmp_path / "other", ShardOptions(per_shard=5))
 
 
+def test_decode_check_fraction_is_spread_and_recorded(tmp_path):
+    """A fraction f decodes floor(n * f) evenly spread samples (decoded_ok True), the rest stay null."""
+    options = ShardOptions(per_shard=7, seed=1, decode_check=0.25)
+    run = write_shards(FakeSource(n=24), tmp_path / "out", options)
+    rows = read_samples(run.out).to_pylist()  # manifest rows follow the global order
+    assert [r["decoded_ok"] for r in rows] == [True if p % 4 == 3 else None for p in range(24)]
+    header_only = write_shards(FakeSource(n=24), tmp_path / "none", ShardOptions(per_shard=7, seed=1, decode_check=0))
+    assert read_samples(header_only.out).column("decoded_ok").null_count == 24
+    with pytest.raises(ConfigError, match="fraction"):
+        ShardOptions(decode_check=1.5)
+
+
+def test_sampled_decode_check_misses_truncated_data_but_full_check_rejects_it(tmp_path):
+    source = FakeSource(n=8, bad={5: TRUNCATED})
+    run = write_shards(source, tmp_path / "out", ShardOptions(per_shard=4, decode_check=0))
+    assert run.num_samples == 8  # the header is intact: only a full decode sees the cut data
+    with pytest.raises(DataError, match=r"key 5.*does not decode"):
+        write_shards(source, tmp_path / "full", ShardOptions(per_shard=4, decode_check=1))
+
+
 # ------------------------------------------------------------------------------------------ bad input
 _WHOLE = tiny_image(999, size=(32, 32))
 TRUNCATED = _WHOLE[:len(_WHOLE) // 2]  # headers intact, entropy-coded data cut
@@ -240,13 +260,13 @@ def test_bad_record_aborts_naming_file_and_key(tmp_path):
 def test_bad_record_aborts_with_workers(tmp_path):
     source = FakeSource(n=20, bad={13: TRUNCATED})
     with pytest.raises(DataError, match=r"key 13.*does not decode"):
-        write_shards(source, tmp_path / "out", ShardOptions(per_shard=5), workers=2)
+        write_shards(source, tmp_path / "out", ShardOptions(per_shard=5, decode_check=True), workers=2)
     assert not (tmp_path / "out" / "samples.parquet").exists()
 
 
 def test_skip_corrupt_records_rejections(tmp_path):
     source = FakeSource(n=20, bad={3: b"nonsense", 11: TRUNCATED})
-    run = write_shards(source, tmp_path / "out", ShardOptions(per_shard=5, skip_corrupt=True))
+    run = write_shards(source, tmp_path / "out", ShardOptions(per_shard=5, skip_corrupt=True, decode_check=1))
     rejected = read_table(run.out / "rejected.parquet", REJECTED_SCHEMA).to_pylist()
     assert sorted(r["index"] for r in rejected) == [3, 11]
     assert all(r["source"] == "/fake/train.rec" for r in rejected)

@@ -67,3 +67,17 @@ def test_group_members_requires_adjacent_samples(tmp_path):
         writer.finish()
     with pytest.raises(DataError, match="members of sample k1 are not adjacent"):
         list(group_members(path))
+
+
+def test_add_sample_matches_add_many_byte_for_byte():
+    members = [("cls", b"7"), ("jpg", b"\xff\xd8" + b"x" * 5000), ("json", b"{}")]  # big + small sizes
+    fast, slow = io.BytesIO(), io.BytesIO()
+    fast_writer, slow_writer = TarWriter(fast), TarWriter(slow)
+    fast_writer.add_sample("000000042", members)
+    assert fast.getvalue() == b""  # buffered until flush/finish
+    slow_writer.add_many([(f"000000042.{ext}", data) for ext, data in members])
+    assert fast_writer.finish() == slow_writer.finish() and fast.getvalue() == slow.getvalue()
+    with tarfile.open(fileobj=io.BytesIO(fast.getvalue())) as tar:
+        assert tar.getnames() == ["000000042.cls", "000000042.jpg", "000000042.json"]
+    with pytest.raises(ValueError, match="does not fit"):  # too long for the fast path: add_many's error
+        TarWriter(io.BytesIO()).add_sample("k" * 99, members)

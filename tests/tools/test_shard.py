@@ -73,7 +73,7 @@ def test_image_folder_keeps_png_bytes(tmp_path):
 def test_corrupt_record_aborts_then_skip_corrupt_records_it(tmp_path, capsys):
     make_rec(tmp_path / "rec", bad={5: b"this is not an image", 9: TRUNCATED})
     out = tmp_path / "out"
-    args = ["--src", str(tmp_path / "rec"), "--out", str(out), "--per-shard", "6"]
+    args = ["--src", str(tmp_path / "rec"), "--out", str(out), "--per-shard", "6", "--decode-check", "1"]
     assert shard.main(args) == 2
     err = capsys.readouterr().err
     assert "train.rec (key 5, offset" in err or "train.rec (key 9)" in err
@@ -114,9 +114,9 @@ def test_undecodable_file_in_image_folder_is_named(tmp_path, capsys):
     (root / "ann" / "good.jpg").write_bytes(tiny_image(1))
     (root / "ann" / "half.jpg").write_bytes(TRUNCATED)
     out = tmp_path / "out"
-    assert shard.main(["--src", str(root), "--out", str(out)]) == 2
+    assert shard.main(["--src", str(root), "--out", str(out), "--decode-check", "1"]) == 2
     assert f"{root / 'ann' / 'half.jpg'} (index 1): image does not decode" in capsys.readouterr().err
-    assert shard.main(["--src", str(root), "--out", str(out), "--skip-corrupt"]) == 0
+    assert shard.main(["--src", str(root), "--out", str(out), "--skip-corrupt", "--decode-check", "1"]) == 0
     rejected = read_table(out / "rejected.parquet", REJECTED_SCHEMA).to_pylist()
     assert [(r["source"], r["where"]) for r in rejected] == [(str(root / "ann" / "half.jpg"), "index 1")]
 
@@ -125,7 +125,8 @@ def test_synth_then_shard_matches_ground_truth(tmp_path):
     synth = pytest.importorskip("tools.synth")
     assert synth.main(["--out", str(tmp_path / "syn"), "--identities", "6", "--images-per-identity", "5",
                        "--seed", "2", "--holdout-identities", "2", "--pairs", "4"]) == 0
-    assert shard.main(["--src", str(tmp_path / "syn"), "--out", str(tmp_path / "out"), "--per-shard", "8"]) == 0
+    assert shard.main(["--src", str(tmp_path / "syn"), "--out", str(tmp_path / "out"), "--per-shard", "8",
+                       "--decode-check", "1"]) == 0
     truth = pq.read_table(tmp_path / "syn" / "attributes.parquet", columns=["source_index", "label"]).to_pylist()
     rows = read_samples(tmp_path / "out").to_pylist()
     assert sorted((r["source_index"], r["label"]) for r in rows) == sorted(

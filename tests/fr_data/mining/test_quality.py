@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import wasserstein_distance
 
-from fr_data.mining.quality import (SddCollector, certainty_ratio, cyclic_windows, instance_fpr, sdd_scores,
+from fr_data.mining.quality import (SddCollector, certainty_ratio, cyclic_windows, instance_fpr,
+                                    inverse_permutations, sdd_scores,
                                     unified_threshold, wasserstein_equal)
 
 
@@ -105,3 +106,10 @@ def test_unified_threshold_reports_saturation_and_skips_invalid_rows():
     assert thr.saturated == 1
     fpr = instance_fpr(top, thr.value, 10)
     assert fpr[:2].tolist() == pytest.approx([0.2, 0.1]) and np.isnan(fpr[2])
+
+
+def test_inverse_permutations_undo_each_row():
+    perms = np.array([[2, 0, 1, 3], [3, 2, 1, 0]])
+    inv = inverse_permutations(perms)
+    np.testing.assert_array_equal(inv, [[1, 2, 0, 3], [3, 2, 1, 0]])
+    np.testing.assert_array_equal(np.take_along_axis(perms, inv, axis=1), [[0, 1, 2, 3]] * 2)

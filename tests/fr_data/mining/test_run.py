@@ -120,6 +120,16 @@ def test_run_json_metadata_config_and_sweep(mined, planted):
     assert sum(g["n_samples"] for g in groups) == len(samples["key"])
 
 
+def test_run_json_times_the_knn_per_stage(mined):
+    res, samples, classes, _, _ = mined
+    t = json.loads((res.folder / "run.json").read_text())["timings"]
+    n, c, d = len(samples["key"]), len(classes["label"]), 128
+    # every sample against every centre, plus the centre-to-centre search (all planted rows are valid)
+    assert t["centre_search"]["knn_gflop"] == pytest.approx(2 * (n + c) * c * d / 1e9, abs=1e-3)
+    assert 0 < t["centre_search"]["knn_s"] <= t["centre_search"]["wall_s"]
+    assert t["open"]["knn_s"] == 0 and t["open"]["knn_gflop"] == 0
+
+
 def test_bins_come_from_the_index_columns(mined):
     res, samples, _, _, truth = mined
     low = [b == "low" for b in samples["resolution_bin"]]

@@ -1,0 +1,78 @@
+"""Tests of fr_train.config: base + overrides, validation errors naming the key, --set parsing, and
+every shipped config under configs/train loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fr_data.errors import ConfigError
+from fr_train.config import TrainConfig, load_train_config, parse_overrides, save_train_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "train"
+
+
+def write(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    text = "data: {shards: /data/shards}\nmodel: {name: tiny, embedding_size: 32}\n"
+    return write(tmp_path, text, "base.yaml")
+
+
+def test_base_chain_and_overrides(tmp_path, base):
+    path = write(tmp_path, "base: base.yaml\ntrain: {epochs: 3}\n"
+                           "objective: {head: {name: cosface, m: 0.35}}\n")
+    cfg = load_train_config(path, parse_overrides(["optim.lr=0.05", "train.amp=bf16"]))
+    assert (cfg.model.name, cfg.model.embedding_size, cfg.train.epochs) == ("tiny", 32, 3)
+    assert cfg.objective == {"head": {"name": "cosface", "m": 0.35}}
+    assert (cfg.optim.lr, cfg.train.amp, cfg.optim.momentum) == (0.05, "bf16", 0.9)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("data: {shards: x}\ntrian: {epochs: 3}\n", r"unknown key\(s\) \['trian'\]"),
+    ("data: {shards: x}\ntrain: {epoch: 3}\n", r"train: unknown key\(s\) \['epoch'\]"),
+    ("data: {shards: x, composer: {identites: 3}}\n", r"data.composer: unknown key\(s\) \['identites'\]"),
+    ("data: {shards: x}\ntrain: {epochs: ten}\n", r"train.epochs: expected int"),
+    ("data: {shards: x}\ntrain: {amp: fp8}\n", r"train.amp: 'fp8' is not one of"),
+    ("data: {shards: x}\noptim: {lr: -1}\n", r"optim.lr must be > 0"),
+    ("data: {shards: x}\nobjective: {heads: {name: arcface}}\n",
+     r"objective config: unknown keys \['heads'\]"),
+    ("data: {shards: x}\nobjective: {head: {name: arcfase}}\n", r"unknown head 'arcfase'"),
+    ("data: {shards: x}\nobjective: {losses: [{name: dll}]}\n", r"losses\[0\]: unknown loss 'dll'"),
+    ("data: {shards: x}\nobjective: {losses: [{name: ddl, sigmaa: 1}]}\n", r"losses\[0\] \(ddl\)"),
+    ("data: {shards: x}\nobjective: {losses: [{name: ekd}]}\n", r"kd.mode: ekd"),
+    ("data: {shards: x}\nkd: {mode: lowres}\n", r"kd.mode lowres needs kd.classifier"),
+    ("train: {epochs: 1}\n", r"data.shards must name the shard folder"),
+])
+def test_validation_errors_name_file_and_key(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_train_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_parse_overrides_nests_and_reads_yaml_values():
+    assert parse_overrides(["a.b.c=3", "a.b.d=[1, 2]", "e=null", "f=x=y"]) == {
+        "a": {"b": {"c": 3, "d": [1, 2]}}, "e": None, "f": "x=y"}
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        parse_overrides(["novalue"])
+    with pytest.raises(ConfigError, match="already set"):
+        parse_overrides(["a=1", "a.b=2"])
+
+
+def test_saved_config_loads_back_equal(tmp_path, base):
+    cfg = load_train_config(base, {"objective": {"losses": [{"name": "ddl", "weight": 0.5}]}})
+    save_train_config(cfg, tmp_path / "config.yaml")
+    assert load_train_config(tmp_path / "config.yaml") == cfg
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_train_config(path)
+    assert isinstance(cfg, TrainConfig) and cfg.data.shards

@@ -1,0 +1,92 @@
+"""tools/demo.py and fr_train.demo: a very small end-to-end run whose stage outputs must reconcile."""
+
+import json
+import shutil
+
+import pytest
+
+from fr_data.errors import ConfigError
+from fr_data.groundtruth import TARGETS
+from fr_data.synth import SynthConfig
+from fr_train.demo import DemoConfig, Layout, run_demo, synth_stage, with_overrides
+from tools import demo as demo_tool
+
+TINY = DemoConfig(
+    synth=SynthConfig(identities=12, images_per_identity=6, holdout_identities=4, pairs=20,
+                      split_identity_rate=0.1, duplicate_rate=0.05),
+    workers=1, per_shard=40, embed_batch=32,
+    train_overrides={"data": {"batch_size": 16, "num_workers": 0},
+                     "train": {"max_steps": 4, "log_every": 2, "ckpt_every": 0},
+                     "schedule": {"warmup_steps": 1}},
+)
+STAGES = ["synth", "shard", "train", "embed", "mine", "evaluate", "query"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    lines: list[str] = []
+    summary = run_demo(TINY, out, log=lines.append)
+    return out, summary, "\n".join(lines)
+
+
+def test_every_stage_writes_its_outputs(demo_run):
+    out, summary, _ = demo_run
+    layout = Layout(out)
+    for path in [layout.synth / "synth.json", layout.synth / "synth_pose.bin",
+                 layout.shards / "samples.parquet", layout.train / "metrics.jsonl",
+                 layout.emb / "embeddings.npy", layout.mined / "run.json", layout.mined / "pairs.parquet",
+                 layout.evaluation, layout.queries, layout.summary]:
+        assert path.is_file(), path
+    assert json.loads(layout.summary.read_text()) == json.loads(json.dumps(summary, default=str))
+    assert list(summary["stages"]) == STAGES and not any(s["skipped"] for s in summary["stages"].values())
+    checkpoint = summary["counts"]["train"]["checkpoint"]
+    assert checkpoint.endswith("step-00000004") and (out / "train" / "checkpoints" / "step-00000004").is_dir()
+
+
+def test_counts_reconcile_across_stages(demo_run):
+    _, summary, _ = demo_run
+    c = summary["counts"]
+    images = c["synth"]["num_images"]
+    assert images == 12 * 6 + c["synth"]["near_duplicates"]
+    assert c["shard"]["samples"] == c["embed"]["count"] == summary["mining_counts"]["samples_rows"] == images
+    assert c["shard"]["verified"] and summary["mining_counts"]["reconciled"]
+    assert summary["reconciliation_problems"] == []
+    assert c["train"]["steps"] == 4
+
+
+def test_summary_reports_accuracies_quality_and_queries(demo_run):
+    out, summary, printed = demo_run
+    assert set(summary["verification_accuracy"]) == {"synth_easy", "synth_pose", "synth_lowres"}
+    assert all(0.0 <= a <= 1.0 for a in summary["verification_accuracy"].values())
+    assert set(TARGETS) <= set(summary["mining_quality"]) and set(summary["targets_met"]) == set(TARGETS)
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    counts = evaluation["mining_quality"]["counts"]
+    assert counts["mislabel"]["actual"] == summary["counts"]["synth"]["mislabeled"]
+    assert counts["merge"]["actual"] == summary["counts"]["synth"]["split_identities"] == 1
+    assert set(summary["query_rows"]) == {"merge_candidates", "duplicates_to_drop",
+                                          "hard_samples_per_pose_bin"}
+    assert "-- merge_candidates.sql" in (out / "queries.txt").read_text()
+    assert "hardmine demo summary" in printed and "mislabel_precision" in printed
+
+
+def test_rerun_skips_finished_stages_and_resumes_removed_ones(demo_run):
+    out, first, _ = demo_run
+    again = run_demo(TINY, out, log=lambda line: None)
+    assert [n for n, s in again["stages"].items() if not s["skipped"]] == ["query"]
+    assert again["mining_quality"] == first["mining_quality"]
+    shutil.rmtree(out / "mined")
+    resumed = run_demo(TINY, out, log=lambda line: None)
+    assert [n for n, s in resumed["stages"].items() if not s["skipped"]] == ["mine", "evaluate", "query"]
+    assert resumed["mining_counts"] == first["mining_counts"]
+    assert resumed["mining_quality"] == first["mining_quality"]
+
+
+def test_a_folder_made_with_other_parameters_is_refused(demo_run, capsys):
+    out, _, _ = demo_run
+    other = with_overrides(TINY, synth=SynthConfig(identities=13, images_per_identity=6, holdout_identities=4,
+                                                   pairs=20))
+    with pytest.raises(ConfigError, match="other parameters"):
+        synth_stage(other, Layout(out))
+    assert demo_tool.main(["--out", str(out), "--small"]) == 2
+    assert "other parameters" in capsys.readouterr().err
