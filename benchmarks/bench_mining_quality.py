@@ -23,20 +23,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _machine import cpu_model as cpu_model  # noqa: E402
 
 from fr_data.synth import SynthConfig  # noqa: E402
 from fr_train.demo import DEMO_SIZES, run_demo, with_overrides  # noqa: E402
 
 
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (platform string elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def build_parser() -> argparse.ArgumentParser:

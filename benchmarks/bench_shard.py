@@ -32,6 +32,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _machine import cpu_model as cpu_model  # noqa: E402
 
 from fr_data.recordio import write_insightface  # noqa: E402
 from fr_data.shards import DEFAULT_DECODE_CHECK, ShardOptions, write_shards  # noqa: E402
@@ -74,14 +77,6 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
