@@ -1,11 +1,11 @@
-"""``python -m fr_train --config configs/train/X.yaml`` (one process) or under ``torchrun`` (DDP).
+"""``python -m fr_train --config configs/X.yaml`` (one process) or under ``torchrun`` (DDP).
 
 Examples::
 
-    python -m fr_train --config configs/train/synth_tiny.yaml --set train.max_steps=100 --output runs/t
-    torchrun --nproc_per_node 8 -m fr_train --config configs/train/ms1mv3_r50_arcface.yaml
+    python -m fr_train --config configs/synth_tiny.yaml --set train.max_steps=100 --output runs/t
+    torchrun --nproc_per_node 8 -m fr_train --config configs/ms1mv3_r50_arcface.yaml
     torchrun --nnodes 2 --node_rank 0 --master_addr HOST --master_port 29500 --nproc_per_node 8 \\
-        -m fr_train --config configs/train/glint360k_r100_arcface_pfc.yaml --resume
+        -m fr_train --config configs/glint360k_r100_arcface_pfc.yaml --resume
 
 Under torchrun the process group is initialised from the environment (``env://``): NCCL when training
 on GPUs, gloo on CPUs.

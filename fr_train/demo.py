@@ -57,7 +57,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 QUERIES_DIR = REPO_ROOT / "manifests" / "queries"
 
 
-#: The demo's small override of ``configs/train/synth_tiny_cosface.yaml``: a smaller CosFace margin and a
+#: The demo's small override of ``configs/synth_tiny_cosface.yaml``: a smaller CosFace margin and a
 #: larger batch make the tiny backbone converge within a few CPU minutes (ArcFace m=0.3 at batch 32 does
 #: not: its 1-NN identity accuracy stays below 0.25 after 400 steps on 300 identities).
 DEMO_TRAINING: dict[str, Any] = {"data": {"batch_size": 64}, "objective": {"head": {"m": 0.2}},
@@ -86,7 +86,7 @@ class DemoConfig:
                                                                    holdout_identities=100, pairs=600))
     workers: int = 2
     per_shard: int = 1000
-    train_config: str = str(REPO_ROOT / "configs" / "train" / "synth_tiny_cosface.yaml")
+    train_config: str = str(REPO_ROOT / "configs" / "synth_tiny_cosface.yaml")
     train_overrides: dict[str, Any] = field(default_factory=lambda: dict(DEMO_TRAINING))
     embed_batch: int = 128
     mining_config: str | None = str(REPO_ROOT / "configs" / "mining_demo.yaml")

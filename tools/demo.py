@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--small", action="store_true", help="the ~1 minute size instead of the full demo")
     p.add_argument("--workers", type=int, help="rendering/sharding processes (default 2)")
     p.add_argument("--steps", type=int, help="training steps (overrides the size's default)")
-    p.add_argument("--train-config", help="training YAML (default configs/train/synth_tiny.yaml)")
+    p.add_argument("--train-config", help="training YAML (default configs/synth_tiny.yaml)")
     p.add_argument("--mining-config", help="mining YAML (default configs/mining_demo.yaml)")
     return p
 

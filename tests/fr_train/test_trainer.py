@@ -22,7 +22,7 @@ from fr_train.resume import load_tensors, read_state
 from fr_train.trainer import Precision, TrainModule, run
 from tests.fr_train.data.builders import face_jpeg, make_tiny_data
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "train" / "synth_tiny.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "synth_tiny.yaml"
 
 
 def tiny_overrides(tiny, output: Path, **sections: Any) -> dict[str, Any]:
