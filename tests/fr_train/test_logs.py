@@ -72,3 +72,18 @@ def test_disabled_progress_bar_draws_nothing():
     bar.update(3, loss=1.0)
     bar.close()
     assert out.getvalue() == ""
+
+
+def test_tensorboard_events_hold_the_logged_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fr_train.logs import MetricsLog
+
+    log = MetricsLog(tmp_path, tensorboard=True)
+    log.write(3, {"loss": 1.5, "lr": 0.1})
+    log.write(4, {"loss": 1.25, "lr": 0.1})
+    log.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    losses = [(e.step, e.value) for e in events.Scalars("loss")]
+    assert losses == [(3, 1.5), (4, 1.25)]
