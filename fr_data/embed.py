@@ -25,7 +25,6 @@ after a barrier rank 0 merges the parts in key order (:func:`merge_parts`) and f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -51,6 +50,7 @@ from fr_data.errors import DataError
 from fr_data.loader import decode_face, iter_samples, list_shards
 from fr_data.parquet import read_table, write_table
 from fr_data.resolution import DEFAULT_MAX_FACTOR, DEFAULT_TOLERANCE, estimate_resolution
+from fr_data.hashing import file_sha256
 
 __all__ = ["EMBEDDINGS_FILE", "INDEX_FILE", "INDEX_SCHEMA", "MANIFEST_FILE", "RUN_FILE", "BatchEmbedding",
            "KeyTable", "embed_batch", "embed_folder", "embed_shards", "list_shards", "merge_parts",
@@ -583,7 +583,7 @@ def _finalize(staging: Path, out: Path, index: pa.Table, info: dict[str, Any],
               overwrite: bool) -> dict[str, Any]:
     """Hash the array, write index.parquet and run.json, then move the staging folder to ``out``."""
     array = np.load(staging / EMBEDDINGS_FILE, mmap_mode="r")
-    info = {**info, "dims": int(array.shape[1]), "sha256": _sha256(staging / EMBEDDINGS_FILE)}
+    info = {**info, "dims": int(array.shape[1]), "sha256": file_sha256(staging / EMBEDDINGS_FILE)}
     del array
     write_table(index, staging / INDEX_FILE, INDEX_SCHEMA,
                 metadata={"spec": info["spec"], "embeddings_sha256": info["sha256"], "flip": info["flip"]})
@@ -604,12 +604,6 @@ def _replace_dir(staging: Path, out: Path, overwrite: bool) -> None:
     shutil.rmtree(old)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_index(emb: str | os.PathLike) -> pa.Table:

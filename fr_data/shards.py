@@ -46,6 +46,7 @@ from fr_data.atomic import atomic_path, atomic_write_text, remove_stale_temps
 from fr_data.errors import ConfigError, DataError
 from fr_data.parquet import ROW_GROUP_SIZE, conform, read_metadata, read_table, write_table
 from fr_data.tario import TarWriter, group_members
+from fr_data.hashing import file_sha256
 
 FORMAT_VERSION = 2
 SHARD_PATTERN = "shard-{:06d}.tar"
@@ -620,12 +621,6 @@ def _check_sample(shard: str, row: dict[str, Any], members: dict[str, bytes]) ->
 MAX_PROBLEMS_PER_SHARD = 20
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as raw:
-        while chunk := raw.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_members(name: str, path: Path, rows: list[dict[str, Any]]) -> list[str]:
@@ -656,7 +651,7 @@ def _check_shard(out: Path, record: dict[str, Any], rows: list[dict[str, Any]]) 
     problems = []
     if path.stat().st_size != record["bytes"]:
         problems.append(f"{name}: {path.stat().st_size} bytes, shards.json says {record['bytes']}")
-    if _file_sha256(path) != record["sha256"]:
+    if file_sha256(path) != record["sha256"]:
         problems.append(f"{name}: sha256 differs from shards.json")
     if record["count"] != len(rows):
         problems.append(f"{name}: shards.json count {record['count']} != {len(rows)} manifest rows")

@@ -20,7 +20,6 @@ Layout of the output folder ``OUT``::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -43,6 +42,7 @@ from fr_data.query import format_table, head_rows, open_run, run_query
 from fr_data.shards import ShardOptions, load_listing, verify_shards, write_shards
 from fr_data.sources import open_source
 from fr_data.synth import PACKS, SynthConfig, generate
+from fr_data.hashing import file_sha256
 from fr_train.config import TrainConfig, load_train_config
 from fr_train.evaluate import BinEvaluator
 from fr_train.models import get_model
@@ -252,7 +252,7 @@ def load_backbone(cfg: DemoConfig, layout: Layout) -> tuple[nn.Module, dict[str,
     size = tcfg.model.embedding_size
     model = resolve_model(tcfg.model.name, weights,
                           named=lambda name: get_model(name, embedding_size=size, **tcfg.model.options))
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    digest = file_sha256(weights)
     return model, {"model": tcfg.model.name, "checkpoint": str(weights), "checkpoint_sha256": digest,
                    "embedding_size": size}
 
@@ -311,7 +311,7 @@ def evaluate_stage(cfg: DemoConfig, layout: Layout) -> StageResult:
     """Verification accuracy on the packs and mining quality against the ground truth, into
     ``evaluation.json``; skipped when that file was made from the current checkpoint and mining run."""
     model, spec = load_backbone(cfg, layout)
-    mined = hashlib.sha256((layout.mined / "run.json").read_bytes()).hexdigest()
+    mined = file_sha256(layout.mined / "run.json")
     stamp = {"checkpoint_sha256": spec["checkpoint_sha256"], "mining_run_sha256": mined}
     if layout.evaluation.is_file():
         stored = json.loads(layout.evaluation.read_text())

@@ -7,7 +7,6 @@ never dropped silently.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import pyarrow.compute as pc
 from fr_data.errors import DataError
 from fr_data.parquet import read_table
 from fr_data.mining.schemas import EMB_INDEX_REQUIRED
+from fr_data.hashing import file_sha256
 
 #: Rows whose float32 norm is below this are "zero vectors".
 MIN_NORM = 1e-6
@@ -153,13 +153,6 @@ def validity_from_masks(ok: np.ndarray, finite: np.ndarray) -> Validity:
     return Validity(ok, n_nan, int(len(bad)) - n_nan, bad[:10].tolist())
 
 
-def file_sha256(path: str | Path, block: int = 1 << 24) -> str:
-    """Streaming SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while buf := f.read(block):
-            h.update(buf)
-    return h.hexdigest()
 
 
 def check_recorded_hash(emb: Embeddings, digest: str) -> None:

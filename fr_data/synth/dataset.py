@@ -7,7 +7,6 @@ per identity, so outputs are byte-identical for a seed whatever the number of wo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -31,6 +30,7 @@ from fr_data.synth.render import prepare_texture, render
 from fr_data.synth.texture import build_texture
 from fr_data.synth.variation import FRONTAL_PRIOR, TRAIN_PRIOR, Variations, degrade, sample_variations
 from fr_data.verification import save_bin
+from fr_data.hashing import file_sha256
 
 __all__ = ["ATTRIBUTES_SCHEMA", "SynthConfig", "TrainPlan", "plan_train", "generate", "RENDER_CHUNK"]
 
@@ -322,12 +322,6 @@ def _summary(plan: TrainPlan, counts: dict) -> dict:
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def generate(cfg: SynthConfig, out: str | os.PathLike, workers: int = 1) -> dict:
@@ -351,6 +345,6 @@ def generate(cfg: SynthConfig, out: str | os.PathLike, workers: int = 1) -> dict
     files = ["train.rec", "train.idx", "property", "attributes.parquet", *(f"{p}.bin" for p in packs)]
     info = {"generator": "hardmine.synth", "version": GENERATOR_VERSION, "parameters": asdict(cfg),
             "counts": _summary(plan, counts), "packs": packs,
-            "sha256": {name: _sha256(out / name) for name in files}}
+            "sha256": {name: file_sha256(out / name) for name in files}}
     atomic_write_text(out / "synth.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
     return info
