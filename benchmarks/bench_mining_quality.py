@@ -1,7 +1,7 @@
 """Benchmark: mining quality against the synthetic ground truth with a backbone trained on synthetic faces.
 
     python benchmarks/bench_mining_quality.py [--small] [--work DIR] [--identities N]
-        [--images-per-identity M] [--steps S] [--train-config YAML] [--mining-config YAML]
+        [--images-per-identity M] [--steps S] [--seed S] [--train-config YAML] [--mining-config YAML]
 
 Runs the demo pipeline (``fr_train.demo``: synth -> shards -> train -> embed -> mine -> evaluate) at the
 requested size into ``--work`` (a temporary folder by default; reuse a folder to resume or to re-score),
@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import cpu_model as cpu_model  # noqa: E402
 
-from fr_data.synth import SynthConfig  # noqa: E402
-from fr_train.demo import DEMO_SIZES, run_demo, with_overrides  # noqa: E402
+from fr_train.demo import demo_config, run_demo  # noqa: E402
 
 
 
@@ -40,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identities", type=int, help="training identities")
     p.add_argument("--images-per-identity", type=int, help="images per identity")
     p.add_argument("--steps", type=int, help="training steps")
+    p.add_argument("--seed", type=int, help="data set / training seed (default 0, the README demo's)")
     p.add_argument("--train-config", help="training YAML")
     p.add_argument("--mining-config", help="mining YAML")
     return p
@@ -47,16 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def configure(args: argparse.Namespace):
     """The demo config the arguments ask for."""
-    cfg = DEMO_SIZES["small" if args.small else "full"]
-    synth = cfg.synth
-    if args.identities or args.images_per_identity:
-        synth = SynthConfig(**{**synth.__dict__, "identities": args.identities or synth.identities,
-                               "images_per_identity": args.images_per_identity or synth.images_per_identity})
-    changes = {"synth": synth, "train_config": args.train_config, "mining_config": args.mining_config}
-    cfg = with_overrides(cfg, **{k: v for k, v in changes.items() if v is not None})
-    if args.steps:
-        cfg = with_overrides(cfg, train_overrides={"train": {"max_steps": args.steps}})
-    return cfg
+    return demo_config("small" if args.small else "full", seed=args.seed, steps=args.steps,
+                       identities=args.identities, images_per_identity=args.images_per_identity,
+                       train_config=args.train_config, mining_config=args.mining_config)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 from fr_data.errors import DataError
 from fr_data.mining.schemas import CLASSES_SCHEMA, MINED_SAMPLES_SCHEMA
 from fr_data.parquet import read_table
+from fr_data.ranks import average_ranks
 from fr_data.shards import SAMPLES_SCHEMA
 from fr_data.synth.dataset import ATTRIBUTES_SCHEMA
 
@@ -214,20 +215,13 @@ def hard_enrichment(split: np.ndarray, hard: np.ndarray) -> Enrichment:
     return Enrichment(share, base, int(in_hard.sum()), int(has.sum()))
 
 
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties sharing the mean of the ranks they span."""
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    starts = np.cumsum(counts) - counts
-    return (starts + (counts + 1) / 2.0)[inverse]
-
-
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman's rank correlation over the pairs where both values are finite (NaN if undefined)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 2:
         return math.nan
-    rx, ry = _average_ranks(x[ok]), _average_ranks(y[ok])
+    rx, ry = average_ranks(x[ok]), average_ranks(y[ok])
     rx, ry = rx - rx.mean(), ry - ry.mean()
     denom = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
     return float((rx * ry).sum() / denom) if denom > 0 else math.nan

@@ -51,7 +51,7 @@ from fr_train.trainer import run as train_run
 
 __all__ = ["REPO_ROOT", "DemoConfig", "DEMO_SIZES", "Layout", "StageResult", "Stage", "STAGES", "synth_stage",
            "shard_stage", "train_stage", "embed_stage", "mine_stage", "evaluate_stage", "query_stage",
-           "reconcile", "run_demo", "format_summary"]
+           "reconcile", "run_demo", "format_summary", "with_overrides", "demo_config"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUERIES_DIR = REPO_ROOT / "manifests" / "queries"
@@ -428,3 +428,27 @@ def with_overrides(cfg: DemoConfig, **changes: Any) -> DemoConfig:
     if "train_overrides" in changes:
         changes["train_overrides"] = _merge(cfg.train_overrides, changes["train_overrides"])
     return replace(cfg, **changes)
+
+
+def demo_config(size: str = "full", *, seed: int | None = None, steps: int | None = None,
+                identities: int | None = None, images_per_identity: int | None = None,
+                **fields: Any) -> DemoConfig:
+    """A ready size of :data:`DEMO_SIZES` with the command-line changes applied (None = keep).
+
+    ``seed`` seeds the synthetic data set, the shard shuffle and the training data order together
+    (another seed is another data set); ``fields`` replace :class:`DemoConfig` fields.
+    """
+    cfg = DEMO_SIZES[size]
+    synth = {"seed": seed, "identities": identities, "images_per_identity": images_per_identity}
+    synth = {k: v for k, v in synth.items() if v is not None}
+    changes: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+    if synth:
+        changes["synth"] = replace(cfg.synth, **synth)
+    train: dict[str, Any] = {}
+    if steps is not None:
+        train["train"] = {"max_steps": steps}
+    if seed is not None:
+        train["data"] = {"seed": seed}
+    if train:
+        changes["train_overrides"] = train
+    return with_overrides(cfg, **changes)

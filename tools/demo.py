@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fr_data.errors import HardmineError  # noqa: E402
-from fr_train.demo import DEMO_SIZES, run_demo, with_overrides  # noqa: E402
+from fr_train.demo import demo_config, run_demo  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,19 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--small", action="store_true", help="the ~1 minute size instead of the full demo")
     p.add_argument("--workers", type=int, help="rendering/sharding processes (default 2)")
     p.add_argument("--steps", type=int, help="training steps (overrides the size's default)")
-    p.add_argument("--train-config", help="training YAML (default configs/synth_tiny.yaml)")
+    p.add_argument("--seed", type=int, help="seed of the synthetic data set, shuffle and training order "
+                                            "(default 0)")
+    p.add_argument("--train-config", help="training YAML (default configs/synth_tiny_cosface.yaml)")
     p.add_argument("--mining-config", help="mining YAML (default configs/mining_demo.yaml)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = DEMO_SIZES["small" if args.small else "full"]
-    changes = {"workers": args.workers, "train_config": args.train_config,
-               "mining_config": args.mining_config}
-    cfg = with_overrides(cfg, **{k: v for k, v in changes.items() if v is not None})
-    if args.steps is not None:
-        cfg = with_overrides(cfg, train_overrides={"train": {"max_steps": args.steps}})
+    cfg = demo_config("small" if args.small else "full", seed=args.seed, steps=args.steps,
+                      workers=args.workers, train_config=args.train_config, mining_config=args.mining_config)
     try:
         run_demo(cfg, args.out)
     except HardmineError as exc:

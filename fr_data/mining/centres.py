@@ -182,8 +182,3 @@ def search_centres(x: np.ndarray, own: np.ndarray, centres: Centres, k: int, m: 
         empty = np.full(len(x), -1, dtype=np.int64)
         return CentreHits(empty, np.full(len(x), np.nan, np.float32), ids[:, :0], sims)
     return CentreHits(ids[:, 0], sims[:, 0], ids[:, :m], sims)
-
-
-def merge_candidates(nearest_cos: np.ndarray, merge_cos: float) -> np.ndarray:
-    """Classes whose nearest other centre is at least ``merge_cos`` away in cosine (likely one person)."""
-    return np.nan_to_num(nearest_cos, nan=-np.inf) >= merge_cos

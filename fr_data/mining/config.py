@@ -49,10 +49,13 @@ class ClassConfig:
         merge_cos: two labels are a merge candidate (likely one person) when their centres have at
             least this cosine. 0.5 is MS-Celeb-1M_WashList's "same person with a high probability";
             insightface's dataset_merge.py uses 0.3 to drop overlapping identities across data sets and
-            0.4 to exclude test identities (both appear in the sweep).
+            0.4 to exclude test identities (both appear in the sweep). null: rule off.
+        merge_mix: ... or when the neighbour-vote mix of the two labels is at least this (0.5 is expected
+            for one person split in two; see ``fr_data.mining.merges``). null: rule off.
     """
 
-    merge_cos: float = 0.5
+    merge_cos: float | None = 0.5
+    merge_mix: float | None = 0.4
 
 
 @dataclass
@@ -102,10 +105,18 @@ class QualityConfig:
 
 @dataclass
 class DifficultyConfig:
-    """Quantile split of the difficulty score into easy / medium / hard."""
+    """Quantile split of the difficulty score into easy / medium / hard.
+
+    Attributes:
+        hard_fraction: top share of the eligible samples' difficulty that is ``hard``.
+        easy_fraction: bottom share that is ``easy``.
+        resolution_weight: weight of the capture term (rank of ``1 - resolution``) against the model
+            term's 1 in the difficulty (``fr_data.mining.difficulty``); 0 = model term only.
+    """
 
     hard_fraction: float = 0.1
     easy_fraction: float = 0.5
+    resolution_weight: float = 1.0
 
 
 @dataclass
@@ -157,10 +168,13 @@ class PairConfig:
 class SweepConfig:
     """Candidate thresholds whose flag counts are reported in ``sweep.parquet``."""
 
-    merge_cos: list[float] = field(default_factory=lambda: [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7])
+    merge_cos: list[float] = field(default_factory=lambda: [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8,
+                                                              0.9, 0.95, 0.97])
     center_cos: list[float] = field(default_factory=lambda: [0.1, 0.2, round(COS_75_DEGREES, 4), 0.3, 0.4])
-    duplicate_cos: list[float] = field(default_factory=lambda: [0.9, 0.93, 0.95, 0.97, 0.99])
+    duplicate_cos: list[float] = field(default_factory=lambda: [0.9, 0.93, 0.95, 0.97, 0.98, 0.985, 0.99,
+                                                                  0.995, 0.999])
     vote_min: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.9])
+    merge_mix: list[float] = field(default_factory=lambda: [0.2, 0.3, 0.4, 0.5])
 
 
 @dataclass
@@ -187,7 +201,8 @@ def validate_config(cfg: MiningConfig) -> MiningConfig:
         ("neighbours.candidate_classes", 0 <= cfg.neighbours.candidate_classes <= cfg.neighbours.centre_k),
         ("neighbours.centre_k", cfg.neighbours.centre_k >= 1),
         ("neighbours.chunk_rows", cfg.neighbours.chunk_rows >= 1),
-        ("classes.merge_cos", -1.0 <= cfg.classes.merge_cos <= 1.0),
+        ("classes.merge_cos", cfg.classes.merge_cos is None or -1.0 <= cfg.classes.merge_cos <= 1.0),
+        ("classes.merge_mix", cfg.classes.merge_mix is None or 0.0 < cfg.classes.merge_mix <= 1.0),
         ("noise.vote_min", 0.0 <= cfg.noise.vote_min <= 1.0),
         ("duplicates.cos", -1.0 <= cfg.duplicates.cos <= 1.0),
         ("quality.sdd_samples", cfg.quality.sdd_samples >= 1),
@@ -195,6 +210,7 @@ def validate_config(cfg: MiningConfig) -> MiningConfig:
         ("quality.sdd_reference", cfg.quality.sdd_reference >= 1),
         ("quality.target_fpr", 0.0 < cfg.quality.target_fpr < 1.0),
         ("difficulty.hard_fraction", 0.0 <= cfg.difficulty.hard_fraction < 1.0),
+        ("difficulty.resolution_weight", cfg.difficulty.resolution_weight >= 0.0),
         ("difficulty.easy_fraction",
          0.0 <= cfg.difficulty.easy_fraction <= 1.0 - cfg.difficulty.hard_fraction),
         ("groups.kmeans_groups", cfg.groups.kmeans_groups >= 1),

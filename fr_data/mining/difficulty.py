@@ -1,13 +1,26 @@
 """Difficulty score and the easy / medium / hard split.
 
-``difficulty = clip(1 - CR, 0, 1)`` with CR the CR-FIQA certainty ratio
-``CCS / (NNCCS + 1 + eps)`` (Boutros et al., https://arxiv.org/abs/2112.06592): CCS is the cosine to
-the sample's own leave-one-out class centre, NNCCS the highest cosine to another class centre. A sample
-far from its identity *and* close to another one is difficult. CR was chosen over the plain margin
-``CCS - NNCCS`` (CurricularFace's notion of a hard sample) because the margin's top end is dominated by
-ambiguous samples sitting between two identities, while low-quality (low resolution, large yaw)
-samples, the ones a teacher/student split is for, mainly lose CCS: on the planted test data the hard
-split holds about 4.6x the base rate of truly hard samples with CR and about 3x with the margin.
+Two kinds of evidence say a sample is hard:
+
+* **for the model**: ``1 - CR`` with CR the CR-FIQA certainty ratio ``CCS / (NNCCS + 1 + eps)``
+  (Boutros et al., https://arxiv.org/abs/2112.06592): CCS is the cosine to the sample's own leave-one-out
+  class centre, NNCCS the highest cosine to another class centre. A sample far from its identity *and*
+  close to another one is difficult. CR was chosen over the plain margin ``CCS - NNCCS`` (CurricularFace's
+  notion of a hard sample) because the margin's top end is dominated by ambiguous samples sitting
+  between two identities, while low-quality (low resolution, large yaw) samples, the ones a
+  teacher/student split is for, mainly lose CCS.
+* **in the capture**: ``1 - resolution``, the image-based effective-resolution estimate of
+  ``tools/embed.py`` (``fr_data.resolution``). A backbone that is still weak on a variation places its
+  degraded images no further from their centres than ordinary ones (measured on the synthetic faces with
+  the demo's small backbone: images at 1/4 resolution had the same mean CCS as full-resolution ones), so
+  the model term alone misses them; the capture term does not depend on the model.
+
+``difficulty`` is the weighted mean of the two terms' percentile ranks over the samples where each is
+defined (``difficulty.resolution_weight`` weighs the capture term against the model term's 1; 0, or an
+embedding folder without a ``resolution`` column, leaves the model term's rank alone). Ranks make the
+two commensurable whatever the model's cosine scale. On the synthetic ground truth the hard split held
+2.0x the base rate of truly hard images (|yaw| >= 60 or scale <= 1/4) with the model term alone and
+3.6x with both (docs/benchmarks.md).
 
 The split is by quantiles over the eligible samples (valid vector, defined score, not a suspected
 mislabel: label noise is not "hard", it is wrong), so its sizes do not depend on the model's cosine
@@ -18,10 +31,36 @@ from __future__ import annotations
 
 import numpy as np
 
+from fr_data.ranks import percentile_ranks
 
-def difficulty_score(certainty_ratio: np.ndarray) -> np.ndarray:
+__all__ = ["model_difficulty", "difficulty_score", "split_by_quantile"]
+
+
+def model_difficulty(certainty_ratio: np.ndarray) -> np.ndarray:
     """``clip(1 - CR, 0, 1)``; NaN stays NaN."""
     return np.clip(1.0 - certainty_ratio, 0.0, 1.0).astype(np.float32)
+
+
+def difficulty_score(certainty_ratio: np.ndarray, resolution: np.ndarray | None = None,
+                     resolution_weight: float = 0.0) -> np.ndarray:
+    """Weighted mean of the percentile ranks of ``1 - CR`` (weight 1) and ``1 - resolution``.
+
+    A term that is NaN for a sample drops out of that sample's mean; NaN when both are. Without the
+    capture term (``resolution`` None or weight 0) the result is the percentile rank of ``1 - CR``.
+    """
+    if resolution_weight < 0:
+        raise ValueError(f"resolution_weight must be >= 0, got {resolution_weight}")
+    terms = [(percentile_ranks(model_difficulty(certainty_ratio)), 1.0)]
+    if resolution is not None and resolution_weight > 0:
+        terms.append((percentile_ranks(1.0 - np.asarray(resolution, np.float64)), resolution_weight))
+    total = np.zeros(len(certainty_ratio))
+    weight = np.zeros(len(certainty_ratio))
+    for rank, w in terms:
+        ok = np.isfinite(rank)
+        total[ok] += w * rank[ok]
+        weight[ok] += w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weight > 0, total / weight, np.nan).astype(np.float32)
 
 
 def split_by_quantile(difficulty: np.ndarray, eligible: np.ndarray, easy_fraction: float,

@@ -46,6 +46,7 @@ from fr_data.mining.difficulty import difficulty_score, split_by_quantile
 from fr_data.mining.duplicates import find_duplicates
 from fr_data.mining.inputs import (Embeddings, Validity, check_recorded_hash, file_sha256, iter_chunks,
                                    open_embeddings, read_rows, validity_from_masks)
+from fr_data.mining.merges import merge_candidates, neighbour_mix
 from fr_data.mining.knnfn import KnnFn, KnnTotals, TimedKnn, default_knn
 from fr_data.mining.neighbours import (CandidateNeighbours, TopK, class_pass, exact_neighbours,
                                        visitors_by_class)
@@ -184,6 +185,8 @@ class Findings:
     extremes: PositiveExtremes
     strategy: str
     same_person: np.ndarray
+    class_mix: np.ndarray
+    class_merge: np.ndarray
 
 
 def finalise_stage(emb: Embeddings, geo: Geometry, topk: TopK, sdd_raw: np.ndarray, ext: PositiveExtremes,
@@ -192,13 +195,15 @@ def finalise_stage(emb: Embeddings, geo: Geometry, topk: TopK, sdd_raw: np.ndarr
     class_of, ok = geo.cindex.of_sample, geo.validity.ok
     margin = (geo.center_cos - geo.nearest_other_cos).astype(np.float32)
     vote = knn_vote(topk.ids, class_of)
-    partner = same_person(geo, cfg)
+    mix = neighbour_mix(topk.ids, class_of, geo.class_nearest)
+    merge = merge_candidates(geo.class_nearest_cos, cfg.classes.merge_cos, mix, cfg.classes.merge_mix)
+    partner = np.where(merge, geo.class_nearest, -1)
     suspect = suspects(vote, class_of, margin, cfg.noise.vote_min, cfg.noise.margin_max, partner) & ok
     dups = find_duplicates(topk.ids, topk.sims, cfg.duplicates.cos, geo.center_cos)
     num_other = max(len(geo.centres.active) - 1, 0)
     thr = unified_threshold(geo.negatives, num_other, cfg.quality.target_fpr)
     quality_cr = certainty_ratio(geo.center_cos, geo.nearest_other_cos, cfg.quality.cr_eps)
-    difficulty = difficulty_score(quality_cr)
+    difficulty = difficulty_score(quality_cr, emb.column("resolution"), cfg.difficulty.resolution_weight)
     split = split_by_quantile(difficulty, ok & ~suspect, cfg.difficulty.easy_fraction,
                               cfg.difficulty.hard_fraction)
     cols = {
@@ -212,13 +217,7 @@ def finalise_stage(emb: Embeddings, geo: Geometry, topk: TopK, sdd_raw: np.ndarr
         "difficulty": difficulty, "split": split, "vote_winner": vote.winner, "vote_share": vote.winner_share,
     }
     eligible = ok & ~suspect & (dups.of < 0)
-    return Findings(cols, class_of, eligible, thr, topk, ext, strategy, partner)
-
-
-def same_person(geo: Geometry, cfg: MiningConfig) -> np.ndarray:
-    """Per class id, its merge-candidate partner (nearest class when flagged) or -1."""
-    merge = ctr.merge_candidates(geo.class_nearest_cos, cfg.classes.merge_cos)
-    return np.where(merge, geo.class_nearest, -1)
+    return Findings(cols, class_of, eligible, thr, topk, ext, strategy, partner, mix, merge)
 
 
 def mined_pairs(geo: Geometry, f: Findings, cfg: MiningConfig) -> Any:

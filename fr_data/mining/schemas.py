@@ -22,6 +22,7 @@ CLASSES_SCHEMA = pa.schema([
     pa.field("spread", pa.float32()),
     pa.field("nearest_label", pa.int64()),
     pa.field("nearest_cos", pa.float32()),
+    pa.field("neighbour_mix", pa.float32()),
     pa.field("merge_candidate", pa.bool_(), nullable=False),
     pa.field("group", pa.string()),
 ])

@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fr_data.errors import ConfigError
-from fr_data.mining import centres as ctr
 from fr_data.mining.config import COS_75_DEGREES, MiningConfig
 from fr_data.mining.groups import bias_report, kmeans_class_groups
 from fr_data.mining.noise import Vote, suspects
@@ -122,7 +121,7 @@ def sample_groups(table: pa.Table, geo: Any, join: Any, cfg: MiningConfig) -> tu
     return per_class[geo.cindex.of_sample], "kmeans"
 
 
-def classes_table(geo: Any, group: np.ndarray, cfg: MiningConfig) -> pa.Table:
+def classes_table(geo: Any, f: Any, group: np.ndarray) -> pa.Table:
     """One row per label: counts, spread, nearest class, merge flag and the (modal) group."""
     labels, counts = geo.cindex.labels, geo.cindex.counts
     rows = np.bincount(geo.cindex.of_sample, minlength=len(labels))
@@ -133,7 +132,7 @@ def classes_table(geo: Any, group: np.ndarray, cfg: MiningConfig) -> pa.Table:
         "label": pa.array(labels, type=pa.int64()), "n": pa.array(counts, type=pa.int64()),
         "n_invalid": pa.array(rows - counts, type=pa.int64()), "spread": _f32(geo.centres.spread),
         "nearest_label": _labels(labels, geo.class_nearest), "nearest_cos": _f32(geo.class_nearest_cos),
-        "merge_candidate": pa.array(ctr.merge_candidates(geo.class_nearest_cos, cfg.classes.merge_cos)),
+        "neighbour_mix": _f32(f.class_mix), "merge_candidate": pa.array(f.class_merge),
         "group": pa.array([modal.get(c) for c in range(len(labels))], type=pa.string()),
     })
 
@@ -154,8 +153,11 @@ def sweep_table(geo: Any, f: Any, cfg: MiningConfig) -> pa.Table:
     """How many classes / samples each candidate threshold flags."""
     rows: list[tuple[str, float, int, str, bool]] = []
     near = np.nan_to_num(geo.class_nearest_cos, nan=-np.inf)
-    for v in sorted(set(cfg.sweep.merge_cos) | {cfg.classes.merge_cos}):
+    for v in sorted(set(cfg.sweep.merge_cos) | {cfg.classes.merge_cos} - {None}):
         rows.append(("classes.merge_cos", v, int((near >= v).sum()), "classes", v == cfg.classes.merge_cos))
+    mix = np.nan_to_num(f.class_mix, nan=-np.inf)
+    for v in sorted(set(cfg.sweep.merge_mix) | {cfg.classes.merge_mix} - {None}):
+        rows.append(("classes.merge_mix", v, int((mix >= v).sum()), "classes", v == cfg.classes.merge_mix))
     cc = np.nan_to_num(geo.center_cos, nan=np.inf)
     for v in sorted(set(cfg.sweep.center_cos)):
         rows.append(("center_cos_below", v, int((cc < v).sum()), "samples", abs(v - COS_75_DEGREES) < 1e-3))
@@ -193,7 +195,7 @@ def build(emb: Any, geo: Any, f: Any, pairs: Any, cfg: MiningConfig, *, samples:
     report["groups"] = {"source": source, "rows": groups.to_pylist()}
     sweep = sweep_table(geo, f, cfg)
     report["sweep"] = sweep.to_pylist()
-    return Built(table, classes_table(geo, group, cfg), pair_table, groups, sweep, report)
+    return Built(table, classes_table(geo, f, group), pair_table, groups, sweep, report)
 
 
 def run_report(emb: Any, geo: Any, f: Any, samples: pa.Table, pairs: pa.Table, join: Any,
@@ -202,7 +204,7 @@ def run_report(emb: Any, geo: Any, f: Any, samples: pa.Table, pairs: pa.Table, j
     v, counts, c = geo.validity, geo.cindex.counts, f.cols
     split = _value_counts(samples.column("split"))
     kinds = _value_counts(samples.column("duplicate_kind"))
-    merge = ctr.merge_candidates(geo.class_nearest_cos, cfg.classes.merge_cos)
+    merge = f.class_merge
     thr = f.threshold
     out = {
         "counts": {
@@ -217,7 +219,8 @@ def run_report(emb: Any, geo: Any, f: Any, samples: pa.Table, pairs: pa.Table, j
             "split": split, "pairs": _value_counts(pairs.column("kind")) if pairs.num_rows else {},
         },
         "thresholds": {
-            "merge_cos": cfg.classes.merge_cos, "duplicate_cos": cfg.duplicates.cos,
+            "merge_cos": cfg.classes.merge_cos, "merge_mix": cfg.classes.merge_mix,
+            "duplicate_cos": cfg.duplicates.cos,
             "vote_min": cfg.noise.vote_min, "margin_max": cfg.noise.margin_max,
             "target_fpr": cfg.quality.target_fpr,
             "unified_fpr_threshold": thr.value if np.isfinite(thr.value) else None,

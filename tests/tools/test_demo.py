@@ -90,3 +90,15 @@ def test_a_folder_made_with_other_parameters_is_refused(demo_run, capsys):
         synth_stage(other, Layout(out))
     assert demo_tool.main(["--out", str(out), "--small"]) == 2
     assert "other parameters" in capsys.readouterr().err
+
+
+def test_demo_config_applies_seed_steps_and_sizes_over_the_ready_size():
+    from fr_train.demo import DEMO_SIZES, demo_config
+    cfg = demo_config("small", seed=3, steps=7, identities=11, workers=1)
+    base = DEMO_SIZES["small"]
+    assert cfg.synth.seed == 3 and cfg.synth.identities == 11
+    assert cfg.synth.images_per_identity == base.synth.images_per_identity
+    assert cfg.train_overrides["train"]["max_steps"] == 7 and cfg.train_overrides["data"]["seed"] == 3
+    assert cfg.train_overrides["data"]["batch_size"] == base.train_overrides["data"]["batch_size"]
+    assert cfg.workers == 1 and cfg.mining_config == base.mining_config
+    assert demo_config("small") == base

@@ -74,13 +74,12 @@ def test_own_centre_dot_in_blocks():
     np.testing.assert_allclose(ctr.own_centre_dot(x, unit, own, block=3), (x * unit[own]).sum(1))
 
 
-def test_nearest_classes_and_merge_candidates():
+def test_nearest_classes():
     sums = np.array([[1.0, 0, 0], [0.9, 0.1, 0], [0, 0, 1.0]]) * 4
     c = ctr.make_centres(sums, np.array([4, 4, 4]))
     near, cos = ctr.nearest_classes(c, brute_knn)
     assert near.tolist() == [1, 0, 0]  # class 2 ties at cos 0: smaller id wins
     assert cos[0] > 0.99 and abs(cos[2]) < 1e-6
-    assert ctr.merge_candidates(cos, 0.5).tolist() == [True, True, False]
 
 
 def test_search_centres_removes_own_class_and_keeps_order():

@@ -2,13 +2,44 @@
 
 import numpy as np
 
-from fr_data.mining.difficulty import difficulty_score, split_by_quantile
+import pytest
+
+from fr_data.mining.difficulty import difficulty_score, model_difficulty, split_by_quantile
 
 
-def test_difficulty_is_one_minus_certainty_ratio_clipped():
-    got = difficulty_score(np.array([0.6, -0.2, 1.3, np.nan]))
+def test_model_difficulty_is_one_minus_certainty_ratio_clipped():
+    got = model_difficulty(np.array([0.6, -0.2, 1.3, np.nan]))
     np.testing.assert_allclose(got[:3], [0.4, 1.0, 0.0])
     assert np.isnan(got[3])
+
+
+def test_difficulty_without_capture_term_is_the_rank_of_the_model_term():
+    cr = np.array([0.6, -0.2, 1.3, np.nan, 0.9])  # model difficulty 0.4, 1.0, 0.0, NaN, 0.1
+    got = difficulty_score(cr)
+    np.testing.assert_allclose(got[[0, 1, 2, 4]], [2 / 3, 1.0, 0.0, 1 / 3], rtol=1e-6)
+    assert np.isnan(got[3])
+    np.testing.assert_array_equal(difficulty_score(cr, np.array([1.0, 0.1, 0.5, 0.2, 0.3]), 0.0), got)
+
+
+def test_difficulty_averages_model_and_capture_ranks_by_weight():
+    cr = np.array([0.9, 0.8, 0.7, 0.6, np.nan])  # model ranks 0, 1/3, 2/3, 1 (row 4 undefined)
+    resolution = np.array([0.25, 1.0, 1.0, np.nan, 0.5])  # 1 - res: .75, 0, 0, NaN, .5 -> ranks 1, 1/6, 1/6 (tie), -, 2/3
+    got = difficulty_score(cr, resolution, resolution_weight=1.0)
+    np.testing.assert_allclose(got, [0.5, 0.25, 5 / 12, 1.0, 2 / 3], rtol=1e-6)
+    # by hand, weight 3: (1 * model + 3 * capture) / 4
+    got3 = difficulty_score(cr, resolution, resolution_weight=3.0)
+    np.testing.assert_allclose(got3[:3], [(0 + 3) / 4, (1 / 3 + 3 / 6) / 4, (2 / 3 + 3 / 6) / 4], rtol=1e-6)
+    with pytest.raises(ValueError, match="resolution_weight"):
+        difficulty_score(cr, resolution, -1.0)
+
+
+def test_low_resolution_images_reach_the_hard_split_through_the_capture_term():
+    rng = np.random.default_rng(0)
+    cr = rng.uniform(0.5, 0.9, 1000)  # the model cannot tell the degraded images apart
+    resolution = np.where(np.arange(1000) < 100, 0.2, rng.uniform(0.5, 1.0, 1000))
+    split = split_by_quantile(difficulty_score(cr, resolution, 1.0), np.ones(1000, bool), 0.5, 0.1)
+    model_only = split_by_quantile(difficulty_score(cr), np.ones(1000, bool), 0.5, 0.1)
+    assert (split[:100] == "hard").mean() > 3 * (model_only[:100] == "hard").mean()
 
 
 def test_split_by_quantile_sizes_and_ineligible_rows():
