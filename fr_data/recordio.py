@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import mmap
 import os
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -51,6 +52,7 @@ IR_SIZE = struct.calcsize(IR_FORMAT)  # 24
 
 _PART_HEAD = struct.Struct("<II")
 _IR = struct.Struct(IR_FORMAT)
+_F32 = struct.Struct("<f")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -104,8 +106,8 @@ def pack_image_record(
     return _IR.pack(vector.size, 0.0, id, id2) + vector.tobytes() + bytes(image)
 
 
-def unpack_image_record(payload: bytes) -> tuple[IRHeader, bytes]:
-    """Split an image-record payload into its header and the image bytes.
+def _image_record_fields(payload: bytes | memoryview) -> tuple[int, float, int, int, int]:
+    """``(flag, scalar label, id, id2, image start)`` of an image-record payload.
 
     Raises:
         ValueError: the payload is shorter than its header and labels say it must be.
@@ -113,13 +115,35 @@ def unpack_image_record(payload: bytes) -> tuple[IRHeader, bytes]:
     if len(payload) < IR_SIZE:
         raise ValueError(f"image record of {len(payload)} bytes is shorter than the {IR_SIZE}-byte header")
     flag, label, id_, id2 = _IR.unpack_from(payload, 0)
-    if flag == 0:
-        return IRHeader(0, label, id_, id2), bytes(payload[IR_SIZE:])
     end = IR_SIZE + 4 * flag
     if end > len(payload):
         raise ValueError(f"header announces {flag} float32 labels but the record has {len(payload)} bytes")
+    return flag, label, id_, id2, end
+
+
+def unpack_image_record(payload: bytes | memoryview) -> tuple[IRHeader, bytes]:
+    """Split an image-record payload into its header and the image bytes.
+
+    Raises:
+        ValueError: the payload is shorter than its header and labels say it must be.
+    """
+    flag, label, id_, id2, end = _image_record_fields(payload)
+    if flag == 0:
+        return IRHeader(0, label, id_, id2), bytes(payload[IR_SIZE:])
     vector = np.frombuffer(payload, dtype="<f4", count=flag, offset=IR_SIZE).copy()
     return IRHeader(flag, vector, id_, id2), bytes(payload[end:])
+
+
+def unpack_class_label(payload: bytes | memoryview) -> tuple[float, bytes]:
+    """``(header.class_label, image)`` of :func:`unpack_image_record`, without building the header.
+
+    Raises:
+        ValueError: as :func:`unpack_image_record`.
+    """
+    flag, label, _, _, end = _image_record_fields(payload)
+    if flag:
+        label = _F32.unpack_from(payload, IR_SIZE)[0]
+    return label, bytes(payload[end:])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -485,6 +509,15 @@ def _truncated(path: Path, pos: int, end: int, size: int) -> DataError:
 # Reader
 
 
+def find_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(i, found)``: where each of ``keys`` is in the ascending ``sorted_keys`` (0 where absent)."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
+    i = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    found = sorted_keys[i] == keys
+    return np.where(found, i, 0), found
+
+
 class RecordIOReader:
     """Random access to a ``.rec`` through its ``.idx``; safe to use in forked DataLoader workers.
 
@@ -523,6 +556,7 @@ class RecordIOReader:
         self._check_offsets()
         self._fd: int | None = None
         self._pid: int | None = None
+        self._map: mmap.mmap | None = None
 
     # -- index checks and key lookup --------------------------------------------------------------
 
@@ -567,6 +601,16 @@ class RecordIOReader:
             return int(self._order[i])
         raise KeyError(key)
 
+    def positions(self, keys: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised :meth:`position`: ``(rows, found)`` for int64 ``keys`` (rows of absent keys are 0)."""
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+        if self._contiguous:
+            rows = keys - self._first_key
+            found = (rows >= 0) & (rows < len(self.keys))
+            return np.where(found, rows, 0), found
+        i, found = find_sorted(self._sorted_keys, keys)
+        return np.where(found, self._order[i], 0), found
+
     def __contains__(self, key: int) -> bool:
         try:
             self.position(key)
@@ -584,8 +628,19 @@ class RecordIOReader:
         pid = os.getpid()
         if self._fd is None or self._pid != pid:
             self._fd = os.open(self.rec_path, os.O_RDONLY)
-            self._pid = pid
+            self._pid, self._map = pid, None
         return self._fd
+
+    def _mapped(self) -> mmap.mmap | None:
+        """A read-only map of the whole ``.rec`` made from :meth:`_handle` (None for an empty file).
+
+        Like the descriptor it is made again after a fork. It covers the file as it is when first
+        mapped; :meth:`read_many` reads anything past its end through :meth:`read_at`.
+        """
+        fd = self._handle()
+        if self._map is None and os.fstat(fd).st_size > 0:
+            self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        return self._map
 
     def read(self, key: int) -> bytes:
         """The whole logical record stored under ``key`` (split parts rejoined).
@@ -610,20 +665,71 @@ class RecordIOReader:
                 return pieces[0] if len(pieces) == 1 else MAGIC_BYTES.join(pieces)
             pos += 8 + length + _padding(length)
 
+    def read_many(
+        self, keys: Sequence[int] | np.ndarray, *, views: bool = False
+    ) -> list[bytes | memoryview | DataError | KeyError]:
+        """:meth:`read` of every key in one call: per key the record, or the error ``read`` raises.
+
+        Records are read in file order from a memory map. The part headers of all keys are checked
+        at once; a record that is one whole part inside the file is sliced from the map, anything
+        else (split records, bad magic, truncation) goes through :meth:`read_at`, so the bytes and
+        the :class:`DataError` texts are exactly those of :meth:`read`. An absent key gives
+        ``KeyError(key)``. Results are in input order; a key given twice is read twice.
+
+        Like every reader here it expects the ``.rec`` not to change while open: records past the
+        end of a file that shrank before it was first mapped are read (and reported) through
+        :meth:`read_at`, but a file truncated while mapped makes the process fail on access.
+
+        Args:
+            keys: the keys to read.
+            views: give the sliced records as memoryviews of the map instead of bytes (no copy;
+                drop them before :meth:`close`, or the map stays open until they are gone).
+        """
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+        rows, found = self.positions(keys)
+        out: list[bytes | memoryview | DataError | KeyError | None] = [None] * len(keys)
+        for i in np.flatnonzero(~found).tolist():
+            out[i] = KeyError(int(keys[i]))
+        wanted = np.flatnonzero(found)
+        offsets = self.offsets[rows[wanted]]
+        order = np.argsort(offsets, kind="stable")
+        for i, result in zip(wanted[order].tolist(), self._read_offsets(offsets[order], views)):
+            out[i] = result
+        return out
+
+    def _read_offsets(self, offsets: np.ndarray, views: bool) -> list[bytes | memoryview | DataError]:
+        """The record (or read's :class:`DataError`) at each offset; ascending offsets read best."""
+        mapped = self._mapped()
+        if mapped is None:
+            return [self._read_or_error(offset) for offset in offsets.tolist()]
+        starts, ends, plain = _whole_parts(mapped, offsets)
+        view = memoryview(mapped) if views else mapped
+        return [view[start:end] if ok else self._read_or_error(start - 8)
+                for start, end, ok in zip(starts.tolist(), ends.tolist(), plain.tolist())]
+
+    def _read_or_error(self, offset: int) -> bytes | DataError:
+        try:
+            return self.read_at(offset)
+        except DataError as exc:
+            return exc
+
     def scan(self) -> Iterator[tuple[int, bytes]]:
         """Yield ``(offset, record)`` for every logical record in file order (ignores the index)."""
         with open(self.rec_path, "rb", buffering=1 << 20) as f:
             yield from _iter_records(f, self.rec_path, self.size)
 
     def close(self) -> None:
-        """Close the file descriptor (if this process opened it)."""
+        """Close the file descriptor and the map (if this process opened them)."""
         if self._fd is not None and self._pid == os.getpid():
+            if self._map is not None:
+                with contextlib.suppress(BufferError):  # a caller still holds a view: unmapped by GC
+                    self._map.close()
             os.close(self._fd)
-        self._fd = self._pid = None
+        self._fd = self._pid = self._map = None
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_fd"] = state["_pid"] = None
+        state["_fd"] = state["_pid"] = state["_map"] = None
         return state
 
     def __enter__(self) -> RecordIOReader:
@@ -635,6 +741,28 @@ class RecordIOReader:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+def _whole_parts(view: mmap.mmap, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(starts, ends, plain)``: payload span of the part at each offset, and whether it can be sliced.
+
+    ``plain`` is True where that part is a whole record (right magic, ``cflag`` 0) lying entirely
+    inside ``view``; the other offsets need :meth:`RecordIOReader.read_at` (and its error checks).
+    Offsets are record starts of a checked index: non-negative multiples of 4.
+    """
+    size, starts = len(view), offsets + 8
+    if size < 8:
+        return starts, starts, np.zeros(len(offsets), dtype=bool)
+    inside = starts <= size
+    at = np.where(inside, offsets // 4, 0)
+    words = np.frombuffer(view, dtype="<u4", count=size // 4)
+    try:
+        magic, lrec = words[at], words[at + 1]
+    finally:
+        del words  # the map cannot be closed while a numpy view of it exists
+    ends = starts + (lrec & LENGTH_MASK)
+    plain = inside & (magic == MAGIC) & ((lrec >> 29) == CFLAG_WHOLE) & (ends <= size)
+    return starts, ends, plain
 
 
 def _iter_records(f: BinaryIO, path: Path, size: int) -> Iterator[tuple[int, bytes]]:

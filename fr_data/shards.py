@@ -83,7 +83,8 @@ _PNG = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (baseline, progressive, lossless...); C4/C8/CC are DHT/JPG/DAC.
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE = frozenset(range(0xD0, 0xD9)) | {0x01}  # RSTn, SOI, TEM: markers without a length
-_SEGMENT_LENGTH = struct.Struct(">H")
+_SOS = 0xDA  # start of scan
+_LENGTH_SEGMENTS = frozenset(range(0x100)) - _SOF - _STANDALONE - {0xFF, _SOS}  # APPn, DQT, DHT, COM...
 _SOF_SIZE = struct.Struct(">HH")  # height, width (after the precision byte)
 
 
@@ -107,19 +108,19 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
         if data[pos] != 0xFF:
             return None
         marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-        elif marker in _STANDALONE:
-            pos += 2
+        if marker in _LENGTH_SEGMENTS:  # the common case first; the marker classes are disjoint
+            pos += 2 + (data[pos + 2] << 8 | data[pos + 3])
         elif marker in _SOF:
             if pos + 9 > end:
                 return None
             height, width = _SOF_SIZE.unpack_from(data, pos + 5)
             return width, height
-        elif marker == 0xDA:  # start of scan before any frame header
+        elif marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker in _STANDALONE:
+            pos += 2
+        else:  # start of scan before any frame header
             return None
-        else:
-            pos += 2 + _SEGMENT_LENGTH.unpack_from(data, pos + 2)[0]
     return None
 
 
@@ -321,9 +322,13 @@ def record_file(source: Any, index: int) -> tuple[Path, str]:
 def read_batch(source: Any, indices: list[int]) -> list[Any]:
     """``source.read`` of each index, as a record or the :class:`DataError` it raised, in input order.
 
-    The reads themselves go in ascending index order (file order for RecordIO and image folders),
-    so a shuffled shard is read as sequentially as the source allows.
+    A source with ``read_many`` (RecordIO) reads the whole batch in one call, in file order.
+    Otherwise (image folders) the reads go one by one in ascending index order, so a shuffled shard
+    is read as sequentially as the source allows.
     """
+    read_many = getattr(source, "read_many", None)
+    if read_many is not None:
+        return read_many(indices)
     results: list[Any] = [None] * len(indices)
     for pos in sorted(range(len(indices)), key=indices.__getitem__):
         try:
@@ -355,17 +360,30 @@ def _inspected(job: _Job, indices: list[int], decoded: list[bool]) -> Iterator[t
 
 
 class _ShardColumns:
-    """The manifest columns of one shard, collected as plain lists and turned into one table."""
+    """The manifest columns of one shard, collected as plain lists and turned into one table.
+
+    Column lists rather than row tuples: a shard's rows live until it ends, and that many surviving
+    tuples would make Python's cyclic GC run full collections.
+    """
+
+    names = ("key", "label", "source_index", "width", "height", "bytes", "sha256", "ext", "decoded_ok")
 
     def __init__(self) -> None:
-        self.names = ("key", "label", "source_index", "width", "height", "bytes", "sha256", "ext", "decoded_ok")
         self.columns: dict[str, list] = {name: [] for name in self.names}
-        self._appenders = [self.columns[name].append for name in self.names]
+        (self._key, self._label, self._index, self._width, self._height, self._bytes, self._sha256,
+         self._ext, self._decoded) = (self.columns[name].append for name in self.names)
 
-    def add(self, *values: Any) -> None:
-        """Append one row, values in the order of :attr:`names`."""
-        for append, value in zip(self._appenders, values):
-            append(value)
+    def add(self, key: str, label: int, index: int, info: ImageInfo, size: int, sha256: str) -> None:
+        """Append one row: the sample's key, label, source index, image info, byte size and digest."""
+        self._key(key)
+        self._label(label)
+        self._index(index)
+        self._width(info.width)
+        self._height(info.height)
+        self._bytes(size)
+        self._sha256(sha256)
+        self._ext(info.ext)
+        self._decoded(info.decoded_ok)
 
     def table(self, shard: str) -> pa.Table:
         count = len(self.columns["key"])
@@ -404,8 +422,7 @@ def write_shard(job: _Job, shard_id: int) -> ShardRecord:
                 continue
             key, data = key_format % index, record.data
             writer.add_sample(key, _tar_members(record.label, data, index, info))
-            rows.add(key, record.label, index, info.width, info.height, len(data),
-                     hashlib.sha256(data).hexdigest(), info.ext, info.decoded_ok)
+            rows.add(key, record.label, index, info, len(data), hashlib.sha256(data).hexdigest())
         digest = writer.finish()
         size = writer.size
     samples = rows.table(name)

@@ -5,6 +5,8 @@ InsightFace layout or headerless) and :class:`ImageFolderSource` (``root/<identi
 :func:`open_source` picks one from a path. Every ``read`` validates the record (image magic bytes,
 whole-number label in range) and raises :class:`fr_data.errors.DataError` naming the file and the
 key, offset or path, so a caller can stop or record the rejection and go on.
+:meth:`RecordIOSource.read_many` reads a whole batch in one pass in file order and returns, per
+index, the record or the error ``read`` would raise.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import functools
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -21,7 +23,15 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from fr_data.errors import DataError
-from fr_data.recordio import IRHeader, RecordIOReader, rebuild_idx, scan_offsets, unpack_image_record
+from fr_data.recordio import (
+    IRHeader,
+    RecordIOReader,
+    find_sorted,
+    rebuild_idx,
+    scan_offsets,
+    unpack_class_label,
+    unpack_image_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +188,12 @@ def _read_key(reader: RecordIOReader, key: int) -> bytes:
     try:
         return reader.read(key)
     except DataError as exc:
-        raise DataError(exc.path, f"key {key}, {exc.where}", exc.reason) from None
+        raise _keyed(exc, key) from None
+
+
+def _keyed(exc: DataError, key: int) -> DataError:
+    """``exc`` (a reader error located by offset) located by ``key`` too."""
+    return DataError(exc.path, f"key {key}, {exc.where}", exc.reason)
 
 
 def _probe_meta(reader: RecordIOReader, notes: list[str], key: int) -> bool:
@@ -351,15 +366,44 @@ class RecordIOSource:
         """
         key = int(index)
         if not self._is_image_key(key):
-            reason = f"not an image record of this {self.layout.name} file"
-            raise DataError(self.rec_path, f"key {key}", reason)
+            raise self._not_an_image(key)
         where = f"key {key}, offset {int(self.reader.offsets[self.reader.position(key)])}"
-        payload = _read_key(self.reader, key)
+        return self._record(key, where, _read_key(self.reader, key))
+
+    def read_many(self, indices: Sequence[int] | np.ndarray) -> list[SourceRecord | DataError]:
+        """:meth:`read` of every index in one call: per index the record or the :class:`DataError`.
+
+        The records come from :meth:`RecordIOReader.read_many` (one pass in file order) and are
+        validated like :meth:`read` does, with the same error texts; results are in input order.
+        """
+        keys = np.asarray(indices, dtype=np.int64).reshape(-1)
+        image = find_sorted(self._image_keys, keys)[1]
+        offsets = self.reader.offsets[self.reader.positions(keys)[0]].tolist()
+        payloads = iter(self.reader.read_many(keys[image], views=True))
+        return [self._checked(key, offset, next(payloads)) if ok else self._not_an_image(key)
+                for key, offset, ok in zip(keys.tolist(), offsets, image.tolist())]
+
+    def _checked(
+        self, key: int, offset: int, payload: bytes | memoryview | DataError
+    ) -> SourceRecord | DataError:
+        """:meth:`_record` of what the reader returned for image ``key``, or the error ``read`` raises."""
+        if isinstance(payload, DataError):
+            return _keyed(payload, key)
         try:
-            header, image = unpack_image_record(payload)
+            return self._record(key, f"key {key}, offset {offset}", payload)
+        except DataError as exc:
+            return exc
+
+    def _not_an_image(self, key: int) -> DataError:
+        return DataError(self.rec_path, f"key {key}", f"not an image record of this {self.layout.name} file")
+
+    def _record(self, key: int, where: str, payload: bytes | memoryview) -> SourceRecord:
+        """Check image ``key``'s payload: whole label in range, JPEG/PNG bytes; errors name ``where``."""
+        try:
+            value, image = unpack_class_label(payload)
         except ValueError as exc:
             raise DataError(self.rec_path, where, str(exc)) from None
-        label = check_label(header.class_label, self.num_classes, self.rec_path, where)
+        label = check_label(value, self.num_classes, self.rec_path, where)
         check_image_bytes(image, self.rec_path, where)
         return SourceRecord(key, label, image)
 

@@ -285,6 +285,90 @@ def test_wrong_magic_in_scan(tmp_path):
     assert err.value.where == "offset 12" and "0x00000000" in err.value.reason
 
 
+# -- batched reads ----------------------------------------------------------------------------------
+
+
+def _comparable(result):
+    """A read's result as something ``==`` compares: the bytes, or the error's type, text and location."""
+    if isinstance(result, Exception):
+        return type(result), str(result), getattr(result, "where", None), getattr(result, "reason", None)
+    return bytes(result)
+
+
+def _outcome(call):
+    try:
+        return _comparable(call())
+    except (DataError, KeyError) as exc:
+        return _comparable(exc)
+
+
+def _read_many_matches_read(reader, keys, views=False):
+    """Check ``reader.read_many(keys)`` against ``reader.read`` key by key; return what it gave."""
+    many = reader.read_many(keys, views=views)
+    assert [_comparable(r) for r in many] == [_outcome(lambda k=k: reader.read(k)) for k in keys]
+    return many
+
+
+# Files with every kind of bad record: (bytes, idx text, {key: expected error or None for a good record}).
+_WHOLE = _part(0, b"hello")  # 0: good (16 bytes)
+_SPLIT = _part(1, b"abcd") + _part(3, b"ef")  # 16: good split record; 24 lies in its payload; 28 is its tail
+_INTERRUPTED = _part(1, b"wxyz") + _part(0, b"qq")  # 40: first part followed by a whole part at 52
+_GOOD_AND_BAD = {1: None, 2: None, 3: "wrong magic", 4: "continuation part", 5: "is interrupted", 6: None}
+_BAD_FILES = {
+    "cut": (_WHOLE + _SPLIT + _INTERRUPTED + _part(0, b"efghijkl")[:-3],  # 64: whole part cut short
+            {**_GOOD_AND_BAD, 7: "truncated record"}),
+    "unfinished": (_WHOLE + _SPLIT + _INTERRUPTED + _part(1, b"abcd") + _part(2, b"efgh"),  # no last part
+                   {**_GOOD_AND_BAD, 7: "truncated part header", 8: "continuation part"}),
+}
+_OFFSETS = {1: 0, 2: 16, 3: 24, 4: 28, 5: 40, 6: 52, 7: 64, 8: 76}
+
+
+def test_read_many_equals_read_on_mxnet_records_in_any_order(tmp_path):
+    reader = rio.RecordIOReader(*_write(tmp_path, MXNET_SMALL_REC, MXNET_SMALL_IDX))
+    keys = [80, 0, 30, 70, 10, 70, 50, 20, 40, 60, 0, 5, -10, 90]  # repeats and absent keys
+    many = _read_many_matches_read(reader, keys)
+    assert many[:4] == [MXNET_PAYLOADS[8], MXNET_PAYLOADS[0], MXNET_PAYLOADS[3], MXNET_PAYLOADS[7]]
+    assert all(type(x) is bytes for x in many[:11])
+    assert [type(x) for x in many[11:]] == [KeyError] * 3 and many[11].args == (5,)
+    assert reader.read_many([]) == [] and reader.read_many(np.array([], dtype=np.int64)) == []
+
+
+def test_read_many_views_are_zero_copy_and_close_still_works(tmp_path):
+    reader = rio.RecordIOReader(*_write(tmp_path, MXNET_SMALL_REC, MXNET_SMALL_IDX))
+    views = _read_many_matches_read(reader, MXNET_KEYS[::-1], views=True)
+    assert type(views[-2]) is memoryview and [bytes(v) for v in views] == MXNET_PAYLOADS[::-1]
+    reader.close()  # a view still refers to the map: closing must not fail
+    assert bytes(views[-2]) == MXNET_PAYLOADS[1] and reader.read_many([10]) == [MXNET_PAYLOADS[1]]
+
+
+@pytest.mark.parametrize("name", sorted(_BAD_FILES))
+def test_read_many_gives_the_errors_read_raises(tmp_path, name):
+    data, expected = _BAD_FILES[name]
+    rec, idx = _write(tmp_path, data, "".join(f"{k}\t{_OFFSETS[k]}\n" for k in expected))
+    reader = rio.RecordIOReader(rec, idx)
+    keys = list(expected)
+    for order in (keys, keys[::-1], keys + keys[:3] + [99]):
+        many = _read_many_matches_read(reader, order)
+    for key, result in zip(keys, many):
+        if expected[key] is None:
+            assert type(result) is bytes
+        else:
+            assert isinstance(result, DataError) and result.path == str(rec)
+            assert expected[key] in result.reason
+    assert many[5] == b"qq" and many[1] == b"abcd" + M + b"ef"
+
+
+def test_read_many_when_the_file_shrank_after_opening(tmp_path):
+    rec, idx = _write(tmp_path, MXNET_SMALL_REC, MXNET_SMALL_IDX)
+    reader = rio.RecordIOReader(rec, idx)
+    rec.write_bytes(MXNET_SMALL_REC[:100])  # key 60 now runs past the end, 70 and 80 start past it
+    many = _read_many_matches_read(reader, MXNET_KEYS)
+    assert all(isinstance(x, DataError) for x in many[6:]) and many[:6] == MXNET_PAYLOADS[:6]
+    rec.write_bytes(b"")  # nothing left to map: every read goes through read_at and fails like it
+    reader.close()
+    _read_many_matches_read(reader, MXNET_KEYS)
+
+
 # -- fork safety and pickling ----------------------------------------------------------------------
 
 

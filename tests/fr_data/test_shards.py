@@ -19,10 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from fr_data import recordio as rio
 from fr_data.errors import ConfigError, DataError
 from fr_data.shards import (REJECTED_SCHEMA, SAMPLES_SCHEMA, ShardOptions, header_size, inspect_image,
-                            make_plan, read_samples, verify_shards, write_shards)
+                            make_plan, read_batch, read_samples, verify_shards, write_shards)
 from fr_data.parquet import read_table
+from fr_data.sources import RecordIOSource
 
 
 def tiny_image(seed: int, size: tuple[int, int] = (16, 12), fmt: str = "JPEG") -> bytes:
@@ -298,6 +300,63 @@ def test_inspect_image_header_only_and_errors():
     assert inspect_image(TRUNCATED, "f.rec", "key 2", decode=False).width == 32  # the header alone is fine
     with pytest.raises(DataError, match="without a readable size header"):
         inspect_image(_WHOLE[:60], "f.rec", "key 3", decode=False)
+
+
+# -------------------------------------------------------------------------------- batched RecordIO reads
+class PerRecord:
+    """A source seen without ``read_many``: ``read_batch`` falls back to one ``read`` per record."""
+
+    def __init__(self, source):
+        self._source = source
+
+    def __getattr__(self, name: str):
+        if name == "read_many":
+            raise AttributeError(name)
+        return getattr(self._source, name)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+
+def recordio_folder(folder: Path) -> Path:
+    """A headerless RecordIO set of 40 records: JPEGs, PNGs, split records and bad records."""
+    magic = rio.MAGIC_BYTES
+    bad = {5: rio.pack_image_record(1, b"GIF89a not an image"), 11: b"short",
+           17: rio.pack_image_record(2.5, tiny_image(17)), 23: rio.pack_image_record(9, tiny_image(23)),
+           29: rio.pack_image_record(1, TRUNCATED)}
+    with rio.RecordIOWriter(folder / "train.rec", folder / "train.idx") as writer:
+        for i in range(40):
+            image = tiny_image(i, fmt="PNG" if i % 7 == 3 else "JPEG") + (magic * 2 if i % 6 == 1 else b"")
+            writer.write(i, bad.get(i, rio.pack_image_record([i % 4, 1.0] if i % 2 else i % 4, image)))
+    (folder / "property").write_text("4,112,112\n")
+    return folder
+
+
+def test_read_batch_uses_read_many_keeping_order_and_errors(tmp_path, monkeypatch):
+    source = RecordIOSource(recordio_folder(tmp_path))
+    calls, read_many = [], source.read_many
+
+    def counted(indices):
+        calls.append(list(indices))
+        return read_many(indices)
+
+    monkeypatch.setattr(source, "read_many", counted)
+    indices = [31, 5, 0, 39, 11, 7, 7, 17, 23, 29, 3, 99]
+    batched, single = read_batch(source, indices), read_batch(PerRecord(source), indices)
+    assert len(calls) == 1
+    described = [(type(r), str(r)) if isinstance(r, DataError) else r for r in batched]
+    assert described == [(type(r), str(r)) if isinstance(r, DataError) else r for r in single]
+    assert [isinstance(r, DataError) for r in batched] == [i in (5, 11, 17, 23, 99) for i in indices]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_recordio_shards_are_byte_identical_with_and_without_read_many(tmp_path, workers):
+    folder = recordio_folder(tmp_path / "rec")
+    options = ShardOptions(per_shard=7, seed=3, skip_corrupt=True, decode_check=0.5)
+    many = write_shards(RecordIOSource(folder), tmp_path / "many", options, workers=workers)
+    write_shards(PerRecord(RecordIOSource(folder)), tmp_path / "one", options, workers=1)
+    assert folder_bytes(tmp_path / "many") == folder_bytes(tmp_path / "one")
+    assert many.rejected.num_rows >= 4 and verify_shards(many.out) == []
 
 
 # ------------------------------------------------------------------------------------------ verifying

@@ -228,6 +228,73 @@ def test_wrong_magic_at_record_0_falls_back_to_headerless(tmp_path, images):
     assert src.read(1).label == 0
 
 
+# -- batched reads ----------------------------------------------------------------------------------
+
+
+def _comparable(result):
+    """A record, or a DataError as its type, text and location (exceptions do not compare by value)."""
+    if isinstance(result, Exception):
+        return type(result), str(result), result.path, result.where, result.reason
+    return result
+
+
+def _read_outcome(src, key):
+    try:
+        return src.read(key)
+    except DataError as exc:
+        return exc
+
+
+def _assert_read_many_equals_read(src, keys):
+    """``src.read_many(keys)`` gives, in order, what ``src.read`` gives or raises key by key."""
+    many = src.read_many(keys)
+    assert [_comparable(r) for r in many] == [_comparable(_read_outcome(src, k)) for k in keys]
+    return many
+
+
+@pytest.mark.parametrize("keys", [
+    [1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1], [4, 1, 4, 6, 2, 2, 5, 3],
+    [0, 7, 8, 9, 3, 10, 99, -1, 3],  # header and identity records, absent keys
+])
+def test_read_many_equals_read_in_the_insightface_layout(insightface, keys):
+    src = RecordIOSource(insightface)
+    many = _assert_read_many_equals_read(src, keys)
+    assert all(isinstance(r, SourceRecord) == (1 <= k <= 6) for k, r in zip(keys, many))
+    as_array = src.read_many(np.asarray(keys, dtype=np.int64))
+    assert [_comparable(r) for r in as_array] == [_comparable(r) for r in many]
+
+
+def test_read_many_equals_read_with_vector_labels_and_split_records(tmp_path, images):
+    split_image = images[0] + M + b"tail" + M  # stored as a three-part record
+    payloads = [rio.pack_image_record([i % 3, 1.0], img) for i, img in enumerate(images)]
+    payloads.append(rio.pack_image_record(2, split_image))
+    folder = _write_raw(tmp_path / "v", payloads, property_text="3,1,1\n")
+    src = RecordIOSource(folder)
+    many = _assert_read_many_equals_read(src, [6, 0, 5, 6, 2])
+    assert many[0] == SourceRecord(6, 2, split_image) and many[1].label == 0
+
+
+def test_read_many_gives_the_errors_read_raises(bad_folder, images):
+    src = RecordIOSource(bad_folder)
+    keys = [8, 7, 6, 5, 4, 3, 2, 1, 0, 3, 8, 42]
+    many = _assert_read_many_equals_read(src, keys)
+    assert [isinstance(r, SourceRecord) for r in many] == [k in (0, 8) for k in keys]
+    assert many[0].data == images[5] + M and "not an image record" in many[-1].reason
+
+
+def test_read_many_errors_of_broken_index_offsets_and_truncated_files(insightface):
+    keys, offsets = rio.load_idx(insightface / "train.idx")
+    offsets[2] += 24  # key 2 now points inside record 2's payload
+    rio.write_idx(insightface / "train.idx", keys, offsets)
+    many = _assert_read_many_equals_read(RecordIOSource(insightface), [3, 2, 1, 2])
+    assert "no record starts here" in many[1].reason
+    rec = insightface / "train.rec"
+    (insightface / "train.idx").write_text("".join(f"{k}\t{o}\n" for k, o in zip(keys[:5], offsets[:5])))
+    rec.write_bytes(rec.read_bytes()[: int(offsets[4]) + 30])
+    many = _assert_read_many_equals_read(RecordIOSource(insightface, num_classes=3), [4, 3, 1, 2])
+    assert "truncated" in many[0].reason and many[1].label == 1
+
+
 def test_missing_rec(tmp_path):
     with pytest.raises(DataError, match="not found"):
         RecordIOSource(tmp_path / "nothing.rec")

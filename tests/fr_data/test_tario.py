@@ -81,3 +81,22 @@ def test_add_sample_matches_add_many_byte_for_byte():
         assert tar.getnames() == ["000000042.cls", "000000042.jpg", "000000042.json"]
     with pytest.raises(ValueError, match="does not fit"):  # too long for the fast path: add_many's error
         TarWriter(io.BytesIO()).add_sample("k" * 99, members)
+
+
+@pytest.mark.parametrize("key", ["0", "000000042", "k" * 80])
+def test_add_sample_matches_add_many_across_size_fields(key):
+    sizes = [0, 1, 511, 512, 4095, 4096, 4097, 0o7777, 0o10000, 65_535, 0o7777777, (1 << 20) + 7]
+    members = [(ext, bytes([n % 251]) * n) for ext, n in zip(["cls", "jpg", "json", "png"] * 3, sizes)]
+    fast, slow = io.BytesIO(), io.BytesIO()
+    fast_writer, slow_writer = TarWriter(fast), TarWriter(slow)
+    for start in range(0, len(members), 3):
+        fast_writer.add_sample(key, members[start:start + 3])
+        slow_writer.add_many([(f"{key}.{ext}", data) for ext, data in members[start:start + 3]])
+    assert fast_writer.finish() == slow_writer.finish() and fast.getvalue() == slow.getvalue()
+
+
+def test_size_field_sums_up_to_the_ustar_limit():
+    from fr_data.tario import _size_sum
+
+    for size in [0, 4095, 4096, 0o7777_7777, 0o1_0000_0000, 8 ** 11 - 1, 123_456_789, 8 ** 10 + 5]:
+        assert _size_sum(size) == sum(b"%011o" % size)
