@@ -50,12 +50,12 @@ class ClassConfig:
             least this cosine. 0.5 is MS-Celeb-1M_WashList's "same person with a high probability";
             insightface's dataset_merge.py uses 0.3 to drop overlapping identities across data sets and
             0.4 to exclude test identities (both appear in the sweep). null: rule off.
-        merge_mix: ... or when the neighbour-vote mix of the two labels is at least this (0.5 is expected
-            for one person split in two; see ``fr_data.mining.merges``). null: rule off.
+        merge_mix: ... or when the two labels' k-NN votes cross between them at least this share of what
+            one person split in two would give (1 expected; see ``fr_data.mining.merges``). null: off.
     """
 
     merge_cos: float | None = 0.5
-    merge_mix: float | None = 0.4
+    merge_mix: float | None = 0.8
 
 
 @dataclass
@@ -174,7 +174,7 @@ class SweepConfig:
     duplicate_cos: list[float] = field(default_factory=lambda: [0.9, 0.93, 0.95, 0.97, 0.98, 0.985, 0.99,
                                                                   0.995, 0.999])
     vote_min: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.9])
-    merge_mix: list[float] = field(default_factory=lambda: [0.2, 0.3, 0.4, 0.5])
+    merge_mix: list[float] = field(default_factory=lambda: [0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
 
 
 @dataclass
@@ -202,7 +202,7 @@ def validate_config(cfg: MiningConfig) -> MiningConfig:
         ("neighbours.centre_k", cfg.neighbours.centre_k >= 1),
         ("neighbours.chunk_rows", cfg.neighbours.chunk_rows >= 1),
         ("classes.merge_cos", cfg.classes.merge_cos is None or -1.0 <= cfg.classes.merge_cos <= 1.0),
-        ("classes.merge_mix", cfg.classes.merge_mix is None or 0.0 < cfg.classes.merge_mix <= 1.0),
+        ("classes.merge_mix", cfg.classes.merge_mix is None or cfg.classes.merge_mix > 0.0),
         ("noise.vote_min", 0.0 <= cfg.noise.vote_min <= 1.0),
         ("duplicates.cos", -1.0 <= cfg.duplicates.cos <= 1.0),
         ("quality.sdd_samples", cfg.quality.sdd_samples >= 1),

@@ -5,15 +5,17 @@ is off):
 
 * **centre cosine** ``>= classes.merge_cos``: the published cleaning rule (MS-Celeb-1M_WashList, 0.5),
   tied to the cosine scale of a well-trained backbone.
-* **neighbour mix** ``>= classes.merge_mix``: of the k-NN votes that class A's samples give to A or to
-  its nearest class B, the share that goes to B, averaged with B's share for A when the two are each
-  other's nearest class. If A and B are one person, a sample's nearest neighbours are drawn from both
-  labels in proportion to their sizes, so the two shares average 0.5 whatever the sizes; two different
-  people who merely look alike keep most votes at home. The rule needs no cosine scale, so it also works
-  for small or briefly trained backbones whose centres all sit at high cosine (the synthetic demo: true
-  split identities 0.50-0.55, the closest look-alike pair 0.35, over three seeds).
-  The k-NN graph is the one the label-noise vote uses (``neighbours.k``), cf. cleanlab's
-  near-duplicate / label-issue checks on a shared k-NN graph (https://github.com/cleanlab/cleanlab).
+* **neighbour mix** ``>= classes.merge_mix``: how freely the k-NN votes of the two labels' samples cross
+  between them, as a share of what one person would give. Take class A and its nearest class B, with
+  ``n_A`` and ``n_B`` samples. If they are one person, a sample of A has neighbours drawn from the whole
+  person, so a vote that lands in A or B lands in B with probability ``n_B / (n_A + n_B - 1)`` (and a
+  vote of B's samples lands in A with ``n_A / (n_A + n_B - 1)``). The mix is the observed number of such
+  crossing votes over that expectation: about 1 for one person under two labels, whatever the two sizes,
+  and near 0 for two different people, who keep their votes at home. It needs no cosine scale, so it
+  also works for small or briefly trained backbones whose centres all sit at high cosine (the synthetic
+  demo, three seeds: split identities 0.97-1.07, the closest look-alike pair 0.68). The k-NN graph is
+  the one the label-noise vote uses (``neighbours.k``), as cleanlab runs its label and near-duplicate
+  checks on one shared k-NN graph (https://github.com/cleanlab/cleanlab).
 """
 
 from __future__ import annotations
@@ -25,33 +27,45 @@ __all__ = ["neighbour_mix", "merge_candidates"]
 
 def neighbour_mix(neigh_ids: np.ndarray, class_of: np.ndarray, class_nearest: np.ndarray,
                   chunk: int = 65_536) -> np.ndarray:
-    """Per class, the neighbour-vote share its samples give to its nearest class (see module doc).
+    """Per class A, observed / expected k-NN votes crossing between A and its nearest class B.
 
     Args:
-        neigh_ids: ``(N, k)`` neighbour row ids, -1 = empty slot.
+        neigh_ids: ``(N, k)`` neighbour row ids, -1 = empty slot (rows without any neighbour do not count).
         class_of: class id of each row.
         class_nearest: nearest other class of each class id (-1 if none).
 
     Returns:
-        float32 per class id; NaN where the class's samples gave no vote to either class.
+        float32 per class id (see the module docstring); NaN where no vote of either class lands in the
+        pair or the class has no nearest class.
     """
+    votes = _pair_votes(neigh_ids, class_of, class_nearest, chunk)
+    home, away, back, n = votes
+    b = np.maximum(class_nearest, 0)
+    n_a, n_b = n, n[b]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = ((home + away) * n_b + (home[b] + back) * n_a) / (n_a + n_b - 1)
+        mix = np.where((class_nearest >= 0) & (expected > 0), (away + back) / expected, np.nan)
+    return mix.astype(np.float32)
+
+
+def _pair_votes(neigh_ids: np.ndarray, class_of: np.ndarray, class_nearest: np.ndarray,
+                chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per class C: votes of its samples for C (home) and for its nearest class (away), votes for C by
+    the samples of C's nearest class (back), and its samples that have neighbours (n)."""
     num = len(class_nearest)
-    home = np.zeros(num, np.int64)
-    away = np.zeros(num, np.int64)
+    home, away, back, n = (np.zeros(num) for _ in range(4))
     for s in range(0, len(neigh_ids), chunk):
         ids, own = neigh_ids[s:s + chunk], class_of[s:s + chunk]
         present = ids >= 0
-        cls = np.where(present, class_of[np.maximum(ids, 0)], -2)
+        voters = present.any(axis=1)
+        cls = np.where(present, class_of[np.maximum(ids, 0)], -1)
         partner = class_nearest[own]
-        home += np.bincount(own, weights=(cls == own[:, None]).sum(axis=1), minlength=num).astype(np.int64)
-        hits = ((cls == partner[:, None]) & (partner[:, None] >= 0)).sum(axis=1)
-        away += np.bincount(own, weights=hits, minlength=num).astype(np.int64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        one_way = np.where(home + away > 0, away / (home + away), np.nan)
-    b = np.maximum(class_nearest, 0)
-    mutual = (class_nearest >= 0) & (class_nearest[b] == np.arange(num)) & np.isfinite(one_way[b])
-    both = np.where(mutual & np.isfinite(one_way), (one_way + one_way[b]) / 2, one_way)
-    return both.astype(np.float32)
+        home += np.bincount(own, weights=(cls == own[:, None]).sum(axis=1), minlength=num)
+        away += np.bincount(own, weights=((cls == partner[:, None]) & present).sum(axis=1), minlength=num)
+        from_partner = present & (class_nearest[np.maximum(cls, 0)] == own[:, None])
+        back += np.bincount(cls[from_partner], minlength=num)
+        n += np.bincount(own[voters], minlength=num)
+    return home, away, back, n
 
 
 def merge_candidates(nearest_cos: np.ndarray, merge_cos: float | None, mix: np.ndarray | None = None,
