@@ -88,11 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode-check", type=float, nargs="+", default=[0.0, DEFAULT_DECODE_CHECK, 1.0],
                         help="decode-check fractions to time (default: 0, the default fraction, 1)")
     parser.add_argument("--tmp", default=None, help="scratch folder (default: a new temp folder)")
+    parser.add_argument("--cold", action="store_true",
+                        help="drop the .rec from the page cache before each timed cp and shard run, so both "
+                             "read it from disk (data sets larger than RAM); default: both read from memory")
     args = parser.parse_args(argv)
     size_mb = 64 if args.small else args.size_mb
     scratch = Path(tempfile.mkdtemp(prefix="bench_shard-", dir=args.tmp))
     try:
-        run(scratch, size_mb, args.workers, args.per_shard, args.decode_check)
+        run(scratch, size_mb, args.workers, args.per_shard, args.decode_check, args.cold)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
@@ -104,7 +107,19 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run(scratch: Path, size_mb: int, workers: int, per_shard: int, fractions: list[float]) -> None:
+def drop_from_page_cache(*paths: Path) -> None:
+    """Write back and evict the files' pages (posix_fadvise DONTNEED: no root needed for own files)."""
+    os.sync()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def run(scratch: Path, size_mb: int, workers: int, per_shard: int, fractions: list[float],
+        cold: bool = False) -> None:
     rec_dir = scratch / "rec"
     build = timed(lambda: write_insightface(rec_dir, synthetic_items(size_mb << 20)))
     rec = rec_dir / "train.rec"
@@ -113,9 +128,12 @@ def run(scratch: Path, size_mb: int, workers: int, per_shard: int, fractions: li
     images = len(source)
     print(f"machine: {os.cpu_count()} cpus, {cpu_model()}; python {platform.python_version()}")
     print(f"built {rec_bytes / 1e6:.0f} MB .rec with {images} images in {build:.1f}s; workers={workers}")
-    rec.read_bytes()  # warm the page cache so cp and the sharder both read from memory
+    settle = (lambda: drop_from_page_cache(rec, rec_dir / "train.idx")) if cold else rec.read_bytes
+    print("page cache: " + ("cold (.rec evicted before each timed run)" if cold else "warm (.rec read first)"))
+    settle()
     cp = timed(lambda: subprocess.run(["cp", str(rec), str(scratch / "copy.rec")], check=True))
     (scratch / "copy.rec").unlink()
+    settle()
     cp_sync = timed(lambda: subprocess.run(["sh", "-c", f"cp '{rec}' '{scratch}/copy.rec' && sync"], check=True))
     (scratch / "copy.rec").unlink()
     print(f"cp:        {cp:7.2f}s  {rec_bytes / cp / 1e6:8.0f} MB/s")
@@ -124,6 +142,7 @@ def run(scratch: Path, size_mb: int, workers: int, per_shard: int, fractions: li
     for fraction in fractions:
         out = scratch / f"out-{fraction}"
         options = ShardOptions(per_shard=per_shard, decode_check=fraction)
+        settle()
         cpu = cpu_seconds()
         wall = timed(lambda: write_shards(open_source(rec_dir), out, options, workers=workers))
         cpu = cpu_seconds() - cpu
