@@ -111,7 +111,12 @@ def test_run_json_metadata_config_and_sweep(mined, planted):
     assert to_dict(load_config(res.folder / "config.yaml", MiningConfig)) == run["config"]
     sweep = read_table(res.folder / "sweep.parquet", SWEEP_SCHEMA).to_pylist()
     default = {r["threshold"]: r["flagged"] for r in sweep if r["is_default"]}
-    assert default["classes.merge_cos"] == sum(classes["merge_candidate"])
+    cfg = MiningConfig()
+    by_cos = [c is not None and c >= cfg.classes.merge_cos for c in classes["nearest_cos"]]
+    by_mix = [m is not None and m >= cfg.classes.merge_mix for m in classes["neighbour_mix"]]
+    assert classes["merge_candidate"] == [a or b for a, b in zip(by_cos, by_mix)]
+    assert default["classes.merge_cos"] == sum(by_cos) and default["classes.merge_mix"] == sum(by_mix)
+    assert sum(classes["merge_candidate"]) > 0
     assert default["noise.vote_min"] == sum(samples["suspect_mislabel"])
     merge_counts = [r["flagged"] for r in sweep if r["threshold"] == "classes.merge_cos"]
     assert merge_counts == sorted(merge_counts, reverse=True)
