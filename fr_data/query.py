@@ -9,7 +9,6 @@ appear atomically.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import pyarrow.parquet as pq
 
 from fr_data.atomic import atomic_path
 from fr_data.errors import DataError, HardmineError
+from fr_data.jsonfile import read_json_object
 from fr_data.parquet import ROW_GROUP_SIZE
 
 RUN_VIEWS = ("samples", "pairs", "classes")
@@ -167,7 +167,7 @@ def _shard_manifest(run: Path, shards: str | os.PathLike | None, notes: list[str
         if not path.is_file():
             raise DataError(path, "", "shard manifest does not exist")
         return path
-    named = _run_json(run).get("samples_manifest")
+    named = read_json_object(run / "run.json").get("samples_manifest")
     if not named:
         notes.append("no shard manifest known (run.json has no 'samples_manifest'; use --shards)")
         return None
@@ -176,17 +176,6 @@ def _shard_manifest(run: Path, shards: str | os.PathLike | None, notes: list[str
             return cand
     notes.append(f"shard manifest {named!r} named in run.json not found: view 'shard_samples' skipped")
     return None
-
-
-def _run_json(run: Path) -> dict:
-    path = run / "run.json"
-    if not path.is_file():
-        return {}
-    try:
-        meta = json.loads(path.read_text())
-    except ValueError as exc:
-        raise DataError(path, "", f"not valid JSON: {exc}") from exc
-    return meta if isinstance(meta, dict) else {}
 
 
 def _cell(value: object) -> str:

@@ -7,7 +7,6 @@ never dropped silently.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fr_data.errors import DataError
+from fr_data.jsonfile import read_json_object
 from fr_data.parquet import read_table
 from fr_data.mining.schemas import EMB_INDEX_REQUIRED
 from fr_data.hashing import file_sha256
@@ -76,7 +76,7 @@ def open_embeddings(folder: str | Path) -> Embeddings:
                         "row i of the index must describe embedding row i")
     _check_unique_keys(index, folder / "index.parquet")
     labels = index.column("label").to_numpy().astype(np.int64)
-    return Embeddings(folder, vectors, index, labels, _read_run_json(folder / "run.json"))
+    return Embeddings(folder, vectors, index, labels, read_json_object(folder / "run.json"))
 
 
 def _check_unique_keys(index: pa.Table, path: Path) -> None:
@@ -87,16 +87,6 @@ def _check_unique_keys(index: pa.Table, path: Path) -> None:
     dup = next(v["values"].as_py() for v in counts if v["counts"].as_py() > 1)
     rows = pc.indices_nonzero(pc.equal(keys, dup)).to_pylist()
     raise DataError(path, f"key {dup!r}, rows {rows[:5]}", "duplicate sample key")
-
-
-def _read_run_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise DataError(path, "", f"not valid JSON: {exc}") from exc
-    return data if isinstance(data, dict) else {"value": data}
 
 
 class Chunk(NamedTuple):
