@@ -676,9 +676,9 @@ class RecordIOReader:
         the :class:`DataError` texts are exactly those of :meth:`read`. An absent key gives
         ``KeyError(key)``. Results are in input order; a key given twice is read twice.
 
-        Like every reader here it expects the ``.rec`` not to change while open: records past the
-        end of a file that shrank before it was first mapped are read (and reported) through
-        :meth:`read_at`, but a file truncated while mapped makes the process fail on access.
+        Like every reader here it expects the ``.rec`` not to change while open. A file that shrank
+        before a call (before it was first mapped, or since) is read and reported through
+        :meth:`read_at`; only a truncation racing a call itself can still fail on access.
 
         Args:
             keys: the keys to read.
@@ -700,12 +700,21 @@ class RecordIOReader:
     def _read_offsets(self, offsets: np.ndarray, views: bool) -> list[bytes | memoryview | DataError]:
         """The record (or read's :class:`DataError`) at each offset; ascending offsets read best."""
         mapped = self._mapped()
+        if mapped is not None and os.fstat(self._handle()).st_size < len(mapped):
+            self._drop_map()  # the file shrank under the map: touching its lost pages would kill us
+            mapped = None
         if mapped is None:
             return [self._read_or_error(offset) for offset in offsets.tolist()]
         starts, ends, plain = _whole_parts(mapped, offsets)
         view = memoryview(mapped) if views else mapped
         return [view[start:end] if ok else self._read_or_error(start - 8)
                 for start, end, ok in zip(starts.tolist(), ends.tolist(), plain.tolist())]
+
+    def _drop_map(self) -> None:
+        if self._map is not None:
+            with contextlib.suppress(BufferError):  # a caller still holds a view: unmapped by GC
+                self._map.close()
+        self._map = None
 
     def _read_or_error(self, offset: int) -> bytes | DataError:
         try:
@@ -721,9 +730,7 @@ class RecordIOReader:
     def close(self) -> None:
         """Close the file descriptor and the map (if this process opened them)."""
         if self._fd is not None and self._pid == os.getpid():
-            if self._map is not None:
-                with contextlib.suppress(BufferError):  # a caller still holds a view: unmapped by GC
-                    self._map.close()
+            self._drop_map()
             os.close(self._fd)
         self._fd = self._pid = self._map = None
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +22,8 @@ from tests.fr_data._recordio_fixtures import (
     MXNET_SMALL_IDX,
     MXNET_SMALL_REC,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 M = struct.pack("<I", 0xCED7230A)
 
@@ -367,6 +372,34 @@ def test_read_many_when_the_file_shrank_after_opening(tmp_path):
     rec.write_bytes(b"")  # nothing left to map: every read goes through read_at and fails like it
     reader.close()
     _read_many_matches_read(reader, MXNET_KEYS)
+
+
+_TRUNCATE_WHILE_MAPPED = """
+import sys
+from fr_data.errors import DataError
+from fr_data.recordio import RecordIOReader
+reader = RecordIOReader(sys.argv[1], sys.argv[2])
+keys = list(range(40))
+first = reader.read_many(keys)  # maps the whole file
+assert all(r == bytes([k]) * 1000 for k, r in zip(keys, first))
+with open(sys.argv[1], "r+b") as f:  # same inode, shorter: pages past the new end are gone
+    f.truncate(2000)
+again = reader.read_many(keys)
+print(sum(isinstance(r, bytes) for r in again), sum(isinstance(r, DataError) for r in again))
+"""
+
+
+def test_read_many_after_the_mapped_file_was_truncated(tmp_path):
+    rec, idx = tmp_path / "t.rec", tmp_path / "t.idx"
+    writer = rio.RecordIOWriter(rec, idx)
+    for key in range(40):  # 40 records of ~1 KB: ten pages, so most records lie on lost pages
+        writer.write(key, bytes([key]) * 1000)
+    writer.close()
+    # in a child process: touching a lost page of a map is a SIGBUS, which would kill the test run
+    done = subprocess.run([sys.executable, "-c", _TRUNCATE_WHILE_MAPPED, str(rec), str(idx)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, f"child died ({done.returncode}): {done.stderr[-500:]}"
+    assert done.stdout.split() == ["1", "39"]  # the first record survives, the rest are DataErrors
 
 
 # -- fork safety and pickling ----------------------------------------------------------------------
