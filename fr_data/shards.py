@@ -638,8 +638,6 @@ def _check_sample(shard: str, row: dict[str, Any], members: dict[str, bytes]) ->
 MAX_PROBLEMS_PER_SHARD = 20
 
 
-
-
 def _check_members(name: str, path: Path, rows: list[dict[str, Any]]) -> list[str]:
     """Walk the tar and the manifest rows side by side (one sample in memory at a time)."""
     problems: list[str] = []

@@ -38,8 +38,7 @@ def neighbour_mix(neigh_ids: np.ndarray, class_of: np.ndarray, class_nearest: np
         float32 per class id (see the module docstring); NaN where no vote of either class lands in the
         pair or the class has no nearest class.
     """
-    votes = _pair_votes(neigh_ids, class_of, class_nearest, chunk)
-    home, away, back, n = votes
+    home, away, back, n = _pair_votes(neigh_ids, class_of, class_nearest, chunk)
     b = np.maximum(class_nearest, 0)
     n_a, n_b = n, n[b]
     with np.errstate(invalid="ignore", divide="ignore"):

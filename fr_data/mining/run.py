@@ -186,7 +186,6 @@ class Findings:
     strategy: str
     same_person: np.ndarray
     class_mix: np.ndarray
-    class_merge: np.ndarray
 
 
 def finalise_stage(emb: Embeddings, geo: Geometry, topk: TopK, sdd_raw: np.ndarray, ext: PositiveExtremes,
@@ -217,7 +216,7 @@ def finalise_stage(emb: Embeddings, geo: Geometry, topk: TopK, sdd_raw: np.ndarr
         "difficulty": difficulty, "split": split, "vote_winner": vote.winner, "vote_share": vote.winner_share,
     }
     eligible = ok & ~suspect & (dups.of < 0)
-    return Findings(cols, class_of, eligible, thr, topk, ext, strategy, partner, mix, merge)
+    return Findings(cols, class_of, eligible, thr, topk, ext, strategy, partner, mix)
 
 
 def mined_pairs(geo: Geometry, f: Findings, cfg: MiningConfig) -> Any:

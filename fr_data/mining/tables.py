@@ -132,7 +132,7 @@ def classes_table(geo: Any, f: Any, group: np.ndarray) -> pa.Table:
         "label": pa.array(labels, type=pa.int64()), "n": pa.array(counts, type=pa.int64()),
         "n_invalid": pa.array(rows - counts, type=pa.int64()), "spread": _f32(geo.centres.spread),
         "nearest_label": _labels(labels, geo.class_nearest), "nearest_cos": _f32(geo.class_nearest_cos),
-        "neighbour_mix": _f32(f.class_mix), "merge_candidate": pa.array(f.class_merge),
+        "neighbour_mix": _f32(f.class_mix), "merge_candidate": pa.array(f.same_person >= 0),
         "group": pa.array([modal.get(c) for c in range(len(labels))], type=pa.string()),
     })
 
@@ -204,7 +204,7 @@ def run_report(emb: Any, geo: Any, f: Any, samples: pa.Table, pairs: pa.Table, j
     v, counts, c = geo.validity, geo.cindex.counts, f.cols
     split = _value_counts(samples.column("split"))
     kinds = _value_counts(samples.column("duplicate_kind"))
-    merge = f.class_merge
+    merge = f.same_person >= 0
     thr = f.threshold
     out = {
         "counts": {
