@@ -29,8 +29,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from fr_data.shards import ShardOptions, write_shards  # noqa: E402
-from fr_data.sources import SourceRecord  # noqa: E402
+from fr_data.ingest.shards import ShardOptions, write_shards  # noqa: E402
+from fr_data.ingest.sources import SourceRecord  # noqa: E402
 from fr_train.config import TrainConfig  # noqa: E402
 from fr_train.data import Branch, DataConfig, ImageBatch, build_train_data  # noqa: E402
 from fr_train.trainer import build_module, Trainer  # noqa: E402

@@ -22,12 +22,12 @@ import pyarrow.compute as pc
 import torch
 from torch import nn
 
-from fr_data.errors import DataError
-from fr_data.loader import decode_face
+from fr_data.io.errors import DataError
+from fr_data.loading.loader import decode_face
 from fr_data.mining.schemas import PAIRS_SCHEMA
-from fr_data.parquet import read_table
-from fr_data.shard_index import ShardIndex
-from fr_data.verification import VerificationPack, decode_pack, load_bin
+from fr_data.io.parquet import read_table
+from fr_data.loading.shard_index import ShardIndex
+from fr_data.formats.verification import VerificationPack, decode_pack, load_bin
 from fr_train.config import EvalConfig
 from fr_train.eval import PairSet, easy_hard_gap, flip_sum_embeddings, verify
 

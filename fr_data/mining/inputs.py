@@ -16,11 +16,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fr_data.errors import DataError
-from fr_data.jsonfile import read_json_object
-from fr_data.parquet import read_table
+from fr_data.io.errors import DataError
+from fr_data.io.jsonfile import read_json_object
+from fr_data.io.parquet import read_table
 from fr_data.mining.schemas import EMB_INDEX_REQUIRED
-from fr_data.hashing import file_sha256
+from fr_data.io.hashing import file_sha256
 
 #: Rows whose float32 norm is below this are "zero vectors".
 MIN_NORM = 1e-6

@@ -36,9 +36,9 @@ import faiss
 import numpy as np
 
 import fr_data
-from fr_data.atomic import atomic_write_text
-from fr_data.config import dump_config, to_dict
-from fr_data.errors import DataError
+from fr_data.io.atomic import atomic_write_text
+from fr_data.io.config import dump_config, to_dict
+from fr_data.io.errors import DataError
 from fr_data.mining import centres as ctr
 from fr_data.mining import tables
 from fr_data.mining.config import MiningConfig, validate_config

@@ -1,4 +1,4 @@
-"""Parquet contracts of a mining run folder (validated on write and read with ``fr_data.parquet``).
+"""Parquet contracts of a mining run folder (validated on write and read with ``fr_data.io.parquet``).
 
 Every column is documented in ``manifests/README.md``. Tables may carry extra columns after the declared
 ones (attribute columns joined in by the user).

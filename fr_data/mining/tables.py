@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_data.mining.config import COS_75_DEGREES, MiningConfig
 from fr_data.mining.groups import bias_report, kmeans_class_groups
 from fr_data.mining.noise import Vote, suspects
@@ -19,7 +19,7 @@ from fr_data.mining.schemas import (CLASSES_SCHEMA, GROUPS_SCHEMA, MINED_SAMPLES
                                     SWEEP_SCHEMA)
 from fr_data.mining.splits import (join_attributes, pose_bins_from_flip, pose_bins_from_yaw,
                                    resolution_bins)
-from fr_data.parquet import write_table
+from fr_data.io.parquet import write_table
 
 GROUP_COLUMNS = ("group", "race", "ethnicity")
 

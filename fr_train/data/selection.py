@@ -23,10 +23,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fr_data.atomic import atomic_write_text
-from fr_data.errors import ConfigError, DataError
-from fr_data.parquet import write_table
-from fr_data.query import QueryError, RunViews, open_run, run_query
+from fr_data.io.atomic import atomic_write_text
+from fr_data.io.errors import ConfigError, DataError
+from fr_data.io.parquet import write_table
+from fr_data.query.views import QueryError, RunViews, open_run, run_query
 from fr_train.data.config import SelectionConfig
 
 #: Old label -> new label, saved beside a training run for reproducibility.

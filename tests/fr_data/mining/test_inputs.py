@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fr_data.errors import DataError
+from fr_data.io.errors import DataError
 from fr_data.mining.inputs import (check_recorded_hash, file_sha256, iter_chunks, normalise_rows,
                                    open_embeddings, read_rows)
 

@@ -7,12 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fr_data.config import load_config, to_dict
-from fr_data.errors import DataError
+from fr_data.io.config import load_config, to_dict
+from fr_data.io.errors import DataError
 from fr_data.mining import (CLASSES_SCHEMA, GROUPS_SCHEMA, MINED_SAMPLES_SCHEMA, PAIRS_SCHEMA, SWEEP_SCHEMA,
                             MiningConfig, mine)
 from fr_data.mining.inputs import file_sha256
-from fr_data.parquet import read_metadata, read_table
+from fr_data.io.parquet import read_metadata, read_table
 from tests.fr_data.mining.planted import PlantedSpec, Truth, brute_knn, make_planted, write_emb
 
 
