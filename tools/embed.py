@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-from fr_data.embed.embedder import embed_folder  # noqa: E402
-from fr_data.io.errors import HardmineError  # noqa: E402
 from fr_data.embed.model_spec import NamedModelFactory, resolve_model  # noqa: E402
+from fr_data.embed.run import embed_folder  # noqa: E402
+from fr_data.io.errors import HardmineError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

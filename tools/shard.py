@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fr_data.ingest.plan import DEFAULT_DECODE_CHECK, ShardOptions  # noqa: E402
+from fr_data.ingest.sharding import ShardRun, write_shards  # noqa: E402
 from fr_data.io.errors import ConfigError, DataError  # noqa: E402
-from fr_data.ingest.shards import DEFAULT_DECODE_CHECK, ShardOptions, ShardRun, write_shards  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,18 +31,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from fr_data.embed.model_spec import resolve_model
+from fr_data.embed.run import embed_folder
+from fr_data.folders.embeddings_folder import read_index
+from fr_data.folders.shard_folder import load_listing
+from fr_data.ingest.plan import ShardOptions
+from fr_data.ingest.sharding import write_shards
+from fr_data.ingest.sources import open_source
+from fr_data.ingest.verify import verify_shards
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.config import load_config, to_dict
-from fr_data.embed.embedder import embed_folder, read_index
 from fr_data.io.errors import ConfigError, DataError
-from fr_data.mining.groundtruth import TARGETS, format_report, score_run
-from fr_data.mining import MiningConfig, mine
-from fr_data.embed.model_spec import resolve_model
-from fr_data.query.views import format_table, head_rows, open_run, run_query
-from fr_data.ingest.shards import ShardOptions, load_listing, verify_shards, write_shards
-from fr_data.ingest.sources import open_source
-from fr_data.synth import PACKS, SynthConfig, generate
 from fr_data.io.hashing import file_sha256
+from fr_data.mining import MiningConfig, mine
+from fr_data.mining.groundtruth import TARGETS, format_report, score_run
+from fr_data.query.views import format_table, head_rows, open_run, run_query
+from fr_data.synth import PACKS, SynthConfig, generate
 from fr_train.config import TrainConfig, load_train_config
 from fr_train.evaluate import BinEvaluator
 from fr_train.models import get_model
