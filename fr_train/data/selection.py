@@ -28,6 +28,7 @@ from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.parquet import write_table
 from fr_data.query.views import QueryError, RunViews, open_run, run_query
+from fr_data.query.views import open_views as open_view_files
 from fr_train.data.config import SelectionConfig
 
 #: Old label -> new label, saved beside a training run for reproducibility.
@@ -120,6 +121,9 @@ class Selection:
 def open_views(shards_dir: str | os.PathLike, run_dir: str | os.PathLike | None) -> RunViews:
     """DuckDB views: ``shard_samples`` always; ``samples``, ``classes``, ``pairs`` with a run folder.
 
+    The connection is read-only (:mod:`fr_data.query.readonly`): a ``query`` or ``where`` from a config
+    can read only these views.
+
     Raises:
         DataError: the shard manifest or the run folder does not exist.
     """
@@ -128,11 +132,7 @@ def open_views(shards_dir: str | os.PathLike, run_dir: str | os.PathLike | None)
         raise DataError(manifest, "", "shard manifest not found (did sharding finish?)")
     if run_dir is not None:
         return open_run(run_dir, shards=manifest)
-    rv = RunViews(duckdb.connect(":memory:"))
-    literal = str(manifest).replace("'", "''")
-    rv.con.execute(f"CREATE VIEW shard_samples AS SELECT * FROM read_parquet('{literal}')")
-    rv.views["shard_samples"] = manifest
-    return rv
+    return open_view_files({"shard_samples": manifest})
 
 
 def query_table(rv: RunViews, sql: str, where: str) -> pa.Table:
