@@ -23,7 +23,7 @@ class ImageFolderSource:
     ``source_index`` is the position in the sorted list of all images (identity, then file name).
     """
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, *, skip_corrupt: bool = False):
         self.path = Path(root)
         if not self.path.is_dir():
             raise DataError(self.path, "", "image folder not found")
