@@ -18,6 +18,7 @@ from collections import Counter
 
 from tqdm import tqdm
 
+from fr_data.ingest.image_folder import NOT_AN_IMAGE
 from fr_data.ingest.plan import DEFAULT_DECODE_CHECK, ShardOptions
 from fr_data.ingest.sharding import ShardRun, write_shards
 from fr_data.io.errors import ConfigError, DataError
@@ -72,6 +73,9 @@ def _print_summary(run: ShardRun) -> None:
         print(f"  {count:>7}  {reason[:100]}")
     if len(reasons) > 20:
         print(f"  ... and {len(reasons) - 20} more distinct reasons")
+    not_images = reasons.get(NOT_AN_IMAGE, 0)
+    if not_images:
+        print(f"skipped {not_images} non-image file(s) (reason {NOT_AN_IMAGE!r} in {run.out / 'rejected.parquet'})")
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

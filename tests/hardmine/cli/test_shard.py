@@ -223,3 +223,40 @@ def test_short_last_identity_record_is_warned_and_listed(tmp_path, caplog):
         assert _sharded(out) == _expected(items, range(1, 25))
         rejected = read_table(out / "rejected.parquet", REJECTED_SCHEMA).to_pylist()
         assert [(r["index"], r["shard"]) for r in rejected] == [(28, None)]
+
+
+def test_image_folder_as_people_keep_it(tmp_path, capsys):
+    """Upper-case extensions, stray non-image files, an empty identity, symlinked images and a truncated
+    JPEG: strict refuses naming --skip-corrupt; --skip-corrupt shards every good image and lists the rest."""
+    root, elsewhere = tmp_path / "faces", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "kept.jpg").write_bytes(tiny_image(40))
+    good = {"amy/A.JPG": tiny_image(1), "amy/b.Jpeg": tiny_image(2), "bob/c.PNG": tiny_image(3, fmt="PNG"),
+            "bob/d.jpg": tiny_image(4), "eve/e.jpg": tiny_image(5)}
+    for rel, data in {**good, "amy/notes.txt": b"taken 2019", "bob/Thumbs.db": b"\0" * 64,
+                      "eve/half.jpg": TRUNCATED, "eve/desktop.ini": b"[x]"}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    (root / "dan").mkdir()  # an empty identity
+    (root / "eve" / "link.jpg").symlink_to(elsewhere / "kept.jpg")
+    (root / "eve" / ".DS_Store").write_bytes(b"hidden")
+    good["eve/link.jpg"] = tiny_image(40)
+    out = tmp_path / "out"
+    args = ["--src", str(root), "--out", str(out), "--decode-check", "1"]
+    assert shard.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--skip-corrupt" in err and str(root / "amy" / "notes.txt") in err
+    assert shard.main([*args, "--skip-corrupt"]) == 0
+    printed = capsys.readouterr().out
+    rows = read_samples(out).to_pylist()
+    labels = {"amy": 0, "bob": 1, "eve": 2}  # dan holds no images: no label
+    want = sorted((labels[rel.split("/")[0]], hashlib.sha256(data).hexdigest()) for rel, data in good.items())
+    assert sorted((r["label"], r["sha256"]) for r in rows) == want
+    rejected = {Path(r["source"]).name: (r["reason"].split(" (")[0], r["shard"])
+                for r in read_table(out / "rejected.parquet", REJECTED_SCHEMA).to_pylist()}
+    assert rejected == {"notes.txt": ("not an image", None), "Thumbs.db": ("not an image", None),
+                        "desktop.ini": ("not an image", None), "dan": ("identity folder holds no images", None),
+                        "half.jpg": ("image does not decode: image file is truncated", rejected["half.jpg"][1])}
+    assert rejected["half.jpg"][1] is not None  # refused while sharding: it has a shard
+    assert printed.splitlines()[-1] == (f"skipped 3 non-image file(s) (reason 'not an image' in "
+                                        f"{out / 'rejected.parquet'})")
