@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import DataError
-from fr_data.io.parquet import read_table
+from fr_data.io.parquet import read_table, require_non_negative, require_unique
 
 FORMAT_VERSION = 2
 SHARD_PATTERN = "shard-{:06d}.tar"
@@ -106,6 +106,22 @@ def is_finished(folder: str | os.PathLike) -> bool:
 def read_samples(folder: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
     """Read and validate ``folder/samples.parquet``."""
     return read_table(samples_path(folder), SAMPLES_SCHEMA, columns=columns)
+
+
+def read_input_samples(path: str | os.PathLike, columns: list[str]) -> pa.Table:
+    """A shard manifest fed to training or mining: ``columns`` checked against SAMPLES_SCHEMA (types and
+    nulls), keys and source indices unique, labels non-negative; every error names the file and row.
+
+    Raises:
+        SchemaError: (a DataError) naming ``path`` and the column and row at fault.
+    """
+    table = read_table(path, SAMPLES_SCHEMA, columns=columns)
+    for column in ("key", "source_index"):
+        if column in columns:
+            require_unique(table, column, path)
+    if "label" in columns:
+        require_non_negative(table, "label", path)
+    return table
 
 
 def read_rejected(folder: str | os.PathLike) -> pa.Table:

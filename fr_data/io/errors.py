@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 
 class HardmineError(Exception):
@@ -32,3 +33,10 @@ class SchemaError(DataError):
 
 class ConfigError(HardmineError, ValueError):
     """A config file is invalid: unknown key, wrong type or missing value."""
+
+
+def one_line(exc: BaseException, skip: Callable[[str], bool] = lambda line: False) -> str:
+    """An exception's message on one line: its non-empty lines (less those ``skip`` drops) joined with
+    "; " (Arrow and DuckDB append schemas, hints and pointers on later lines)."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    return "; ".join(line for line in lines if line and not skip(line)) or type(exc).__name__

@@ -36,6 +36,7 @@ import numpy as np
 import fr_data
 from fr_data.folders import run_folder as rf
 from fr_data.folders.embeddings_folder import Embeddings, check_recorded_hash, open_embeddings
+from fr_data.folders.shard_folder import read_input_samples
 from fr_data.io.config import dump_config, to_dict
 from fr_data.io.hashing import file_sha256
 from fr_data.io.publish import check_target, staged_folder
@@ -285,6 +286,8 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
     timer = StageTimer(knn.totals)
     with timer.stage("open"):
         emb = open_embeddings(embeddings)
+        if samples is not None:
+            read_input_samples(samples, ["key", "source_index"])
         digest = file_sha256(emb.array_path)
         check_recorded_hash(emb, digest)
     with staged_folder(out, overwrite, "run folder") as tmp:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from fr_data.io.errors import HardmineError
+from fr_data.io.errors import HardmineError, one_line
 
 #: The statement kinds user SQL may contain.
 ALLOWED_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
@@ -63,7 +63,7 @@ def check_read_only(sql: str) -> None:
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
-        raise QueryError(f"query failed: {one_line(exc)}") from None
+        raise QueryError(f"query failed: {duckdb_line(exc)}") from None
     for statement in statements:
         if statement.type not in ALLOWED_STATEMENTS:
             kind = statement.type.name
@@ -73,19 +73,16 @@ def check_read_only(sql: str) -> None:
 
 def refusal(exc: duckdb.Error, views: Iterable[str]) -> QueryRefused | None:
     """The :class:`QueryRefused` for a DuckDB permission or locked-setting error, else None."""
-    text = one_line(exc)
+    text = duckdb_line(exc)
     if isinstance(exc, duckdb.PermissionException) or "configuration has been locked" in text:
         names = ", ".join(views) or "none"
         return QueryRefused(f"query refused: {text} (queries may read only the registered views: {names})")
     return None
 
 
-def one_line(exc: BaseException) -> str:
-    """An error message on one line: DuckDB's hint lines joined with "; ", its ``LINE n:`` and caret
-    pointer lines dropped."""
-    lines = [line.strip() for line in str(exc).splitlines()]
-    kept = [line for line in lines if line and not line.startswith("LINE ") and set(line) != {"^"}]
-    return "; ".join(kept) or type(exc).__name__
+def duckdb_line(exc: BaseException) -> str:
+    """A DuckDB error on one line: its hint lines kept, its ``LINE n:`` and caret pointer lines dropped."""
+    return one_line(exc, skip=lambda line: line.startswith("LINE ") or set(line) == {"^"})
 
 
 def _head(sql: str, width: int = 60) -> str:

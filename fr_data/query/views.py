@@ -27,7 +27,7 @@ from fr_data.folders.shard_folder import samples_path
 from fr_data.io.atomic import atomic_path
 from fr_data.io.errors import DataError
 from fr_data.io.parquet import ROW_GROUP_SIZE
-from fr_data.query.readonly import QueryError, QueryRefused, check_read_only, lock, one_line, refusal
+from fr_data.query.readonly import QueryError, QueryRefused, check_read_only, duckdb_line, lock, refusal
 
 RUN_VIEWS = ("samples", "pairs", "classes")
 # Result batch size: also the Parquet row-group size of --parquet output (DuckDB likes >= 100K rows).
@@ -132,7 +132,7 @@ def _query_error(rv: RunViews, exc: duckdb.Error) -> QueryError:
     if refused is not None:
         return refused
     views = ", ".join(rv.views) or "none"
-    return QueryError(f"query failed: {one_line(exc)} (registered views: {views})")
+    return QueryError(f"query failed: {duckdb_line(exc)} (registered views: {views})")
 
 
 def head_rows(reader: pa.RecordBatchReader, max_rows: int) -> tuple[pa.Table, int]:
@@ -188,7 +188,7 @@ def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
         yield from reader
     except (duckdb.Error, pa.ArrowInvalid) as exc:
         refused = refusal(exc, []) if isinstance(exc, duckdb.Error) else None
-        raise refused or QueryError(f"query failed while reading results: {one_line(exc)}") from None
+        raise refused or QueryError(f"query failed while reading results: {duckdb_line(exc)}") from None
 
 
 def _add_view(rv: RunViews, name: str, path: Path) -> None:

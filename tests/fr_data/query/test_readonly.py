@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fr_data.query.readonly import QueryError, QueryRefused, check_read_only, one_line, refusal
+from fr_data.query.readonly import QueryError, QueryRefused, check_read_only, duckdb_line, refusal
 from fr_data.query.views import open_views
 
 
@@ -63,7 +63,7 @@ def test_the_settings_hold_even_without_the_allow_list(views, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outside.csv", "samples.parquet"]
 
 
-def test_one_line_keeps_hints_and_drops_caret_lines():
+def test_duckdb_line_keeps_hints_and_drops_caret_lines():
     exc = duckdb.ParserException('Parser Error: syntax error at or near "x"\n\nLINE 1: x\n        ^')
-    assert one_line(exc) == 'Parser Error: syntax error at or near "x"'
-    assert one_line(ValueError("a\nb")) == "a; b"
+    assert duckdb_line(exc) == 'Parser Error: syntax error at or near "x"'
+    assert duckdb_line(ValueError("a\nb")) == "a; b"
