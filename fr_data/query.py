@@ -1,7 +1,8 @@
 """DuckDB views over a mining run folder, and query results as text tables, CSV or Parquet.
 
 Views: ``samples``, ``pairs``, ``classes`` (``RUN/<name>.parquet``; missing files are skipped with a
-note), ``shard_samples`` (the shard manifest ``samples.parquet``: named by ``RUN/run.json`` under
+note), ``review`` (``RUN/review.csv``, the decisions exported by the review page, when the file is there;
+columns ``fr_data.folders.review_file.REVIEW_SCHEMA``), ``shard_samples`` (the shard manifest ``samples.parquet``: named by ``RUN/run.json`` under
 ``"samples_manifest"`` or given explicitly) and ``attributes`` (an optional attribute table). Results are
 streamed in record batches: printing keeps only the rows shown, files are written batch by batch and
 appear atomically.
@@ -21,6 +22,7 @@ import pyarrow.parquet as pq
 
 from fr_data.atomic import atomic_path
 from fr_data.errors import DataError, HardmineError
+from fr_data.folders.review_file import REVIEW_FILE, read_review
 from fr_data.jsonfile import read_json_object
 from fr_data.parquet import ROW_GROUP_SIZE
 
@@ -71,6 +73,9 @@ def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
             _add_view(rv, name, path)
         else:
             rv.notes.append(f"no {path}: view {name!r} not registered")
+    if (run / REVIEW_FILE).is_file():
+        rv.con.register("review", read_review(run / REVIEW_FILE).table())
+        rv.views["review"] = run / REVIEW_FILE
     manifest = _shard_manifest(run, shards, rv.notes)
     if manifest is not None:
         _add_view(rv, "shard_samples", manifest)

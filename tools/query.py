@@ -1,6 +1,7 @@
 """Query a mining run with DuckDB SQL: ``python tools/query.py manifests/RUN "SQL"``.
 
-Views: samples, pairs, classes (RUN/*.parquet), shard_samples (run.json "samples_manifest" or
+Views: samples, pairs, classes (RUN/*.parquet), review (RUN/review.csv from the review page, when
+present: key, decision, kind, action, label, other_label, line), shard_samples (run.json "samples_manifest" or
 --shards), attributes (--attributes). Prints an aligned table, or writes --csv / --parquet.
 Exit codes: 0 ok, 2 bad SQL or bad input.
 """
