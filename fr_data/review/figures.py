@@ -1,6 +1,7 @@
 """Charts of the review page as PNG files (matplotlib's Agg canvas, no pyplot state, no display needed).
 
-Every chart has a title, axis labels and units; a chart without data is not drawn (the page says so).
+Each chart function returns a Figure, or None when there is no data (the page then says so). Every chart
+has a title, axis labels and units.
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ def _bars(ax, hist: Histogram, names: list[str], colours: dict[str, str], stacke
             ax.step(hist.edges, np.r_[counts, counts[-1:]], where="post", color=colours.get(name), label=name)
 
 
-def quality_chart(stats: Stats, path: Path) -> bool:
+def quality_chart(stats: Stats) -> Figure | None:
     """Histograms of the two quality scores, side by side."""
     if not stats.quality:
-        return False
+        return None
     fig, axes = _figure(8.0, 3.4, cols=len(stats.quality))
     units = {"quality_cr": ("CR-FIQA certainty ratio (higher = better)", "quality_cr"),
              "quality_sdd": ("SDD-FIQA score, 0-100 (higher = better)", "quality_sdd")}
@@ -57,27 +58,25 @@ def quality_chart(stats: Stats, path: Path) -> bool:
         ax.set_title(units[column][1])
     axes[0].set_ylabel("samples")
     fig.suptitle("Image quality of all samples")
-    fig.savefig(path)
-    return True
+    return fig
 
 
-def difficulty_chart(stats: Stats, path: Path) -> bool:
+def difficulty_chart(stats: Stats) -> Figure | None:
     """Histogram of difficulty, stacked by split."""
     if stats.difficulty is None:
-        return False
+        return None
     fig, (ax,) = _figure()
     _bars(ax, stats.difficulty, ordered_splits(list(stats.difficulty.counts)), SPLIT_COLOURS, stacked=True)
     ax.set(title="Difficulty of all samples, by split", xlabel="difficulty (0 = easiest, 1 = hardest)",
            ylabel="samples")
     ax.legend(title="split")
-    fig.savefig(path)
-    return True
+    return fig
 
 
-def difficulty_bins_chart(stats: Stats, path: Path) -> bool:
+def difficulty_bins_chart(stats: Stats) -> Figure | None:
     """Mean difficulty per pose bin and resolution bin (a heat map with the sample count in each cell)."""
     if not stats.difficulty_bins:
-        return False
+        return None
     poses = [p for p in POSE_BINS if any(r["pose_bin"] == p for r in stats.difficulty_bins)] or ["?"]
     resolutions = [r for r in RESOLUTION_BINS if any(x["resolution_bin"] == r for x in stats.difficulty_bins)]
     resolutions = resolutions or ["?"]
@@ -100,15 +99,14 @@ def difficulty_bins_chart(stats: Stats, path: Path) -> bool:
     ax.set(title="Mean difficulty by pose and resolution bin", xlabel="resolution bin (effective resolution)",
            ylabel="pose bin (yaw or flip consistency)")
     fig.colorbar(image, ax=ax, label="mean difficulty (0-1)")
-    fig.savefig(path)
-    return True
+    return fig
 
 
-def group_fpr_chart(stats: Stats, path: Path) -> bool:
+def group_fpr_chart(stats: Stats) -> Figure | None:
     """False positive rate per group at the one global threshold, with the overall target as a line."""
     rows = [g for g in stats.groups if g["fpr"] is not None]
     if not rows:
-        return False
+        return None
     fig, (ax,) = _figure(6.4, max(2.4, 0.35 * len(rows) + 1.2))
     names, fpr = [str(g["group"]) for g in rows], [g["fpr"] for g in rows]
     bars = ax.barh(names, fpr, color="#457b9d")
@@ -122,15 +120,14 @@ def group_fpr_chart(stats: Stats, path: Path) -> bool:
     source = rows[0].get("source", "")
     ax.set(title=f"False positive rate per group ({source})",
            xlabel="FPR at the unified threshold (share of negatives above it)", ylabel="group")
-    fig.savefig(path)
-    return True
+    return fig
 
 
-def similarity_chart(stats: Stats, path: Path) -> bool:
+def similarity_chart(stats: Stats) -> Figure | None:
     """Per split: cosine to the own class centre (positive) vs to the nearest other centre (negative)."""
     pos, neg = stats.similarity.get("center_cos"), stats.similarity.get("nearest_other_cos")
     if pos is None or neg is None or pos.total + neg.total == 0:
-        return False
+        return None
     splits = ordered_splits(sorted(set(pos.counts) | set(neg.counts)))
     fig, axes = _figure(9.0, 3.2, cols=len(splits))
     for ax, split in zip(axes, splits):
@@ -142,26 +139,24 @@ def similarity_chart(stats: Stats, path: Path) -> bool:
     axes[0].set_ylabel("samples")
     axes[-1].legend(fontsize=8)
     fig.suptitle("Positive and negative similarities per split")
-    fig.savefig(path)
-    return True
+    return fig
 
 
-def pairs_chart(stats: Stats, path: Path) -> bool:
+def pairs_chart(stats: Stats) -> Figure | None:
     """Cosine of the mined pairs, by kind."""
     hist = stats.pair_cos
     if hist is None or hist.total == 0:
-        return False
+        return None
     fig, (ax,) = _figure()
     for kind in [k for k in KIND_COLOURS if k in hist.counts]:
         ax.stairs(hist.counts[kind], hist.edges, color=KIND_COLOURS[kind], fill=True, alpha=0.45, label=kind)
     ax.set(title="Cosine of the mined pairs (pairs.parquet)", xlabel="cosine similarity", ylabel="pairs")
     ax.legend(title="kind")
-    fig.savefig(path)
-    return True
+    return fig
 
 
-#: Chart name -> drawing function (returns False when there is nothing to draw).
-CHARTS: dict[str, Callable[[Stats, Path], bool]] = {
+#: Chart name -> drawing function (None when there is nothing to draw).
+CHARTS: dict[str, Callable[[Stats], Figure | None]] = {
     "quality": quality_chart,
     "difficulty": difficulty_chart,
     "difficulty_bins": difficulty_bins_chart,
@@ -175,7 +170,8 @@ def draw_all(stats: Stats, folder: Path) -> dict[str, str]:
     """Draw every chart that has data into ``folder``; return chart name -> path relative to it."""
     drawn = {}
     for name, draw in CHARTS.items():
-        relative = figure_name(name)
-        if draw(stats, folder / relative):
-            drawn[name] = relative
+        fig = draw(stats)
+        if fig is not None:
+            drawn[name] = figure_name(name)
+            fig.savefig(folder / drawn[name])
     return drawn

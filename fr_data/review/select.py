@@ -179,7 +179,7 @@ def totals(t: RunTables) -> dict[str, int]:
     for kind in ("hard_pos", "hard_neg"):
         out[kind] = (t.rows("SELECT count(*) AS n FROM pairs WHERE kind = $kind", kind=kind)[0]["n"]
                      if "pairs" in t.present else 0)
-    return {k: int(v) for k, v in out.items()}
+    return {k: int(v or 0) for k, v in out.items()}
 
 
 def central_images(t: RunTables, labels: set[int]) -> dict[int, list[str]]:

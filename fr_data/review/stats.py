@@ -29,7 +29,7 @@ class Histogram:
 def value_range(t: RunTables, view: str, column: str) -> tuple[float, float] | None:
     """Min and max of a column (None when it holds no value)."""
     lo, hi = t.con.execute(f'SELECT min("{column}"), max("{column}") FROM {view} '
-                           f'WHERE isfinite("{column}")').fetchone()
+                           f'WHERE isfinite("{column}")').fetchall()[0]
     return None if lo is None else (float(lo), float(hi))
 
 
