@@ -1,8 +1,9 @@
-"""The end-to-end demo on synthetic faces: synth -> shards -> train -> embed -> mine -> evaluate -> query.
+"""The end-to-end demo on synthetic faces: synth -> shards -> train -> embed -> mine -> evaluate -> query
+-> report.
 
 Every stage calls the library behind the corresponding tool (``fr_data.synth``, ``fr_data.shards``,
 ``fr_train.trainer``, ``fr_data.embed``, ``fr_data.mining``, ``fr_train.evaluate``,
-``fr_data.groundtruth``, ``fr_data.query``) and skips itself when its output already exists, is complete
+``fr_data.groundtruth``, ``fr_data.query``, ``fr_data.review``) and skips itself when its output already exists, is complete
 and was made from the current inputs, so an interrupted demo resumes where it stopped (training resumes
 from its latest checkpoint). ``tools/demo.py`` is the command line; :func:`run_demo` the whole pipeline.
 
@@ -15,6 +16,7 @@ Layout of the output folder ``OUT``::
     OUT/mined/       samples/classes/pairs/groups/sweep.parquet, run.json
     OUT/evaluation.json   verification accuracies and mining quality against the ground truth
     OUT/queries.txt       the DuckDB query results printed by the demo
+    OUT/report/      the review page of the mining run (open report/index.html; its path is printed)
     OUT/summary.json      stage timings, counts, accuracies, quality vs the targets (written last)
 """
 
@@ -38,7 +40,9 @@ from fr_data.errors import ConfigError, DataError
 from fr_data.groundtruth import TARGETS, format_report, score_run
 from fr_data.mining import MiningConfig, mine
 from fr_data.model_spec import resolve_model
+from fr_data.folders.report_folder import read_manifest
 from fr_data.query import format_table, head_rows, open_run, run_query
+from fr_data.review import build_report
 from fr_data.shards import ShardOptions, load_listing, verify_shards, write_shards
 from fr_data.sources import open_source
 from fr_data.synth import PACKS, SynthConfig, generate
@@ -50,7 +54,7 @@ from fr_train.resume import CheckpointStore, read_state
 from fr_train.trainer import run as train_run
 
 __all__ = ["REPO_ROOT", "DemoConfig", "DEMO_SIZES", "Layout", "StageResult", "Stage", "STAGES", "synth_stage",
-           "shard_stage", "train_stage", "embed_stage", "mine_stage", "evaluate_stage", "query_stage",
+           "shard_stage", "train_stage", "embed_stage", "mine_stage", "evaluate_stage", "query_stage", "report_stage",
            "reconcile", "run_demo", "format_summary", "with_overrides", "demo_config"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +154,10 @@ class Layout:
     @property
     def summary(self) -> Path:
         return self.out / "summary.json"
+
+    @property
+    def report(self) -> Path:
+        return self.out / "report"
 
 
 @dataclass
@@ -339,9 +347,21 @@ def query_stage(cfg: DemoConfig, layout: Layout) -> StageResult:
     return StageResult("query", False, info={"rows": counts})
 
 
+def report_stage(cfg: DemoConfig, layout: Layout) -> StageResult:
+    """Write the review page of the mining run into ``OUT/report``; skipped when it was built from the
+    current ``mined/run.json``."""
+    mined = file_sha256(layout.mined / "run.json")
+    built = read_manifest(layout.report)
+    if built.get("run_json_sha256") == mined:
+        return StageResult("report", True, info={"index": str(layout.report / "index.html"),
+                                                 "sections": built["sections"]})
+    result = build_report(layout.mined, layout.shards, layout.report, overwrite=True, workers=cfg.workers)
+    return StageResult("report", False, info={"index": str(result.index), "sections": result.manifest["sections"]})
+
+
 #: The pipeline, in order.
 STAGES: tuple[Stage, ...] = (synth_stage, shard_stage, train_stage, embed_stage, mine_stage, evaluate_stage,
-                             query_stage)
+                             query_stage, report_stage)
 
 
 # ------------------------------------------------------------------------------------------- summary
@@ -377,6 +397,7 @@ def build_summary(results: list[StageResult], layout: Layout, total_seconds: flo
         "targets": TARGETS,
         "targets_met": quality["targets_met"],
         "query_rows": by_name["query"].info["rows"],
+        "report": by_name["report"].info["index"],
         "reconciliation_problems": reconcile(layout),
     }
 
@@ -399,6 +420,7 @@ def format_summary(summary: dict[str, Any], quality_table: str) -> str:
     lines.append(quality_table)
     problems = summary["reconciliation_problems"]
     lines.append("counts reconcile across stages" if not problems else f"RECONCILIATION PROBLEMS: {problems}")
+    lines.append(f"review page: {summary['report']}")
     return "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ from fr_data.mining.schemas import MINED_SAMPLES_SCHEMA
 from fr_data.mining.splits import join_attributes
 from fr_data.review.select import RunTables
 
-MAX_COLUMNS = 8
+MAX_COLUMNS = 16
 
 
 def _display(value: Any) -> str:
