@@ -8,26 +8,16 @@ import pytest
 from fr_data.errors import ConfigError
 from fr_data.groundtruth import TARGETS
 from fr_data.synth import SynthConfig
-from fr_train.demo import DemoConfig, Layout, run_demo, synth_stage, with_overrides
+from fr_train.demo import Layout, run_demo, synth_stage, with_overrides
+from tests.demo_run import TINY
 from tools import demo as demo_tool
 
-TINY = DemoConfig(
-    synth=SynthConfig(identities=12, images_per_identity=6, holdout_identities=4, pairs=20,
-                      split_identity_rate=0.1, duplicate_rate=0.05),
-    workers=1, per_shard=40, embed_batch=32,
-    train_overrides={"data": {"batch_size": 16, "num_workers": 0},
-                     "train": {"max_steps": 4, "log_every": 2, "ckpt_every": 0},
-                     "schedule": {"warmup_steps": 1}},
-)
 STAGES = ["synth", "shard", "train", "embed", "mine", "evaluate", "query", "report"]
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    lines: list[str] = []
-    summary = run_demo(TINY, out, log=lines.append)
-    return out, summary, "\n".join(lines)
+def demo_run(tiny_demo):
+    return tiny_demo
 
 
 def test_every_stage_writes_its_outputs(demo_run):
