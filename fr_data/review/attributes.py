@@ -18,6 +18,7 @@ from fr_data.mining.splits import join_attributes
 from fr_data.review.select import RunTables
 
 MAX_COLUMNS = 16
+HIDDEN = ("source_index",)  # the shard record number: the key already names the sample
 
 
 def _display(value: Any) -> str:
@@ -36,7 +37,7 @@ def _by_key(table: pa.Table, columns: list[str]) -> dict[str, dict[str, str]]:
 def run_attributes(t: RunTables, shown: dict[str, Any]) -> dict[str, dict[str, str]]:
     """Values of the extra (attribute) columns of ``samples.parquet`` for the shown keys."""
     names = pq.read_schema(t.folder / "samples.parquet").names
-    extra = [c for c in names if c not in MINED_SAMPLES_SCHEMA.names][:MAX_COLUMNS]
+    extra = [c for c in names if c not in MINED_SAMPLES_SCHEMA.names and c not in HIDDEN][:MAX_COLUMNS]
     if not extra or not shown:
         return {}
     t.con.register("shown_keys", pa.table({"key": pa.array(sorted(shown), pa.string())}))
@@ -60,7 +61,7 @@ def file_attributes(path: str | os.PathLike, shown: dict[str, Any],
                         "label": pa.array([shown[k] for k in keys], pa.int64())})
     manifest = Path(shard_manifest) if shard_manifest is not None and Path(shard_manifest).is_file() else None
     join = join_attributes(samples, path, manifest)
-    return _by_key(join.table, join.columns[:MAX_COLUMNS])
+    return _by_key(join.table, [c for c in join.columns if c not in HIDDEN][:MAX_COLUMNS])
 
 
 def attribute_values(t: RunTables, shown: dict[str, Any], path: str | os.PathLike | None,
