@@ -3,7 +3,7 @@
     python benchmarks/bench_report.py [--images M] [--thumbs T] [--rows N1 N2 ...] [--work DIR] [--small]
 
 1. Thumbnails: M synthetic face-sized JPEGs (112 x 112, noisy texture so they compress like photos, ~5 KB)
-   are sharded with fr_data.shards; T random keys are looked up in the shard index and thumbnailed with 2
+   are sharded with fr_data.ingest.shards; T random keys are looked up in the shard index and thumbnailed with 2
    threads (``fr_data.review.thumbs.locate`` + ``write_thumbnails``), page cache warm.
 2. Peak memory: synthetic mining runs of N rows (N/40 classes; 1% suspects, 0.5% duplicates, 1% merge
    candidate classes, 5 pairs per class and kind) are written with the manifest schemas, next to a shard
@@ -61,7 +61,7 @@ print(json.dumps({"wall_s": wall, "timings": res.manifest["timings"], "thumbnail
 
 # ------------------------------------------------------------------------------------------------ images
 class NoisySource:
-    """A ``fr_data.sources`` Source of M noisy 112 x 112 JPEG faces (label = index // 20)."""
+    """A ``fr_data.ingest.sources`` Source of M noisy 112 x 112 JPEG faces (label = index // 20)."""
 
     def __init__(self, count: int, path: Path):
         self.count, self.path, self.num_classes = count, path, count // 20 + 1
@@ -73,7 +73,7 @@ class NoisySource:
         return np.arange(self.count, dtype=np.int64)
 
     def read(self, index: int):
-        from fr_data.sources import SourceRecord
+        from fr_data.ingest.sources import SourceRecord
 
         rng = np.random.default_rng(int(index))
         base = rng.integers(40, 220, 3)
@@ -89,8 +89,8 @@ class NoisySource:
 
 def make_image_shards(folder: Path, count: int) -> Path:
     """Shards of ``count`` noisy JPEGs (reused when present), with their key index cached."""
-    from fr_data.shard_index import ShardIndex
-    from fr_data.shards import ShardOptions, write_shards
+    from fr_data.loading.shard_index import ShardIndex
+    from fr_data.ingest.shards import ShardOptions, write_shards
 
     if not (folder / "shards.json").is_file():
         write_shards(NoisySource(count, folder.parent / "noisy"), folder, ShardOptions(per_shard=1000), workers=2)
@@ -100,7 +100,7 @@ def make_image_shards(folder: Path, count: int) -> Path:
 
 def bench_thumbnails(shards: Path, thumbs_n: int, work: Path) -> dict:
     from fr_data.review import thumbs
-    from fr_data.shards import read_samples
+    from fr_data.ingest.shards import read_samples
 
     keys = read_samples(shards, columns=["key"]).column("key").to_pylist()
     chosen = np.random.default_rng(0).choice(len(keys), size=min(thumbs_n, len(keys)), replace=False)
@@ -174,7 +174,7 @@ def _classes_and_pairs(classes: int, rng: np.random.Generator) -> tuple[pa.Table
 def make_run(folder: Path, rows: int) -> Path:
     """A synthetic mining run of ``rows`` samples (reused when present)."""
     from fr_data.mining.schemas import CLASSES_SCHEMA, MINED_SAMPLES_SCHEMA, PAIRS_SCHEMA
-    from fr_data.parquet import ROW_GROUP_SIZE, write_table
+    from fr_data.io.parquet import ROW_GROUP_SIZE, write_table
 
     if (folder / "run.json").is_file():
         return folder
@@ -193,9 +193,9 @@ def make_run(folder: Path, rows: int) -> Path:
 
 def make_index_shards(folder: Path, images: Path, rows: int) -> Path:
     """A shard folder whose cached key index maps ``rows`` run keys onto the real images of ``images``."""
-    from fr_data.parquet import write_table
-    from fr_data.shard_index import INDEX_FILE, INDEX_SCHEMA, INDEX_VERSION, shard_stamps
-    from fr_data.shards import load_listing
+    from fr_data.io.parquet import write_table
+    from fr_data.loading.shard_index import INDEX_FILE, INDEX_SCHEMA, INDEX_VERSION, shard_stamps
+    from fr_data.ingest.shards import load_listing
 
     if (folder / INDEX_FILE).is_file():
         return folder

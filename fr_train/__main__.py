@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.distributed as torch_dist
 
-from fr_data.errors import ConfigError, DataError
+from fr_data.io.errors import ConfigError, DataError
 from fr_train.config import load_train_config, parse_overrides
 from fr_train.trainer import resolve_device, run
 

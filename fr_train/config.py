@@ -9,7 +9,7 @@ defaults, so an experiment file only states what differs from its base::
     model: {name: iresnet100}
     objective: {head: {name: curricularface, s: 64.0, m: 0.5}}
 
-An unknown or misspelt key, or a value of the wrong type, raises :class:`fr_data.errors.ConfigError`
+An unknown or misspelt key, or a value of the wrong type, raises :class:`fr_data.io.errors.ConfigError`
 naming the file and the key path; :func:`validate_train_config` checks what types cannot express.
 """
 
@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import yaml
 
-from fr_data.config import dump_config, load_config
-from fr_data.errors import ConfigError
+from fr_data.io.config import dump_config, load_config
+from fr_data.io.errors import ConfigError
 from fr_train.data.config import DataConfig, validate_data_config
 
 __all__ = [

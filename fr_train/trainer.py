@@ -28,7 +28,7 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from fr_data.errors import ConfigError, DataError
+from fr_data.io.errors import ConfigError, DataError
 from fr_train import dist
 from fr_train.checkpoint import load_weights
 from fr_train.config import TrainConfig, save_train_config

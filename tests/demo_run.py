@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from fr_data.synth import SynthConfig
-from fr_train.demo import DemoConfig, run_demo
+from hardmine.pipelines.demo import DemoConfig, run_demo
 
 TINY = DemoConfig(
     synth=SynthConfig(identities=12, images_per_identity=6, holdout_identities=4, pairs=20,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fr_data.errors import HardmineError  # noqa: E402
-from fr_train.demo import demo_config, run_demo  # noqa: E402
+from fr_data.io.errors import HardmineError  # noqa: E402
+from hardmine.pipelines.demo import demo_config, run_demo  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

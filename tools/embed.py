@@ -7,7 +7,7 @@
 SPEC: an ``fr_train`` backbone name (``iresnet50``, ``tiny``, ...; arcface_torch ``backbone.pth`` state
 dicts load unchanged with ``--checkpoint``), ``package.module:factory`` (+ optional ``--checkpoint``), or
 a TorchScript file (``.pt``/``.ts``). Writes ``EMB/embeddings.npy``, ``EMB/index.parquet``,
-``EMB/run.json`` (see ``fr_data.embed``).
+``EMB/run.json`` (see ``fr_data.embed.embedder``).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-from fr_data.embed import embed_folder  # noqa: E402
-from fr_data.errors import HardmineError  # noqa: E402
-from fr_data.model_spec import NamedModelFactory, resolve_model  # noqa: E402
+from fr_data.embed.model_spec import NamedModelFactory, resolve_model  # noqa: E402
+from fr_data.embed.run import embed_folder  # noqa: E402
+from fr_data.io.errors import HardmineError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

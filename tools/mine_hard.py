@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fr_data.config import load_config  # noqa: E402
-from fr_data.errors import HardmineError  # noqa: E402
+from fr_data.io.config import load_config  # noqa: E402
+from fr_data.io.errors import HardmineError  # noqa: E402
 from fr_data.mining import MiningConfig, mine  # noqa: E402
 from fr_data.mining.report import format_summary  # noqa: E402
 from fr_data.review import build_report  # noqa: E402

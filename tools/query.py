@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fr_data.errors import HardmineError  # noqa: E402
-from fr_data.query import format_table, head_rows, open_run, run_query, write_result  # noqa: E402
+from fr_data.io.errors import HardmineError  # noqa: E402
+from fr_data.query.views import format_table, head_rows, open_run, run_query, write_result  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ Example:
     python tools/shard.py --src data/synth --out data/shards --per-shard 2000 --workers 2 --seed 0
 
 Writes OUT/shard-NNNNNN.tar, OUT/samples.parquet, OUT/shards.json, OUT/rejected.parquet (see
-fr_data.shards). Rerun with the same arguments to resume an interrupted run.
+fr_data.ingest.shards). Rerun with the same arguments to resume an interrupted run.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fr_data.errors import ConfigError, DataError  # noqa: E402
-from fr_data.shards import DEFAULT_DECODE_CHECK, ShardOptions, ShardRun, write_shards  # noqa: E402
+from fr_data.ingest.plan import DEFAULT_DECODE_CHECK, ShardOptions  # noqa: E402
+from fr_data.ingest.sharding import ShardRun, write_shards  # noqa: E402
+from fr_data.io.errors import ConfigError, DataError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +71,7 @@ def _print_summary(run: ShardRun) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from fr_data.sources import open_source  # imported late: the CLI help works without it
+    from fr_data.ingest.sources import open_source  # imported late: the CLI help works without it
 
     try:
         options = _options(args)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fr_data.errors import DataError  # noqa: E402
-from fr_data.shards import load_listing, verify_shards  # noqa: E402
+from fr_data.folders.shard_folder import load_listing  # noqa: E402
+from fr_data.ingest.verify import verify_shards  # noqa: E402
+from fr_data.io.errors import DataError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

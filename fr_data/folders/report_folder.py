@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fr_data.atomic import atomic_write_text
-from fr_data.errors import DataError
-from fr_data.jsonfile import read_json_object
+from fr_data.io.atomic import atomic_write_text
+from fr_data.io.errors import DataError
+from fr_data.io.jsonfile import read_json_object
 from fr_data.mining.run import run_folder
 
 INDEX_FILE = "index.html"

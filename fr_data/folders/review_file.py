@@ -35,8 +35,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from fr_data.atomic import atomic_write_text
-from fr_data.errors import DataError
+from fr_data.io.atomic import atomic_write_text
+from fr_data.io.errors import DataError
 
 REVIEW_FILE = "review.csv"
 HEADER = ("key", "decision")

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fr_data.atomic import atomic_write_text
-from fr_data.errors import ConfigError
+from fr_data.io.atomic import atomic_write_text
+from fr_data.io.errors import ConfigError
 from fr_data.folders.report_folder import INDEX_FILE, publish, write_manifest
-from fr_data.hashing import file_sha256
+from fr_data.io.hashing import file_sha256
 from fr_data.review import figures, page, select, stats, thumbs
 from fr_data.review.attributes import attribute_values
 

@@ -28,11 +28,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fr_data.errors import DataError
-from fr_data.jsonfile import read_json_object
+from fr_data.io.errors import DataError
+from fr_data.io.jsonfile import read_json_object
 from fr_data.mining.schemas import (CLASSES_SCHEMA, GROUPS_SCHEMA, MINED_SAMPLES_SCHEMA, PAIRS_SCHEMA,
                                     SWEEP_SCHEMA)
-from fr_data.parquet import conform
+from fr_data.io.parquet import conform
 
 #: Run files the page cannot do without, and those whose sections it can leave out.
 REQUIRED_FILES = {"samples": MINED_SAMPLES_SCHEMA, "classes": CLASSES_SCHEMA}

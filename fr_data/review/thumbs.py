@@ -1,6 +1,6 @@
 """Thumbnails of the shown samples, read by key through random access into the shards (never a full pass).
 
-The shard folder's key index (``fr_data.shard_index``: ``shard_index.parquet``, built once from the tar
+The shard folder's key index (``fr_data.loading.shard_index``: ``shard_index.parquet``, built once from the tar
 headers and cached beside the shards, as the training loader does) is queried with DuckDB for the wanted
 keys only, so the lookup holds the shown rows, not the whole index. Each image is one ``pread`` of its
 bytes; decoding and resizing run in a small thread pool (Pillow releases the GIL while it works).
@@ -21,9 +21,9 @@ import pyarrow.compute as pc
 from PIL import Image
 
 from fr_data.folders.report_folder import thumb_name
-from fr_data.parquet import read_metadata
-from fr_data.shard_index import INDEX_FILE, INDEX_SCHEMA, INDEX_VERSION, ShardIndex, load_or_build, shard_stamps
-from fr_data.shards import load_listing
+from fr_data.io.parquet import read_metadata
+from fr_data.loading.shard_index import INDEX_FILE, INDEX_SCHEMA, INDEX_VERSION, ShardIndex, load_or_build, shard_stamps
+from fr_data.ingest.shards import load_listing
 
 THUMB_SIZE = 112
 JPEG_QUALITY = 85

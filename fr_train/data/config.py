@@ -1,6 +1,6 @@
 """Configuration of the training data: which samples (selection), how batches are composed, augmented.
 
-Every dataclass has defaults and is built from YAML through :func:`fr_data.config.from_dict` (an unknown
+Every dataclass has defaults and is built from YAML through :func:`fr_data.io.config.from_dict` (an unknown
 key is a ConfigError). A training config nests :class:`DataConfig` under ``data:``::
 
     data:
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fr_data.errors import DataError
+from fr_data.io.errors import DataError
 from fr_data.folders.review_file import Decision, Review
 
 MINING_REASONS = ("split", "suspect", "duplicate")

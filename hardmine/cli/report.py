@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from fr_data.errors import HardmineError
+from fr_data.io.errors import HardmineError
 from fr_data.review import DEFAULT_PER_SECTION, build_report
 from fr_data.review.build import format_summary
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train.config import TrainConfig, load_train_config, parse_overrides, save_train_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from fr_data.errors import DataError
+from fr_data.io.errors import DataError
 from fr_train.logs import read_metrics
 from fr_train.resume import (CheckpointStore, TrainState, capture_rng, load_tensors, read_state, restore_rng,
                              save_tensors)

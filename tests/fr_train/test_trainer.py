@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from fr_data.config import deep_merge
-from fr_data.errors import DataError
-from fr_data.verification import save_bin
+from fr_data.io.config import deep_merge
+from fr_data.io.errors import DataError
+from fr_data.formats.verification import save_bin
 from fr_train.config import TrainConfig, load_train_config
 from fr_train.data import Branch, ImageBatch
 from fr_train.objective import Objective

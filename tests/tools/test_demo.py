@@ -1,14 +1,14 @@
-"""tools/demo.py and fr_train.demo: a very small end-to-end run whose stage outputs must reconcile."""
+"""tools/demo.py and hardmine.pipelines.demo: a very small end-to-end run whose stage outputs must reconcile."""
 
 import json
 import shutil
 
 import pytest
 
-from fr_data.errors import ConfigError
-from fr_data.groundtruth import TARGETS
+from fr_data.io.errors import ConfigError
+from fr_data.mining.groundtruth import TARGETS
 from fr_data.synth import SynthConfig
-from fr_train.demo import Layout, run_demo, synth_stage, with_overrides
+from hardmine.pipelines.demo import Layout, run_demo, synth_stage, with_overrides
 from tests.demo_run import TINY
 from tools import demo as demo_tool
 
@@ -91,7 +91,7 @@ def test_a_folder_made_with_other_parameters_is_refused(demo_run, capsys):
 
 
 def test_demo_config_applies_seed_steps_and_sizes_over_the_ready_size():
-    from fr_train.demo import DEMO_SIZES, demo_config
+    from hardmine.pipelines.demo import DEMO_SIZES, demo_config
     cfg = demo_config("small", seed=3, steps=7, identities=11, workers=1)
     base = DEMO_SIZES["small"]
     assert cfg.synth.seed == 3 and cfg.synth.identities == 11

@@ -11,10 +11,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from fr_data.parquet import read_table
-from fr_data.recordio import write_insightface
-from fr_data.shards import REJECTED_SCHEMA, read_samples, verify_shards
-from tests.fr_data.test_shards import TRUNCATED, tiny_image
+from fr_data.folders.shard_folder import REJECTED_SCHEMA, read_samples
+from fr_data.formats.recordio import write_insightface
+from fr_data.ingest.verify import verify_shards
+from fr_data.io.parquet import read_table
+from tests.fr_data.ingest.test_shards import TRUNCATED, tiny_image
 from tools import shard
 
 REPO = Path(__file__).resolve().parents[2]

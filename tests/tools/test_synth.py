@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fr_data.parquet import read_table
+from fr_data.io.parquet import read_table
 from fr_data.synth import ATTRIBUTES_SCHEMA
-from fr_data.verification import load_bin
+from fr_data.formats.verification import load_bin
 from tools import synth
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from fr_data.shards import ShardOptions, write_shards
-from tests.fr_data.test_shards import FakeSource
+from fr_data.ingest.plan import ShardOptions
+from fr_data.ingest.sharding import write_shards
+from tests.fr_data.ingest.test_shards import FakeSource
 from tools import verify_shards
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fr_data.errors import DataError
+from fr_data.io.errors import DataError
 from fr_data.folders.review_file import (REVIEW_SCHEMA, Decision, format_review, merge_decision, parse_review,
                                          read_review, write_review)
 

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fr_data.errors import ConfigError, DataError
+from fr_data.io.errors import ConfigError, DataError
 from fr_data.folders.report_folder import INDEX_FILE, MANIFEST_FILE, read_manifest, thumb_name
 from fr_data.mining.schemas import CLASSES_SCHEMA, MINED_SAMPLES_SCHEMA
-from fr_data.parquet import read_table, write_table
+from fr_data.io.parquet import read_table, write_table
 from fr_data.review import build_report, figures
 from tests.fr_data.review.builders import make_review_run
 from tests.fr_train.data.builders import make_shards

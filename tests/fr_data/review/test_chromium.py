@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from playwright.sync_api import sync_playwright
 
-from fr_data.config import deep_merge
+from fr_data.io.config import deep_merge
 from fr_data.folders.review_file import read_review
 from fr_data.review import build_report
 from fr_train.config import load_train_config

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from fr_data.errors import DataError, SchemaError
+from fr_data.io.errors import DataError, SchemaError
 from fr_data.review import select
 from tests.fr_data.review.builders import make_review_run
 
@@ -75,7 +75,7 @@ def test_labels_with_few_eligible_images_fill_up_with_the_rest(data, tmp_path):
     import pyarrow as pa
 
     from fr_data.mining.schemas import MINED_SAMPLES_SCHEMA
-    from fr_data.parquet import read_table, write_table
+    from fr_data.io.parquet import read_table, write_table
 
     table = read_table(data.run / "samples.parquet", MINED_SAMPLES_SCHEMA)
     suspect = pa.array([lab == 0 and i > 0 for i, lab in enumerate(table.column("label").to_pylist())])

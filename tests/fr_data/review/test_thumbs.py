@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fr_data.errors import DataError
+from fr_data.io.errors import DataError
 from fr_data.folders.report_folder import thumb_name
 from fr_data.review import thumbs
-from fr_data.shard_index import INDEX_FILE
+from fr_data.loading.shard_index import INDEX_FILE
 from tests.fr_train.data.builders import class_colour, make_shards
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fr_data.errors import DataError
+from fr_data.io.errors import DataError
 from fr_data.folders.review_file import Decision, write_review
 from fr_train.data.config import SelectionConfig
 from fr_train.data.selection import resolve_selection
