@@ -73,7 +73,7 @@ class NoisySource:
         return np.arange(self.count, dtype=np.int64)
 
     def read(self, index: int):
-        from fr_data.ingest.sources import SourceRecord
+        from fr_data.ingest.source import SourceRecord
 
         rng = np.random.default_rng(int(index))
         base = rng.integers(40, 220, 3)
@@ -90,7 +90,8 @@ class NoisySource:
 def make_image_shards(folder: Path, count: int) -> Path:
     """Shards of ``count`` noisy JPEGs (reused when present), with their key index cached."""
     from fr_data.loading.shard_index import ShardIndex
-    from fr_data.ingest.shards import ShardOptions, write_shards
+    from fr_data.ingest.plan import ShardOptions
+    from fr_data.ingest.sharding import write_shards
 
     if not (folder / "shards.json").is_file():
         write_shards(NoisySource(count, folder.parent / "noisy"), folder, ShardOptions(per_shard=1000), workers=2)
@@ -100,7 +101,7 @@ def make_image_shards(folder: Path, count: int) -> Path:
 
 def bench_thumbnails(shards: Path, thumbs_n: int, work: Path) -> dict:
     from fr_data.review import thumbs
-    from fr_data.ingest.shards import read_samples
+    from fr_data.folders.shard_folder import read_samples
 
     keys = read_samples(shards, columns=["key"]).column("key").to_pylist()
     chosen = np.random.default_rng(0).choice(len(keys), size=min(thumbs_n, len(keys)), replace=False)
@@ -118,7 +119,7 @@ def bench_thumbnails(shards: Path, thumbs_n: int, work: Path) -> dict:
 
 # --------------------------------------------------------------------------------------------------- runs
 def _samples_chunk(start: int, n: int, rng: np.random.Generator) -> pa.Table:
-    from fr_data.mining.schemas import MINED_SAMPLES_SCHEMA
+    from fr_data.folders.run_folder import MINED_SAMPLES_SCHEMA
 
     rows = np.arange(start, start + n)
     labels = rows // PER_CLASS
@@ -149,7 +150,7 @@ def _samples_chunk(start: int, n: int, rng: np.random.Generator) -> pa.Table:
 
 
 def _classes_and_pairs(classes: int, rng: np.random.Generator) -> tuple[pa.Table, pa.Table]:
-    from fr_data.mining.schemas import CLASSES_SCHEMA, PAIRS_SCHEMA
+    from fr_data.folders.run_folder import CLASSES_SCHEMA, PAIRS_SCHEMA
 
     labels = np.arange(classes)
     merge = rng.random(classes) < 0.01
@@ -173,7 +174,7 @@ def _classes_and_pairs(classes: int, rng: np.random.Generator) -> tuple[pa.Table
 
 def make_run(folder: Path, rows: int) -> Path:
     """A synthetic mining run of ``rows`` samples (reused when present)."""
-    from fr_data.mining.schemas import CLASSES_SCHEMA, MINED_SAMPLES_SCHEMA, PAIRS_SCHEMA
+    from fr_data.folders.run_folder import CLASSES_SCHEMA, MINED_SAMPLES_SCHEMA, PAIRS_SCHEMA
     from fr_data.io.parquet import ROW_GROUP_SIZE, write_table
 
     if (folder / "run.json").is_file():
@@ -193,24 +194,25 @@ def make_run(folder: Path, rows: int) -> Path:
 
 def make_index_shards(folder: Path, images: Path, rows: int) -> Path:
     """A shard folder whose cached key index maps ``rows`` run keys onto the real images of ``images``."""
+    from fr_data.folders.shard_folder import SHARD_INDEX_FILE, SHARD_INDEX_SCHEMA, SHARD_INDEX_VERSION, list_shards
     from fr_data.io.parquet import write_table
-    from fr_data.loading.shard_index import INDEX_FILE, INDEX_SCHEMA, INDEX_VERSION, shard_stamps
-    from fr_data.ingest.shards import load_listing
+    from fr_data.loading.shard_index import shard_stamps
 
-    if (folder / INDEX_FILE).is_file():
+    if (folder / SHARD_INDEX_FILE).is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("shards.json", "samples.parquet"):
         (folder / name).write_bytes((images / name).read_bytes())
-    shards = [images / s["name"] for s in load_listing(images)["shards"]]
+    shards = list_shards(images)
     for s in shards:
         if not (folder / s.name).exists():
             os.symlink(s, folder / s.name)
-    real = pq.read_table(images / INDEX_FILE)
+    real = pq.read_table(images / SHARD_INDEX_FILE)
     pick = np.arange(rows) % real.num_rows
     table = real.take(pa.array(pick)).set_column(0, "key", pa.array([f"s{i:010d}" for i in range(rows)]))
     stamps = shard_stamps([folder / s.name for s in shards])
-    write_table(table, folder / INDEX_FILE, INDEX_SCHEMA, metadata={"version": INDEX_VERSION, "shards": stamps})
+    write_table(table, folder / SHARD_INDEX_FILE, SHARD_INDEX_SCHEMA,
+                metadata={"version": SHARD_INDEX_VERSION, "shards": stamps})
     return folder
 
 

@@ -8,9 +8,9 @@ Layout::
     DIR/report.json   what the page was built from: run folder, sha256 of its run.json, shards, per-section
                       counts (flagged and shown), keys missing from the shards, build time
 
-The folder is built as ``DIR.tmp-<pid>-<id>`` and renamed to ``DIR`` only when every file is written
+The folder is built in a staging folder and renamed to ``DIR`` only when every file is written
 (``report.json`` last), so a reader never sees a half-built page; an existing ``DIR`` is replaced only
-with ``overwrite`` and only once the new one is complete.
+with ``overwrite`` and only once the new one is complete (``fr_data.io.publish``).
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from fr_data.io.atomic import atomic_write_text
-from fr_data.io.errors import DataError
 from fr_data.io.jsonfile import read_json_object
-from fr_data.mining.run import run_folder
+from fr_data.io.publish import staged_folder
 
 INDEX_FILE = "index.html"
 IMG_DIR = "img"
@@ -52,10 +51,7 @@ def publish(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
     Raises:
         DataError: ``target`` exists and ``overwrite`` is off.
     """
-    target = Path(target)
-    if target.exists() and not overwrite:
-        raise DataError(target, "", "report folder already exists; choose a new --out or pass --overwrite")
-    with run_folder(target, overwrite) as tmp:
+    with staged_folder(target, overwrite, "report folder") as tmp:
         (tmp / IMG_DIR).mkdir()
         (tmp / FIGURES_DIR).mkdir()
         yield tmp

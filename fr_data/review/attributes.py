@@ -13,7 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fr_data.mining.schemas import MINED_SAMPLES_SCHEMA
+from fr_data.folders import run_folder as rf
+from fr_data.folders.run_folder import MINED_SAMPLES_SCHEMA
 from fr_data.mining.splits import join_attributes
 from fr_data.review.select import RunTables
 
@@ -36,7 +37,7 @@ def _by_key(table: pa.Table, columns: list[str]) -> dict[str, dict[str, str]]:
 
 def run_attributes(t: RunTables, shown: dict[str, Any]) -> dict[str, dict[str, str]]:
     """Values of the extra (attribute) columns of ``samples.parquet`` for the shown keys."""
-    names = pq.read_schema(t.folder / "samples.parquet").names
+    names = pq.read_schema(rf.table_path(t.folder, "samples")).names
     extra = [c for c in names if c not in MINED_SAMPLES_SCHEMA.names and c not in HIDDEN][:MAX_COLUMNS]
     if not extra or not shown:
         return {}

@@ -20,7 +20,9 @@ from typing import Any
 
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import ConfigError
+from fr_data.folders import run_folder as rf
 from fr_data.folders.report_folder import INDEX_FILE, publish, write_manifest
+from fr_data.folders.shard_folder import samples_path
 from fr_data.io.hashing import file_sha256
 from fr_data.review import figures, page, select, stats, thumbs
 from fr_data.review.attributes import attribute_values
@@ -59,10 +61,10 @@ class Timer:
 def run_id(run: Path) -> str:
     """Identifies the run for the page's stored decisions: sha256 of ``run.json`` (else of the samples
     file's path, size and mtime)."""
-    path = run / "run.json"
+    path = run / rf.RUN_FILE
     if path.is_file():
         return file_sha256(path)[:16]
-    st = (run / "samples.parquet").stat()
+    st = rf.table_path(run, "samples").stat()
     return hashlib.sha256(f"{run.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
@@ -101,7 +103,7 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
         tables = select.open_tables(run, threads=workers)
         picks = select.select(tables, per_section)
         shown = picks.keys()
-        attrs = attribute_values(tables, shown, attributes, shards / "samples.parquet")
+        attrs = attribute_values(tables, shown, attributes, samples_path(shards))
     with timer.stage("stats"):
         chart_data = stats.collect(tables)
     with timer.stage("locate"):
@@ -120,7 +122,7 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
         with timer.stage("page"):
             atomic_write_text(tmp / INDEX_FILE, page.render(data))
         manifest = {"run_id": data.run_id, **inputs, "per_section": per_section,
-                    "run_json_sha256": file_sha256(run / "run.json") if tables.run else None,
+                    "run_json_sha256": file_sha256(run / rf.RUN_FILE) if tables.run else None,
                     "sections": section_counts(picks), "thumbnails": len(shown) - len(located.missing) - len(failed),
                     "missing_keys": located.missing, "failed_images": failed, "figures": drawn,
                     "notes": tables.notes, "timings": timer.stages}

@@ -28,15 +28,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fr_data.folders import run_folder as rf
 from fr_data.io.errors import DataError
-from fr_data.io.jsonfile import read_json_object
-from fr_data.mining.schemas import (CLASSES_SCHEMA, GROUPS_SCHEMA, MINED_SAMPLES_SCHEMA, PAIRS_SCHEMA,
-                                    SWEEP_SCHEMA)
 from fr_data.io.parquet import conform
 
-#: Run files the page cannot do without, and those whose sections it can leave out.
-REQUIRED_FILES = {"samples": MINED_SAMPLES_SCHEMA, "classes": CLASSES_SCHEMA}
-OPTIONAL_FILES = {"pairs": PAIRS_SCHEMA, "groups": GROUPS_SCHEMA, "sweep": SWEEP_SCHEMA}
+#: Run tables (``run_folder.TABLES`` names, also the view names) the page cannot do without; the
+#: sections of the others are left out when their file is missing.
+REQUIRED = ("samples", "classes")
 CENTRAL = 4  # central images shown per label
 
 SUSPECTS_SQL = """
@@ -119,16 +117,16 @@ def open_tables(run: str | os.PathLike, *, threads: int = 2, memory_limit: str =
     if not folder.is_dir():
         raise DataError(folder, "", "mining run folder does not exist")
     con = duckdb.connect(":memory:", config={"threads": threads, "memory_limit": memory_limit})
-    tables = RunTables(folder, con, run=read_json_object(folder / "run.json"))
+    tables = RunTables(folder, con, run=rf.read_run_info(folder))
     if not tables.run:
-        tables.notes.append(f"{folder / 'run.json'} is missing: counts come from the tables, no config "
+        tables.notes.append(f"{folder / rf.RUN_FILE} is missing: counts come from the tables, no config "
                             "or stage times")
-    for name, schema in {**REQUIRED_FILES, **OPTIONAL_FILES}.items():
-        path = folder / f"{name}.parquet"
+    for name, (_, schema) in rf.TABLES.items():
+        path = rf.table_path(folder, name)
         if path.is_file():
             _register(con, name, path, schema)
             tables.present.add(name)
-        elif name in REQUIRED_FILES:
+        elif name in REQUIRED:
             raise DataError(path, "", "missing: the review page needs it (is this a finished mining run?)")
         else:
             tables.notes.append(f"{path} is missing: its section is left out")

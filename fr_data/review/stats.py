@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from fr_data.mining.schemas import SPLITS
+from fr_data.folders.run_folder import SPLITS
 from fr_data.review.select import RunTables
 
 POSE_BINS = ("frontal", "half", "profile")

@@ -21,49 +21,39 @@ import pyarrow.compute as pc
 from PIL import Image
 
 from fr_data.folders.report_folder import thumb_name
+from fr_data.folders.shard_folder import SHARD_INDEX_FILE, SHARD_INDEX_SCHEMA, SHARD_INDEX_VERSION, list_shards
 from fr_data.io.parquet import read_metadata
-from fr_data.loading.shard_index import INDEX_FILE, INDEX_SCHEMA, INDEX_VERSION, ShardIndex, load_or_build, shard_stamps
-from fr_data.ingest.shards import load_listing
+from fr_data.loading.shard_index import ShardIndex, load_or_build, shard_stamps
 
 THUMB_SIZE = 112
 JPEG_QUALITY = 85
 BATCH = 64
 
 
-def shard_paths(folder: str | os.PathLike) -> list[Path]:
-    """The shards of a finished shard folder, in ``shards.json`` order.
-
-    Raises:
-        DataError: the folder has no ``shards.json``/``samples.parquet`` (sharding did not finish).
-    """
-    folder = Path(folder)
-    return [folder / s["name"] for s in load_listing(folder)["shards"]]
-
-
 def _cache_current(folder: Path, shards: list[Path]) -> bool:
-    path = folder / INDEX_FILE
+    path = folder / SHARD_INDEX_FILE
     if not path.is_file():
         return False
     meta = read_metadata(path)
-    return meta.get("version") == INDEX_VERSION and meta.get("shards") == shard_stamps(shards)
+    return meta.get("version") == SHARD_INDEX_VERSION and meta.get("shards") == shard_stamps(shards)
 
 
 def index_rows(folder: str | os.PathLike, keys: Iterable[str]) -> tuple[list[Path], pa.Table]:
-    """The shard paths and the ``INDEX_SCHEMA`` rows of ``keys`` (keys the shards lack have no row).
+    """The shard paths and the ``SHARD_INDEX_SCHEMA`` rows of ``keys`` (keys the shards lack have no row).
 
     The cached index is built first when missing or stale (one scan of the tar headers).
     """
     folder, wanted = Path(folder), pa.table({"key": pa.array(sorted(set(keys)), pa.string())})
-    shards = shard_paths(folder)
+    shards = list_shards(folder)
     if not _cache_current(folder, shards):
         table = load_or_build(folder, shards)
         if not _cache_current(folder, shards):  # not writable here: filter the scan in memory
             return shards, table.filter(pc.is_in(table.column("key"), value_set=wanted.column("key")))
     con = duckdb.connect(":memory:", config={"threads": 2})
     con.register("wanted", wanted)
-    literal = str(folder / INDEX_FILE).replace("'", "''")
+    literal = str(folder / SHARD_INDEX_FILE).replace("'", "''")
     rows = con.sql(f"SELECT * FROM read_parquet('{literal}') WHERE key IN (SELECT key FROM wanted)")
-    table = rows.to_arrow_table().cast(INDEX_SCHEMA)
+    table = rows.to_arrow_table().cast(SHARD_INDEX_SCHEMA)
     con.close()
     return shards, table
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from fr_data.mining.schemas import (CLASSES_SCHEMA, GROUPS_SCHEMA, MINED_SAMPLES_SCHEMA, PAIRS_SCHEMA,
+from fr_data.folders.run_folder import (CLASSES_SCHEMA, GROUPS_SCHEMA, MINED_SAMPLES_SCHEMA, PAIRS_SCHEMA,
                                     SWEEP_SCHEMA)
 from fr_data.io.parquet import read_table, write_table
 from tests.fr_train.data.builders import TinyData, make_tiny_data

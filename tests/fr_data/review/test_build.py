@@ -12,7 +12,7 @@ import pytest
 
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.folders.report_folder import INDEX_FILE, MANIFEST_FILE, read_manifest, thumb_name
-from fr_data.mining.schemas import CLASSES_SCHEMA, MINED_SAMPLES_SCHEMA
+from fr_data.folders.run_folder import CLASSES_SCHEMA, MINED_SAMPLES_SCHEMA
 from fr_data.io.parquet import read_table, write_table
 from fr_data.review import build_report, figures
 from tests.fr_data.review.builders import make_review_run

@@ -74,7 +74,7 @@ def test_central_images_are_the_most_typical_eligible_samples(tables, rows):
 def test_labels_with_few_eligible_images_fill_up_with_the_rest(data, tmp_path):
     import pyarrow as pa
 
-    from fr_data.mining.schemas import MINED_SAMPLES_SCHEMA
+    from fr_data.folders.run_folder import MINED_SAMPLES_SCHEMA
     from fr_data.io.parquet import read_table, write_table
 
     table = read_table(data.run / "samples.parquet", MINED_SAMPLES_SCHEMA)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fr_data.io.errors import DataError
 from fr_data.folders.report_folder import thumb_name
+from fr_data.folders.shard_folder import SHARD_INDEX_FILE
+from fr_data.io.errors import DataError
 from fr_data.review import thumbs
-from fr_data.loading.shard_index import INDEX_FILE
 from tests.fr_train.data.builders import class_colour, make_shards
 
 
@@ -47,17 +47,17 @@ def test_each_key_gets_a_thumbnail_of_its_own_image(shards, tmp_path):
 
 def test_the_index_cache_is_built_once_then_read_for_the_wanted_rows_only(shards, tmp_path):
     folder, by_index = shards
-    (folder / INDEX_FILE).unlink(missing_ok=True)
+    (folder / SHARD_INDEX_FILE).unlink(missing_ok=True)
     first = thumbs.locate(folder, [by_index[3]])
-    assert (folder / INDEX_FILE).is_file() and first.missing == []
-    stamp = os.stat(folder / INDEX_FILE).st_mtime_ns
+    assert (folder / SHARD_INDEX_FILE).is_file() and first.missing == []
+    stamp = os.stat(folder / SHARD_INDEX_FILE).st_mtime_ns
     shards_read, table = thumbs.index_rows(folder, [by_index[3], by_index[20]])
     assert table.num_rows == 2 and len(shards_read) == 5
-    assert os.stat(folder / INDEX_FILE).st_mtime_ns == stamp  # reused, not rebuilt
+    assert os.stat(folder / SHARD_INDEX_FILE).st_mtime_ns == stamp  # reused, not rebuilt
 
 
-def test_a_folder_without_finished_shards_is_an_error(tmp_path):
-    with pytest.raises(DataError, match="sharding did not finish"):
+def test_a_folder_without_shards_is_an_error(tmp_path):
+    with pytest.raises(DataError, match="no shard"):
         thumbs.locate(tmp_path, ["k"])
 
 
