@@ -33,29 +33,19 @@ import pyarrow.parquet as pq  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks._machine import describe  # noqa: E402
+from benchmarks._memory import SAMPLER  # noqa: E402
 
 CHUNK = 250_000
 PER_CLASS = 40
 
-CHILD = r"""
-import json, sys, threading, time
+CHILD = SAMPLER + r"""
 sys.path.insert(0, sys.argv[4])
-peak = {"anon_kb": 0}
-def sample():
-    while True:
-        for line in open("/proc/self/status"):
-            if line.startswith("RssAnon:"):
-                peak["anon_kb"] = max(peak["anon_kb"], int(line.split()[1]))
-        time.sleep(0.05)
-threading.Thread(target=sample, daemon=True).start()
 from fr_data.review import build_report
 t0 = time.perf_counter()
 res = build_report(sys.argv[1], sys.argv[2], sys.argv[3], overwrite=True)
 wall = time.perf_counter() - t0
-hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
 print(json.dumps({"wall_s": wall, "timings": res.manifest["timings"], "thumbnails": res.manifest["thumbnails"],
-                  "sections": res.manifest["sections"], "peak_anon_mb": peak["anon_kb"] / 1024,
-                  "vm_hwm_mb": hwm / 1024}))
+                  "sections": res.manifest["sections"], **memory_mb()}))
 """
 
 
