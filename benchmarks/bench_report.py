@@ -73,6 +73,14 @@ class NoisySource:
         Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
         return SourceRecord(int(index), int(index) // 20, buf.getvalue())
 
+    def read_many(self, indices):
+        from fr_data.ingest.source import read_each
+
+        return read_each(self, indices)
+
+    def locate(self, index: int) -> tuple[Path, str]:
+        return self.path, f"index {index}"
+
     def describe(self) -> dict:
         return {"kind": "noisy", "count": self.count}
 

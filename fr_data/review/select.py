@@ -20,6 +20,7 @@ neither suspects nor removed duplicates (other samples only fill up labels that 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,9 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, path: Path, schema: pa.
     con.read_parquet(str(path)).create_view(name)
 
 
-def open_tables(run: str | os.PathLike, *, threads: int = 2, memory_limit: str = "1GB") -> RunTables:
-    """Views over a mining run folder (DuckDB limited to ``threads`` and ``memory_limit``).
+def open_tables(run: str | os.PathLike, *, threads: int = 2, memory_limit: str = "256MB") -> RunTables:
+    """Views over a mining run folder (DuckDB limited to ``threads`` and ``memory_limit``: it spills to
+    disk beyond it, so the review page's peak memory stays flat as the run grows).
 
     Raises:
         DataError: the folder, ``samples.parquet`` or ``classes.parquet`` is missing, or a file does not
@@ -116,7 +118,8 @@ def open_tables(run: str | os.PathLike, *, threads: int = 2, memory_limit: str =
     folder = Path(run)
     if not folder.is_dir():
         raise DataError(folder, "", "mining run folder does not exist")
-    con = duckdb.connect(":memory:", config={"threads": threads, "memory_limit": memory_limit})
+    config = {"threads": threads, "memory_limit": memory_limit, "temp_directory": tempfile.gettempdir()}
+    con = duckdb.connect(":memory:", config=config)
     tables = RunTables(folder, con, run=rf.read_run_info(folder))
     if not tables.run:
         tables.notes.append(f"{folder / rf.RUN_FILE} is missing: counts come from the tables, no config "
