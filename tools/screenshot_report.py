@@ -4,9 +4,10 @@
     python tools/screenshot_report.py demo/report --out docs/img
 
 Writes OUT/review_overview.png (the top of the page) and OUT/review_<section>.png for each --sections
-entry (scrolled to it, with the first items of the first reviewable section decided, to show how
-decisions look). Needs the dev extra (playwright) and a chromium binary (--chromium, default: chromium on
-PATH); a throwaway browser context is used, so no decision is stored. Exit codes: 0 ok, 2 bad input.
+entry (scrolled to it, after a "drop" and a "keep" on its first two items, to show how decisions look),
+reduced to --colors colours (256 by default: a few hundred KB each; 0 keeps them as taken). Needs the dev
+extra (playwright) and a chromium binary (--chromium, default: chromium on PATH); a throwaway browser
+context is used, so no decision is stored. Exit codes: 0 ok, 2 bad input.
 """
 
 from __future__ import annotations
@@ -25,20 +26,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("report", type=Path, help="report folder (holds index.html)")
     p.add_argument("--out", type=Path, required=True, help="folder for the PNGs")
-    p.add_argument("--sections", nargs="*", default=["suspects", "merges"], help="sections to capture")
+    p.add_argument("--sections", nargs="*", default=["suspects"], help="sections to capture")
     p.add_argument("--width", type=int, default=1440, help="viewport width in CSS pixels")
     p.add_argument("--height", type=int, default=960, help="viewport height in CSS pixels")
     p.add_argument("--chromium", default=shutil.which("chromium"), help="chromium executable")
+    p.add_argument("--colors", type=int, default=256, help="palette size of the PNGs (0: full colour)")
     return p
 
 
 def decide_first_items(page, section: str) -> None:
-    """Click a different decision on each of the first items of ``section`` (shows the decided look)."""
+    """Drop the first item of ``section`` and keep the second (shows the decided look)."""
     items = page.locator(f"#{section} .item[data-key]")
     for i, decision in enumerate(DEMO_DECISIONS[:items.count()]):
         button = items.nth(i).locator(f"[data-decision={decision}]")
         if button.count():
             button.click()
+
+
+def reduce_colours(path: Path, colours: int) -> None:
+    """Rewrite a PNG with a palette of ``colours`` colours (screenshots compress several times better)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(colors=colours, method=Image.Quantize.MEDIANCUT,
+                                           dither=Image.Dither.NONE)
+    small.save(path, optimize=True)
 
 
 def capture(report: Path, out: Path, sections: list[str], size: tuple[int, int], chromium: str) -> list[Path]:
@@ -73,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: chromium not found (apt-get install -y chromium, or pass --chromium)", file=sys.stderr)
         return 2
     for path in capture(args.report, args.out, args.sections, (args.width, args.height), args.chromium):
+        if args.colors:
+            reduce_colours(path, args.colors)
         print(f"wrote {path}")
     return 0
 

@@ -21,10 +21,10 @@ KIND_COLOURS = {"easy_pos": "#2a9d8f", "hard_pos": "#e76f51", "hard_neg": "#457b
 DPI = 110
 
 
-def _figure(width: float = 6.4, height: float = 3.6, cols: int = 1) -> tuple[Figure, list]:
+def _figure(width: float = 6.4, height: float = 3.6, cols: int = 1, sharey: bool = True) -> tuple[Figure, list]:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, cols, sharey=cols > 1, squeeze=False)[0]
+    axes = fig.subplots(1, cols, sharey=sharey and cols > 1, squeeze=False)[0]
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.set_axisbelow(True)
@@ -129,13 +129,14 @@ def similarity_chart(stats: Stats) -> Figure | None:
     if pos is None or neg is None or pos.total + neg.total == 0:
         return None
     splits = ordered_splits(sorted(set(pos.counts) | set(neg.counts)))
-    fig, axes = _figure(9.0, 3.2, cols=len(splits))
+    fig, axes = _figure(9.0, 3.2, cols=len(splits), sharey=False)  # own scale: the hard split is small
     for ax, split in zip(axes, splits):
         for hist, name, colour in ((pos, "positive: own centre", "#2a9d8f"),
                                    (neg, "negative: nearest other centre", "#e76f51")):
             counts = hist.counts.get(split, np.zeros(len(hist.edges) - 1))
             ax.stairs(counts, hist.edges, color=colour, fill=True, alpha=0.45, label=name)
-        ax.set(title=f"split {split}", xlabel="cosine similarity")
+        n = int(pos.counts.get(split, np.zeros(1)).sum())
+        ax.set(title=f"split {split} ({n:,} samples)", xlabel="cosine similarity")
     axes[0].set_ylabel("samples")
     axes[-1].legend(fontsize=8)
     fig.suptitle("Positive and negative similarities per split")

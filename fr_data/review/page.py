@@ -315,7 +315,7 @@ def section_table(page: PageData) -> str:
             ("hard-pairs", "Hard positive / negative pairs", f"{t['hard_pos']:,} / {t['hard_neg']:,}",
              f"{len(p.hard_pos):,} / {len(p.hard_neg):,}"),
             ("quality", "Lowest-quality images and quality charts", t["quality"], len(p.low_quality)),
-            ("distributions", "Similarity distributions per split", "", "")]
+            ("distributions", "Similarity distributions per split", "charts", "charts")]
     return table([(f'<a href="#{sid}">{esc(name)}</a>', num(total), num(shown))
                   for sid, name, total, shown in rows], ("section", "in the run", "shown"))
 
