@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fr_data.io.errors import HardmineError
 from fr_data.query.views import format_table, head_rows, open_run, run_query, write_result
+from hardmine.resources import resolve_query
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -20,7 +21,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="mining run folder (manifests/RUN)")
     p.add_argument("sql", nargs="?", help="SQL text (or use --file)")
-    p.add_argument("--file", type=Path, help="run the SQL in this file")
+    p.add_argument("--file", type=Path, help="run the SQL in this file (or a packaged query by name, e.g. "
+                   "suspects_per_class)")
     p.add_argument("--shards", type=Path, help="shard samples.parquet (or its folder): view shard_samples")
     p.add_argument("--attributes", type=Path, help="attribute Parquet file: view attributes")
     p.add_argument("--max-rows", type=int, default=50, help="rows printed (default 50)")
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print("error: give either SQL text or --file", file=sys.stderr)
         return 2
     try:
-        sql = args.sql if args.file is None else args.file.read_text()
+        sql = args.sql if args.file is None else resolve_query(args.file).read_text()
         views = open_run(args.run, shards=args.shards, attributes=args.attributes)
         for note in views.notes:
             print(f"note: {note}", file=sys.stderr)
