@@ -1,9 +1,8 @@
-"""Write the static review page of a mining run (see ``hardmine/cli/report.py``).
+"""Write the static review page of a mining run.
 
-    python tools/report.py RUN --shards SHARDS --out DIR [--per-section N] [--attributes A.parquet]
+``python tools/report.py ARGS`` is ``hardmine report ARGS``: the code lives in ``hardmine/cli/report.py``
+(``--help`` lists the arguments).
 """
-
-from __future__ import annotations
 
 import sys
 from pathlib import Path

@@ -86,6 +86,11 @@ def write_run_info(folder: str | os.PathLike, info: dict[str, Any]) -> None:
     atomic_write_text(Path(folder) / RUN_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
+def read_run_info(emb: str | os.PathLike) -> dict[str, Any]:
+    """``EMB/run.json`` (empty when absent; a DataError when it is not a JSON object)."""
+    return read_json_object(Path(emb) / RUN_FILE)
+
+
 def read_index(emb: str | os.PathLike) -> pa.Table:
     """Read and validate ``EMB/index.parquet`` (checks its row count against embeddings.npy)."""
     emb = Path(emb)
@@ -150,7 +155,7 @@ def open_embeddings(folder: str | os.PathLike) -> Embeddings:
                         "row i of the index must describe embedding row i")
     _check_unique_keys(index, folder / INDEX_FILE)
     labels = index.column("label").to_numpy().astype(np.int64)
-    return Embeddings(folder, vectors, index, labels, read_json_object(folder / RUN_FILE))
+    return Embeddings(folder, vectors, index, labels, read_run_info(folder))
 
 
 def _check_unique_keys(index: pa.Table, path: Path) -> None:

@@ -1,7 +1,7 @@
 """Write the static review page of a mining run.
 
-    python tools/report.py RUN --shards SHARDS --out DIR [--per-section N] [--attributes A.parquet]
-        [--overwrite] [--quiet]
+    hardmine report RUN --shards SHARDS --out DIR [--per-section N] [--attributes A.parquet]
+        [--overwrite] [--quiet]            (the same: python tools/report.py ...)
 
 Writes DIR/index.html (open it from disk: no server, no network), DIR/img/ (thumbnails of the shown
 samples, read by key from the shards), DIR/figures/ (charts) and DIR/report.json, atomically (the folder
@@ -21,8 +21,8 @@ from fr_data.review import DEFAULT_PER_SECTION, build_report
 from fr_data.review.build import format_summary
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="report.py", description=__doc__,
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="mining run folder (manifests/RUN)")
     p.add_argument("--shards", type=Path, required=True, help="shard folder the run was mined from")
@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("fr_data").setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
@@ -50,3 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_summary(result))
     print(f"wrote {result.index}")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -25,8 +25,8 @@ from fr_data.formats.images import header_size
 from fr_data.ingest.inspect import inspect_image
 from fr_data.ingest.plan import ShardOptions, make_plan
 from fr_data.ingest.recordio_source import RecordIOSource
-from fr_data.ingest.source import read_each
 from fr_data.ingest.sharding import write_shards
+from fr_data.ingest.source import read_each
 from fr_data.ingest.verify import verify_shards
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.parquet import read_table

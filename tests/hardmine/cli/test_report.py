@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from hardmine.cli import report
+from tests.repo import ROOT
 from tests.fr_data.review.builders import make_review_run
 
 
@@ -36,3 +40,12 @@ def test_defaults_and_required_options():
     assert args.per_section == 200 and args.attributes is None and not args.overwrite
     with pytest.raises(SystemExit):
         report.build_parser().parse_args(["RUN", "--out", "D"])
+
+
+def test_tools_report_runs_as_a_script(data, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "report.py"), str(data.run), "--shards",
+                           str(data.shards), "--out", str(tmp_path / "page")], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stdout and "report thumbnails" in proc.stderr  # per-stage progress lines
+    assert (tmp_path / "page" / "index.html").is_file()

@@ -1,7 +1,7 @@
 """Screenshots of a review page (the PNGs in docs/), taken with Debian's chromium through Playwright.
 
     python tools/demo.py --out demo
-    python tools/screenshot_report.py demo/report --out docs/img
+    python docs/screenshot_report.py demo/report --out docs/img
 
 Writes OUT/review_overview.png (the top of the page) and OUT/review_<section>.png for each --sections
 entry (scrolled to it, after a "drop" and a "keep" on its first two items, to show how decisions look),

@@ -8,9 +8,9 @@ import pytest
 from fr_data.io.errors import ConfigError
 from fr_data.mining.groundtruth import TARGETS
 from fr_data.synth import SynthConfig
+from hardmine.cli import demo as demo_tool
 from hardmine.pipelines.demo import Layout, run_demo, synth_stage, with_overrides
 from tests.demo_run import TINY
-from tools import demo as demo_tool
 
 STAGES = ["synth", "shard", "train", "embed", "mine", "evaluate", "query", "report"]
 

@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from fr_data.folders.embeddings_folder import EMBEDDINGS_FILE, RUN_FILE, read_index
+from hardmine.cli import embed as embed
 from tests.fr_data.embed.test_embedder import EMB_DIM, make_shards, make_tiny
-from tools import embed
+from tests.repo import ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = ROOT
 TINY = "tests.fr_data.embed.test_embedder:make_tiny"
 
 
