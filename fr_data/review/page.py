@@ -346,7 +346,7 @@ HOW_TO = ('<div class="howto"><b>Reviewing.</b> Decide items with their buttons 
           'with keys: <kbd>j</kbd>/<kbd>k</kbd> next/previous item, <kbd>a</kbd> keep, <kbd>d</kbd> drop, '
           '<kbd>m</kbd> merge, <kbd>u</kbd> undo. Decisions stay in this browser across reloads; '
           '<b>Export review.csv</b> saves them for training (<code>data.selection.review</code>) and for '
-          '<code>tools/query.py</code> (the <code>review</code> view, when the file is in the run folder).</div>')
+          '<code>hardmine query</code> (the <code>review</code> view, when the file is in the run folder).</div>')
 
 
 def overview_section(page: PageData) -> str:
