@@ -30,6 +30,12 @@ def built(data, tmp_path_factory):
     return out, build_report(data.run, data.shards, out, per_section=3)
 
 
+@pytest.fixture()
+def no_charts(monkeypatch):
+    """Skip the charts (tested in test_figures.py and by the first test here): they are most of a build's time."""
+    monkeypatch.setattr(figures, "CHARTS", {})
+
+
 def copy_run(data, folder: Path, samples: pa.Table | None = None, classes: pa.Table | None = None) -> Path:
     folder.mkdir()
     for name in ("pairs", "groups", "sweep"):
@@ -60,7 +66,8 @@ def test_the_folder_holds_the_page_thumbnails_charts_and_manifest(built, data):
     assert m["run_id"] in text and m["run_json_sha256"].startswith(m["run_id"])
 
 
-def test_an_existing_folder_needs_overwrite_and_a_failed_build_leaves_nothing(data, tmp_path, monkeypatch):
+def test_an_existing_folder_needs_overwrite_and_a_failed_build_leaves_nothing(data, tmp_path, monkeypatch,
+                                                                              no_charts):
     out = tmp_path / "report"
     out.mkdir()
     with pytest.raises(DataError, match="already exists"):
@@ -79,7 +86,7 @@ def test_an_existing_folder_needs_overwrite_and_a_failed_build_leaves_nothing(da
         build_report(data.run, data.shards, tmp_path / "third", per_section=-1)
 
 
-def test_keys_missing_from_the_shards_are_listed_not_fatal(data, tmp_path):
+def test_keys_missing_from_the_shards_are_listed_not_fatal(data, tmp_path, no_charts):
     half = tmp_path / "half"
     make_shards(half, [c for c in range(3) for _ in range(6)], per_shard=7)  # classes 0-2 only
     result = build_report(data.run, half, tmp_path / "report")
@@ -92,7 +99,7 @@ def test_keys_missing_from_the_shards_are_listed_not_fatal(data, tmp_path):
     assert not (tmp_path / "report" / thumb_name(data.key[3, 2])).exists()
 
 
-def test_a_run_that_flagged_nothing_says_so(data, tmp_path):
+def test_a_run_that_flagged_nothing_says_so(data, tmp_path, no_charts):
     samples = read_table(data.run / "samples.parquet", MINED_SAMPLES_SCHEMA)
     n = samples.num_rows
     for name, value in (("suspect_mislabel", pa.array([False] * n)), ("duplicate_of", pa.nulls(n, pa.string())),
@@ -119,7 +126,7 @@ def test_a_run_with_no_rows_builds_a_page_without_charts(data, tmp_path):
     assert any("pairs.parquet is missing" in n for n in result.manifest["notes"])
 
 
-def test_an_attribute_table_is_shown_with_the_images(data, tmp_path):
+def test_an_attribute_table_is_shown_with_the_images(data, tmp_path, no_charts):
     keys = sorted(data.key.values())
     attrs = tmp_path / "attrs.parquet"
     pq.write_table(pa.table({"key": keys, "yaw": [float(i) for i in range(len(keys))]}), attrs)
@@ -131,7 +138,7 @@ def test_an_attribute_table_is_shown_with_the_images(data, tmp_path):
     assert not (tmp_path / "other").exists()
 
 
-def test_attribute_columns_of_the_run_are_shown_by_default(data, tmp_path):
+def test_attribute_columns_of_the_run_are_shown_by_default(data, tmp_path, no_charts):
     samples = read_table(data.run / "samples.parquet", MINED_SAMPLES_SCHEMA)
     samples = samples.append_column("true_label", pa.array([f"T{v}" for v in samples.column("label").to_pylist()]))
     run = copy_run(data, tmp_path / "run", samples)
