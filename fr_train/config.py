@@ -121,7 +121,8 @@ class LoopConfig:
         ckpt_every: steps between checkpoints (0: only at the end of every epoch and of training).
         keep_checkpoints: most recent checkpoints kept (older ones are deleted).
         eval_every: steps between evaluations (0: only at the end of training).
-        output: run folder (checkpoints, ``config.yaml``, ``metrics.jsonl``, TensorBoard events).
+        output: run folder (checkpoints, ``config.yaml``, ``metrics.jsonl``, TensorBoard events, and the
+            resolved selection: ``selection.json``, ``selected.parquet``, ``label_map.parquet``).
         seed: seeds model initialisation and the training RNGs (the data has its own ``data.seed``).
         device: ``auto`` (the local GPU when there is one), ``cpu`` or ``cuda``.
         progress: show a progress bar on rank 0.

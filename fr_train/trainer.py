@@ -439,6 +439,7 @@ def run(cfg: TrainConfig, *, resume: str | os.PathLike | bool | None = None,
     if trainer.rank == 0:
         trainer.output.mkdir(parents=True, exist_ok=True)
         save_train_config(cfg, trainer.output / "config.yaml")
+        trainer.data.selection.save(trainer.output)  # label_map, selected keys, selection.json (report)
         truncate_metrics(trainer.output / "metrics.jsonl", trainer.state.step)
     _barrier()
     return trainer.fit(stop_after)

@@ -51,3 +51,21 @@ def packaged_configs() -> list[str]:
     """Names of the packaged configs (relative to ``configs/``), sorted."""
     root = Path(str(files(CONFIG_PACKAGE)))
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.yaml"))
+
+
+def resolve_query(arg: str | os.PathLike) -> Path:
+    """A query file given on the command line: an existing file as given, else the packaged query of that
+    name (``manifests/queries/`` prefix and ``.sql`` suffix optional).
+
+    Raises:
+        ConfigError: neither a file nor a packaged query.
+    """
+    path = Path(arg)
+    if path.is_file():
+        return path
+    name = path.as_posix().removeprefix("manifests/queries/").removesuffix(".sql") + ".sql"
+    packaged = query_file(name)
+    if packaged.is_file():
+        return packaged
+    known = sorted(p.name for p in Path(str(files(QUERY_PACKAGE))).glob("*.sql"))
+    raise ConfigError(f"{arg}: no such query file, and no packaged query of that name (packaged: {', '.join(known)})")

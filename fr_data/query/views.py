@@ -1,7 +1,8 @@
 """DuckDB views over a mining run folder, and query results as text tables, CSV or Parquet.
 
 Views: ``samples``, ``pairs``, ``classes`` (``RUN/<name>.parquet``; missing files are skipped with a
-note), ``shard_samples`` (the shard manifest ``samples.parquet``: named by ``RUN/run.json`` under
+note), ``review`` (``RUN/review.csv``, the decisions exported by the review page, when the file is there;
+columns ``fr_data.folders.review_file.REVIEW_SCHEMA``), ``shard_samples`` (the shard manifest ``samples.parquet``: named by ``RUN/run.json`` under
 ``"samples_manifest"`` or given explicitly) and ``attributes`` (an optional attribute table). Results are
 streamed in record batches: printing keeps only the rows shown, files are written batch by batch and
 appear atomically.
@@ -23,6 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from fr_data.folders import run_folder as rf
+from fr_data.folders.review_file import REVIEW_FILE, read_review
 from fr_data.folders.shard_folder import samples_path
 from fr_data.io.atomic import atomic_path
 from fr_data.io.errors import DataError
@@ -86,6 +88,8 @@ def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
             files[name] = path
         else:
             notes.append(f"no {path}: view {name!r} not registered")
+    if (run / REVIEW_FILE).is_file():
+        files["review"] = (read_review(run / REVIEW_FILE).table(), run / REVIEW_FILE)
     manifest = _shard_manifest(run, shards, notes)
     if manifest is not None:
         files["shard_samples"] = manifest
@@ -98,16 +102,21 @@ def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
     return rv
 
 
-def open_views(files: dict[str, Path]) -> RunViews:
-    """A read-only connection with one view per ``name -> Parquet file`` (the one place views are made).
+def open_views(sources: dict[str, Path | tuple[pa.Table, Path]]) -> RunViews:
+    """A read-only connection with one view per source, in order (the one place views are made): a
+    Parquet file (read in place), or an in-memory table and the file it came from (shown, not read).
 
     Raises:
         DataError: a file that is not readable Parquet.
     """
     rv = RunViews(duckdb.connect(":memory:"))
-    for name, path in files.items():
-        _add_view(rv, name, Path(path).resolve())
-    lock(rv.con, rv.views.values())
+    for name, source in sources.items():
+        if isinstance(source, tuple):
+            rv.con.register(name, source[0])
+            rv.views[name] = source[1]
+        else:
+            _add_view(rv, name, Path(source).resolve())
+    lock(rv.con, [path for name, path in rv.views.items() if not isinstance(sources[name], tuple)])
     return rv
 
 

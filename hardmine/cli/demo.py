@@ -1,4 +1,4 @@
-"""End-to-end demo on synthetic faces: synth, shard, train, embed, mine, evaluate, query.
+"""End-to-end demo on synthetic faces: synth, shard, train, embed, mine, evaluate, query, review page.
 
 Examples::
 
@@ -6,7 +6,8 @@ Examples::
     python tools/demo.py --out demo-small --small   # about a minute
 
 Rerun the same command to resume: every finished stage is skipped. Prints the DuckDB query results and a
-summary (also written to OUT/summary.json). Exit codes: 0 ok, 2 bad input or config.
+summary (also written to OUT/summary.json) ending with the path of the review page
+(OUT/report/index.html). Exit codes: 0 ok, 2 bad input or config.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Query a mining run with DuckDB SQL: ``python tools/query.py manifests/RUN "SQL"``.
 
-Views: samples, pairs, classes (RUN/*.parquet), shard_samples (run.json "samples_manifest" or
---shards), attributes (--attributes). Prints an aligned table, or writes --csv / --parquet.
+Views: samples, pairs, classes (RUN/*.parquet), review (RUN/review.csv from the review page, when
+present: key, decision, kind, action, label, other_label, line), shard_samples (run.json
+"samples_manifest" or --shards), attributes (--attributes). Prints an aligned table, or writes --csv / --parquet.
 Queries are read-only: only SELECT statements over the views run (no COPY, ATTACH, INSTALL/LOAD, SET,
 no other file); results leave only through --csv / --parquet, written atomically.
 Exit codes: 0 ok, 2 bad SQL, a refused statement or bad input.
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from fr_data.io.errors import DataError, HardmineError
 from fr_data.query.views import RunViews, format_table, head_rows, open_run, run_query, write_result
+from hardmine.resources import resolve_query
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -22,7 +24,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="mining run folder (manifests/RUN)")
     p.add_argument("sql", nargs="?", help="SQL text (or use --file)")
-    p.add_argument("--file", type=Path, help="run the SQL in this file")
+    p.add_argument("--file", type=Path, help="run the SQL in this file (or a packaged query by name, e.g. "
+                   "suspects_per_class)")
     p.add_argument("--shards", type=Path, help="shard samples.parquet (or its folder): view shard_samples")
     p.add_argument("--attributes", type=Path, help="attribute Parquet file: view attributes")
     p.add_argument("--max-rows", type=int, default=50, help="rows printed (default 50)")
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print("error: give either SQL text or --file", file=sys.stderr)
         return 2
     try:
-        sql = args.sql if args.file is None else args.file.read_text()
+        sql = args.sql if args.file is None else resolve_query(args.file).read_text()
         views = open_run(args.run, shards=args.shards, attributes=args.attributes)
         for note in views.notes:
             print(f"note: {note}", file=sys.stderr)

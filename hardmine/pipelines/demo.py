@@ -1,10 +1,12 @@
-"""The end-to-end demo on synthetic faces: synth -> shards -> train -> embed -> mine -> evaluate -> query.
+"""The end-to-end demo on synthetic faces: synth -> shards -> train -> embed -> mine -> evaluate -> query
+-> report.
 
 Every stage calls the library behind the corresponding tool (``fr_data.synth``, ``fr_data.ingest.shards``,
 ``fr_train.trainer``, ``fr_data.embed.embedder``, ``fr_data.mining``, ``fr_train.evaluate``,
-``fr_data.mining.groundtruth``, ``fr_data.query.views``) and skips itself when its output already exists, is complete
-and was made from the current inputs, so an interrupted demo resumes where it stopped (training resumes
-from its latest checkpoint). ``tools/demo.py`` is the command line; :func:`run_demo` the whole pipeline.
+``fr_data.mining.groundtruth``, ``fr_data.query.views``, ``fr_data.review``) and skips itself when its
+output already exists, is complete and was made from the current inputs, so an interrupted demo resumes
+where it stopped (training resumes from its latest checkpoint). ``tools/demo.py`` is the command line;
+:func:`run_demo` the whole pipeline.
 
 Layout of the output folder ``OUT``::
 
@@ -15,6 +17,7 @@ Layout of the output folder ``OUT``::
     OUT/mined/       samples/classes/pairs/groups/sweep.parquet, run.json
     OUT/evaluation.json   verification accuracies and mining quality against the ground truth
     OUT/queries.txt       the DuckDB query results printed by the demo
+    OUT/report/      the review page of the mining run (open report/index.html; its path is printed)
     OUT/summary.json      stage timings, counts, accuracies, quality vs the targets (written last)
 """
 
@@ -43,11 +46,13 @@ from fr_data.ingest.sources import open_source
 from fr_data.ingest.verify import verify_shards
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.config import load_config, to_dict
+from fr_data.folders.report_folder import read_manifest
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.hashing import file_sha256
 from fr_data.mining import MiningConfig, mine
 from fr_data.mining.groundtruth import TARGETS, format_report, score_run
 from fr_data.query.views import format_table, head_rows, open_run, run_query
+from fr_data.review import build_report
 from fr_data.synth import PACKS, SynthConfig, generate
 from fr_train.config import TrainConfig, load_train_config
 from fr_train.evaluate import BinEvaluator
@@ -58,7 +63,7 @@ from hardmine.resources import config_file, query_file
 
 __all__ = ["DemoConfig", "DEMO_SIZES", "Layout", "StageResult", "Stage", "STAGES", "synth_stage",
            "shard_stage", "train_stage", "embed_stage", "mine_stage", "evaluate_stage", "query_stage",
-           "reconcile", "run_demo", "format_summary", "with_overrides", "demo_config"]
+           "report_stage", "reconcile", "run_demo", "format_summary", "with_overrides", "demo_config"]
 
 
 
@@ -155,6 +160,10 @@ class Layout:
     @property
     def summary(self) -> Path:
         return self.out / "summary.json"
+
+    @property
+    def report(self) -> Path:
+        return self.out / "report"
 
 
 @dataclass
@@ -342,9 +351,21 @@ def query_stage(cfg: DemoConfig, layout: Layout) -> StageResult:
     return StageResult("query", False, info={"rows": counts})
 
 
+def report_stage(cfg: DemoConfig, layout: Layout) -> StageResult:
+    """Write the review page of the mining run into ``OUT/report``; skipped when it was built from the
+    current ``mined/run.json``."""
+    mined = file_sha256(layout.mined / "run.json")
+    built = read_manifest(layout.report)
+    if built.get("run_json_sha256") == mined:
+        return StageResult("report", True, info={"index": str(layout.report / "index.html"),
+                                                 "sections": built["sections"]})
+    result = build_report(layout.mined, layout.shards, layout.report, overwrite=True, workers=cfg.workers)
+    return StageResult("report", False, info={"index": str(result.index), "sections": result.manifest["sections"]})
+
+
 #: The pipeline, in order.
 STAGES: tuple[Stage, ...] = (synth_stage, shard_stage, train_stage, embed_stage, mine_stage, evaluate_stage,
-                             query_stage)
+                             query_stage, report_stage)
 
 
 # ------------------------------------------------------------------------------------------- summary
@@ -380,6 +401,7 @@ def build_summary(results: list[StageResult], layout: Layout, total_seconds: flo
         "targets": TARGETS,
         "targets_met": quality["targets_met"],
         "query_rows": by_name["query"].info["rows"],
+        "report": by_name["report"].info["index"],
         "reconciliation_problems": reconcile(layout),
     }
 
@@ -402,6 +424,7 @@ def format_summary(summary: dict[str, Any], quality_table: str) -> str:
     lines.append(quality_table)
     problems = summary["reconciliation_problems"]
     lines.append("counts reconcile across stages" if not problems else f"RECONCILIATION PROBLEMS: {problems}")
+    lines.append(f"review page: {summary['report']}")
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fr_data.io.errors import ConfigError
-from hardmine.resources import config_file, packaged_configs, query_file, resolve_config
+from hardmine.resources import config_file, packaged_configs, query_file, resolve_config, resolve_query
 from tests.repo import ROOT
 
 
@@ -33,3 +33,15 @@ def test_unknown_config_names_the_packaged_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="no packaged config.*synth_tiny.yaml"):
         resolve_config("nope")
+
+
+@pytest.mark.parametrize("arg", ["merge_candidates", "merge_candidates.sql", "manifests/queries/merge_candidates.sql"])
+def test_resolve_query_by_name_from_another_folder(arg, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_query(arg) == query_file("merge_candidates.sql")
+
+
+def test_unknown_query_names_the_packaged_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="no packaged query.*suspects_per_class.sql"):
+        resolve_query("nope")

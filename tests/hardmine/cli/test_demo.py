@@ -9,25 +9,15 @@ from fr_data.io.errors import ConfigError
 from fr_data.mining.groundtruth import TARGETS
 from fr_data.synth import SynthConfig
 from hardmine.cli import demo as demo_tool
-from hardmine.pipelines.demo import DemoConfig, Layout, run_demo, synth_stage, with_overrides
+from hardmine.pipelines.demo import Layout, run_demo, synth_stage, with_overrides
+from tests.demo_run import TINY
 
-TINY = DemoConfig(
-    synth=SynthConfig(identities=12, images_per_identity=6, holdout_identities=4, pairs=20,
-                      split_identity_rate=0.1, duplicate_rate=0.05),
-    workers=1, per_shard=40, embed_batch=32,
-    train_overrides={"data": {"batch_size": 16, "num_workers": 0},
-                     "train": {"max_steps": 4, "log_every": 2, "ckpt_every": 0},
-                     "schedule": {"warmup_steps": 1}},
-)
-STAGES = ["synth", "shard", "train", "embed", "mine", "evaluate", "query"]
+STAGES = ["synth", "shard", "train", "embed", "mine", "evaluate", "query", "report"]
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    lines: list[str] = []
-    summary = run_demo(TINY, out, log=lines.append)
-    return out, summary, "\n".join(lines)
+def demo_run(tiny_demo):
+    return tiny_demo
 
 
 def test_every_stage_writes_its_outputs(demo_run):
@@ -36,7 +26,8 @@ def test_every_stage_writes_its_outputs(demo_run):
     for path in [layout.synth / "synth.json", layout.synth / "synth_pose.bin",
                  layout.shards / "samples.parquet", layout.train / "metrics.jsonl",
                  layout.emb / "embeddings.npy", layout.mined / "run.json", layout.mined / "pairs.parquet",
-                 layout.evaluation, layout.queries, layout.summary]:
+                 layout.evaluation, layout.queries, layout.summary, layout.report / "index.html",
+                 layout.report / "report.json"]:
         assert path.is_file(), path
     assert json.loads(layout.summary.read_text()) == json.loads(json.dumps(summary, default=str))
     assert list(summary["stages"]) == STAGES and not any(s["skipped"] for s in summary["stages"].values())
@@ -53,6 +44,10 @@ def test_counts_reconcile_across_stages(demo_run):
     assert c["shard"]["verified"] and summary["mining_counts"]["reconciled"]
     assert summary["reconciliation_problems"] == []
     assert c["train"]["steps"] == 4
+    page = json.loads((demo_run[0] / "report" / "report.json").read_text())["sections"]
+    mined = summary["mining_counts"]
+    assert page["suspects"]["total"] == mined["suspect_mislabel"]
+    assert page["duplicates"]["total"] == mined["duplicates_same_class"] + mined["duplicates_cross_class"]
 
 
 def test_summary_reports_accuracies_quality_and_queries(demo_run):
@@ -68,6 +63,8 @@ def test_summary_reports_accuracies_quality_and_queries(demo_run):
                                           "hard_samples_per_pose_bin"}
     assert "-- merge_candidates.sql" in (out / "queries.txt").read_text()
     assert "hardmine demo summary" in printed and "mislabel_precision" in printed
+    assert printed.rstrip().endswith(f"review page: {out / 'report' / 'index.html'}")
+    assert summary["report"] == str(out / "report" / "index.html")
 
 
 def test_rerun_skips_finished_stages_and_resumes_removed_ones(demo_run):
@@ -77,7 +74,8 @@ def test_rerun_skips_finished_stages_and_resumes_removed_ones(demo_run):
     assert again["mining_quality"] == first["mining_quality"]
     shutil.rmtree(out / "mined")
     resumed = run_demo(TINY, out, log=lambda line: None)
-    assert [n for n, s in resumed["stages"].items() if not s["skipped"]] == ["mine", "evaluate", "query"]
+    assert [n for n, s in resumed["stages"].items() if not s["skipped"]] == ["mine", "evaluate", "query",
+                                                                              "report"]
     assert resumed["mining_counts"] == first["mining_counts"]
     assert resumed["mining_quality"] == first["mining_quality"]
 

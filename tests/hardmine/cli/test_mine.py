@@ -98,3 +98,30 @@ def test_ready_queries_run_on_a_mined_folder(emb, tmp_path):
     groups = {g["group"]: g["fpr"] for g in run["groups"]["rows"]}
     for g, _, _, fpr, _ in results["per_group_fpr"]:
         assert fpr == pytest.approx(groups[g])
+
+
+def test_cli_writes_the_review_page_with_report(emb, tmp_path, capsys):
+    from tests.fr_train.data.builders import make_shards
+
+    folder, _, truth = emb
+    shards = tmp_path / "shards"
+    by_index = make_shards(shards, [int(v) for v in truth.labels], per_shard=60)
+    index = pq.read_table(folder / "index.parquet")
+    keyed = tmp_path / "emb"
+    keyed.mkdir()
+    for name in ("embeddings.npy", "run.json"):
+        (keyed / name).write_bytes((folder / name).read_bytes())
+    keys = pa.array([by_index[i] for i in range(index.num_rows)])
+    pq.write_table(index.set_column(0, "key", keys), keyed / "index.parquet")
+    out, page = tmp_path / "RUN", tmp_path / "page"
+    argv = ["--embeddings", str(keyed), "--out", str(out), "--samples", str(shards / "samples.parquet"),
+            "--report", str(page), "--quiet"]
+    assert mine_hard.main(argv) == 0
+    assert f"wrote the review page {page / 'index.html'}" in capsys.readouterr().out
+    manifest = json.loads((page / "report.json").read_text())
+    run = json.loads((out / "run.json").read_text())
+    assert manifest["sections"]["suspects"]["total"] == run["counts"]["suspect_mislabel"]
+    assert manifest["missing_keys"] == [] and manifest["thumbnails"] > 0
+    with pytest.raises(SystemExit):  # --report needs the shards
+        mine_hard.main(["--embeddings", str(keyed), "--out", str(tmp_path / "R2"), "--report", str(page)])
+    assert "--report needs --samples" in capsys.readouterr().err

@@ -130,3 +130,18 @@ def test_selects_over_every_view_still_work_when_locked(guarded, capsys):
            "JOIN classes c USING (label) GROUP BY s.split ORDER BY s.split")
     assert query.main([str(run), sql]) == 0
     assert capsys.readouterr().out.splitlines()[2:4] == ["easy  | 2", "hard  | 3"]
+
+
+def test_review_view_when_review_csv_sits_in_the_run_folder(run, capsys):
+    assert query.main([str(run), "SELECT count(*) AS n FROM review"]) == 2
+    assert "review" in capsys.readouterr().err  # no such view yet
+    (run / "review.csv").write_text("key,decision\nk1,drop\nk3,keep\nk0,merge:0:1\n")
+    sql = ("SELECT r.key, r.action, r.kind, s.split FROM review r JOIN samples s USING (key) "
+           "WHERE r.kind = 'sample' ORDER BY r.key")
+    assert query.main([str(run), sql]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].split() == ["k1", "|", "drop", "|", "sample", "|", "hard"]
+    assert out[3].split() == ["k3", "|", "keep", "|", "sample", "|", "hard"] and "(2 rows)" in out[-1]
+    (run / "review.csv").write_text("key,decision\nk1,remove\n")
+    assert query.main([str(run), "SELECT * FROM review"]) == 2
+    assert "review.csv (line 2)" in capsys.readouterr().err
