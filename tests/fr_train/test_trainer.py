@@ -222,3 +222,39 @@ def test_amp_training_on_gpu(tiny, tmp_path, amp):
     assert all(math.isfinite(v) for v in losses(result))
     if amp == "fp16":
         assert (result.checkpoint / "scaler.pt").is_file()
+
+
+@pytest.mark.parametrize("damage", ["bin_pack", "shard_manifest"])
+def test_damaged_inputs_stop_hardmine_train_before_anything_is_written(tiny, tmp_path, capsys, damage):
+    """A damaged .bin pack or shard manifest: exit 2, one line naming the file (and image or row), and no
+    output folder."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    from hardmine.cli import train
+
+    images = [face_jpeg(c, i) for c, i in ((0, 1), (0, 2), (1, 1), (2, 1))]
+    images[3] = images[3][:4] + bytes(40)  # JPEG start, no frame header: refused when the pack opens
+    save_bin(tmp_path / "mini.bin", images, [True, False])
+    shards = tmp_path / "shards"
+    shutil.copytree(tiny.shards, shards)
+    if damage == "shard_manifest":
+        table = pq.read_table(shards / "samples.parquet")
+        labels = table.column("label").to_pylist()
+        table = table.set_column(table.schema.get_field_index("label"), "label",
+                                 pa.array([float("nan")] + labels[1:], pa.float64()))
+        pq.write_table(table, shards / "samples.parquet")
+    sections = {"data": {"shards": str(shards)}}
+    if damage == "bin_pack":
+        sections["eval"] = {"bins": [str(tmp_path / "mini.bin")], "folds": 2}
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"base": str(CONFIG), **tiny_overrides(tiny, tmp_path / "out", **sections)}))
+    assert train.main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    want = (f"{tmp_path / 'mini.bin'} (image 3)" if damage == "bin_pack"
+            else f"{shards / 'samples.parquet'} (column 'label', row 0)")
+    assert err.count("\n") == 0 and err.startswith(f"error: {want}"), err
+    assert not (tmp_path / "out").exists()
