@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import cpu_model as cpu_model  # noqa: E402
 
 from fr_data.formats.recordio import write_insightface  # noqa: E402
-from fr_data.ingest.shards import DEFAULT_DECODE_CHECK, ShardOptions, write_shards  # noqa: E402
+from fr_data.ingest.plan import DEFAULT_DECODE_CHECK, ShardOptions  # noqa: E402
+from fr_data.ingest.sharding import write_shards  # noqa: E402
 from fr_data.ingest.sources import open_source  # noqa: E402
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -104,3 +104,11 @@ def _first_null_row(col: pa.ChunkedArray) -> int:
             return offset + mask.index(True)
         offset += len(chunk)
     return -1
+
+
+def concat_parquet(parts: Sequence[str | os.PathLike], target: str | os.PathLike, schema: pa.Schema) -> None:
+    """Stream Parquet ``parts`` (validated one by one) into one file, atomically; memory = one part."""
+    with atomic_path(target) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for part in parts:
+                writer.write_table(read_table(part, schema), row_group_size=ROW_GROUP_SIZE)

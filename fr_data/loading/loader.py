@@ -13,13 +13,11 @@ per epoch, so DDP collectives never wait on a rank that ran out of data (WebData
   most ``world_size * batch_size - 1`` samples are left out. With equal shards whose count is a
   multiple of ``world_size * num_workers`` each worker reads whole, distinct shards.
 
-Shard sample counts come from ``shards.json`` (written by ``fr_data.ingest.shards``) or are counted once.
+Shard sample counts come from ``shards.json`` (see :mod:`fr_data.folders.shard_folder`) or are counted once.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,81 +25,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from fr_data.io.errors import ConfigError, DataError
+from fr_data.folders.shard_folder import list_shards, listed_counts
+from fr_data.formats.images import MEMBER_EXTS
 from fr_data.formats.tario import group_members
-
-FACE_SIZE = 112
-IMAGE_EXTS = ("jpg", "png", "jpeg")
-
-
-# ------------------------------------------------------------------------------------------- decoding
-def decode_face(data: bytes, size: int = FACE_SIZE) -> torch.Tensor:
-    """Decode image bytes to a 3 x size x size float32 tensor, RGB, normalised as ``(x/255 - 0.5)/0.5``.
-
-    Images that are not ``size`` x ``size`` are resized with bilinear interpolation (InsightFace's
-    aligned crops are already 112 x 112).
-    """
-    out = np.empty((3, size, size), np.float32)
-    decode_into(data, out)
-    return torch.from_numpy(out)
-
-
-def decode_into(data: bytes, out: np.ndarray) -> None:
-    """Decode image bytes into a preallocated array ``out`` of shape 3 x size x size.
-
-    A float32 ``out`` receives ``(x/255 - 0.5)/0.5``; a uint8 ``out`` receives the raw RGB values
-    (normalise later with :func:`normalize_faces`, e.g. on the GPU). The arithmetic runs in numpy on
-    one thread: torch's intra-op threads only slow down tensors this small, most of all inside
-    DataLoader workers on a busy machine.
-    """
-    size = out.shape[-1]
-    with Image.open(io.BytesIO(data)) as img:
-        rgb = img if img.mode == "RGB" else img.convert("RGB")
-        if rgb.size != (size, size):
-            rgb = rgb.resize((size, size), Image.BILINEAR)
-        pixels = np.asarray(rgb)
-    if out.dtype == np.uint8:
-        out[...] = pixels.transpose(2, 0, 1)
-        return
-    np.multiply(pixels.transpose(2, 0, 1), np.float32(1 / 255), out=out, casting="unsafe")
-    out -= np.float32(0.5)
-    out /= np.float32(0.5)
-
-
-def normalize_faces(images: torch.Tensor) -> torch.Tensor:
-    """uint8 RGB images (``... x 3 x H x W``) to float32 ``(x/255 - 0.5)/0.5`` on their device."""
-    return images.to(torch.float32).div_(255.0).sub_(0.5).div_(0.5)
-
-
-def flip_face(tensor: torch.Tensor) -> torch.Tensor:
-    """Mirror a C x H x W image horizontally."""
-    return tensor.flip(-1)
+from fr_data.io.errors import ConfigError, DataError
+from fr_data.loading.decode import FACE_SIZE, decode_into
 
 
 # --------------------------------------------------------------------------------------- plain reading
-def list_shards(folder: str | os.PathLike) -> list[Path]:
-    """The shards of ``folder`` in order: those listed in shards.json, else every ``*.tar`` sorted.
-
-    Raises:
-        DataError: the folder holds an unfinished sharding run (plan.json without shards.json), or no tar.
-    """
-    folder = Path(folder)
-    listing = folder / "shards.json"
-    if listing.exists():
-        return [folder / s["name"] for s in json.loads(listing.read_text())["shards"]]
-    if (folder / "plan.json").exists():
-        raise DataError(folder, "", "sharding did not finish here (plan.json without shards.json); rerun it")
-    shards = sorted(folder.glob("*.tar"))
-    if not shards:
-        raise DataError(folder, "", "no shard (*.tar) found")
-    return shards
-
-
 def _sample_dict(shard: Path, key: str, members: dict[str, bytes]) -> dict:
-    image_ext = next((ext for ext in IMAGE_EXTS if ext in members), None)
+    image_ext = next((ext for ext in MEMBER_EXTS if ext in members), None)
     if image_ext is None or "cls" not in members:
         raise DataError(shard, f"key {key}", f"sample lacks an image or a .cls member (has {sorted(members)})")
     try:
@@ -127,12 +62,9 @@ def shard_counts(shards: Sequence[str | os.PathLike]) -> list[int]:
     listings: dict[Path, dict[str, int]] = {}
     counts = []
     for shard in map(Path, shards):
-        folder = shard.parent
-        if folder not in listings:
-            path = folder / "shards.json"
-            listed = json.loads(path.read_text())["shards"] if path.exists() else []
-            listings[folder] = {s["name"]: s["count"] for s in listed}
-        known = listings[folder].get(shard.name)
+        if shard.parent not in listings:
+            listings[shard.parent] = listed_counts(shard.parent)
+        known = listings[shard.parent].get(shard.name)
         counts.append(known if known is not None else sum(1 for _ in group_members(shard)))
     return counts
 

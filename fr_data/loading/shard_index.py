@@ -3,7 +3,7 @@
 Each sample of a shard is a run of adjacent tar members ``KEY.EXT`` (see :mod:`fr_data.ingest.shards`). One pass
 over the 512-byte headers (the member data is skipped, never read) records per sample: its shard, the
 byte span ``[start, stop)`` holding all its members, and the data offset and size of its image
-member. The table is cached as ``shard_index.parquet`` beside the shards (``INDEX_SCHEMA``); the
+member. The table is cached as ``shard_index.parquet`` beside the shards (``SHARD_INDEX_SCHEMA``); the
 Parquet metadata records each shard's size and mtime, and a cache that no longer matches the shards
 is rebuilt.
 
@@ -25,25 +25,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fr_data.folders.shard_folder import (
+    SHARD_INDEX_FILE,
+    SHARD_INDEX_SCHEMA,
+    SHARD_INDEX_VERSION,
+    list_shards,
+)
+from fr_data.formats.images import MEMBER_EXTS
+from fr_data.formats.tario import BLOCK, iter_headers, iter_members
 from fr_data.io.errors import DataError
 from fr_data.io.parquet import read_metadata, read_table, write_table
-from fr_data.formats.tario import BLOCK, iter_headers, iter_members
 
-INDEX_FILE = "shard_index.parquet"
-INDEX_VERSION = 1
-IMAGE_EXTS = ("jpg", "png", "jpeg")
 MAX_OPEN_FILES = 64
-
-#: One row per sample: where its members lie, and where its image member's bytes are.
-INDEX_SCHEMA = pa.schema([
-    pa.field("key", pa.string(), nullable=False),
-    pa.field("shard", pa.string(), nullable=False),
-    pa.field("start", pa.int64(), nullable=False),   # offset of the sample's first header
-    pa.field("stop", pa.int64(), nullable=False),    # offset just past its last member's padding
-    pa.field("ext", pa.string(), nullable=False),    # image member extension
-    pa.field("offset", pa.int64(), nullable=False),  # image data offset
-    pa.field("size", pa.int64(), nullable=False),    # image data size
-])
 
 
 @dataclass(frozen=True)
@@ -82,7 +75,7 @@ def _split_name(path: Path, name: str) -> tuple[str, str]:
 
 
 def _sample_row(path: Path, key: str, members: list[tuple[str, Member]]) -> dict:
-    images = [(ext, m) for ext, m in members if ext in IMAGE_EXTS]
+    images = [(ext, m) for ext, m in members if ext in MEMBER_EXTS]
     if len(images) != 1:
         raise DataError(path, f"key {key}",
                         f"sample needs exactly one image member, has {[e for e, _ in members]}")
@@ -92,7 +85,7 @@ def _sample_row(path: Path, key: str, members: list[tuple[str, Member]]) -> dict
 
 
 def index_shard(path: str | os.PathLike) -> Iterator[dict]:
-    """Index rows (``INDEX_SCHEMA`` as dicts) of one shard, in file order.
+    """Index rows (``SHARD_INDEX_SCHEMA`` as dicts) of one shard, in file order.
 
     Raises:
         DataError: a sample whose members are not adjacent, or without exactly one image member.
@@ -119,7 +112,7 @@ def shard_stamps(shards: Sequence[Path]) -> list[dict]:
 
 
 def build_index(shards: Sequence[str | os.PathLike]) -> pa.Table:
-    """Scan the headers of every shard into one ``INDEX_SCHEMA`` table (file order, shard by shard).
+    """Scan the headers of every shard into one ``SHARD_INDEX_SCHEMA`` table (file order, shard by shard).
 
     Raises:
         DataError: bad tar data, or one key stored in two shards.
@@ -127,9 +120,9 @@ def build_index(shards: Sequence[str | os.PathLike]) -> pa.Table:
     tables = []
     for shard in map(Path, shards):
         rows = list(index_shard(shard))
-        columns = {f.name: [r[f.name] for r in rows] for f in INDEX_SCHEMA}
-        tables.append(pa.table(columns, schema=INDEX_SCHEMA))
-    table = pa.concat_tables(tables) if tables else INDEX_SCHEMA.empty_table()
+        columns = {f.name: [r[f.name] for r in rows] for f in SHARD_INDEX_SCHEMA}
+        tables.append(pa.table(columns, schema=SHARD_INDEX_SCHEMA))
+    table = pa.concat_tables(tables) if tables else SHARD_INDEX_SCHEMA.empty_table()
     keys = table.column("key").to_numpy(zero_copy_only=False)
     unique, counts = np.unique(keys, return_counts=True)
     if len(unique) != len(keys):
@@ -141,15 +134,15 @@ def build_index(shards: Sequence[str | os.PathLike]) -> pa.Table:
 
 def load_or_build(folder: Path, shards: Sequence[Path], cache: bool = True) -> pa.Table:
     """The cached index of ``shards`` if it matches them, else a fresh scan (written back when possible)."""
-    path, stamps = folder / INDEX_FILE, shard_stamps(shards)
+    path, stamps = folder / SHARD_INDEX_FILE, shard_stamps(shards)
     if path.is_file():
         meta = read_metadata(path)
-        if meta.get("version") == INDEX_VERSION and meta.get("shards") == stamps:
-            return read_table(path, INDEX_SCHEMA)
+        if meta.get("version") == SHARD_INDEX_VERSION and meta.get("shards") == stamps:
+            return read_table(path, SHARD_INDEX_SCHEMA)
     table = build_index(shards)
     if cache:
         try:
-            write_table(table, path, INDEX_SCHEMA, metadata={"version": INDEX_VERSION, "shards": stamps})
+            write_table(table, path, SHARD_INDEX_SCHEMA, metadata={"version": SHARD_INDEX_VERSION, "shards": stamps})
         except OSError as exc:
             warnings.warn(f"{path}: shard index not cached ({exc}); it will be rebuilt next time",
                           stacklevel=2)
@@ -193,7 +186,6 @@ class ShardIndex:
     def open(cls, folder: str | os.PathLike, shards: Sequence[str | os.PathLike] | None = None, *,
              cache: bool = True) -> ShardIndex:
         """The index of a shard folder (its ``list_shards`` order, or the given shards), cached on disk."""
-        from fr_data.loading.loader import list_shards  # loader imports torch: only pay for it when opening
 
         folder = Path(folder)
         paths = [Path(s) for s in shards] if shards is not None else list_shards(folder)

@@ -37,11 +37,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fr_data.folders import run_folder as rf
+from fr_data.folders.shard_folder import SAMPLES_SCHEMA
 from fr_data.io.errors import DataError
-from fr_data.mining.schemas import CLASSES_SCHEMA, MINED_SAMPLES_SCHEMA
 from fr_data.io.parquet import read_table
 from fr_data.mining.ranks import average_ranks
-from fr_data.ingest.shards import SAMPLES_SCHEMA
 from fr_data.synth.dataset import ATTRIBUTES_SCHEMA
 
 __all__ = ["HARD_YAW", "HARD_SCALE", "TARGETS", "Detection", "Enrichment", "GroundTruthReport", "detection",
@@ -322,11 +322,11 @@ def score_run(run: str | os.PathLike, attributes: str | os.PathLike,
         DataError: a mined sample missing from the manifest or the ground truth, or whose label differs.
     """
     run, attributes, manifest = Path(run), Path(attributes), Path(manifest)
-    mined = read_table(run / "samples.parquet", MINED_SAMPLES_SCHEMA, columns=_MINED_COLUMNS)
-    classes = read_table(run / "classes.parquet", CLASSES_SCHEMA, columns=_CLASS_COLUMNS)
+    mined = rf.read(run, "samples", columns=_MINED_COLUMNS)
+    classes = rf.read(run, "classes", columns=_CLASS_COLUMNS)
     shard_rows = read_table(manifest, SAMPLES_SCHEMA, columns=["key", "source_index"])
     truth = read_table(attributes, ATTRIBUTES_SCHEMA, columns=_TRUTH_COLUMNS)
-    rows = _truth_rows(mined, shard_rows, truth, (run / "samples.parquet", manifest, attributes))
+    rows = _truth_rows(mined, shard_rows, truth, (rf.table_path(run, "samples"), manifest, attributes))
     return score_tables(mined, classes, truth, rows)
 
 

@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from fr_data.folders import run_folder as rf
+from fr_data.folders.shard_folder import samples_path
 from fr_data.io.atomic import atomic_path
 from fr_data.io.errors import DataError, HardmineError
-from fr_data.io.jsonfile import read_json_object
 from fr_data.io.parquet import ROW_GROUP_SIZE
 
 RUN_VIEWS = ("samples", "pairs", "classes")
@@ -66,7 +67,7 @@ def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
         raise DataError(run, "", "mining run folder does not exist")
     rv = RunViews(duckdb.connect(":memory:"))
     for name in RUN_VIEWS:
-        path = run / f"{name}.parquet"
+        path = rf.table_path(run, name)
         if path.is_file():
             _add_view(rv, name, path)
         else:
@@ -163,11 +164,11 @@ def _shard_manifest(run: Path, shards: str | os.PathLike | None, notes: list[str
     """The shard ``samples.parquet``: the explicit option, else ``run.json["samples_manifest"]``."""
     if shards is not None:
         path = Path(shards)
-        path = path / "samples.parquet" if path.is_dir() else path
+        path = samples_path(path) if path.is_dir() else path
         if not path.is_file():
             raise DataError(path, "", "shard manifest does not exist")
         return path
-    named = read_json_object(run / "run.json").get("samples_manifest")
+    named = rf.read_run_info(run).get("samples_manifest")
     if not named:
         notes.append("no shard manifest known (run.json has no 'samples_manifest'; use --shards)")
         return None

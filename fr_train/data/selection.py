@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fr_data.folders.shard_folder import samples_path
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.parquet import write_table
@@ -122,7 +123,7 @@ def open_views(shards_dir: str | os.PathLike, run_dir: str | os.PathLike | None)
     Raises:
         DataError: the shard manifest or the run folder does not exist.
     """
-    manifest = Path(shards_dir) / "samples.parquet"
+    manifest = samples_path(shards_dir)
     if not manifest.is_file():
         raise DataError(manifest, "", "shard manifest not found (did sharding finish?)")
     if run_dir is not None:

@@ -31,30 +31,35 @@ from typing import Any
 import torch
 from torch import nn
 
+from fr_data.embed.model_spec import resolve_model
+from fr_data.embed.run import embed_folder
+from fr_data.folders import embeddings_folder as ef
+from fr_data.folders import run_folder as rf
+from fr_data.folders.embeddings_folder import read_index
+from fr_data.folders.shard_folder import load_listing, samples_path
+from fr_data.ingest.plan import ShardOptions
+from fr_data.ingest.sharding import write_shards
+from fr_data.ingest.sources import open_source
+from fr_data.ingest.verify import verify_shards
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.config import load_config, to_dict
-from fr_data.embed.embedder import embed_folder, read_index
 from fr_data.io.errors import ConfigError, DataError
-from fr_data.mining.groundtruth import TARGETS, format_report, score_run
-from fr_data.mining import MiningConfig, mine
-from fr_data.embed.model_spec import resolve_model
-from fr_data.query.views import format_table, head_rows, open_run, run_query
-from fr_data.ingest.shards import ShardOptions, load_listing, verify_shards, write_shards
-from fr_data.ingest.sources import open_source
-from fr_data.synth import PACKS, SynthConfig, generate
 from fr_data.io.hashing import file_sha256
+from fr_data.mining import MiningConfig, mine
+from fr_data.mining.groundtruth import TARGETS, format_report, score_run
+from fr_data.query.views import format_table, head_rows, open_run, run_query
+from fr_data.synth import PACKS, SynthConfig, generate
 from fr_train.config import TrainConfig, load_train_config
 from fr_train.evaluate import BinEvaluator
 from fr_train.models import get_model
 from fr_train.resume import CheckpointStore, read_state
 from fr_train.trainer import run as train_run
+from hardmine.resources import config_file, query_file
 
-__all__ = ["REPO_ROOT", "DemoConfig", "DEMO_SIZES", "Layout", "StageResult", "Stage", "STAGES", "synth_stage",
+__all__ = ["DemoConfig", "DEMO_SIZES", "Layout", "StageResult", "Stage", "STAGES", "synth_stage",
            "shard_stage", "train_stage", "embed_stage", "mine_stage", "evaluate_stage", "query_stage",
            "reconcile", "run_demo", "format_summary", "with_overrides", "demo_config"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-QUERIES_DIR = REPO_ROOT / "manifests" / "queries"
 
 
 #: The demo's small override of ``configs/synth_tiny_cosface.yaml``: a smaller CosFace margin and a
@@ -86,10 +91,10 @@ class DemoConfig:
                                                                    holdout_identities=100, pairs=600))
     workers: int = 2
     per_shard: int = 1000
-    train_config: str = str(REPO_ROOT / "configs" / "synth_tiny_cosface.yaml")
+    train_config: str = str(config_file("synth_tiny_cosface.yaml"))
     train_overrides: dict[str, Any] = field(default_factory=lambda: dict(DEMO_TRAINING))
     embed_batch: int = 128
-    mining_config: str | None = str(REPO_ROOT / "configs" / "mining_demo.yaml")
+    mining_config: str | None = str(config_file("mining_demo.yaml"))
     queries: tuple[str, ...] = ("merge_candidates.sql", "duplicates_to_drop.sql",
                                 "hard_samples_per_pose_bin.sql")
     max_query_rows: int = 12
@@ -260,9 +265,8 @@ def load_backbone(cfg: DemoConfig, layout: Layout) -> tuple[nn.Module, dict[str,
 def embed_stage(cfg: DemoConfig, layout: Layout) -> StageResult:
     """Flip-sum embeddings of every shard sample; skipped when ``emb/run.json`` names the same checkpoint."""
     model, spec = load_backbone(cfg, layout)
-    run_file = layout.emb / "run.json"
-    if run_file.is_file() and json.loads(run_file.read_text()).get("spec") == spec:
-        info = json.loads(run_file.read_text())
+    info = ef.read_run_info(layout.emb)
+    if info.get("spec") == spec:
         return StageResult("embed", True, info={"count": info["count"], "dims": info["dims"]})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     info = embed_folder(model, layout.shards, layout.emb, batch_size=cfg.embed_batch, device=device,
@@ -279,14 +283,13 @@ def mining_config(cfg: DemoConfig) -> MiningConfig:
 def mine_stage(cfg: DemoConfig, layout: Layout) -> StageResult:
     """Mine the embeddings with the synthetic attributes joined; skipped when ``mined/run.json`` was made
     from the current embeddings (same sha256) and the same thresholds."""
-    emb_sha = json.loads((layout.emb / "run.json").read_text())["sha256"]
+    emb_sha = ef.read_run_info(layout.emb)["sha256"]
     mcfg = mining_config(cfg)
-    run_file = layout.mined / "run.json"
-    if run_file.is_file():
-        run = json.loads(run_file.read_text())
+    run = rf.read_run_info(layout.mined)
+    if run:
         if run["inputs"]["embeddings_sha256"] == emb_sha and run["config"] == _as_plain(mcfg):
             return StageResult("mine", True, info=run["counts"])
-    result = mine(layout.emb, layout.mined, mcfg, samples=layout.shards / "samples.parquet",
+    result = mine(layout.emb, layout.mined, mcfg, samples=samples_path(layout.shards),
                   attributes=layout.synth / "attributes.parquet", overwrite=True)
     return StageResult("mine", False, info=result.run["counts"])
 
@@ -311,13 +314,13 @@ def evaluate_stage(cfg: DemoConfig, layout: Layout) -> StageResult:
     """Verification accuracy on the packs and mining quality against the ground truth, into
     ``evaluation.json``; skipped when that file was made from the current checkpoint and mining run."""
     model, spec = load_backbone(cfg, layout)
-    mined = file_sha256(layout.mined / "run.json")
+    mined = file_sha256(layout.mined / rf.RUN_FILE)
     stamp = {"checkpoint_sha256": spec["checkpoint_sha256"], "mining_run_sha256": mined}
     if layout.evaluation.is_file():
         stored = json.loads(layout.evaluation.read_text())
         if stored.get("inputs") == stamp:
             return StageResult("evaluate", True, info=stored)
-    report = score_run(layout.mined, layout.synth / "attributes.parquet", layout.shards / "samples.parquet")
+    report = score_run(layout.mined, layout.synth / "attributes.parquet", samples_path(layout.shards))
     info = {"inputs": stamp, "verification": verification_accuracies(model, layout.synth),
             "mining_quality": report.as_dict(), "mining_quality_table": format_report(report)}
     atomic_write_text(layout.evaluation, json.dumps(info, indent=2) + "\n")
@@ -326,11 +329,11 @@ def evaluate_stage(cfg: DemoConfig, layout: Layout) -> StageResult:
 
 def query_stage(cfg: DemoConfig, layout: Layout) -> StageResult:
     """Run the demo's DuckDB queries over the mining run; results go to ``queries.txt`` (always rerun)."""
-    views = open_run(layout.mined, shards=layout.shards / "samples.parquet",
+    views = open_run(layout.mined, shards=samples_path(layout.shards),
                      attributes=layout.synth / "attributes.parquet")
     blocks, counts = [], {}
     for name in cfg.queries:
-        path = Path(name) if Path(name).is_absolute() else QUERIES_DIR / name
+        path = Path(name) if Path(name).is_absolute() else query_file(name)
         table, total = head_rows(run_query(views, path.read_text()), cfg.max_query_rows)
         counts[path.stem] = total
         blocks.append(f"-- {path.name}\n{format_table(table, total)}")
@@ -352,11 +355,11 @@ def reconcile(layout: Layout) -> list[str]:
     images = json.loads((layout.synth / "synth.json").read_text())["counts"]["num_images"]
     counts = {"shard samples": load_listing(layout.shards)["num_samples"],
               "embedding rows": read_index(layout.emb).num_rows,
-              "mined rows": json.loads((layout.mined / "run.json").read_text())["counts"]["samples_rows"]}
+              "mined rows": rf.read_run_info(layout.mined)["counts"]["samples_rows"]}
     for what, n in counts.items():
         if n != images:
             problems.append(f"{what}: {n} != {images} synthetic images")
-    if not json.loads((layout.mined / "run.json").read_text())["counts"].get("reconciled", False):
+    if not rf.read_run_info(layout.mined)["counts"].get("reconciled", False):
         problems.append("mining run.json: counts not reconciled")
     return problems
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
-import pytest
 from torch import nn
 
 from fr_data.io.errors import ConfigError, DataError

@@ -16,11 +16,21 @@ import torch
 from PIL import Image
 from torch import nn
 
-from fr_data.embed.embedder import (EMBEDDINGS_FILE, INDEX_FILE, INDEX_SCHEMA, RUN_FILE, KeyTable, embed_batch,
-                           embed_folder, embed_shards, merge_parts, read_index, read_manifest, staging_dir)
+from fr_data.embed.forward import embed_batch
+from fr_data.embed.keys import KeyTable, read_manifest
+from fr_data.embed.parts import merge_parts
+from fr_data.embed.resolution import estimate_resolution_np
+from fr_data.embed.run import embed_folder, embed_shards
+from fr_data.folders.embeddings_folder import (
+    EMBEDDINGS_FILE,
+    EMBEDDINGS_INDEX_SCHEMA,
+    INDEX_FILE,
+    RUN_FILE,
+    read_index,
+)
 from fr_data.io.errors import DataError
 from fr_data.io.parquet import write_table
-from fr_data.embed.resolution import estimate_resolution_np
+from fr_data.io.publish import staging_dir
 
 EMB_DIM = 16
 
@@ -311,7 +321,7 @@ def _write_part(parts: Path, rank: int, keys: list[str], rows: np.ndarray) -> No
     n = len(keys)
     table = pa.table({"key": keys, "label": list(range(n)), "norm": np.full(n, rank + 1.0, np.float32),
                       "flip_cos": pa.nulls(n, pa.float32()), "resolution": np.full(n, 0.5, np.float32)})
-    write_table(table, parts / f"rank-{rank}.parquet", INDEX_SCHEMA)
+    write_table(table, parts / f"rank-{rank}.parquet", EMBEDDINGS_INDEX_SCHEMA)
     if n:
         np.save(parts / f"rank-{rank}.npy", rows.astype(np.float16))
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from fr_data.io.errors import ConfigError, DataError
 from fr_data.embed.model_spec import load_checkpoint, resolve_model
+from fr_data.io.errors import ConfigError, DataError
 
 FACTORY = "tests.fr_data.embed.test_model_spec:make_net"
 

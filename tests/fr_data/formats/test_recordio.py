@@ -7,7 +7,6 @@ import pickle
 import struct
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +21,7 @@ from tests.fr_data.formats._recordio_fixtures import (
     MXNET_SMALL_IDX,
     MXNET_SMALL_REC,
 )
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.repo import ROOT
 
 M = struct.pack("<I", 0xCED7230A)
 

@@ -8,8 +8,8 @@ import tarfile
 
 import pytest
 
-from fr_data.io.errors import DataError
 from fr_data.formats.tario import BLOCK, RECORD, TarWriter, group_members, iter_members
+from fr_data.io.errors import DataError
 
 
 def test_writer_output_read_by_tarfile_with_fixed_metadata():

@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fr_data.io.errors import DataError
 from fr_data.formats.verification import VerificationPack, decode_pack, load_bin, save_bin
+from fr_data.io.errors import DataError
 
 
 def _jpeg(value: int, size: int = 112) -> bytes:

@@ -19,12 +19,17 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from fr_data.folders.shard_folder import REJECTED_SCHEMA, SAMPLES_SCHEMA, read_samples
 from fr_data.formats import recordio as rio
+from fr_data.formats.images import header_size
+from fr_data.ingest.inspect import inspect_image
+from fr_data.ingest.plan import ShardOptions, make_plan
+from fr_data.ingest.recordio_source import RecordIOSource
+from fr_data.ingest.sharding import write_shards
+from fr_data.ingest.source import read_each
+from fr_data.ingest.verify import verify_shards
 from fr_data.io.errors import ConfigError, DataError
-from fr_data.ingest.shards import (REJECTED_SCHEMA, SAMPLES_SCHEMA, ShardOptions, header_size, inspect_image,
-                            make_plan, read_batch, read_samples, verify_shards, write_shards)
 from fr_data.io.parquet import read_table
-from fr_data.ingest.sources import RecordIOSource
 
 
 def tiny_image(seed: int, size: tuple[int, int] = (16, 12), fmt: str = "JPEG") -> bytes:
@@ -78,6 +83,12 @@ class FakeSource:
         if not (data.startswith(b"\xff\xd8\xff") or data.startswith(b"\x89PNG")):
             raise DataError(self.path, f"key {index}", "payload is not a JPEG/PNG image")
         return Rec(index, self.label_of(index), data)
+
+    def read_many(self, indices):
+        return read_each(self, indices)
+
+    def locate(self, index: int) -> tuple[Path, str]:
+        return self.path, f"key {index}"
 
     def describe(self) -> dict:
         return {"kind": "fake", "images": self.n}
@@ -304,18 +315,19 @@ def test_inspect_image_header_only_and_errors():
 
 # -------------------------------------------------------------------------------- batched RecordIO reads
 class PerRecord:
-    """A source seen without ``read_many``: ``read_batch`` falls back to one ``read`` per record."""
+    """A source whose ``read_many`` reads one record at a time (the RecordIO batch read bypassed)."""
 
     def __init__(self, source):
         self._source = source
 
     def __getattr__(self, name: str):
-        if name == "read_many":
-            raise AttributeError(name)
         return getattr(self._source, name)
 
     def __len__(self) -> int:
         return len(self._source)
+
+    def read_many(self, indices):
+        return read_each(self._source, indices)
 
 
 def recordio_folder(folder: Path) -> Path:
@@ -332,7 +344,7 @@ def recordio_folder(folder: Path) -> Path:
     return folder
 
 
-def test_read_batch_uses_read_many_keeping_order_and_errors(tmp_path, monkeypatch):
+def test_read_many_equals_one_read_per_record_keeping_order_and_errors(tmp_path, monkeypatch):
     source = RecordIOSource(recordio_folder(tmp_path))
     calls, read_many = [], source.read_many
 
@@ -342,7 +354,7 @@ def test_read_batch_uses_read_many_keeping_order_and_errors(tmp_path, monkeypatc
 
     monkeypatch.setattr(source, "read_many", counted)
     indices = [31, 5, 0, 39, 11, 7, 7, 17, 23, 29, 3, 99]
-    batched, single = read_batch(source, indices), read_batch(PerRecord(source), indices)
+    batched, single = source.read_many(indices), read_each(source, indices)
     assert len(calls) == 1
     described = [(type(r), str(r)) if isinstance(r, DataError) else r for r in batched]
     assert described == [(type(r), str(r)) if isinstance(r, DataError) else r for r in single]

@@ -6,14 +6,11 @@ import numpy as np
 import pytest
 
 from fr_data.formats import recordio as rio
+from fr_data.ingest.image_folder import ImageFolderSource
+from fr_data.ingest.recordio_source import RecordIOSource
+from fr_data.ingest.source import Source, SourceRecord
+from fr_data.ingest.sources import open_source
 from fr_data.io.errors import DataError
-from fr_data.ingest.sources import (
-    ImageFolderSource,
-    RecordIOSource,
-    Source,
-    SourceRecord,
-    open_source,
-)
 from tests.fr_data.formats._recordio_fixtures import M, tiny_image
 
 LABELS = [0, 0, 1, 2, 2, 2]

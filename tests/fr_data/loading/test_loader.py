@@ -11,11 +11,20 @@ import pytest
 import torch
 from PIL import Image
 
-from fr_data.io.errors import ConfigError, DataError
-from fr_data.loading.loader import (ShardStream, batches_per_rank, decode_face, flip_face, iter_samples, list_shards,
-                            make_train_loader, normalize_faces, segments, shard_counts)
-from fr_data.ingest.shards import ShardOptions, read_samples, write_shards
+from fr_data.folders.shard_folder import list_shards, read_samples
 from fr_data.formats.tario import TarWriter
+from fr_data.ingest.plan import ShardOptions
+from fr_data.ingest.sharding import write_shards
+from fr_data.io.errors import ConfigError, DataError
+from fr_data.loading.decode import decode_face, flip_face, normalize_faces
+from fr_data.loading.loader import (
+    ShardStream,
+    batches_per_rank,
+    iter_samples,
+    make_train_loader,
+    segments,
+    shard_counts,
+)
 from tests.fr_data.ingest.test_shards import FakeSource
 
 

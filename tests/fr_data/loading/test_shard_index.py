@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import fr_data.loading.shard_index as shard_index
-from fr_data.io.errors import DataError
-from fr_data.loading.loader import list_shards
-from fr_data.loading.shard_index import INDEX_FILE, ShardIndex, build_index, scan_members
+from fr_data.folders.shard_folder import SHARD_INDEX_FILE, list_shards
 from fr_data.formats.tario import TarWriter, group_members
+from fr_data.io.errors import DataError
+from fr_data.loading.shard_index import ShardIndex, build_index, scan_members
 from tests.fr_train.data.builders import make_shards
 
 
@@ -49,7 +49,7 @@ def test_locate_gives_the_image_bytes_in_its_shard(shards):
 
 def test_index_is_cached_beside_the_shards_and_rebuilt_when_a_shard_changes(shards, monkeypatch):
     ShardIndex.open(shards)
-    assert (shards / INDEX_FILE).is_file()
+    assert (shards / SHARD_INDEX_FILE).is_file()
     calls = []
     real = shard_index.build_index
     monkeypatch.setattr(shard_index, "build_index", lambda paths: calls.append(1) or real(paths))

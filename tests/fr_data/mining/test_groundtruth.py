@@ -9,8 +9,17 @@ import pytest
 from scipy.stats import spearmanr
 
 from fr_data.io.errors import DataError
-from fr_data.mining.groundtruth import (check_targets, detection, duplicate_detection, format_report,
-                                 hard_enrichment, merge_detection, score_run, spearman, truly_hard)
+from fr_data.mining.groundtruth import (
+    check_targets,
+    detection,
+    duplicate_detection,
+    format_report,
+    hard_enrichment,
+    merge_detection,
+    score_run,
+    spearman,
+    truly_hard,
+)
 
 
 def test_detection_counts_precision_and_recall():

@@ -4,7 +4,6 @@ output files and determinism."""
 from __future__ import annotations
 
 import dataclasses
-import dataclasses
 import io
 import json
 
@@ -12,17 +11,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fr_data.io.parquet import read_table
 from fr_data.formats.recordio import RecordIOReader, unpack_image_record
-from fr_data.ingest.sources import RecordIOSource
+from fr_data.formats.verification import decode_pack, load_bin
+from fr_data.ingest.recordio_source import RecordIOSource
+from fr_data.io.parquet import read_table
 from fr_data.synth import ATTRIBUTES_SCHEMA, GROUPS, PACKS, SynthConfig, generate, plan_train, sample_identity
 from fr_data.synth.defects import near_duplicate, plan_labels
 from fr_data.synth.identity import identity_group
 from fr_data.synth.render import IMAGE_SIZE, cast_surface, prepare_texture, render
 from fr_data.synth.texture import build_texture
-from fr_data.synth.variation import (FRONTAL_PRIOR, TRAIN_PRIOR, Variations, degrade, encode_jpeg,
-                                     resolution_loss, sample_variations)
-from fr_data.formats.verification import decode_pack, load_bin
+from fr_data.synth.variation import (
+    FRONTAL_PRIOR,
+    TRAIN_PRIOR,
+    Variations,
+    degrade,
+    encode_jpeg,
+    resolution_loss,
+    sample_variations,
+)
 
 TINY = SynthConfig(identities=6, images_per_identity=5, seed=3, mislabel_rate=0.1, duplicate_rate=0.2,
                    cross_duplicate_share=0.5, split_identity_rate=0.34, holdout_identities=4, pairs=6)

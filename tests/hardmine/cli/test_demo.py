@@ -8,8 +8,8 @@ import pytest
 from fr_data.io.errors import ConfigError
 from fr_data.mining.groundtruth import TARGETS
 from fr_data.synth import SynthConfig
+from hardmine.cli import demo as demo_tool
 from hardmine.pipelines.demo import DemoConfig, Layout, run_demo, synth_stage, with_overrides
-from tools import demo as demo_tool
 
 TINY = DemoConfig(
     synth=SynthConfig(identities=12, images_per_identity=6, holdout_identities=4, pairs=20,

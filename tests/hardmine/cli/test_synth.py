@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
+from fr_data.formats.verification import load_bin
 from fr_data.io.parquet import read_table
 from fr_data.synth import ATTRIBUTES_SCHEMA
-from fr_data.formats.verification import load_bin
-from tools import synth
-
-ROOT = Path(__file__).resolve().parents[2]
+from hardmine.cli import synth as synth
+from tests.repo import ROOT
 
 
 def test_main_generates_a_complete_data_set(tmp_path, capsys):

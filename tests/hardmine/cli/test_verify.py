@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from fr_data.ingest.shards import ShardOptions, write_shards
+from fr_data.ingest.plan import ShardOptions
+from fr_data.ingest.sharding import write_shards
+from hardmine.cli import verify as verify_shards
 from tests.fr_data.ingest.test_shards import FakeSource
-from tools import verify_shards
 
 
 def test_verify_ok_then_reports_each_mismatch(tmp_path, capsys):

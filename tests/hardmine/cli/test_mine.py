@@ -3,17 +3,15 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from hardmine.cli import mine as mine_hard
 from tests.fr_data.mining.planted import PlantedSpec, make_planted, write_emb
-from tools import mine_hard
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.repo import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from fr_data.io.parquet import read_table
+from fr_data.folders.shard_folder import REJECTED_SCHEMA, read_samples
 from fr_data.formats.recordio import write_insightface
-from fr_data.ingest.shards import REJECTED_SCHEMA, read_samples, verify_shards
+from fr_data.ingest.verify import verify_shards
+from fr_data.io.parquet import read_table
+from hardmine.cli import shard as shard
 from tests.fr_data.ingest.test_shards import TRUNCATED, tiny_image
-from tools import shard
+from tests.repo import ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = ROOT
 
 
 def make_rec(folder: Path, classes: int = 4, per_class: int = 6, bad: dict[int, bytes] | None = None) -> list:

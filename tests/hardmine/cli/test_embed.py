@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from fr_data.embed.embedder import EMBEDDINGS_FILE, RUN_FILE, read_index
+from fr_data.folders.embeddings_folder import EMBEDDINGS_FILE, RUN_FILE, read_index
+from hardmine.cli import embed as embed
 from tests.fr_data.embed.test_embedder import EMB_DIM, make_shards, make_tiny
-from tools import embed
+from tests.repo import ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = ROOT
 TINY = "tests.fr_data.embed.test_embedder:make_tiny"
 
 
@@ -72,7 +73,8 @@ def test_fr_train_name_with_checkpoint(shards, tmp_path):
             "--no-progress"]
     assert embed.main(argv) == 0
     emb = np.load(out / EMBEDDINGS_FILE).astype(np.float32)
-    from fr_data.loading.loader import decode_face, iter_samples  # the first stored sample, embedded directly
+    from fr_data.loading.decode import decode_face  # the first stored sample, embedded directly
+    from fr_data.loading.loader import iter_samples  # the first stored sample, embedded directly
     sample = min(iter_samples(sorted(shards.glob("*.tar"))), key=lambda s: s["key"])
     x = decode_face(sample["jpg"])[None]
     with torch.no_grad():
