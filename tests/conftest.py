@@ -1,20 +1,17 @@
-"""Shared test setup: the ``gpu`` marker skips without CUDA; small deterministic helpers."""
+"""Shared test setup: the ``gpu`` marker skips (with its reason) on machines without a CUDA GPU.
+
+torch is a required dependency, so it is imported plainly: a broken install fails the run instead of
+looking like a machine without a GPU.
+"""
 
 from __future__ import annotations
 
 import pytest
-
-
-def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
+import torch
 
 
 def pytest_collection_modifyitems(config, items):
-    if _cuda_available():
+    if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:

@@ -15,7 +15,7 @@ from fr_data.parquet import read_table
 from fr_data.recordio import write_insightface
 from fr_data.shards import REJECTED_SCHEMA, read_samples, verify_shards
 from tests.fr_data.test_shards import TRUNCATED, tiny_image
-from tools import shard
+from tools import shard, synth
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,7 +122,6 @@ def test_undecodable_file_in_image_folder_is_named(tmp_path, capsys):
 
 
 def test_synth_then_shard_matches_ground_truth(tmp_path):
-    synth = pytest.importorskip("tools.synth")
     assert synth.main(["--out", str(tmp_path / "syn"), "--identities", "6", "--images-per-identity", "5",
                        "--seed", "2", "--holdout-identities", "2", "--pairs", "4"]) == 0
     assert shard.main(["--src", str(tmp_path / "syn"), "--out", str(tmp_path / "out"), "--per-shard", "8",
