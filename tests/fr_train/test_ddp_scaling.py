@@ -3,7 +3,7 @@
 Each rank embeds its half of the batch, the objective all-gathers the features (``gather=True``) and
 computes DDL + OT + EKD identically on every rank; after DDP averages the parameter gradients they must
 equal the gradient of one process that sees the whole batch. The TFace reference training code would
-give world_size times that gradient here (losses.md 1.3).
+give world_size times that gradient here (docs/losses.md, last section).
 """
 
 import os
