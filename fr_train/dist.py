@@ -18,8 +18,9 @@ import torch.distributed as dist
 # imported. DDP imports it lazily (through torch._dynamo) on first use, i.e. after the group exists, so
 # its functions would keep that group, with its gloo threads and sockets, alive after
 # destroy_process_group until the interpreter tears its modules down. Imported here, before any group,
-# the defaults are None (= the default group at call time).
-import torch.distributed.nn.functional  # noqa: E402,F401  isort: skip
+# the defaults are None (= the default group at call time). (Builds without torch.distributed lack it.)
+if dist.is_available():
+    import torch.distributed.nn.functional  # noqa: F401
 
 
 def is_dist() -> bool:
