@@ -1,4 +1,6 @@
-"""Shared test setup: the ``gpu`` marker skips (with its reason) on machines without a CUDA GPU.
+"""Shared test setup: the ``gpu`` marker skips (with its reason) on machines without a CUDA GPU; the tiny
+demo run (session fixture ``tiny_demo``, shared by tests/tools/test_demo.py and the review-page browser
+tests).
 
 torch is a required dependency, so it is imported plainly: a broken install fails the run instead of
 looking like a machine without a GPU.
@@ -8,6 +10,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from tests.demo_run import tiny_demo  # noqa: F401  (session fixture)
 
 
 def pytest_collection_modifyitems(config, items):

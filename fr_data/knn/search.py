@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from fr_data.errors import DataError
+from fr_data.io.errors import DataError
 from fr_data.knn.backends import KnnBackend, NumpyBackend, default_backend
 from fr_data.knn.rescore import exact_scores, open_rows, score_error
 from fr_data.knn.topk import EMPTY_ID, KnnResult, canonical_topk, drop_rows, empty_topk, merge_topk

@@ -23,10 +23,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fr_data.atomic import atomic_write_text
-from fr_data.errors import ConfigError, DataError
-from fr_data.parquet import write_table
-from fr_data.query import QueryError, RunViews, open_run, run_query
+from fr_data.folders import run_folder as rf
+from fr_data.folders.review_file import read_review
+from fr_data.folders.shard_folder import read_input_samples, samples_path
+from fr_data.io.atomic import atomic_write_text
+from fr_data.io.errors import ConfigError, DataError
+from fr_data.io.parquet import require_non_negative, require_unique, write_table
+from fr_data.query.views import QueryError, RunViews, open_run, run_query
+from fr_data.query.views import open_views as open_view_files
+from fr_train.data import review as review_decisions
 from fr_train.data.config import SelectionConfig
 
 #: Old label -> new label, saved beside a training run for reproducibility.
@@ -42,7 +47,7 @@ SELECTED_SCHEMA = pa.schema([
     pa.field("old_label", pa.int64(), nullable=False),
 ])
 
-DROP_REASONS = ("key_list", "query", "where", "not_in_run", "split", "suspect", "duplicate")
+DROP_REASONS = ("key_list", "query", "where", "not_in_run", "split", "suspect", "duplicate", "review")
 
 
 @dataclass
@@ -119,19 +124,44 @@ class Selection:
 def open_views(shards_dir: str | os.PathLike, run_dir: str | os.PathLike | None) -> RunViews:
     """DuckDB views: ``shard_samples`` always; ``samples``, ``classes``, ``pairs`` with a run folder.
 
+    The connection is read-only (:mod:`fr_data.query.readonly`): a ``query`` or ``where`` from a config
+    can read only these views.
+
     Raises:
         DataError: the shard manifest or the run folder does not exist.
     """
-    manifest = Path(shards_dir) / "samples.parquet"
+    manifest = samples_path(shards_dir)
     if not manifest.is_file():
         raise DataError(manifest, "", "shard manifest not found (did sharding finish?)")
+    check_inputs(manifest, run_dir)
     if run_dir is not None:
         return open_run(run_dir, shards=manifest)
-    rv = RunViews(duckdb.connect(":memory:"))
-    literal = str(manifest).replace("'", "''")
-    rv.con.execute(f"CREATE VIEW shard_samples AS SELECT * FROM read_parquet('{literal}')")
-    rv.views["shard_samples"] = manifest
-    return rv
+    return open_view_files({"shard_samples": manifest})
+
+
+#: The columns training reads from each mining run table, checked before any SQL runs.
+RUN_COLUMNS = {"samples": ["key", "label", "suspect_mislabel", "duplicate_of", "split"],
+               "classes": ["label", "nearest_label", "merge_candidate"],
+               "pairs": ["key_a", "key_b", "kind"]}
+#: Run table columns whose values must be unique, and those holding labels (never negative).
+RUN_UNIQUE = {"samples": ["key"], "classes": ["label"]}
+RUN_LABELS = {"samples": ["label"], "classes": ["label", "nearest_label"]}
+
+
+def check_inputs(manifest: Path, run_dir: str | os.PathLike | None) -> None:
+    """Check the shard manifest and the mining run tables training reads (types, nulls, unique keys,
+    non-negative labels), so bad input is a DataError naming the file and row before anything runs."""
+    read_input_samples(manifest, ["key", "label", "shard"])
+    if run_dir is None:
+        return
+    for name, columns in RUN_COLUMNS.items():
+        path = rf.table_path(run_dir, name)
+        if name == "samples" or path.is_file():
+            table = rf.read(run_dir, name, columns=columns)
+            for column in RUN_UNIQUE.get(name, []):
+                require_unique(table, column, path)
+            for column in RUN_LABELS.get(name, []):
+                require_non_negative(table, column, path)
 
 
 def query_table(rv: RunViews, sql: str, where: str) -> pa.Table:
@@ -309,11 +339,14 @@ def resolve_selection(cfg: SelectionConfig, shards_dir: str | os.PathLike,
             mining filter without a run, or nothing selected.
         DataError: missing files, keys that are not in the shards, labels that disagree with the run.
     """
+    review = read_review(cfg.review) if cfg.review is not None else None
     rv = open_views(shards_dir, run_dir)
     try:
         cand = load_candidates(rv, run_dir is not None)
+        conditions = keep_conditions(cfg, rv, cand, run_dir is not None)
+        by_review = review_decisions.apply_filters(review, cand.keys, conditions) if review else {}
         keep, dropped = np.ones(len(cand.keys), bool), {}
-        for reason, passes in keep_conditions(cfg, rv, cand, run_dir is not None).items():
+        for reason, passes in conditions.items():
             dropped[reason] = int((keep & ~passes).sum())
             keep &= passes
         pairs = merge_pairs(rv) if cfg.merge_classes else []
@@ -321,11 +354,15 @@ def resolve_selection(cfg: SelectionConfig, shards_dir: str | os.PathLike,
             raise ConfigError("selection.merge_classes needs data.run (a mining run folder)")
     finally:
         rv.con.close()
+    if review is not None:
+        pairs, merged = review_decisions.apply_merges(review, cand.keys, cand.labels, pairs)
     if not keep.any():
         raise ConfigError(f"the selection keeps no sample of {len(keep)} (dropped: {dropped})")
     old = cand.labels[keep].astype(np.int64)
     new, old_classes, new_of_old = relabel(old, merge_representatives(pairs))
     report = _report(cand, keep, dropped, old_classes, new_of_old)
+    if review is not None:
+        report["review"] = review_decisions.review_report(review, dropped["review"], by_review, merged)
     return Selection(cand.keys[keep], new, old, old_classes, new_of_old, report)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train.models.iresnet import IResNet, iresnet18, iresnet34, iresnet50, iresnet100, iresnet200
 from fr_train.models.mbf import MBF, mbf, mbf_large
 from fr_train.models.mobilefacenet import MobileFaceNet, mobilefacenet

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from fr_train.losses import DistributionDistillationLoss, EKDLoss, OTLoss
-from fr_train.objective import Batch, Objective
+from fr_train.objective import Batch, Need, Objective, Term
 from tests.fr_train._ranks import run_ranks
 
 PARTS = ("hard", "easy", "easy_a", "easy_b", "hard_a", "hard_b")
@@ -34,10 +34,11 @@ def _model():
 
 
 def _objective(gather):
+    branches, teacher = frozenset({Need.BRANCHES}), frozenset({Need.TEACHER})
     terms = [
-        ("ddl", 1.0, DistributionDistillationLoss(num_bins=50)),
-        ("ot", 0.5, OTLoss(margin=2.0, eps=0.1, num_iters=30)),  # margin 2: every anchor is hard
-        ("ekd", 3.0, EKDLoss(top_k=10, temperature=0.1)),
+        Term("ddl", DistributionDistillationLoss(num_bins=50), 1.0, branches),
+        Term("ot", OTLoss(margin=2.0, eps=0.1, num_iters=30), 0.5, branches),  # margin 2: all anchors hard
+        Term("ekd", EKDLoss(top_k=10, temperature=0.1), 3.0, teacher),
     ]
     return Objective(None, terms, gather=gather)
 

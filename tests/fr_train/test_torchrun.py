@@ -10,14 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from fr_train.__main__ import main
 from fr_train.logs import read_metrics
 from fr_train.resume import load_tensors, read_state
 from tests.fr_train.test_trainer import CONFIG, tiny  # noqa: F401  (fixture)
+from tests.repo import ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = ROOT
 
 
 def write_config(tiny, folder: Path, extra: str = "") -> Path:
@@ -35,14 +34,14 @@ train: {{max_steps: 16, log_every: 1, ckpt_every: 8, progress: false, cpu_thread
 
 def test_two_process_gloo_run(tiny, tmp_path):
     # CurricularFace through Partial FC (centres sharded over the 2 ranks), evaluation on rank 0
-    config = write_config(tiny, tmp_path, f"""partial_fc: {{enabled: true, sample_rate: 0.5}}
-eval: {{pairs_run: {tiny.run}}}
+    config = write_config(tiny, tmp_path, f"""eval: {{pairs_run: {tiny.run}}}
 """)
     config.write_text(config.read_text().replace("name: arcface", "name: curricularface"))
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "fr_train", "--config", str(config), "--output", str(out)]
+           "-m", "fr_train", "--config", str(config), "--output", str(out),
+           "--set", "objective.partial_fc={enabled: true, sample_rate: 0.5}"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "terminate called" not in proc.stderr  # each rank released its group before exiting
