@@ -16,6 +16,7 @@ from fr_data.formats.recordio import load_idx, write_insightface
 from fr_data.ingest.verify import verify_shards
 from fr_data.io.parquet import read_table
 from hardmine.cli import shard as shard
+from hardmine.cli import synth as synth
 from tests.fr_data.ingest.test_shards import TRUNCATED, tiny_image
 from tests.repo import ROOT
 
@@ -124,7 +125,6 @@ def test_undecodable_file_in_image_folder_is_named(tmp_path, capsys):
 
 
 def test_synth_then_shard_matches_ground_truth(tmp_path):
-    synth = pytest.importorskip("tools.synth")
     assert synth.main(["--out", str(tmp_path / "syn"), "--identities", "6", "--images-per-identity", "5",
                        "--seed", "2", "--holdout-identities", "2", "--pairs", "4"]) == 0
     assert shard.main(["--src", str(tmp_path / "syn"), "--out", str(tmp_path / "out"), "--per-shard", "8",
