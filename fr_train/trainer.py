@@ -30,6 +30,7 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
+from fr_data import runtime
 from fr_data.io.errors import ConfigError, DataError
 from fr_train import dist
 from fr_train.checkpoint import load_weights
@@ -43,7 +44,7 @@ from fr_train.optim import build_optimizer, build_schedule
 from fr_train.resume import (CheckpointStore, TrainState, capture_rng, load_tensors, rank_name, read_state,
                              restore_rng, save_tensors)
 
-__all__ = ["TrainModule", "Precision", "Trainer", "TrainResult", "build_module", "build_trainer", "resolve_device",
+__all__ = ["TrainModule", "Precision", "Trainer", "TrainResult", "build_module", "build_trainer",
            "run", "seed_all"]
 
 
@@ -143,13 +144,6 @@ class Precision:
 
 
 # --------------------------------------------------------------------------------------------- trainer
-def resolve_device(choice: str) -> torch.device:
-    """``auto``: this process's local GPU when CUDA is available, else the CPU."""
-    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-
-
 def _barrier() -> None:
     if dist.is_dist():
         torch_dist.barrier()
@@ -319,7 +313,7 @@ class Trainer:
                              folder / rank_name("optimizer.pt", self.rank, self.sharded))
             save_tensors(capture_rng(self.generators), folder / f"rng.rank{self.rank}.pt")
 
-        path = self.store.save(self.state, shared, own)
+        self.store.save(self.state, shared, own)
         self.store.prune(self.cfg.train.keep_checkpoints)
         return self.state.step
 
@@ -397,7 +391,7 @@ def run(cfg: TrainConfig, *, resume: str | os.PathLike | bool | None = None,
     """
     if cfg.train.cpu_threads is not None:
         torch.set_num_threads(cfg.train.cpu_threads)
-    device = resolve_device(cfg.train.device)
+    device = runtime.resolve_device(cfg.train.device)
     trainer = build_trainer(cfg, device)
     checkpoint = _resume_path(cfg, resume)
     if checkpoint is not None:

@@ -20,13 +20,15 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import torch.distributed as dist
-
+from fr_data import runtime
 from fr_data.embed.model_spec import NamedModelFactory, resolve_model
 from fr_data.embed.run import embed_folder
 from fr_data.io.errors import HardmineError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -41,7 +43,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="the EMB folder to create")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--no-flip", action="store_true", help="embed f(x) only (no flip-sum, no flip_cos)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=runtime.DEVICE_CHOICES, default="auto")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader decode processes")
     parser.add_argument("--amp", action="store_true", help="autocast the forward (float16 on CUDA)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
@@ -69,46 +71,22 @@ def load_quality(path: Path | None) -> tuple[torch.nn.Module | None, dict | None
     return load_quality_model(path)
 
 
-def pick_device(choice: str) -> torch.device:
-    """``auto`` = CUDA when available; under torchrun CUDA ranks use ``cuda:LOCAL_RANK``."""
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-        return device
-    return torch.device("cpu")
-
-
-def init_distributed(device: torch.device) -> bool:
-    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return False
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    # ranks wait at the barrier for the slowest rank's whole share of the data set: allow hours
-    dist.init_process_group(backend, timeout=timedelta(hours=12))
-    return True
-
-
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
-    device = pick_device(args.device)
-    started_group = init_distributed(device)
     try:
-        model = resolve_model(args.model, args.checkpoint, named=named_models(args.embedding_size))
-        spec = {"model": args.model, "checkpoint": os.fspath(args.checkpoint) if args.checkpoint else None,
-                "embedding_size": args.embedding_size}
-        quality, quality_spec = load_quality(args.quality_model)
-        info = embed_folder(model, args.shards, args.out, batch_size=args.batch_size, flip=not args.no_flip,
-                            device=device, workers=args.workers, spec=spec, amp=args.amp,
-                            overwrite=args.overwrite, progress=not args.no_progress, quality=quality,
-                            quality_spec=quality_spec)
+        # ranks wait at the barrier for the slowest rank's whole share of the data set: allow hours
+        with runtime.process_group(args.device, timeout=timedelta(hours=12)) as device:
+            model = resolve_model(args.model, args.checkpoint, named=named_models(args.embedding_size))
+            spec = {"model": args.model, "checkpoint": os.fspath(args.checkpoint) if args.checkpoint else None,
+                    "embedding_size": args.embedding_size}
+            quality, quality_spec = load_quality(args.quality_model)
+            info = embed_folder(model, args.shards, args.out, batch_size=args.batch_size,
+                                flip=not args.no_flip, device=device, workers=args.workers, spec=spec,
+                                amp=args.amp, overwrite=args.overwrite, progress=not args.no_progress,
+                                quality=quality, quality_spec=quality_spec)
     except HardmineError as exc:
         print(f"embed.py: error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        if started_group:
-            dist.destroy_process_group()
     if info is not None:
         print(f"embedded {info['count']} images x {info['dims']} dims in {info['seconds']:.1f} s "
               f"({info['images_per_second']} img/s) -> {args.out}")

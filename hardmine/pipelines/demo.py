@@ -2,7 +2,7 @@
 -> report.
 
 Every stage calls the library behind the corresponding tool (``fr_data.synth``, ``fr_data.ingest.shards``,
-``fr_train.trainer``, ``fr_data.embed.embedder``, ``fr_data.mining``, ``fr_train.evaluate``,
+``fr_train.trainer``, ``fr_data.embed.run``, ``fr_data.mining``, ``fr_train.evaluate``,
 ``fr_data.mining.groundtruth``, ``fr_data.query.views``, ``fr_data.review``) and skips itself when its
 output already exists, is complete and was made from the current inputs, so an interrupted demo resumes
 where it stopped (training resumes from its latest checkpoint). ``tools/demo.py`` is the command line;
@@ -31,14 +31,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
+from fr_data import runtime
 from fr_data.embed.model_spec import resolve_model
 from fr_data.embed.run import embed_folder
 from fr_data.folders import embeddings_folder as ef
 from fr_data.folders import run_folder as rf
 from fr_data.folders.embeddings_folder import read_index
+from fr_data.folders.report_folder import read_manifest
 from fr_data.folders.shard_folder import load_listing, samples_path
 from fr_data.ingest.plan import ShardOptions
 from fr_data.ingest.sharding import write_shards
@@ -46,7 +47,6 @@ from fr_data.ingest.sources import open_source
 from fr_data.ingest.verify import verify_shards
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.config import load_config, to_dict
-from fr_data.folders.report_folder import read_manifest
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.hashing import file_sha256
 from fr_data.mining import MiningConfig, mine
@@ -277,7 +277,7 @@ def embed_stage(cfg: DemoConfig, layout: Layout) -> StageResult:
     info = ef.read_run_info(layout.emb)
     if info.get("spec") == spec:
         return StageResult("embed", True, info={"count": info["count"], "dims": info["dims"]})
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = runtime.resolve_device("auto")
     info = embed_folder(model, layout.shards, layout.emb, batch_size=cfg.embed_batch, device=device,
                         workers=1, spec=spec, overwrite=True, progress=False)
     return StageResult("embed", False, info={"count": info["count"], "dims": info["dims"],

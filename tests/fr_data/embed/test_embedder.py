@@ -1,4 +1,4 @@
-"""Tests of fr_data.embed.embedder: embeddings against an independent forward, manifest checks, merge, errors."""
+"""Tests of the embedder (fr_data.embed.run and its parts): embeddings against an independent forward, manifest checks, merge, errors."""
 
 from __future__ import annotations
 

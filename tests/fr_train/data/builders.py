@@ -28,6 +28,7 @@ from fr_data.folders.run_folder import CLASSES_SCHEMA, MINED_SAMPLES_SCHEMA, PAI
 from fr_data.folders.shard_folder import read_samples
 from fr_data.ingest.plan import ShardOptions
 from fr_data.ingest.sharding import write_shards
+from fr_train.data.config import DataConfig
 from fr_data.ingest.source import SourceRecord, read_each
 from fr_data.io.parquet import write_table
 
@@ -162,14 +163,12 @@ def make_tiny_data(tmp: Path, classes: int = 6, per_class: int = 6, per_shard: i
     return data
 
 
-def tiny_data_config(data: TinyData, **overrides) -> "DataConfig":
+def tiny_data_config(data: TinyData, **overrides) -> DataConfig:
     """A :class:`~fr_train.data.config.DataConfig` over ``data`` (batch 4, no workers, composer off).
 
     ``overrides`` replace top-level fields (e.g. ``composer=ComposerConfig(enabled=True, identities=3,
     pairs=3)``, ``num_workers=2``).
     """
-    from fr_train.data.config import DataConfig
-
     values = {"shards": str(data.shards), "run": str(data.run), "batch_size": 4, "num_workers": 0}
     values.update(overrides)
     return DataConfig(**values)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 from fr_data.folders.shard_folder import REJECTED_SCHEMA, read_samples
 from fr_data.formats.recordio import load_idx, write_insightface
