@@ -222,7 +222,8 @@ def _range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
 
 def validate_train_config(cfg: TrainConfig) -> None:
     """Check ranges and cross-section rules the types cannot express, and the objective: head and term
-    settings, and that every input a term needs is provided (composer branches: ``data.composer``).
+    settings, and that every input a term needs is provided (composer branches: ``data.composer``;
+    per-sample targets: ``data.run``).
 
     Raises:
         ConfigError: naming the key.
@@ -231,7 +232,7 @@ def validate_train_config(cfg: TrainConfig) -> None:
     for ok, message in _range_checks(cfg):
         if not ok:
             raise ConfigError(message)
-    check_objective_config(cfg.objective, composer=cfg.data.composer.enabled)
+    check_objective_config(cfg.objective, composer=cfg.data.composer.enabled, run=cfg.data.run is not None)
 
 
 def save_train_config(cfg: TrainConfig, path: str | os.PathLike) -> None:

@@ -99,7 +99,8 @@ def build_module(cfg: TrainConfig, num_classes: int, device: torch.device) -> Tr
     objective = build_objective(cfg.objective, embedding_size=cfg.model.embedding_size,
                                 num_classes=num_classes, device=device, seed=cfg.train.seed + dist.rank())
     seed_all(cfg.train.seed + 1000 * dist.rank())
-    inputs = build_inputs(cfg.objective, objective.needs, device=device, seed=cfg.train.seed + dist.rank())
+    inputs = build_inputs(cfg.objective, objective.needs, device=device, seed=cfg.train.seed + dist.rank(),
+                          run=cfg.data.run)
     return TrainModule(backbone, objective, inputs).to(device)
 
 

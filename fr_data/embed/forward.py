@@ -1,4 +1,5 @@
-"""One forward pass of a face backbone over a batch: flip-sum features, raw norms, flip consistency."""
+"""One forward pass of a face backbone over a batch: flip-sum features, raw norms, flip consistency; and of a
+face-quality model: one score per image."""
 
 from __future__ import annotations
 
@@ -35,3 +36,14 @@ def embed_batch(model: nn.Module, images: torch.Tensor, *, flip: bool = True,
     features = combined / combined.norm(dim=1, keepdim=True)
     flip_cos = torch.nn.functional.cosine_similarity(plain, mirrored, dim=1) if flip else None
     return BatchEmbedding(features, plain.norm(dim=1), flip_cos)
+
+
+@torch.inference_mode()
+def quality_batch(model: nn.Module, images: torch.Tensor, *, amp: bool = False) -> torch.Tensor:
+    """Quality scores ``(B,)`` float32 of a batch ``(B, 3, H, W)`` (unflipped, on the model's device).
+
+    ``model`` maps images to ``(B,)`` or ``(B, 1)`` scores (higher = better quality).
+    """
+    with torch.autocast(images.device.type, enabled=amp):
+        out = model(images)
+    return out.float().reshape(len(images))

@@ -11,7 +11,7 @@ import torch
 from fr_data.embed.forward import BatchEmbedding
 from fr_data.embed.images import ImageBatch
 from fr_data.embed.keys import KeyTable
-from fr_data.folders.embeddings_folder import EMBEDDINGS_INDEX_SCHEMA
+from fr_data.folders.embeddings_folder import EMBEDDINGS_INDEX_SCHEMA, OPTIONAL_INDEX_SCHEMA
 from fr_data.io.atomic import reserve
 from fr_data.io.errors import DataError
 
@@ -19,7 +19,7 @@ from fr_data.io.errors import DataError
 class RowWriter:
     """Write embedded batches into their key rows of a ``.npy`` memmap (opened once D is known)."""
 
-    def __init__(self, path: Path, keys: KeyTable, flip: bool):
+    def __init__(self, path: Path, keys: KeyTable, flip: bool, quality: bool = False):
         self.path, self.keys, self.flip = path, keys, flip
         n = len(keys)
         self.array: np.memmap | None = None
@@ -27,8 +27,10 @@ class RowWriter:
         self.norm = np.zeros(n, dtype=np.float32)
         self.flip_cos = np.full(n, np.nan, dtype=np.float32)
         self.resolution = np.zeros(n, dtype=np.float32)
+        self.quality = np.full(n, np.nan, dtype=np.float32) if quality else None
 
-    def write(self, batch: ImageBatch, out: BatchEmbedding, resolution: torch.Tensor) -> None:
+    def write(self, batch: ImageBatch, out: BatchEmbedding, resolution: torch.Tensor,
+              quality: torch.Tensor | None = None) -> None:
         pos = self._checked_positions(batch)
         self._check_features(batch, out)
         features = out.features.cpu().numpy().astype(np.float16)
@@ -42,6 +44,8 @@ class RowWriter:
         if out.flip_cos is not None:
             self.flip_cos[pos] = out.flip_cos.cpu().numpy()
         self.resolution[pos] = resolution.cpu().numpy()
+        if self.quality is not None and quality is not None:
+            self.quality[pos] = quality.cpu().numpy()
 
     def _checked_positions(self, batch: ImageBatch) -> np.ndarray:
         """Rows of the batch's keys; unknown, duplicate or relabelled keys raise DataError."""
@@ -79,16 +83,24 @@ class RowWriter:
                             f"{missing.size} sample(s) listed here are missing from the shards, e.g. {some}")
         if self.array is None:
             if allow_empty:
-                return EMBEDDINGS_INDEX_SCHEMA.empty_table()
+                return self._table(EMBEDDINGS_INDEX_SCHEMA.empty_table().to_pydict(), 0)
             raise DataError(self.keys.source, "", "no samples to embed")
         self.array.flush()
         del self.array
         self.array = None
         n = len(self.keys)
         flip_cos = pa.array(self.flip_cos, pa.float32()) if self.flip else pa.nulls(n, pa.float32())
-        return pa.table({"key": self.keys.strings(), "label": pa.array(self.keys.labels),
-                         "norm": pa.array(self.norm), "flip_cos": flip_cos,
-                         "resolution": pa.array(self.resolution)}, schema=EMBEDDINGS_INDEX_SCHEMA)
+        return self._table({"key": self.keys.strings(), "label": pa.array(self.keys.labels),
+                            "norm": pa.array(self.norm), "flip_cos": flip_cos,
+                            "resolution": pa.array(self.resolution)}, n)
+
+    def _table(self, columns: dict, n: int) -> pa.Table:
+        """The index table: the declared columns, plus ``quality`` when scoring (null where NaN)."""
+        if self.quality is None:
+            return pa.table(columns, schema=EMBEDDINGS_INDEX_SCHEMA)
+        quality = pa.array(self.quality[:n], pa.float32(), from_pandas=True)
+        schema = EMBEDDINGS_INDEX_SCHEMA.append(OPTIONAL_INDEX_SCHEMA.field("quality"))
+        return pa.table({**columns, "quality": quality}, schema=schema)
 
 
 def _repeated(pos: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fr_data import runtime
-from fr_data.embed.forward import embed_batch
+from fr_data.embed.forward import embed_batch, quality_batch
 from fr_data.embed.images import Decoder, ImageBatch, ShardImages, collate, read_shard
 from fr_data.embed.keys import KeyTable, ShardReader, read_manifest, scan_keys
 from fr_data.embed.parts import merge_parts
@@ -61,6 +61,7 @@ class _Settings:
     read: ShardReader
     decode: Decoder
     resolution: Callable[[torch.Tensor], torch.Tensor]
+    quality: nn.Module | None = None
 
 
 def embed_shards(model: nn.Module, shards: Sequence[str | os.PathLike], out: str | os.PathLike, *,
@@ -69,6 +70,7 @@ def embed_shards(model: nn.Module, shards: Sequence[str | os.PathLike], out: str
                  spec: dict[str, Any] | None = None, amp: bool = False, overwrite: bool = False,
                  progress: bool = True, read: ShardReader = read_shard, decode: Decoder = decode_face,
                  resolution: Callable[[torch.Tensor], torch.Tensor] = estimate_resolution,
+                 quality: nn.Module | None = None, quality_spec: dict[str, Any] | None = None,
                  ) -> dict[str, Any] | None:
     """Embed every sample of ``shards`` with ``model`` into the folder ``out`` (module docstring).
 
@@ -87,6 +89,10 @@ def embed_shards(model: nn.Module, shards: Sequence[str | os.PathLike], out: str
         overwrite: replace an existing ``out`` (only once the new folder is complete).
         progress: show a tqdm bar (rank 0).
         read, decode, resolution: injected shard reader, image decoder and resolution estimator.
+        quality: a face-quality model (images ``(B, 3, 112, 112)`` -> ``(B,)`` scores, higher = better,
+            e.g. :func:`fr_train.quality.load_quality_model`); its score of every unflipped image becomes
+            the index's optional ``quality`` column. None: no such column.
+        quality_spec: how the quality model was built, recorded in run.json under ``quality``.
 
     Returns:
         The run.json content on rank 0; None on other ranks.
@@ -98,7 +104,7 @@ def embed_shards(model: nn.Module, shards: Sequence[str | os.PathLike], out: str
     """
     out, shards = Path(out), [Path(s) for s in shards]
     settings = _Settings(batch_size, flip, torch.device(device), workers, amp, progress, read, decode,
-                         resolution)
+                         resolution, quality)
     rank, world = runtime.rank_world()
     check_target(out, overwrite)
     staging = staging_dir(out)
@@ -113,6 +119,9 @@ def embed_shards(model: nn.Module, shards: Sequence[str | os.PathLike], out: str
             if index is None:
                 return None
         info = _run_info(spec, settings, index, world, len(shards), manifest, time.time() - started)
+        if quality is not None:
+            info["quality"] = {"method": "quality model score of the unflipped image (higher = better)",
+                               **(quality_spec or {})}
         return _finalize(staging, out, index, info, overwrite)
     except Exception:
         if world == 1:  # a failed run leaves nothing behind (a killed one leaves the staging folder)
@@ -158,18 +167,20 @@ def _embed_part(model: nn.Module, shards: list[Path], keys: KeyTable, target: Pa
                 rank: int, allow_empty: bool = False) -> pa.Table:
     """Embed ``shards`` into ``target`` (rows = ``keys`` order, temp name until complete)."""
     model = model.to(settings.device).eval()
+    scorer = settings.quality.to(settings.device).eval() if settings.quality is not None else None
     loader = DataLoader(ShardImages(shards, settings.read, settings.decode), batch_size=settings.batch_size,
                         num_workers=settings.workers, collate_fn=collate,
                         pin_memory=settings.device.type == "cuda")
     bar = tqdm(total=len(keys), unit="img", desc=f"embed rank {rank}", dynamic_ncols=True,
                disable=not settings.progress or rank != 0)
     with atomic_path(target) as tmp, bar:
-        writer = RowWriter(tmp, keys, settings.flip)
+        writer = RowWriter(tmp, keys, settings.flip, quality=scorer is not None)
         for batch in loader:
             _raise_batch_errors(batch)
             images = batch.images.to(settings.device, non_blocking=True)
             out = embed_batch(model, images, flip=settings.flip, amp=settings.amp)
-            writer.write(batch, out, settings.resolution(images))
+            scores = quality_batch(scorer, images, amp=settings.amp) if scorer is not None else None
+            writer.write(batch, out, settings.resolution(images), scores)
             kill_point("embed:batch")
             bar.update(len(batch.keys))
         return writer.finish(allow_empty)

@@ -8,7 +8,10 @@ Layout (written by :func:`fr_data.embed.run.embed_shards`)::
     EMB/index.parquet    row i describes embeddings[i] (EMBEDDINGS_INDEX_SCHEMA): key, label, norm =
                          ||f(x)|| of the unflipped image before normalising (the MagFace / AdaFace feature
                          magnitude), flip_cos = cos(f(x), f(flip x)) (a pose proxy; null without flip),
-                         resolution (fr_data.embed.resolution estimate in (0, 1])
+                         resolution (fr_data.embed.resolution estimate in (0, 1]); optional
+                         (OPTIONAL_INDEX_SCHEMA): quality = the score of a face-quality model
+                         (``--quality-model``, e.g. an SDD-FIQA regressor; higher = better), written
+                         only when one was given, so folders written before it still read
     EMB/run.json         model spec, dims, count, sha256 of embeddings.npy, timing, settings
     EMB/parts/           per-rank parts of a distributed run (staging folder only)
 
@@ -46,6 +49,12 @@ EMBEDDINGS_INDEX_SCHEMA = pa.schema([
     pa.field("resolution", pa.float32(), nullable=True),  # fr_data.embed.resolution estimate in (0, 1]
 ])
 
+#: Index columns present only when computed: ``quality`` (a quality model's score of the unflipped image,
+#: higher = better; null where not scored). Checked like the declared columns when present.
+OPTIONAL_INDEX_SCHEMA = pa.schema([
+    pa.field("quality", pa.float32(), nullable=True),
+])
+
 #: The columns mining needs from the index (other writers may omit the rest).
 REQUIRED_INDEX_SCHEMA = pa.schema([
     pa.field("key", pa.string(), nullable=False),
@@ -67,17 +76,18 @@ def list_parts(parts: str | os.PathLike) -> list[tuple[Path, Path]]:
 
 def write_part_index(parts: str | os.PathLike, rank: int, index: pa.Table) -> None:
     """Write rank ``rank``'s part index (validated against EMBEDDINGS_INDEX_SCHEMA)."""
-    write_table(index, part_paths(parts, rank)[1], EMBEDDINGS_INDEX_SCHEMA)
+    write_table(index, part_paths(parts, rank)[1], EMBEDDINGS_INDEX_SCHEMA, optional=OPTIONAL_INDEX_SCHEMA)
 
 
 def read_part_index(path: str | os.PathLike) -> pa.Table:
     """Read and validate one part index."""
-    return read_table(path, EMBEDDINGS_INDEX_SCHEMA)
+    return read_table(path, EMBEDDINGS_INDEX_SCHEMA, optional=OPTIONAL_INDEX_SCHEMA)
 
 
 def write_index(folder: str | os.PathLike, index: pa.Table, metadata: dict[str, Any] | None = None) -> None:
     """Write ``folder/index.parquet`` (validated against EMBEDDINGS_INDEX_SCHEMA)."""
-    write_table(index, Path(folder) / INDEX_FILE, EMBEDDINGS_INDEX_SCHEMA, metadata=metadata)
+    write_table(index, Path(folder) / INDEX_FILE, EMBEDDINGS_INDEX_SCHEMA, metadata=metadata,
+                optional=OPTIONAL_INDEX_SCHEMA)
 
 
 def write_run_info(folder: str | os.PathLike, info: dict[str, Any]) -> None:
@@ -93,7 +103,7 @@ def read_run_info(emb: str | os.PathLike) -> dict[str, Any]:
 def read_index(emb: str | os.PathLike) -> pa.Table:
     """Read and validate ``EMB/index.parquet`` (checks its row count against embeddings.npy)."""
     emb = Path(emb)
-    table = read_table(emb / INDEX_FILE, EMBEDDINGS_INDEX_SCHEMA)
+    table = read_table(emb / INDEX_FILE, EMBEDDINGS_INDEX_SCHEMA, optional=OPTIONAL_INDEX_SCHEMA)
     rows = np.load(emb / EMBEDDINGS_FILE, mmap_mode="r").shape[0]
     if rows != table.num_rows:
         raise DataError(emb / INDEX_FILE, "", f"{table.num_rows} rows but embeddings.npy has {rows}")
@@ -107,7 +117,8 @@ class Embeddings:
     Attributes:
         folder: the EMB folder.
         vectors: N x D memmap (float16 or float32), row i described by ``index`` row i.
-        index: the index table (``key``, ``label`` and optional ``norm``, ``flip_cos``, ``resolution``).
+        index: the index table (``key``, ``label`` and optional ``norm``, ``flip_cos``, ``resolution``,
+            ``quality``).
         labels: int64 labels, length N.
         run_info: parsed ``EMB/run.json`` (empty if absent).
     """
@@ -141,7 +152,7 @@ def open_embeddings(folder: str | os.PathLike) -> Embeddings:
     if not npy.exists():
         raise DataError(npy, "", "embeddings file does not exist")
     vectors = _memmap(npy)
-    index = read_table(folder / INDEX_FILE, REQUIRED_INDEX_SCHEMA)
+    index = read_table(folder / INDEX_FILE, REQUIRED_INDEX_SCHEMA, optional=OPTIONAL_INDEX_SCHEMA)
     if index.num_rows != vectors.shape[0]:
         raise DataError(folder / INDEX_FILE, "",
                         f"{index.num_rows} index rows but {npy.name} has {vectors.shape[0]} rows; "

@@ -11,7 +11,9 @@ Layout (written atomically by :func:`fr_data.mining.run.mine`; every column is d
     RUN/run.json          inputs, counts, timings, the resolved config (also Parquet key-value metadata)
     RUN/config.yaml       the resolved mining config
 
-Tables may carry extra columns after the declared ones (attribute columns joined in by the user).
+Tables may carry extra columns after the declared ones (attribute columns joined in by the user). Columns
+of :data:`OPTIONAL` are written only when their input exists (``samples.quality``: the embeddings index
+had a ``quality`` column) and checked like the declared ones when present.
 """
 
 from __future__ import annotations
@@ -77,6 +79,12 @@ MINED_SAMPLES_SCHEMA = pa.schema([
     pa.field("group", pa.string()),
 ])
 
+#: Samples columns written only when their input exists: ``quality``, the quality-model score carried
+#: over from the embeddings index (``tools/embed.py --quality-model``; higher = better).
+OPTIONAL_SAMPLES_SCHEMA = pa.schema([
+    pa.field("quality", pa.float32()),
+])
+
 #: Teacher (easy) and student (hard) pairs for DDL / OT training.
 PAIRS_SCHEMA = pa.schema([
     pa.field("key_a", pa.string(), nullable=False),
@@ -123,6 +131,9 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
     "sweep": (SWEEP_FILE, SWEEP_SCHEMA),
 }
 
+#: Table name -> its optional columns.
+OPTIONAL: dict[str, pa.Schema] = {"samples": OPTIONAL_SAMPLES_SCHEMA}
+
 
 def table_path(run: str | os.PathLike, name: str) -> Path:
     """Path of table ``name`` (a key of :data:`TABLES`) in ``run``."""
@@ -132,13 +143,13 @@ def table_path(run: str | os.PathLike, name: str) -> Path:
 def read(run: str | os.PathLike, name: str, columns: list[str] | None = None) -> pa.Table:
     """Read and validate table ``name`` (a key of :data:`TABLES`) of ``run``."""
     file, schema = TABLES[name]
-    return read_table(Path(run) / file, schema, columns=columns)
+    return read_table(Path(run) / file, schema, columns=columns, optional=OPTIONAL.get(name))
 
 
 def write(run: str | os.PathLike, name: str, table: pa.Table, report: dict[str, Any]) -> None:
     """Write table ``name`` with the run report as Parquet key-value metadata."""
     file, schema = TABLES[name]
-    write_table(table, Path(run) / file, schema, {METADATA_KEY: report})
+    write_table(table, Path(run) / file, schema, {METADATA_KEY: report}, optional=OPTIONAL.get(name))
 
 
 def read_run_info(run: str | os.PathLike) -> dict[str, Any]:

@@ -2,14 +2,16 @@
 
 Every manifest hardmine writes has a schema constant next to the code that produces it. ``write_table``
 checks a table against it (column names, order-insensitive; types exact; nullability) and writes it
-atomically; ``read_table`` checks the file against the same schema before handing it out.
+atomically; ``read_table`` checks the file against the same schema before handing it out. An ``optional``
+schema declares columns a table may lack (files written before the column existed): each is checked like a
+declared column when present.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -59,13 +61,22 @@ def _require_columns(wanted: Sequence[str], present: Sequence[str], path: str | 
         raise SchemaError(path, f"column {missing[0]!r}", f"missing column(s) {missing}; the file has {list(present)}")
 
 
+def with_optional(schema: pa.Schema, optional: pa.Schema | None, names: Iterable[str]) -> pa.Schema:
+    """``schema`` followed by the fields of ``optional`` that ``names`` (a table's or file's columns) holds."""
+    if optional is None:
+        return schema
+    present = set(names)
+    return pa.schema([*schema, *(f for f in optional if f.name in present and f.name not in schema.names)])
+
+
 def write_table(table: pa.Table, path: str | os.PathLike, schema: pa.Schema,
-                metadata: Mapping[str, Any] | None = None) -> pa.Table:
-    """Validate ``table`` against ``schema`` and write it to ``path`` atomically.
+                metadata: Mapping[str, Any] | None = None, optional: pa.Schema | None = None) -> pa.Table:
+    """Validate ``table`` against ``schema`` (and the ``optional`` columns it has) and write it to ``path``
+    atomically.
 
     ``metadata`` values are stored as JSON in the Parquet key-value metadata. Returns the written table.
     """
-    table = conform(table, schema, path)
+    table = conform(table, with_optional(schema, optional, table.column_names), path)
     if metadata:
         meta = dict(table.schema.metadata or {})
         meta.update({k.encode(): json.dumps(v, default=str).encode() for k, v in metadata.items()})
@@ -75,13 +86,17 @@ def write_table(table: pa.Table, path: str | os.PathLike, schema: pa.Schema,
     return table
 
 
-def read_table(path: str | os.PathLike, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
-    """Read a Parquet file and validate it against ``schema`` (raises SchemaError naming the file)."""
+def read_table(path: str | os.PathLike, schema: pa.Schema, columns: list[str] | None = None,
+               optional: pa.Schema | None = None) -> pa.Table:
+    """Read a Parquet file and validate it against ``schema`` and the ``optional`` columns it has (raises
+    SchemaError naming the file)."""
     if not os.path.exists(path):
         raise SchemaError(path, "", "file does not exist")
-    wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns if c in schema.names])
     try:
-        _require_columns(wanted.names, pq.read_schema(path).names, path)
+        present = pq.read_schema(path).names
+        schema = with_optional(schema, optional, present)
+        wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns if c in schema.names])
+        _require_columns(wanted.names, present, path)
         table = pq.read_table(path, columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SchemaError(path, "", f"not a readable Parquet file: {one_line(exc)}") from None

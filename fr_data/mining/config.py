@@ -112,11 +112,15 @@ class DifficultyConfig:
         easy_fraction: bottom share that is ``easy``.
         resolution_weight: weight of the capture term (rank of ``1 - resolution``) against the model
             term's 1 in the difficulty (``fr_data.mining.difficulty``); 0 = model term only.
+        quality_weight: weight of the quality-model term (rank of ``-quality``, the embeddings index's
+            ``quality`` column written by ``tools/embed.py --quality-model``); 0 = off (the default, so
+            runs without a quality model are unchanged); > 0 needs that column.
     """
 
     hard_fraction: float = 0.1
     easy_fraction: float = 0.5
     resolution_weight: float = 1.0
+    quality_weight: float = 0.0
 
 
 @dataclass
@@ -211,6 +215,7 @@ def validate_config(cfg: MiningConfig) -> MiningConfig:
         ("quality.target_fpr", 0.0 < cfg.quality.target_fpr < 1.0),
         ("difficulty.hard_fraction", 0.0 <= cfg.difficulty.hard_fraction < 1.0),
         ("difficulty.resolution_weight", cfg.difficulty.resolution_weight >= 0.0),
+        ("difficulty.quality_weight", cfg.difficulty.quality_weight >= 0.0),
         ("difficulty.easy_fraction",
          0.0 <= cfg.difficulty.easy_fraction <= 1.0 - cfg.difficulty.hard_fraction),
         ("groups.kmeans_groups", cfg.groups.kmeans_groups >= 1),

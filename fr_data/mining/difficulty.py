@@ -15,9 +15,14 @@ Two kinds of evidence say a sample is hard:
   the demo's small backbone: images at 1/4 resolution had the same mean CCS as full-resolution ones), so
   the model term alone misses them; the capture term does not depend on the model.
 
-``difficulty`` is the weighted mean of the two terms' percentile ranks over the samples where each is
-defined (``difficulty.resolution_weight`` weighs the capture term against the model term's 1; 0, or an
-embedding folder without a ``resolution`` column, leaves the model term's rank alone). Ranks make the
+A third, optional term is **a quality model's verdict**: ``-quality``, the score a face-quality regressor
+gave the image (the embeddings index's ``quality`` column, ``tools/embed.py --quality-model``, e.g. the
+SDD-FIQA regressor of ``configs/sdd_fiqa_synth.yaml``); low quality is hard.
+
+``difficulty`` is the weighted mean of the terms' percentile ranks over the samples where each is defined
+(``difficulty.resolution_weight`` and ``difficulty.quality_weight`` weigh the capture and quality terms
+against the model term's 1; a weight of 0, or an embedding folder without the column, leaves that term
+out). Ranks make the
 two commensurable whatever the model's cosine scale. On the synthetic ground truth the hard split held
 2.0x the base rate of truly hard images (|yaw| >= 60 or scale <= 1/4) with the model term alone and
 3.6x with both (docs/benchmarks.md).
@@ -42,17 +47,20 @@ def model_difficulty(certainty_ratio: np.ndarray) -> np.ndarray:
 
 
 def difficulty_score(certainty_ratio: np.ndarray, resolution: np.ndarray | None = None,
-                     resolution_weight: float = 0.0) -> np.ndarray:
-    """Weighted mean of the percentile ranks of ``1 - CR`` (weight 1) and ``1 - resolution``.
+                     resolution_weight: float = 0.0, quality: np.ndarray | None = None,
+                     quality_weight: float = 0.0) -> np.ndarray:
+    """Weighted mean of the percentile ranks of ``1 - CR`` (weight 1), ``1 - resolution`` and ``-quality``.
 
-    A term that is NaN for a sample drops out of that sample's mean; NaN when both are. Without the
-    capture term (``resolution`` None or weight 0) the result is the percentile rank of ``1 - CR``.
+    A term that is NaN for a sample drops out of that sample's mean; NaN when all are. Without the
+    capture and quality terms (arrays None or weights 0) the result is the percentile rank of ``1 - CR``.
     """
-    if resolution_weight < 0:
-        raise ValueError(f"resolution_weight must be >= 0, got {resolution_weight}")
+    if resolution_weight < 0 or quality_weight < 0:
+        raise ValueError(f"weights must be >= 0, got resolution {resolution_weight}, quality {quality_weight}")
     terms = [(percentile_ranks(model_difficulty(certainty_ratio)), 1.0)]
     if resolution is not None and resolution_weight > 0:
         terms.append((percentile_ranks(1.0 - np.asarray(resolution, np.float64)), resolution_weight))
+    if quality is not None and quality_weight > 0:
+        terms.append((percentile_ranks(-np.asarray(quality, np.float64)), quality_weight))
     total = np.zeros(len(certainty_ratio))
     weight = np.zeros(len(certainty_ratio))
     for rank, w in terms:

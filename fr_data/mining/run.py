@@ -35,9 +35,10 @@ import numpy as np
 
 import fr_data
 from fr_data.folders import run_folder as rf
-from fr_data.folders.embeddings_folder import Embeddings, check_recorded_hash, open_embeddings
+from fr_data.folders.embeddings_folder import INDEX_FILE, Embeddings, check_recorded_hash, open_embeddings
 from fr_data.folders.shard_folder import read_input_samples
 from fr_data.io.config import dump_config, to_dict
+from fr_data.io.errors import ConfigError
 from fr_data.io.faults import kill_point
 from fr_data.io.hashing import file_sha256
 from fr_data.io.publish import check_target, staged_folder
@@ -207,7 +208,8 @@ def finalise_stage(emb: Embeddings, geo: Geometry, topk: TopK, sdd_raw: np.ndarr
     num_other = max(len(geo.centres.active) - 1, 0)
     thr = unified_threshold(geo.negatives, num_other, cfg.quality.target_fpr)
     quality_cr = certainty_ratio(geo.center_cos, geo.nearest_other_cos, cfg.quality.cr_eps)
-    difficulty = difficulty_score(quality_cr, emb.column("resolution"), cfg.difficulty.resolution_weight)
+    difficulty = difficulty_score(quality_cr, emb.column("resolution"), cfg.difficulty.resolution_weight,
+                                  emb.column("quality"), cfg.difficulty.quality_weight)
     split = split_by_quantile(difficulty, ok & ~suspect, cfg.difficulty.easy_fraction,
                               cfg.difficulty.hard_fraction)
     cols = {
@@ -222,6 +224,13 @@ def finalise_stage(emb: Embeddings, geo: Geometry, topk: TopK, sdd_raw: np.ndarr
     }
     eligible = ok & ~suspect & (dups.of < 0)
     return Findings(cols, class_of, eligible, thr, topk, ext, strategy, partner, mix)
+
+
+def check_quality_input(emb: Embeddings, cfg: MiningConfig) -> None:
+    """``difficulty.quality_weight`` > 0 needs the index's ``quality`` column (raises ConfigError)."""
+    if cfg.difficulty.quality_weight > 0 and emb.column("quality") is None:
+        raise ConfigError(f"difficulty.quality_weight is {cfg.difficulty.quality_weight} but "
+                          f"{emb.folder / INDEX_FILE} has no quality column (embed with --quality-model)")
 
 
 def mined_pairs(geo: Geometry, f: Findings, cfg: MiningConfig) -> Any:
@@ -289,6 +298,7 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
         emb = open_embeddings(embeddings)
         if samples is not None:
             read_input_samples(samples, ["key", "source_index"])
+        check_quality_input(emb, cfg)
         digest = file_sha256(emb.array_path)
         check_recorded_hash(emb, digest)
     with staged_folder(out, overwrite, "run folder") as tmp:

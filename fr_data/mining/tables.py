@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fr_data.folders import run_folder as rf
-from fr_data.folders.run_folder import MINED_SAMPLES_SCHEMA, SWEEP_SCHEMA
+from fr_data.folders.run_folder import MINED_SAMPLES_SCHEMA, OPTIONAL_SAMPLES_SCHEMA, SWEEP_SCHEMA
 from fr_data.io.errors import ConfigError
 from fr_data.io.faults import kill_point
 from fr_data.mining.config import COS_75_DEGREES, MiningConfig
@@ -86,6 +86,12 @@ def add_bins(table: pa.Table, emb: Any, cfg: MiningConfig, yaw: np.ndarray | Non
             "resolution_bin": _value_counts(table.column("resolution_bin")),
             "pose_bin": _value_counts(table.column("pose_bin"))}
     return table, info
+
+
+def add_quality(table: pa.Table, emb: Any) -> pa.Table:
+    """The embeddings index's ``quality`` column, when it has one (an optional samples column)."""
+    quality = emb.column("quality")
+    return table if quality is None else table.append_column("quality", _f32(quality))
 
 
 def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
@@ -178,7 +184,8 @@ def build(emb: Any, geo: Any, f: Any, pairs: Any, cfg: MiningConfig, *, samples:
     table = samples_table(emb, geo, f)
     join = None
     if attributes is not None:
-        join = join_attributes(table, attributes, samples, reserved=MINED_SAMPLES_SCHEMA.names)
+        reserved = MINED_SAMPLES_SCHEMA.names + OPTIONAL_SAMPLES_SCHEMA.names
+        join = join_attributes(table, attributes, samples, reserved=reserved)
         table = join.table
     yaw_col = next((c for c in (cfg.bins.yaw_column, f"attr_{cfg.bins.yaw_column}")
                     if join is not None and c in join.columns), None)
@@ -186,6 +193,7 @@ def build(emb: Any, geo: Any, f: Any, pairs: Any, cfg: MiningConfig, *, samples:
     table, bins = add_bins(table, emb, cfg, yaw)
     group, source = sample_groups(table, geo, join, cfg)
     table = table.append_column("group", _strings(group))
+    table = add_quality(table, emb)
     fpr = np.asarray(f.cols["instance_fpr"], dtype=np.float64)
     groups = bias_report(group, geo.cindex.of_sample, fpr, source)
     pair_table = pairs_table(table, pairs)

@@ -25,10 +25,10 @@ from fr_data.formats.recordio import write_insightface
 from fr_data.synth.defects import (LabelPlan, near_duplicate, plan_duplicates, plan_labels, plan_mislabels,
                                    split_images)
 from fr_data.synth.identity import identity_group, sample_identity
-from fr_data.synth.packs import PACKS, PackSpec, plan_pairs
+from fr_data.synth.packs import PACKS, PackSpec, pack_variations, plan_pairs
 from fr_data.synth.render import prepare_texture, render
 from fr_data.synth.texture import build_texture
-from fr_data.synth.variation import FRONTAL_PRIOR, TRAIN_PRIOR, Variations, degrade, sample_variations
+from fr_data.synth.variation import TRAIN_PRIOR, Variations, degrade, sample_variations
 from fr_data.formats.verification import save_bin
 from fr_data.io.hashing import file_sha256
 
@@ -278,12 +278,9 @@ def write_pack(cfg: SynthConfig, index: int, spec: PackSpec, out: Path, workers:
     holdout = np.arange(cfg.identities, cfg.identities + cfg.holdout_identities, dtype=np.int64)
     groups = np.array([identity_group(cfg.seed, int(i)) for i in holdout])
     pairs = plan_pairs(np.random.default_rng([cfg.seed, 5, index]), holdout, groups, cfg.pairs)
-    var_rng = np.random.default_rng([cfg.seed, 6, index])
-    first = sample_variations(var_rng, cfg.pairs, FRONTAL_PRIOR)
-    second = sample_variations(var_rng, cfg.pairs, spec.probe_prior)
+    slot_var = pack_variations(cfg.seed, index, spec, cfg.pairs)
+    second = slot_var.take(np.arange(1, 2 * cfg.pairs, 2))
     slot_identity = np.stack([pairs.first, pairs.second], axis=1).ravel()  # interleaved
-    slot_var = Variations.concat([first, second]).take(
-        np.stack([np.arange(cfg.pairs), np.arange(cfg.pairs) + cfg.pairs], axis=1).ravel())
     owners = np.unique(slot_identity)
     slots = [np.flatnonzero(slot_identity == h) for h in owners]
     tasks = (RenderTask(cfg.seed, int(h), 10 + index, slot_var.take(s), np.zeros(0, np.int64))

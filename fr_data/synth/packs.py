@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fr_data.synth.variation import FRONTAL_PRIOR, LOWRES_PRIOR, PROFILE_PRIOR, VariationPrior
+from fr_data.synth.variation import (FRONTAL_PRIOR, LOWRES_PRIOR, PROFILE_PRIOR, VariationPrior, Variations,
+                                     sample_variations)
 
-__all__ = ["PackSpec", "PACKS", "PairPlan", "plan_pairs"]
+__all__ = ["PackSpec", "PACKS", "PairPlan", "plan_pairs", "pack_variations"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,14 @@ def plan_pairs(rng: np.random.Generator, identities: np.ndarray, groups: np.ndar
         while second[i] == first[i]:
             second[i] = pool[rng.integers(len(pool))]
     return PairPlan(identities[first], identities[second], issame)
+
+
+def pack_variations(seed: int, index: int, spec: PackSpec, num_pairs: int) -> Variations:
+    """The capture variation of every image of pack ``index`` of a data set, in ``.bin`` order (images
+    ``2i`` and ``2i + 1`` form pair ``i``): the frontal first images, then the ``spec`` prior's second
+    images, each drawn from the pack's own generator. It is the pack's ground truth (yaw, downsampling)."""
+    rng = np.random.default_rng([seed, 6, index])
+    first = sample_variations(rng, num_pairs, FRONTAL_PRIOR)
+    second = sample_variations(rng, num_pairs, spec.probe_prior)
+    order = np.stack([np.arange(num_pairs), np.arange(num_pairs) + num_pairs], axis=1).ravel()
+    return Variations.concat([first, second]).take(order)

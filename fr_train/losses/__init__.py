@@ -1,4 +1,5 @@
-"""Hard-sample losses: DDL, OT (after OTFace) and EKD, plus the ``LOSSES`` name registry.
+"""Hard-sample losses: DDL, OT (after OTFace) and EKD, plus the ``LOSSES`` name registry; the SDD-FIQA
+quality regression (:class:`QualityRegression`, a term built with the embedding width, so not in ``LOSSES``).
 
 Every loss returns a :class:`~fr_train.losses.functional.LossOutput` (scalar ``loss`` plus logging
 ``parts``) and offers ``batch_loss(batch)`` so :mod:`fr_train.objective` can combine it by name.
@@ -12,6 +13,7 @@ from fr_train.losses.ddl import DistributionDistillationLoss, ddl_loss
 from fr_train.losses.ekd import EKDLoss
 from fr_train.losses.functional import LossOutput
 from fr_train.losses.ot import OTLoss, sinkhorn_cost
+from fr_train.losses.quality import QualityRegression
 
 LOSSES: dict[str, type[nn.Module]] = {
     "ddl": DistributionDistillationLoss,
@@ -26,6 +28,7 @@ __all__ = [
     "EKDLoss",
     "LossOutput",
     "OTLoss",
+    "QualityRegression",
     "ddl_loss",
     "sinkhorn_cost",
 ]

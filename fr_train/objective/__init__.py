@@ -10,6 +10,9 @@
 * :mod:`~fr_train.objective.build`: :func:`build_objective` from the config, and its checks.
 * :mod:`~fr_train.objective.inputs`: what the trainer provides for the declared needs.
 
+A quality regressor is the same machinery: ``objective: {head: null, terms: {quality: {}}}`` trains the
+SDD-FIQA scalar head on the mining run's ``quality_sdd`` (the ``quality`` term needs per-sample targets).
+
 A config such as ``objective: {head: {name: curricularface, m: 0.5}, terms: {ddl: {weight: 1.0}, ot:
 {weight: 0.1, eps: 0.05}}}`` becomes "CurricularFace + 1.0*DDL + 0.1*OT" without new code.
 """
@@ -18,15 +21,15 @@ from fr_train.objective.batch import NEED_FIELDS, Batch, Need
 from fr_train.objective.build import (build_classification, build_objective, check_objective_config,
                                       check_objective_settings, objective_config)
 from fr_train.objective.config import (DDLConfig, EKDConfig, HeadConfig, LowResKDConfig, ObjectiveConfig,
-                                       OTConfig, PartialFCConfig, TermConfig, TermsConfig)
-from fr_train.objective.inputs import PROVIDERS, Inputs, build_inputs
+                                       OTConfig, PartialFCConfig, QualityConfig, TermConfig, TermsConfig)
+from fr_train.objective.inputs import PROVIDERS, InputContext, Inputs, RunTargets, build_inputs
 from fr_train.objective.objective import AuxiliaryLoss, Objective, ObjectiveOutput
 from fr_train.objective.terms import TERMS, Term, TermContext, TermSpec
 
 __all__ = [
-    "AuxiliaryLoss", "Batch", "DDLConfig", "EKDConfig", "HeadConfig", "Inputs", "LowResKDConfig",
-    "NEED_FIELDS", "Need", "OTConfig", "Objective", "ObjectiveConfig", "ObjectiveOutput", "PROVIDERS",
-    "PartialFCConfig", "TERMS", "Term", "TermConfig", "TermContext", "TermSpec", "TermsConfig",
+    "AuxiliaryLoss", "Batch", "DDLConfig", "EKDConfig", "HeadConfig", "InputContext", "Inputs",
+    "LowResKDConfig", "NEED_FIELDS", "Need", "OTConfig", "Objective", "ObjectiveConfig", "ObjectiveOutput",
+    "PROVIDERS", "PartialFCConfig", "QualityConfig", "RunTargets", "TERMS", "Term", "TermConfig", "TermContext", "TermSpec", "TermsConfig",
     "build_classification", "build_inputs", "build_objective", "check_objective_config",
     "check_objective_settings", "objective_config",
 ]

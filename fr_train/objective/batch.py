@@ -23,12 +23,14 @@ __all__ = ["Need", "NEED_FIELDS", "Batch"]
 class Need(Enum):
     """An input a term may need beyond the classification embeddings (value: its description).
 
-    The order is the order of the backbone pass: classification images, branch images, low-resolution copy.
+    The order is the order of the backbone pass: classification images, branch images, low-resolution copy
+    (the teacher and the targets add no image).
     """
 
     BRANCHES = "composer branches"
     LOWRES = "a low-resolution copy of the batch"
     TEACHER = "teacher embeddings"
+    TARGETS = "per-sample targets from the mining run"
 
 
 #: The :class:`Batch` fields each need fills.
@@ -36,6 +38,7 @@ NEED_FIELDS: dict[Need, tuple[str, ...]] = {
     Need.BRANCHES: ("neg_branches", "pos_a", "pos_b", "reference", "reference_labels"),
     Need.LOWRES: ("lowres_embeddings",),
     Need.TEACHER: ("teacher_embeddings",),
+    Need.TARGETS: ("targets",),
 }
 
 
@@ -54,6 +57,8 @@ class Batch:
         pos_a: DDL first images of the positive pairs, per branch.
         pos_b: DDL second images of the positive pairs, per branch.
         lowres_embeddings: (B, D) features of a low-resolution copy of the images (:attr:`Need.LOWRES`).
+        targets: (B,) float32 per-sample values of the mining run's ``objective.target_column`` (e.g. the
+            SDD-FIQA pseudo-label ``quality_sdd``), NaN where a sample has none (:attr:`Need.TARGETS`).
     """
 
     embeddings: torch.Tensor
@@ -65,6 +70,7 @@ class Batch:
     pos_a: Sequence[torch.Tensor] | None = None
     pos_b: Sequence[torch.Tensor] | None = None
     lowres_embeddings: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
 
     def require(self, name: str, user: object) -> Any:
         """The field ``name``, or a ValueError naming the loss that needs it."""

@@ -90,15 +90,18 @@ def _range_checks(cfg: ObjectiveConfig) -> list[tuple[bool, str]]:
          f"objective.lowres_scale must be [min, max] with 0 < min <= max <= 1, got {scale}"),
         (cfg.teacher is None or cfg.teacher.weights is not None,
          "objective.teacher.weights: a teacher checkpoint is required"),
+        (bool(cfg.target_column), "objective.target_column must name a column of the run's samples.parquet"),
     ]
 
 
-def _how_to_provide(cfg: ObjectiveConfig, composer: bool) -> dict[Need, str | None]:
+def _how_to_provide(cfg: ObjectiveConfig, composer: bool, run: bool) -> dict[Need, str | None]:
     """Per need: None when the config provides it, else what to set."""
     return {
         Need.BRANCHES: None if composer else "set data.composer.enabled: true",
         Need.LOWRES: None,
         Need.TEACHER: None if cfg.teacher is not None else "set objective.teacher (a frozen backbone)",
+        Need.TARGETS: None if run else f"set data.run (the mining run whose samples.{cfg.target_column} "
+                                       "holds the targets)",
     }
 
 
@@ -117,16 +120,17 @@ def check_objective_settings(cfg: ObjectiveConfig) -> dict[str, frozenset[Need]]
     return check_terms(cfg.terms)
 
 
-def check_objective_config(cfg: ObjectiveConfig, *, composer: bool) -> None:
+def check_objective_config(cfg: ObjectiveConfig, *, composer: bool, run: bool = False) -> None:
     """:func:`check_objective_settings`, then that every need a term declares is provided.
 
     Args:
         composer: whether the training data yields composer branches (``data.composer.enabled``).
+        run: whether a mining run is given (``data.run``: per-sample targets).
 
     Raises:
         ConfigError: naming the key (for a missing input: what to set).
     """
-    missing = _how_to_provide(cfg, composer)
+    missing = _how_to_provide(cfg, composer, run)
     for name, needs in check_objective_settings(cfg).items():
         for need in sorted(needs, key=list(Need).index):
             if missing[need] is not None:

@@ -10,8 +10,10 @@ inputs the terms need. Built from YAML by :func:`fr_data.io.config.from_dict` (u
         ot: {weight: 0.1, reference: branches}       # needs branches (or teacher embeddings: teacher)
         ekd: {weight: 1.0, top_k: 2000}              # needs teacher embeddings (objective.teacher)
         kd_lowres: {weight: 1.0, classifier: teacher_run/objective.pt}  # needs a low-resolution copy
+        quality: {weight: 1.0, scale: 100.0, delta: 1.0}  # SDD-FIQA regression; needs per-sample targets
       teacher: {name: iresnet50, weights: pretrained/r50/model.pt}     # gives teacher embeddings
       lowres_scale: [0.125, 0.5]                     # gives the low-resolution copy
+      target_column: quality_sdd                     # gives per-sample targets (data.run's samples column)
       gather: true                                   # the terms see the batch of all ranks
 
 ``null`` turns off a term that a ``base:`` file turned on (``terms: {ot: null}``); ``ddl: {}`` turns DDL
@@ -25,11 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fr_train.kd import LowResDistillation
-from fr_train.losses import DistributionDistillationLoss, EKDLoss, OTLoss
+from fr_train.losses import DistributionDistillationLoss, EKDLoss, OTLoss, QualityRegression
 from fr_train.models.config import ModelConfig
 
 __all__ = ["HeadConfig", "PartialFCConfig", "TermConfig", "DDLConfig", "OTConfig", "EKDConfig",
-           "LowResKDConfig", "TermsConfig", "ObjectiveConfig"]
+           "LowResKDConfig", "QualityConfig", "TermsConfig", "ObjectiveConfig"]
 
 
 def _default(loss: type, name: str) -> Any:
@@ -145,16 +147,33 @@ class LowResKDConfig(TermConfig):
 
 
 @dataclass
+class QualityConfig(TermConfig):
+    """SDD-FIQA quality regression (:class:`fr_train.losses.QualityRegression`): a scalar head on the
+    embedding fitted to per-sample targets (the mining run's ``objective.target_column``); needs
+    ``data.run``. With ``head: null`` it is the whole objective (a quality regressor); beside a head, a
+    multi-task model.
+
+    Attributes:
+        scale: label units per head unit (SDD-FIQA labels span 0-100).
+        delta: Huber threshold in label units (the paper's Huber loss; TFace's SmoothL1 is delta 1).
+    """
+
+    scale: float = _default(QualityRegression, "scale")
+    delta: float = _default(QualityRegression, "delta")
+
+
+@dataclass
 class TermsConfig:
     """The auxiliary terms, each off (None) or on with its settings; the names of :data:`TERMS`.
 
-    They are added to the loss in this order: ``ddl``, ``ot``, ``ekd``, ``kd_lowres``.
+    They are added to the loss in this order: ``ddl``, ``ot``, ``ekd``, ``kd_lowres``, ``quality``.
     """
 
     ddl: DDLConfig | None = None
     ot: OTConfig | None = None
     ekd: EKDConfig | None = None
     kd_lowres: LowResKDConfig | None = None
+    quality: QualityConfig | None = None
 
 
 @dataclass
@@ -172,6 +191,8 @@ class ObjectiveConfig:
             the terms that need it.
         gather: the auxiliary terms see the batch all-gathered across ranks (classification stays
             local: Partial FC handles ranks itself).
+        target_column: the column of the mining run's ``samples.parquet`` (``data.run``) whose values are
+            the per-sample targets of the terms that need them (``quality``); read by sample key.
     """
 
     head: HeadConfig | None = field(default_factory=HeadConfig)
@@ -181,3 +202,4 @@ class ObjectiveConfig:
     teacher: ModelConfig | None = None
     lowres_scale: list[float] = field(default_factory=lambda: [0.125, 0.5])
     gather: bool = False
+    target_column: str = "quality_sdd"

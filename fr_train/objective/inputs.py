@@ -1,7 +1,7 @@
 """What the trainer gives the objective: one backbone pass over a batch and everything its terms need.
 
 Each :class:`~fr_train.objective.batch.Need` has a provider (:data:`PROVIDERS`): the composer's branch
-images, a low-resolution copy of the batch, the frozen teacher. :func:`build_inputs` makes the providers
+images, a low-resolution copy of the batch, the frozen teacher, the mining run's per-sample targets. :func:`build_inputs` makes the providers
 of an objective's needs and nothing else; :meth:`Inputs.features` embeds the classification images and
 every provider's images in one backbone pass (in :class:`Need` order) and fills the objective's
 :class:`~fr_train.objective.batch.Batch` from the features.
@@ -9,21 +9,27 @@ every provider's images in one backbone pass (in :class:`Need` order) and fills 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from itertools import chain
 from typing import Protocol
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from fr_data.io.errors import ConfigError
+from fr_data.folders import run_folder as rf
+from fr_data.io.errors import ConfigError, DataError
 from fr_train.data import ImageBatch
 from fr_train.kd import FrozenTeacher, LowResCopy
 from fr_train.objective.batch import Batch, Need
 from fr_train.objective.config import ObjectiveConfig
 
-__all__ = ["Provider", "BranchFeatures", "LowResFeatures", "TeacherFeatures", "Inputs", "PROVIDERS",
-           "build_inputs"]
+__all__ = ["Provider", "BranchFeatures", "LowResFeatures", "TeacherFeatures", "RunTargets", "Inputs",
+           "InputContext", "PROVIDERS", "build_inputs"]
 
 
 class Provider(Protocol):
@@ -92,6 +98,56 @@ class TeacherFeatures:
         out.teacher_embeddings = self.teacher(batch.images)
 
 
+class RunTargets:
+    """Per-sample targets: one column of the mining run's ``samples.parquet``, looked up by sample key.
+
+    Args:
+        keys: sample keys, sorted (numpy str array).
+        values: float32 target of each key (NaN: none).
+    """
+
+    need = Need.TARGETS
+    generators: dict[str, torch.Generator] = {}
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray):
+        self.keys, self.values = keys, values
+
+    @classmethod
+    def from_run(cls, run: str | os.PathLike, column: str) -> RunTargets:
+        """Read ``column`` of ``run``'s samples table (a float column; nulls become NaN).
+
+        Raises:
+            DataError: the column is missing or not numeric (naming the file).
+        """
+        path = rf.table_path(run, "samples")
+        if path.is_file() and column not in pq.read_schema(path).names:
+            raise DataError(path, f"column {column!r}", "no such column for objective.target_column")
+        table = rf.read(run, "samples", columns=["key", column])
+        values = table.column(column)
+        if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type)):
+            raise DataError(path, f"column {column!r}", f"targets must be numeric, not {values.type}")
+        keys = table.column("key").to_numpy(zero_copy_only=False).astype(str)
+        floats = values.cast(pa.float32()).fill_null(np.nan).to_numpy().astype(np.float32)
+        order = np.argsort(keys, kind="stable")
+        return cls(keys[order], floats[order])
+
+    def lookup(self, keys: Sequence[str]) -> np.ndarray:
+        """Targets of ``keys`` (NaN for a key the run does not hold)."""
+        wanted = np.asarray(list(keys), dtype=str)
+        out = np.full(len(wanted), np.nan, dtype=np.float32)
+        if len(self.keys):
+            pos = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
+            hit = self.keys[pos] == wanted
+            out[hit] = self.values[pos[hit]]
+        return out
+
+    def images(self, batch: ImageBatch) -> list[torch.Tensor]:
+        return []
+
+    def fill(self, out: Batch, batch: ImageBatch, features: Sequence[torch.Tensor]) -> None:
+        out.targets = torch.as_tensor(self.lookup(batch.keys), device=out.embeddings.device)
+
+
 class Inputs:
     """The providers of one training module (plain objects: never trained, never synchronised by DDP).
 
@@ -125,37 +181,62 @@ class Inputs:
         return out
 
 
-def _branches(cfg: ObjectiveConfig, device: torch.device, seed: int) -> Provider:
+@dataclass(frozen=True)
+class InputContext:
+    """What building a provider may depend on.
+
+    Attributes:
+        objective: the objective section (teacher, low-resolution scales, target column).
+        device: the training device (the teacher is loaded onto it).
+        seed: seeds the low-resolution copy's draws (differs per rank).
+        run: the mining run folder (``data.run``) holding the per-sample targets; None: none given.
+    """
+
+    objective: ObjectiveConfig
+    device: torch.device
+    seed: int
+    run: str | os.PathLike | None = None
+
+
+def _branches(ctx: InputContext) -> Provider:
     return BranchFeatures()
 
 
-def _lowres(cfg: ObjectiveConfig, device: torch.device, seed: int) -> Provider:
-    scale = (float(cfg.lowres_scale[0]), float(cfg.lowres_scale[1]))
-    return LowResFeatures(LowResCopy(scale, torch.Generator().manual_seed(seed)))
+def _lowres(ctx: InputContext) -> Provider:
+    scale = (float(ctx.objective.lowres_scale[0]), float(ctx.objective.lowres_scale[1]))
+    return LowResFeatures(LowResCopy(scale, torch.Generator().manual_seed(ctx.seed)))
 
 
-def _teacher(cfg: ObjectiveConfig, device: torch.device, seed: int) -> Provider:
-    if cfg.teacher is None:
+def _teacher(ctx: InputContext) -> Provider:
+    if ctx.objective.teacher is None:
         raise ConfigError("a term needs teacher embeddings: set objective.teacher")
-    return TeacherFeatures(FrozenTeacher.from_config(cfg.teacher, device))
+    return TeacherFeatures(FrozenTeacher.from_config(ctx.objective.teacher, ctx.device))
 
 
-#: Need -> ``provider(objective config, device, seed)``.
-PROVIDERS: dict[Need, Callable[[ObjectiveConfig, torch.device, int], Provider]] = {
+def _targets(ctx: InputContext) -> Provider:
+    if ctx.run is None:
+        raise ConfigError("a term needs per-sample targets: set data.run (a mining run folder)")
+    return RunTargets.from_run(ctx.run, ctx.objective.target_column)
+
+
+#: Need -> ``provider(context)``.
+PROVIDERS: dict[Need, Callable[[InputContext], Provider]] = {
     Need.BRANCHES: _branches,
     Need.LOWRES: _lowres,
     Need.TEACHER: _teacher,
+    Need.TARGETS: _targets,
 }
 
 
 def build_inputs(cfg: ObjectiveConfig, needs: Iterable[Need], *, device: torch.device | str = "cpu",
-                 seed: int = 0) -> Inputs:
+                 seed: int = 0, run: str | os.PathLike | None = None) -> Inputs:
     """The providers of ``needs`` (an objective's :attr:`~fr_train.objective.Objective.needs`).
 
     Args:
-        cfg: the objective section (teacher, low-resolution scales).
+        cfg: the objective section (teacher, low-resolution scales, target column).
         device: the training device (the teacher is loaded onto it).
         seed: seeds the low-resolution copy's draws (differ per rank).
+        run: the mining run holding the per-sample targets (``data.run``).
     """
-    device, needs = torch.device(device), set(needs)
-    return Inputs(PROVIDERS[need](cfg, device, seed) for need in Need if need in needs)
+    ctx, needs = InputContext(cfg, torch.device(device), seed, run), set(needs)
+    return Inputs(PROVIDERS[need](ctx) for need in Need if need in needs)

@@ -7,7 +7,9 @@ trainer provides exactly the union of the declared needs, and each term sees onl
 :data:`TERMS` maps every ``objective.terms.<name>`` to its :class:`TermSpec`: the config class, the needs
 of a config, and how to build and check the loss. DDL, OT and EKD come from the
 :data:`fr_train.losses.LOSSES` registry (their config keys are the loss's constructor arguments);
-``kd_lowres`` loads the teacher's classifier (:mod:`fr_train.kd`). A new term is a loss with
+``kd_lowres`` loads the teacher's classifier (:mod:`fr_train.kd`); ``quality`` (the SDD-FIQA regression
+head, :class:`fr_train.losses.QualityRegression`) is built for the embedding width and needs per-sample
+targets. A new term is a loss with
 ``batch_loss(batch)``, a config dataclass (:mod:`fr_train.objective.config`) and a row here.
 """
 
@@ -21,10 +23,10 @@ from torch import nn
 
 from fr_data.io.errors import ConfigError
 from fr_train.kd import LowResDistillation, load_classifier
-from fr_train.losses import LOSSES
+from fr_train.losses import LOSSES, QualityRegression
 from fr_train.objective.batch import Need
-from fr_train.objective.config import (DDLConfig, EKDConfig, LowResKDConfig, OTConfig, TermConfig,
-                                       TermsConfig)
+from fr_train.objective.config import (DDLConfig, EKDConfig, LowResKDConfig, OTConfig, QualityConfig,
+                                       TermConfig, TermsConfig)
 
 __all__ = ["Term", "TermContext", "TermSpec", "TERMS", "build_terms", "check_terms", "active_terms"]
 
@@ -112,12 +114,24 @@ def _lowres_check(cfg: LowResKDConfig) -> None:
                           "required (e.g. objective.pt of the teacher's run)")
 
 
+def _quality_loss(cfg: QualityConfig, context: TermContext) -> nn.Module:
+    return QualityRegression(context.embedding_size, cfg.scale, cfg.delta)
+
+
+def _quality_check(cfg: QualityConfig) -> None:
+    try:
+        _quality_loss(cfg, TermContext(1, 2))
+    except ValueError as exc:
+        raise ConfigError(f"objective.terms.quality: {exc}") from exc
+
+
 #: ``objective.terms`` name -> how to build it (the field names of :class:`TermsConfig`, in loss order).
 TERMS: dict[str, TermSpec] = {
     "ddl": TermSpec(DDLConfig, _needs(Need.BRANCHES), _registered_loss("ddl"), _constructs("ddl")),
     "ot": TermSpec(OTConfig, _ot_needs, _registered_loss("ot"), _constructs("ot")),
     "ekd": TermSpec(EKDConfig, _needs(Need.TEACHER), _registered_loss("ekd"), _constructs("ekd")),
     "kd_lowres": TermSpec(LowResKDConfig, _needs(Need.LOWRES), _lowres_loss, _lowres_check),
+    "quality": TermSpec(QualityConfig, _needs(Need.TARGETS), _quality_loss, _quality_check),
 }
 
 

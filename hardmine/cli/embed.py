@@ -1,13 +1,16 @@
 """Embed every image of a shard folder with a face backbone.
 
     python tools/embed.py --shards DIR --model SPEC --out EMB [--checkpoint CKPT] [--batch-size B]
-        [--no-flip] [--device auto|cpu|cuda] [--workers W] [--overwrite]
+        [--no-flip] [--device auto|cpu|cuda] [--workers W] [--overwrite] [--quality-model QCKPT]
     torchrun --nproc_per_node G tools/embed.py ...   # rank r embeds shards i % G == r, rank 0 merges
 
 SPEC: an ``fr_train`` backbone name (``iresnet50``, ``tiny``, ...; arcface_torch ``backbone.pth`` state
 dicts load unchanged with ``--checkpoint``), ``package.module:factory`` (+ optional ``--checkpoint``), or
 a TorchScript file (``.pt``/``.ts``). Writes ``EMB/embeddings.npy``, ``EMB/index.parquet``,
-``EMB/run.json`` (see ``fr_data.folders.embeddings_folder``).
+``EMB/run.json`` (see ``fr_data.folders.embeddings_folder``). ``--quality-model`` names a quality
+regressor's checkpoint folder, or its training run folder (latest checkpoint; trained with
+``configs/sdd_fiqa_synth.yaml`` or ``sdd_fiqa_r50.yaml``): its score of every image goes into the index's
+``quality`` column (``fr_train.quality_model``).
 """
 
 from __future__ import annotations
@@ -17,11 +20,15 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fr_data import runtime
 from fr_data.embed.model_spec import NamedModelFactory, resolve_model
 from fr_data.embed.run import embed_folder
 from fr_data.io.errors import HardmineError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -40,6 +47,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader decode processes")
     parser.add_argument("--amp", action="store_true", help="autocast the forward (float16 on CUDA)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    parser.add_argument("--quality-model", type=Path, metavar="CKPT",
+                        help="quality regressor checkpoint (or its run folder): adds a quality column")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -54,6 +63,14 @@ def named_models(embedding_size: int | None) -> NamedModelFactory | None:
     return lambda name: get_model(name, **kwargs)
 
 
+def load_quality(path: Path | None) -> tuple[torch.nn.Module | None, dict | None]:
+    """The quality model of ``--quality-model`` and its spec, or ``(None, None)``."""
+    if path is None:
+        return None, None
+    from fr_train.quality_model import load_quality_model
+    return load_quality_model(path)
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     try:
@@ -62,9 +79,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             model = resolve_model(args.model, args.checkpoint, named=named_models(args.embedding_size))
             spec = {"model": args.model, "checkpoint": os.fspath(args.checkpoint) if args.checkpoint else None,
                     "embedding_size": args.embedding_size}
+            quality, quality_spec = load_quality(args.quality_model)
             info = embed_folder(model, args.shards, args.out, batch_size=args.batch_size,
                                 flip=not args.no_flip, device=device, workers=args.workers, spec=spec,
-                                amp=args.amp, overwrite=args.overwrite, progress=not args.no_progress)
+                                amp=args.amp, overwrite=args.overwrite, progress=not args.no_progress,
+                                quality=quality, quality_spec=quality_spec)
     except HardmineError as exc:
         print(f"embed.py: error: {exc}", file=sys.stderr)
         return 2

@@ -28,8 +28,18 @@ def test_difficulty_averages_model_and_capture_ranks_by_weight():
     # by hand, weight 3: (1 * model + 3 * capture) / 4
     got3 = difficulty_score(cr, resolution, resolution_weight=3.0)
     np.testing.assert_allclose(got3[:3], [(0 + 3) / 4, (1 / 3 + 3 / 6) / 4, (2 / 3 + 3 / 6) / 4], rtol=1e-6)
-    with pytest.raises(ValueError, match="resolution_weight"):
+    with pytest.raises(ValueError, match="resolution -1.0"):
         difficulty_score(cr, resolution, -1.0)
+
+
+def test_the_quality_term_ranks_low_quality_as_hard_and_is_off_at_weight_zero():
+    cr = np.array([0.9, 0.8, 0.7, 0.6])  # model ranks 0, 1/3, 2/3, 1
+    quality = np.array([10.0, 80.0, np.nan, 40.0])  # -quality: -10, -80, NaN, -40 -> ranks 1, 0, -, 1/2
+    got = difficulty_score(cr, None, 0.0, quality, quality_weight=2.0)
+    np.testing.assert_allclose(got, [(0 + 2) / 3, (1 / 3 + 0) / 3, 2 / 3, (1 + 1) / 3], rtol=1e-6)
+    np.testing.assert_array_equal(difficulty_score(cr, None, 0.0, quality, 0.0), difficulty_score(cr))
+    with pytest.raises(ValueError, match="quality -1"):
+        difficulty_score(cr, None, 0.0, quality, -1)
 
 
 def test_low_resolution_images_reach_the_hard_split_through_the_capture_term():

@@ -64,6 +64,38 @@ def test_sdd_collector_equals_scipy_on_full_sets():
             assert min(abs(col.raw[rows[i], r] - c) for c in cands) < 1e-6
 
 
+def _w1_by_cdf(a, b) -> float:
+    """1-D Wasserstein-1 distance of two empirical distributions as the integral of |F_a - F_b|."""
+    grid = np.sort(np.concatenate([a, b]))
+    f_a = np.searchsorted(np.sort(a), grid[:-1], side="right") / len(a)
+    f_b = np.searchsorted(np.sort(b), grid[:-1], side="right") / len(b)
+    return float(np.sum(np.abs(f_a - f_b) * np.diff(grid)))
+
+
+def test_quality_sdd_restates_the_papers_definition():
+    """SDD-FIQA (Ou et al., CVPR 2021): the pseudo-label of x is the Wasserstein distance between its
+    intra-class similarities S_P (to its class mates) and inter-class similarities S_N (to samples of
+    other classes), averaged over the sampling rounds, normalised to [0, 100] over the data set. With
+    3 classes x 3 samples and a reference set of one sample per class, every round draws all 2 positives
+    and both negatives, so the paper's quantity is exact and needs no sampling."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((9, 5))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ref = np.array([0, 3, 6])
+    col = SddCollector(n=9, ref_x=x[ref], ref_class=np.array([0, 1, 2]), samples=24, rounds=3, seed=0)
+    for c in range(3):
+        rows = np.arange(3 * c, 3 * c + 3)
+        col.visit(c, rows, x[rows], x[rows] @ x[rows].T)
+    raw = []
+    for i in range(9):
+        positives = [x[i] @ x[j] for j in range(9) if j // 3 == i // 3 and j != i]
+        negatives = [x[i] @ x[r] for r in ref if r // 3 != i // 3]
+        raw.append(_w1_by_cdf(np.array(positives), np.array(negatives)))
+    raw = np.array(raw)
+    want = 100 * (raw - raw.min()) / (raw.max() - raw.min())
+    np.testing.assert_allclose(sdd_scores(col.raw), want, atol=1e-3)
+
+
 def test_sdd_scores_scale_each_round_to_0_100_then_average():
     raw = np.array([[0.1, 1.0], [0.3, 3.0], [0.5, 2.0], [np.nan, np.nan]], dtype=np.float32)
     got = sdd_scores(raw)

@@ -1,18 +1,22 @@
 """The inputs the trainer provides for declared needs: one backbone pass, the low-resolution copy, the
-frozen teacher, composer branches, and only the providers an objective needs."""
+frozen teacher, composer branches, the mining run's per-sample targets, and only the providers an objective
+needs."""
 
 from __future__ import annotations
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from torch import nn
 
-from fr_data.io.errors import ConfigError
+from fr_data.io.errors import ConfigError, DataError
 from fr_train.data import ImageBatch
 from fr_train.kd import FrozenTeacher, LowResCopy
 from fr_train.models import get_model
 from fr_train.objective import Need, objective_config
-from fr_train.objective.inputs import BranchFeatures, Inputs, LowResFeatures, TeacherFeatures, build_inputs
+from fr_train.objective.inputs import (BranchFeatures, Inputs, LowResFeatures, RunTargets, TeacherFeatures,
+                                      build_inputs)
 from tests.fr_train.test_trainer import _Identity, _images
 
 
@@ -78,3 +82,34 @@ def test_one_provider_per_need():
     with pytest.raises(ValueError, match="one provider per need"):
         Inputs([BranchFeatures(), BranchFeatures()])
     assert _images([1.0]).shape == (1, 3, 2, 2)
+
+
+def _run_with_targets(tmp_path, values: dict[str, float | None], column: str = "quality_sdd"):
+    """A run folder whose samples.parquet holds only what the targets need (``key``, ``label``, ``column``)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    table = pa.table({"key": list(values), "label": [0] * len(values),
+                      column: pa.array(list(values.values()), pa.float32())})
+    pq.write_table(table, run / "samples.parquet")
+    return run
+
+
+def test_targets_come_from_the_run_by_key_with_nan_for_unknown_keys(tmp_path):
+    run = _run_with_targets(tmp_path, {"b": 2.0, "a": 1.0, "c": None})
+    (provider,) = build_inputs(objective_config({}), {Need.TARGETS}, run=run).providers
+    assert isinstance(provider, RunTargets)
+    batch = ImageBatch(_images([0.0, 0.0, 0.0, 0.0]), torch.zeros(4, dtype=torch.long), ["c", "a", "zz", "b"])
+    out = Inputs([provider]).features(_Identity(), batch)
+    torch.testing.assert_close(out.targets, torch.tensor([float("nan"), 1.0, float("nan"), 2.0]),
+                               equal_nan=True)
+    with pytest.raises(ConfigError, match="set data.run"):
+        build_inputs(objective_config({}), {Need.TARGETS})
+
+
+def test_a_missing_or_text_target_column_names_the_file(tmp_path):
+    run = _run_with_targets(tmp_path, {"a": 1.0}, column="other")
+    with pytest.raises(DataError, match=r"samples.parquet \(column 'quality_sdd'\): no such column"):
+        RunTargets.from_run(run, "quality_sdd")
+    pq.write_table(pa.table({"key": ["a"], "label": [0], "note": ["x"]}), run / "samples.parquet")
+    with pytest.raises(DataError, match="must be numeric"):
+        RunTargets.from_run(run, "note")

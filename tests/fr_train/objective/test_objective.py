@@ -35,6 +35,7 @@ def _batch(seed=0):
         neg_branches=[easy, hard],
         pos_a=[pairs[0], pairs[2]],
         pos_b=[pairs[1], pairs[3]],
+        targets=torch.linspace(0.0, 100.0, C),
     )
 
 
@@ -120,6 +121,8 @@ def test_missing_batch_field_names_the_loss():
         ({"head": None, "partial_fc": {"enabled": True}}, r"partial_fc.enabled needs objective.head"),
         ({"partial_fc": {"sample_rate": 0.0}}, r"objective.partial_fc.sample_rate must lie in"),
         ({"lowres_scale": [0.5, 0.25]}, r"objective.lowres_scale must be \[min, max\]"),
+        ({"terms": {"quality": {"delta": 0.0}}}, r"objective.terms.quality: scale and delta must be > 0"),
+        ({"target_column": ""}, r"objective.target_column must name a column"),
     ],
 )
 def test_config_errors(config, match):
@@ -138,6 +141,18 @@ def test_a_need_nothing_provides_is_an_error(terms, composer, match):
     with pytest.raises(ConfigError, match=match):
         check_objective_config(cfg, composer=composer)
     check_objective_config(objective_config({"terms": terms, "teacher": {"weights": "t.pt"}}), composer=True)
+
+
+def test_the_quality_term_needs_targets_from_a_mining_run():
+    cfg = objective_config({"head": None, "terms": {"quality": {"scale": 10.0}}})
+    with pytest.raises(ConfigError, match=r"terms.quality needs per-sample targets .*: set data.run .*quality_sdd"):
+        check_objective_config(cfg, composer=False)
+    check_objective_config(cfg, composer=False, run=True)
+    objective = build({"head": None, "terms": {"quality": {"scale": 10.0}}})
+    assert objective.needs == {Need.TARGETS} and objective.head is None
+    out = objective(_batch())
+    assert set(out.parts) == {"quality", "quality/mae", "total"}
+    assert float(objective.terms["quality"].scale) == 10.0  # kept in the state: objective.pt rebuilds scores
 
 
 def test_duplicate_term_names_are_rejected():
