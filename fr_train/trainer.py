@@ -44,8 +44,8 @@ from fr_train.partial_fc import PartialFC
 from fr_train.resume import (CheckpointStore, TrainState, capture_rng, load_tensors, rank_name, read_state,
                              restore_rng, save_tensors)
 
-__all__ = ["TrainModule", "Precision", "Trainer", "TrainResult", "build_module", "build_trainer", "resolve_device",
-           "run", "seed_all"]
+__all__ = ["TrainModule", "Precision", "Trainer", "TrainResult", "build_module", "build_trainer",
+           "planned_images_per_step", "resolve_device", "run", "seed_all"]
 
 
 # ---------------------------------------------------------------------------------------------- module
@@ -268,10 +268,17 @@ class Trainer:
         params = list(self.module.backbone.parameters())
         self.precision.backward_step(loss, self.optimizer, None if clip is None else (params, clip))
         self.state.step += 1
+        self.state.images_seen += self.step_images(batch) * self.world_size
         self.state.epoch_step += 1
         if self.state.epoch_step == self.data.batches_per_epoch:
             self.state.epoch, self.state.epoch_step = self.state.epoch + 1, 0
         return loss.detach(), parts, lr
+
+    def step_images(self, batch: ImageBatch) -> int:
+        """Images one step of this rank forwards through the backbone: the batch, its composer branches
+        and, with low-resolution KD, the degraded copies of the batch (EKD teacher passes not counted:
+        the teacher is frozen and runs without gradient)."""
+        return batch.num_images + (len(batch.images) if self.module.lowres is not None else 0)
 
     def fit(self, stop_after: int | None = None) -> TrainResult:
         """Train up to the run's last step (or ``stop_after`` steps in all), then checkpoint and evaluate."""
@@ -318,7 +325,8 @@ class Trainer:
                 raise FloatingPointError(f"step {step}: loss is {value} (parts: "
                                          f"{ {k: float(v) for k, v in parts.items()} })")
             record = {"epoch": step / self.data.batches_per_epoch, "lr": lr, "loss": value,
-                      **{k: float(v) for k, v in parts.items()}, "img_s": meter.rate()}
+                      **{k: float(v) for k, v in parts.items()}, "img_s": meter.rate(),
+                      "images_seen": self.state.images_seen}
             self.records.append({"step": step, **record})
             self.state.metrics = {k: v for k, v in record.items() if isinstance(v, float)}
             log.write(step, record)
@@ -382,6 +390,16 @@ class Trainer:
         if rng.is_file():
             restore_rng(load_tensors(rng), self.generators)
         self.state = TrainState(**{**asdict(state), "world_size": self.world_size, "sharded": self.sharded})
+
+
+def planned_images_per_step(cfg: TrainConfig) -> int:
+    """Images one step forwards on one rank according to ``cfg`` (what :meth:`Trainer.step_images`
+    counts): ``batch_size``, plus ``(1 + hard branches) * (identities + 2 * pairs)`` with the composer,
+    plus ``batch_size`` again with low-resolution KD. Equal-compute comparisons divide an image budget
+    by this to get each run's step count."""
+    data, composer = cfg.data, cfg.data.composer
+    branches = (1 + len(composer.hard)) * (composer.identities + 2 * composer.pairs) if composer.enabled else 0
+    return data.batch_size + branches + (data.batch_size if cfg.kd.mode == "lowres" else 0)
 
 
 def _mean_over_ranks(loss: torch.Tensor, parts: dict[str, torch.Tensor]
