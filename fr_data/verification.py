@@ -32,7 +32,7 @@ from fr_data.errors import DataError
 if TYPE_CHECKING:  # torch is imported lazily: the synthetic generator writes packs without it
     import torch
 
-__all__ = ["VerificationPack", "PackUnpickler", "load_bin", "save_bin", "decode_pack"]
+__all__ = ["VerificationPack", "PackUnpickler", "load_bin", "save_bin", "decode_pack", "decode_pack_uint8"]
 
 
 @dataclass(frozen=True)
@@ -207,11 +207,8 @@ def save_bin(path: str | os.PathLike, images: Sequence[bytes | np.ndarray], issa
     atomic_write_bytes(path, pickle.dumps((bins, issame), protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def decode_pack(pack: VerificationPack, size: int = 112, flip: bool = False) -> "torch.Tensor":
-    """Decode every image to a ``(2P, 3, size, size)`` float tensor, ``(x / 255 - 0.5) / 0.5`` (RGB).
-
-    Images of another size are resized (bilinear), as InsightFace's ``load_bin`` does; ``flip`` mirrors
-    them horizontally (for flip-test embeddings).
+def decode_pack_uint8(pack: VerificationPack, size: int = 112) -> np.ndarray:
+    """Decode every image to ``(2P, size, size, 3)`` uint8 RGB (resized bilinearly when another size).
 
     Raises:
         DataError: an image cannot be decoded (names the pack file and the image index).
@@ -226,6 +223,19 @@ def decode_pack(pack: VerificationPack, size: int = 112, flip: bool = False) -> 
         if img.size != (size, size):
             img = img.resize((size, size), Image.BILINEAR)
         out[i] = np.asarray(img)
+    return out
+
+
+def decode_pack(pack: VerificationPack, size: int = 112, flip: bool = False) -> "torch.Tensor":
+    """Decode every image to a ``(2P, 3, size, size)`` float tensor, ``(x / 255 - 0.5) / 0.5`` (RGB).
+
+    Images of another size are resized (bilinear), as InsightFace's ``load_bin`` does; ``flip`` mirrors
+    them horizontally (for flip-test embeddings).
+
+    Raises:
+        DataError: an image cannot be decoded (names the pack file and the image index).
+    """
+    out = decode_pack_uint8(pack, size)
     if flip:
         out = out[:, :, ::-1]
     import torch

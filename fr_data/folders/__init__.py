@@ -1,0 +1,1 @@
+"""On-disk folder formats, one torch-free module each: file names, schemas and read/write functions."""

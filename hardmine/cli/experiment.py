@@ -1,0 +1,119 @@
+"""``tools/experiment.py``: the closed loop from mining to a measured hard-sample gain, in one command.
+
+    python tools/experiment.py --out EXP [--size small|full] [--seeds 0 1 2] [--arms ARM ...]
+        [--config configs/experiments/hard_samples.yaml] [--workers N] [--device cpu|cuda]
+        [--validation-only] [--overwrite]
+
+Stages (each skipped on a rerun when its outputs exist and its inputs are unchanged; an interrupted
+fine-tuning run resumes from its latest checkpoint): synthetic training set, validation and test packs of
+held-out people, shards, pretraining, embedding, mining, fine-tuning of every arm x seed from the same
+pretrained backbone at equal compute, scoring, report. Writes EXP/results.parquet (test packs),
+EXP/validation.parquet, EXP/report.md and EXP/figures/*.png. ``--validation-only`` scores only the
+validation packs (for tuning: the test packs stay unseen). An EXP folder made with another config is
+refused, naming the differing keys, unless ``--overwrite`` (then stages whose inputs changed are redone).
+Exit codes: 0 ok, 2 bad input or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from fr_data.atomic import atomic_write_text
+from fr_data.errors import ConfigError, HardmineError
+from fr_data.folders import experiment_folder as folder
+from hardmine.experiment.arms import check_arms
+from hardmine.experiment.config import ExperimentConfig, differing_keys, experiment_dict, load_experiment
+from hardmine.experiment.report import write_report
+from hardmine.experiment.stages import Context, Layout, run_stages
+
+__all__ = ["DEFAULT_CONFIG", "build_parser", "main", "claim_folder", "check_seeds"]
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "experiments" / "hard_samples.yaml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tools/experiment.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="experiment folder (created; rerun to resume)")
+    p.add_argument("--size", choices=["small", "full"], default="full",
+                   help="small: a quick look (<= 10 min on 2 cores); full: the documented result")
+    p.add_argument("--seeds", type=int, nargs="*",
+                   help="fine-tuning seeds (default: the size's seeds, 0 1 2 at full)")
+    p.add_argument("--arms", nargs="+", help="arms to run (default: every arm of the config)")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="experiment YAML")
+    p.add_argument("--workers", type=int, default=2, help="rendering and sharding processes (default 2)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="training and scoring device")
+    p.add_argument("--validation-only", action="store_true",
+                   help="score the validation packs only (tuning runs: the test packs stay unseen)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="accept an EXP folder made with another config (stages whose inputs changed are redone)")
+    return p
+
+
+def check_seeds(seeds: list[int]) -> list[int]:
+    """Refuse an empty or repeated seed list."""
+    if not seeds:
+        raise ConfigError("--seeds: the seed list is empty")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds: a seed is repeated in {seeds}")
+    return list(seeds)
+
+
+def claim_folder(out: Path, cfg: ExperimentConfig, overwrite: bool) -> None:
+    """Write ``EXP/experiment.yaml``, or check that the folder was made by the same config.
+
+    Raises:
+        ConfigError: naming the file and the differing keys (without ``overwrite``).
+    """
+    path = out / folder.CONFIG
+    current = experiment_dict(cfg)
+    if path.is_file() and not overwrite:
+        try:
+            stored = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: unreadable ({exc}); use --overwrite or another --out") from None
+        keys = differing_keys(stored, current)
+        if keys:
+            shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+            raise ConfigError(f"{path}: this folder was made by another config (differing keys: {shown}); "
+                              "use --overwrite to redo what changed, or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, yaml.safe_dump(current, sort_keys=False))
+
+
+def _check_device(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: no CUDA device is available")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = "python tools/experiment.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = load_experiment(args.config, args.size)
+        arms = list(args.arms) if args.arms else list(cfg.arms)
+        check_arms(cfg, arms)
+        seeds = check_seeds(cfg.seeds if args.seeds is None else args.seeds)
+        _check_device(args.device)
+        claim_folder(args.out, cfg, args.overwrite)
+        splits = ("validation",) if args.validation_only else ("validation", "test")
+        ctx = Context(cfg, Layout(args.out), arms, seeds, device=args.device, workers=args.workers, splits=splits)
+        started = time.perf_counter()
+        results = run_stages(ctx)
+        report = write_report(ctx, {r.name: r.seconds for r in results}, command)
+    except HardmineError as exc:
+        print(f"experiment: error: {exc}", file=sys.stderr)
+        return 2
+    text = report.read_text()
+    print(text[text.index("## Verdict"):text.index("## Figures")].rstrip())
+    print(f"\nwrote {report} ({time.perf_counter() - started:.0f} s)")
+    return 0

@@ -1,0 +1,314 @@
+"""The experiment's stages, in order, each skipped on a rerun when its outputs exist and its inputs are
+unchanged (``stage.json`` stamps, :mod:`hardmine.experiment.stamps`); a stage whose inputs changed is
+redone from scratch, and so is every stage after it whose inputs it changes.
+
+Layout of ``EXP`` (besides the files of :mod:`fr_data.folders.experiment_folder`)::
+
+    EXP/synth/                     the synthetic training set (no packs)
+    EXP/packs/{validation,test}/   synth_easy/pose/lowres.bin of held-out people (other synth seeds)
+    EXP/shards/                    shards of the training set
+    EXP/train/                     the pretrained backbone's run (every arm starts from it)
+    EXP/emb/, EXP/mined/           embeddings by the pretrained backbone, the mining run
+    EXP/runs/ARM/seed-S/           fine-tuning runs (checkpoints/step-*/model.pt + config.yaml)
+    EXP/scores/SPLIT/MODEL.npz     pair scores of a backbone (``pretrained`` or ``ARM.seed-S``) per pack
+    EXP/stages/NAME.json           stage stamps: inputs, done, what the stage produced
+
+The data, pretraining, embedding and mining stages are the demo's (:mod:`fr_train.demo`) behind stamps.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fr_data.config import deep_merge, to_dict
+from fr_data.errors import DataError
+from fr_data.folders import experiment_folder as folder
+from fr_data.hashing import file_sha256
+from fr_data.synth import PACKS, SynthConfig, generate_packs
+from fr_train import demo
+from fr_train.demo import StageResult
+from fr_train.trainer import run as train_run
+from hardmine.experiment.arms import ArmPlan, plan_arm
+from hardmine.experiment.config import ExperimentConfig
+from hardmine.experiment.scoring import (PackScores, decode_uint8, load_backbone, load_pack, load_scores,
+                                         pack_metrics, save_scores, score_images)
+from hardmine.experiment.stamps import begin, is_current, is_started, read_stamp, write_stamp
+
+__all__ = ["SPLITS", "Layout", "Context", "StageResult", "STAGES", "run_stages", "model_name"]
+
+SPLITS = ("validation", "test")
+#: Training-config keys that change how fast a run goes, not what it computes: left out of stamps, so
+#: that a rerun on another device or with other worker counts reuses finished stages.
+EXECUTION_KEYS = {"data": ("num_workers", "pin_memory"), "train": ("device", "cpu_threads", "progress")}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where every stage writes (see the module docstring)."""
+
+    out: Path
+
+    @property
+    def demo(self) -> demo.Layout:
+        """The demo's layout of the same folder (synth, shards, train, emb, mined)."""
+        return demo.Layout(self.out)
+
+    def packs(self, split: str) -> Path:
+        return self.out / "packs" / split
+
+    def run(self, arm: str, seed: int) -> Path:
+        return self.out / "runs" / arm / f"seed-{seed}"
+
+    def scores(self, split: str, model: str) -> Path:
+        return self.out / "scores" / split / f"{model}.npz"
+
+    def stamp(self, name: str) -> Path:
+        """The stamp file of stage (part) ``name``."""
+        return self.out / "stages" / f"{name}.json"
+
+
+def model_name(arm: str, seed: int) -> str:
+    """Name of a fine-tuned backbone in ``EXP/scores``."""
+    return f"{arm}.seed-{seed}"
+
+
+@dataclass
+class Context:
+    """One invocation: config, folder, the arms and seeds asked for, and execution settings."""
+
+    cfg: ExperimentConfig
+    layout: Layout
+    arms: list[str]
+    seeds: list[int]
+    device: str = "cpu"
+    workers: int = 2
+    splits: tuple[str, ...] = SPLITS
+    log: Callable[[str], None] = print
+    runs: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def demo_config(ctx: Context) -> demo.DemoConfig:
+    """The demo settings that make the shared stages produce this experiment's data and backbone."""
+    cfg = ctx.cfg
+    synth = SynthConfig(**asdict(cfg.synth), holdout_identities=0, pairs=0)
+    overrides = deep_merge(cfg.pretrain.overrides, {"train": {"device": ctx.device}})
+    return demo.DemoConfig(synth=synth, workers=ctx.workers, per_shard=cfg.per_shard,
+                           train_config=str(cfg.path(cfg.pretrain.config)), train_overrides=overrides,
+                           mining_config=str(cfg.path(cfg.mining)))
+
+
+def stamped_config(config: Any) -> dict[str, Any]:
+    """A training config as stage inputs: plain data without the execution-only keys."""
+    plain = to_dict(config)
+    for section, keys in EXECUTION_KEYS.items():
+        for key in keys:
+            plain[section].pop(key, None)
+    return plain
+
+
+def _stamped_stage(ctx: Context, name: str, where: Path, inputs: dict[str, Any],
+                   work: Callable[[], dict[str, Any]]) -> StageResult:
+    """Skip when stage ``name`` is done for ``inputs``; resume in ``where`` when it started with them;
+    else clear ``where``. Then run ``work`` and stamp the result."""
+    stamp = ctx.layout.stamp(name)
+    if is_current(stamp, inputs):
+        return StageResult(name, True, info=read_stamp(stamp)["info"])
+    if is_started(stamp, inputs):
+        ctx.log(f"[experiment] {name}: resuming in {where}")
+    elif where.exists():
+        ctx.log(f"[experiment] {name}: made from other inputs, redoing {where}")
+        shutil.rmtree(where)
+    begin(stamp, inputs)
+    started = time.perf_counter()
+    info = work()
+    info["seconds"] = round(time.perf_counter() - started, 2)
+    write_stamp(stamp, inputs, info)
+    return StageResult(name, False, info["seconds"], info)
+
+
+def _pretrained(ctx: Context) -> Path:
+    """The pretrained backbone's ``model.pt`` (the train stage's output)."""
+    stamp = read_stamp(ctx.layout.stamp("train"))
+    if stamp is None or not stamp.get("done"):
+        raise DataError(ctx.layout.stamp("train"), "", "no pretrained backbone: the train stage has not finished")
+    return ctx.layout.out / stamp["info"]["weights"]
+
+
+# ------------------------------------------------------------------------------------------ stages
+def synth_stage(ctx: Context) -> StageResult:
+    """The training set (the demo's synth stage, without packs)."""
+    dcfg = demo_config(ctx)
+    return _stamped_stage(ctx, "synth", ctx.layout.demo.synth, {"synth": asdict(dcfg.synth)},
+                          lambda: demo.synth_stage(dcfg, ctx.layout.demo).info)
+
+
+def packs_stage(ctx: Context) -> StageResult:
+    """Validation and test packs from their own synth seeds (held-out people)."""
+    results = []
+    for split in SPLITS:
+        seed = ctx.cfg.packs.validation_seed if split == "validation" else ctx.cfg.packs.test_seed
+        scfg = SynthConfig(identities=ctx.cfg.synth.identities, images_per_identity=1, seed=seed,
+                           holdout_identities=ctx.cfg.packs.identities, pairs=ctx.cfg.packs.pairs)
+        work = lambda: {"packs": generate_packs(scfg, ctx.layout.packs(split), ctx.workers)["sha256"]}  # noqa: E731
+        results.append(_stamped_stage(ctx, f"packs-{split}", ctx.layout.packs(split), {"synth": asdict(scfg)}, work))
+    return _merge_results("packs", results)
+
+
+def shard_stage(ctx: Context) -> StageResult:
+    """Shards of the training set, verified (the demo's shard stage)."""
+    inputs = {"synth_json": file_sha256(ctx.layout.demo.synth / "synth.json"), "per_shard": ctx.cfg.per_shard}
+    return _stamped_stage(ctx, "shard", ctx.layout.demo.shards, inputs,
+                          lambda: demo.shard_stage(demo_config(ctx), ctx.layout.demo).info)
+
+
+def train_stage(ctx: Context) -> StageResult:
+    """Pretrain the backbone every arm starts from (the demo's train stage; resumes when interrupted)."""
+    dcfg = demo_config(ctx)
+    tcfg = demo.train_config(dcfg, ctx.layout.demo)
+    inputs = {"config": stamped_config(tcfg), "samples": file_sha256(ctx.layout.demo.shards / "samples.parquet")}
+    where = ctx.layout.demo.train
+
+    def work() -> dict[str, Any]:
+        info = demo.train_stage(dcfg, ctx.layout.demo).info
+        weights = Path(info["checkpoint"]) / "model.pt"
+        return {**info, "weights": str(weights.relative_to(ctx.layout.out)), "sha256": file_sha256(weights)}
+
+    return _stamped_stage(ctx, "train", where, inputs, work)
+
+
+def embed_stage(ctx: Context) -> StageResult:
+    """Embeddings of the training set by the pretrained backbone (the demo's embed stage)."""
+    inputs = {"weights": file_sha256(_pretrained(ctx))}
+    return _stamped_stage(ctx, "embed", ctx.layout.demo.emb, inputs,
+                          lambda: demo.embed_stage(demo_config(ctx), ctx.layout.demo).info)
+
+
+def mine_stage(ctx: Context) -> StageResult:
+    """The mining run over those embeddings, attributes joined (the demo's mine stage)."""
+    dcfg = demo_config(ctx)
+    inputs = {"embeddings": file_sha256(ctx.layout.demo.emb / "run.json"),
+              "config": demo._as_plain(demo.mining_config(dcfg))}
+    return _stamped_stage(ctx, "mine", ctx.layout.demo.mined, inputs,
+                          lambda: demo.mine_stage(dcfg, ctx.layout.demo).info)
+
+
+def plan(ctx: Context, arm: str, seed: int) -> ArmPlan:
+    """The fine-tuning run of ``arm`` at ``seed`` in this experiment."""
+    paths = {"shards": ctx.layout.demo.shards, "mined": ctx.layout.demo.mined, "weights": _pretrained(ctx),
+             "output": ctx.layout.run(arm, seed)}
+    return plan_arm(ctx.cfg, arm, seed, paths, ctx.device)
+
+
+def finetune_stage(ctx: Context) -> StageResult:
+    """Fine-tune every arm x seed from the pretrained backbone at equal compute (resumable)."""
+    results = []
+    weights_sha, mined_sha = file_sha256(_pretrained(ctx)), file_sha256(ctx.layout.demo.mined / "run.json")
+    for seed in ctx.seeds:
+        for arm in ctx.arms:
+            run = plan(ctx, arm, seed)
+            inputs = {"config": stamped_config(run.config), "weights": weights_sha,
+                      "mined": mined_sha if run.config.data.run else None}
+            ctx.log(f"[experiment] fine-tune {arm} seed {seed}: {run.steps} steps x {run.images_per_step} images")
+            result = _stamped_stage(ctx, f"finetune-{model_name(arm, seed)}", ctx.layout.run(arm, seed), inputs,
+                                    lambda: _finetune(ctx, run))
+            ctx.runs[(arm, seed)] = result.info
+            results.append(result)
+    return _merge_results("finetune", results)
+
+
+def _finetune(ctx: Context, run: ArmPlan) -> dict[str, Any]:
+    started = time.perf_counter()
+    result = train_run(run.config, resume=True)
+    seconds = time.perf_counter() - started
+    if result.state.images_seen != run.images:
+        raise DataError(ctx.layout.run(run.arm, run.seed), "images_seen",
+                        f"the run forwarded {result.state.images_seen} images, the plan {run.images}")
+    weights = result.checkpoint / "model.pt"
+    return {"steps": run.steps, "images_per_step": run.images_per_step, "images_seen": result.state.images_seen,
+            "train_seconds": round(seconds, 2), "checkpoint": str(weights.relative_to(ctx.layout.out)),
+            "sha256": file_sha256(weights), "final_loss": result.state.metrics.get("loss")}
+
+
+def evaluate_stage(ctx: Context) -> StageResult:
+    """Score the pretrained and every fine-tuned backbone on the packs of each split; write the results."""
+    models = {"pretrained": _pretrained(ctx)}
+    models.update({model_name(arm, seed): ctx.layout.out / ctx.runs[(arm, seed)]["checkpoint"]
+                   for seed in ctx.seeds for arm in ctx.arms})
+    results = [_score_split(ctx, split, models) for split in ctx.splits]
+    for split in ctx.splits:
+        folder.write_results(ctx.layout.out, result_rows(ctx, split), split)
+    return _merge_results("evaluate", results)
+
+
+def _score_split(ctx: Context, split: str, models: dict[str, Path]) -> StageResult:
+    """Score the models whose scores of ``split`` are missing or stale (each pack decoded once)."""
+    packs_sha = read_stamp(ctx.layout.stamp(f"packs-{split}"))["info"]["packs"]
+    inputs = {name: {"weights": file_sha256(path), "packs": packs_sha, "batch": ctx.cfg.evaluation.batch_size}
+              for name, path in models.items()}
+    todo = [name for name in models if not is_current(ctx.layout.stamp(f"scores-{split}-{name}"), inputs[name])]
+    if not todo:
+        return StageResult(f"evaluate {split}", True)
+    started = time.perf_counter()
+    backbones = {name: load_backbone(models[name], ctx.device) for name in todo}
+    scores: dict[str, dict[str, PackScores]] = {name: {} for name in todo}
+    for spec in PACKS:
+        pack = load_pack(ctx.layout.packs(split) / f"{spec.name}.bin")
+        images = decode_uint8(pack)
+        for name in todo:
+            ctx.log(f"[experiment] scoring {name} on {split}/{spec.name}")
+            scores[name][spec.name] = PackScores(score_images(backbones[name], images,
+                                                              ctx.cfg.evaluation.batch_size), pack.issame)
+    for name in todo:
+        save_scores(ctx.layout.scores(split, name), scores[name])
+        write_stamp(ctx.layout.stamp(f"scores-{split}-{name}"), inputs[name],
+                    {pack: pack_metrics(s, ctx.cfg.evaluation.folds) for pack, s in scores[name].items()})
+    return StageResult(f"evaluate {split}", False, time.perf_counter() - started, {"scored": todo})
+
+
+def split_scores(ctx: Context, split: str, model: str) -> dict[str, PackScores]:
+    """The stored pair scores of ``model`` on the packs of ``split``."""
+    return load_scores(ctx.layout.scores(split, model))
+
+
+def result_rows(ctx: Context, split: str) -> list[dict[str, Any]]:
+    """One row per (arm, seed, pack) of ``split`` (:data:`fr_data.folders.experiment_folder.RESULTS_SCHEMA`)."""
+    rows = []
+    for seed in ctx.seeds:
+        for arm in ctx.arms:
+            run = ctx.runs[(arm, seed)]
+            metrics = read_stamp(ctx.layout.stamp(f"scores-{split}-{model_name(arm, seed)}"))["info"]
+            for pack, values in metrics.items():
+                rows.append({"arm": arm, "seed": seed, "pack": pack, **values,
+                             "images_seen": run["images_seen"], "train_seconds": run["train_seconds"],
+                             "checkpoint": run["checkpoint"]})
+    return rows
+
+
+def _merge_results(name: str, results: list[StageResult]) -> StageResult:
+    """One result for a stage made of parts (skipped only when every part was)."""
+    return StageResult(name, all(r.skipped for r in results), sum(r.seconds for r in results),
+                       {r.name: r.info for r in results if not r.skipped})
+
+
+#: The pipeline before the report, in order.
+STAGES: tuple[Callable[[Context], StageResult], ...] = (synth_stage, packs_stage, shard_stage, train_stage,
+                                                        embed_stage, mine_stage, finetune_stage, evaluate_stage)
+
+
+def run_stages(ctx: Context) -> list[StageResult]:
+    """Run (or skip) every stage in order, logging each one's outcome and time."""
+    results = []
+    for stage in STAGES:
+        name = stage.__name__.removesuffix("_stage")
+        ctx.log(f"[experiment] {name} ...")
+        result = stage(ctx)
+        ctx.log(f"[experiment] {name}: " + ("already complete, skipped" if result.skipped
+                                          else f"{result.seconds:.1f} s"))
+        results.append(result)
+    return results

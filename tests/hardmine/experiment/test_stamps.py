@@ -1,0 +1,27 @@
+"""Stage stamps: started vs done, inputs compared as plain data, unreadable stamps mean 'redo'."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hardmine.experiment.stamps import begin, is_current, is_started, read_stamp, write_stamp
+
+
+def test_a_stage_is_current_only_when_done_with_the_same_inputs(tmp_path):
+    stamp = tmp_path / "stages" / "train.json"
+    stamp.parent.mkdir()
+    inputs = {"config": {"lr": 0.01, "path": Path("/a/b")}, "sha": "abc"}
+    assert not is_started(stamp, inputs) and not is_current(stamp, inputs)
+    begin(stamp, inputs)
+    assert is_started(stamp, inputs) and not is_current(stamp, inputs)
+    write_stamp(stamp, inputs, {"steps": 3})
+    assert is_current(stamp, {"sha": "abc", "config": {"path": "/a/b", "lr": 0.01}})  # plain-data equality
+    assert not is_current(stamp, {**inputs, "sha": "abd"}) and not is_started(stamp, {**inputs, "sha": "abd"})
+    assert read_stamp(stamp)["info"] == {"steps": 3}
+
+
+def test_an_unreadable_stamp_reads_as_none(tmp_path):
+    (tmp_path / "s.json").write_text("{not json")
+    (tmp_path / "l.json").write_text("[1, 2]")
+    assert read_stamp(tmp_path / "s.json") is None and read_stamp(tmp_path / "l.json") is None
+    assert not is_current(tmp_path / "s.json", {}) and read_stamp(tmp_path / "missing.json") is None
