@@ -21,6 +21,11 @@ from fr_data.errors import HardmineError  # noqa: E402
 from fr_train.demo import demo_config, run_demo  # noqa: E402
 
 
+#: The demo's last line: where to go from mining to a measured training gain.
+NEXT = ("Next: does training on these manifests help hard samples? python tools/experiment.py --out exp "
+        "--size small (a quick look; docs/results.md has the full-size result)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="output folder (created; reused to resume)")
@@ -43,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except HardmineError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
+    print(NEXT)
     return 0
 
 

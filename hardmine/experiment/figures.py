@@ -69,7 +69,7 @@ def similarity_figure(models: Mapping[str, Mapping[str, PackScores]], easy: str,
                       title: str, path: str | os.PathLike) -> Path:
     """Rows = models (e.g. pretrained, baseline, ddl), columns = hard packs: the genuine and impostor
     cosine distributions of the easy pack against those of the hard pack."""
-    fig, axes = plt.subplots(len(models), len(hard), figsize=(5 * len(hard), 2.8 * len(models)),
+    fig, axes = plt.subplots(len(models), len(hard), figsize=(5.5 * len(hard), 3.0 * len(models)),
                              squeeze=False, sharex=True)
     for row, (label, packs) in zip(axes, models.items()):
         for ax, pack in zip(row, hard):
@@ -79,7 +79,7 @@ def similarity_figure(models: Mapping[str, Mapping[str, PackScores]], easy: str,
             _hist(ax, h.scores[h.issame], f"{pack} genuine", color="tab:red")
             _hist(ax, h.scores[~h.issame], f"{pack} impostor", color="tab:red", linestyle="--")
             gap = np.median(e.scores[e.issame]) - np.median(h.scores[h.issame])
-            ax.set_title(f"{label}: {easy} vs {pack} (genuine median gap {gap:.3f})", fontsize=9)
+            ax.set_title(f"{label}\n{easy} vs {pack}: genuine median gap {gap:.3f}", fontsize=8)
             ax.legend(fontsize=6, loc="upper left")
     for ax in axes[-1]:
         ax.set_xlabel("cosine similarity")

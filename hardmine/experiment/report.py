@@ -8,6 +8,7 @@ packs), then judged on the test packs: the test scores never choose anything.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -126,10 +127,11 @@ def compute_table(ctx: Context) -> list[str]:
         seconds = np.mean([r["train_seconds"] for r in runs])
         seen = np.mean([r["images_seen"] for r in runs])
         desc = ctx.cfg.arm(arm).description
+        load = np.mean([r.get("load_average", [np.nan] * 3)[1] for r in runs])
         rows.append([arm, desc, runs[0]["steps"], runs[0]["images_per_step"], f"{seen:,.0f}",
-                     f"{seconds:.0f}", f"{seen / max(seconds, 1e-9):.0f}"])
-    return _table(["arm", "what it is", "steps", "images/step", "images seen", "train s (mean)", "images/s"],
-                  rows)
+                     f"{seconds:.0f}", f"{seen / max(seconds, 1e-9):.0f}", f"{load:.1f}"])
+    return _table(["arm", "what it is", "steps", "images/step", "images seen", "train s (mean)", "images/s",
+                   "machine load (5 min)"], rows)
 
 
 def tuning_table(ctx: Context) -> list[str]:
@@ -198,9 +200,13 @@ def verdict_section(ctx: Context, analyses: dict[str, Analysis]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ report
 def machine_line() -> str:
-    """CPU, cores and load average where the report was written."""
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, load average {load}"
+    """CPU model, cores and load average where the report was written."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return f"{cpu}, {os.cpu_count()} cores, load average {load} (1, 5, 15 min)"
 
 
 def draw_figures(ctx: Context, analyses: dict[str, Analysis]) -> list[Path]:

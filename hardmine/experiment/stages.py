@@ -18,6 +18,7 @@ The data, pretraining, embedding and mining stages are the demo's (:mod:`fr_trai
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -128,6 +129,7 @@ def _stamped_stage(ctx: Context, name: str, where: Path, inputs: dict[str, Any],
     started = time.perf_counter()
     info = work()
     info["seconds"] = round(time.perf_counter() - started, 2)
+    info["load_average"] = [round(v, 1) for v in os.getloadavg()]  # 1/5/15 min at the end: timing context
     write_stamp(stamp, inputs, info)
     return StageResult(name, False, info["seconds"], info)
 

@@ -18,7 +18,7 @@ TRAIN = {"data": {"batch_size": 16, "num_workers": 0}, "model": {"embedding_size
 BODY: dict[str, Any] = {
     "seeds": [0],
     "synth": {"identities": 16, "images_per_identity": 10},
-    "packs": {"pairs": 40, "identities": 8},
+    "packs": {"pairs": 200, "identities": 8},  # 100 impostor pairs: TPR at FPR 1e-2 is defined
     "per_shard": 100,
     "pretrain": {"config": str(REPO / "configs" / "synth_tiny_cosface.yaml"),
                  "overrides": deep_merge(TRAIN, {"train": {"max_steps": 8, "log_every": 4, "ckpt_every": 4}})},
