@@ -39,13 +39,7 @@ def tiny_config(tiny, output: Path, **sections: Any) -> TrainConfig:
     return load_train_config(CONFIG, tiny_overrides(tiny, output, **sections))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny models gain nothing from more, and a shared CI machine loses a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,8 @@ from hardmine.experiment.stages import Context, Layout, model_name, run_stages
 from hardmine.experiment.stamps import read_stamp
 from tests.hardmine.experiment.tiny import ARMS, write_tiny
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 PACKS = {"synth_easy", "synth_pose", "synth_lowres"}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +27,13 @@ def exp(tmp_path_factory):
     folder = tmp_path_factory.mktemp("experiment")
     config = write_tiny(folder)
     out = folder / "exp"
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    assert main(["--out", str(out), "--config", str(config), "--size", "small", "--arms", *ARMS,
-                 "--workers", "1"]) == 0
+    try:
+        assert main(["--out", str(out), "--config", str(config), "--size", "small", "--arms", *ARMS,
+                     "--workers", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     return out, config
 
 
