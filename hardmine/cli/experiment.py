@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         ctx = Context(cfg, Layout(args.out), arms, seeds, device=args.device, workers=args.workers, splits=splits)
         started = time.perf_counter()
         results = run_stages(ctx)
-        report = write_report(ctx, {r.name: r.seconds for r in results}, command)
+        times = {r.name: (r.seconds, r.info["stage_cpu_seconds"]) for r in results}
+        report = write_report(ctx, times, command)
     except HardmineError as exc:
         print(f"experiment: error: {exc}", file=sys.stderr)
         return 2

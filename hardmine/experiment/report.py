@@ -120,18 +120,20 @@ def gains_table(an: Analysis, arms: Sequence[str], over: str) -> list[str]:
 
 
 def compute_table(ctx: Context) -> list[str]:
-    """Per arm: steps, images per step, images seen, training seconds and images/s (means over seeds)."""
+    """Per arm: steps, images per step, images seen, training wall and CPU seconds, images/s and the machine's
+    load when the run ended (means over seeds)."""
     rows = []
     for arm in ctx.arms:
         runs = [ctx.runs[(arm, s)] for s in ctx.seeds]
         seconds = np.mean([r["train_seconds"] for r in runs])
         seen = np.mean([r["images_seen"] for r in runs])
         desc = ctx.cfg.arm(arm).description
+        cpu = np.mean([r.get("cpu_seconds", np.nan) for r in runs])
         load = np.mean([r.get("load_average", [np.nan] * 3)[1] for r in runs])
         rows.append([arm, desc, runs[0]["steps"], runs[0]["images_per_step"], f"{seen:,.0f}",
-                     f"{seconds:.0f}", f"{seen / max(seconds, 1e-9):.0f}", f"{load:.1f}"])
-    return _table(["arm", "what it is", "steps", "images/step", "images seen", "train s (mean)", "images/s",
-                   "machine load (5 min)"], rows)
+                     f"{seconds:.0f}", f"{cpu:.0f}", f"{seen / max(seconds, 1e-9):.0f}", f"{load:.1f}"])
+    return _table(["arm", "what it is", "steps", "images/step", "images seen", "wall s", "CPU s", "images/s",
+                   "load (5 min)"], rows)
 
 
 def tuning_table(ctx: Context) -> list[str]:
@@ -234,7 +236,7 @@ def draw_figures(ctx: Context, analyses: dict[str, Analysis]) -> list[Path]:
     return paths
 
 
-def write_report(ctx: Context, stage_seconds: dict[str, float], command: str) -> Path:
+def write_report(ctx: Context, stage_times: dict[str, tuple[float, float]], command: str) -> Path:
     """Compute every table and figure and write ``EXP/report.md`` (atomically)."""
     analyses = {split: Analysis(ctx, split) for split in ctx.splits}
     paths = draw_figures(ctx, analyses)
@@ -243,8 +245,9 @@ def write_report(ctx: Context, stage_seconds: dict[str, float], command: str) ->
              f"Command: `{command}`  ", f"Machine: {machine_line()}  ",
              f"Written: {time.strftime('%Y-%m-%d %H:%M:%S')}; arms {ctx.arms}; seeds {ctx.seeds}.", "",
              "## Setup", "", *setup_lines(ctx), "", "### Compute per arm (equal images per seed)", "",
-             *compute_table(ctx), "", "Stage wall times of this invocation (s; 0 = already complete): "
-             + ", ".join(f"{k} {v:.0f}" for k, v in stage_seconds.items()) + ".", ""]
+             *compute_table(ctx), "", "Stages of this invocation, wall / CPU seconds (CPU: user + system of "
+             "this process and its workers; 0 / small = already complete): "
+             + ", ".join(f"{k} {wall:.0f} / {cpu:.0f}" for k, (wall, cpu) in stage_times.items()) + ".", ""]
     for split in ("test", "validation"):
         if split not in analyses:
             continue

@@ -19,6 +19,7 @@ The data, pretraining, embedding and mining stages are the demo's (:mod:`fr_trai
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import time
 from collections.abc import Callable
@@ -126,12 +127,20 @@ def _stamped_stage(ctx: Context, name: str, where: Path, inputs: dict[str, Any],
         ctx.log(f"[experiment] {name}: made from other inputs, redoing {where}")
         shutil.rmtree(where)
     begin(stamp, inputs)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     info = work()
     info["seconds"] = round(time.perf_counter() - started, 2)
+    info["cpu_seconds"] = round(cpu_seconds() - cpu, 2)  # this process and its finished children
     info["load_average"] = [round(v, 1) for v in os.getloadavg()]  # 1/5/15 min at the end: timing context
     write_stamp(stamp, inputs, info)
     return StageResult(name, False, info["seconds"], info)
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its children that have exited (rendering and
+    DataLoader workers): a cost figure that, unlike wall time, does not grow with other jobs' load."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _pretrained(ctx: Context) -> Path:
@@ -309,7 +318,9 @@ def run_stages(ctx: Context) -> list[StageResult]:
     for stage in STAGES:
         name = stage.__name__.removesuffix("_stage")
         ctx.log(f"[experiment] {name} ...")
+        cpu = cpu_seconds()
         result = stage(ctx)
+        result.info["stage_cpu_seconds"] = round(cpu_seconds() - cpu, 1)
         ctx.log(f"[experiment] {name}: " + ("already complete, skipped" if result.skipped
                                           else f"{result.seconds:.1f} s"))
         results.append(result)
