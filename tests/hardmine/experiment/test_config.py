@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from fr_data.errors import ConfigError
+from hardmine.experiment.arms import check_arms
 from hardmine.experiment.config import differing_keys, experiment_dict, load_experiment
 
 REPO = Path(__file__).resolve().parents[3]
@@ -26,12 +27,14 @@ MINIMAL = {"arms": {"baseline": {}, "clean": {"extends": "baseline", "mining": T
 
 
 @pytest.mark.parametrize("size", ["small", "full"])
-def test_the_shipped_config_loads_at_both_sizes(size):
-    cfg = load_experiment(SHIPPED, size)
+@pytest.mark.parametrize("name", ["hard_samples.yaml", "hard_samples_tuning.yaml"])
+def test_the_shipped_configs_load_at_both_sizes_with_valid_arms(name, size):
+    cfg = load_experiment(SHIPPED.parent / name, size)
     assert cfg.size == size
     assert {"baseline", "clean", "ddl", "ddl_ot", "lowres_aug"} <= set(cfg.arms)
     assert cfg.path(cfg.finetune.config).is_file() and cfg.path(cfg.pretrain.config).is_file()
     assert cfg.path(cfg.mining).is_file()
+    check_arms(cfg, list(cfg.arms))  # every arm's training config is valid and meets the image budget
 
 
 def test_a_size_is_merged_over_the_file(tmp_path):
