@@ -27,7 +27,7 @@ from fr_train.data.config import DataConfig, validate_data_config
 
 __all__ = [
     "ModelConfig", "PartialFCConfig", "OptimConfig", "ScheduleConfig", "LoopConfig", "EvalConfig",
-    "KDConfig", "TrainConfig", "load_train_config", "parse_overrides", "validate_train_config",
+    "KDConfig", "InitConfig", "TrainConfig", "load_train_config", "parse_overrides", "validate_train_config",
     "save_train_config",
 ]
 
@@ -198,6 +198,22 @@ class KDConfig:
     lowres_scale: list[float] = field(default_factory=lambda: [0.125, 0.5])
 
 
+@dataclass
+class InitConfig:
+    """Initial weights besides the backbone's (``model.weights``), e.g. when fine-tuning a trained run.
+
+    Attributes:
+        head: checkpoint holding a classifier trained on the shard labels (``objective.pt`` of a run that
+            selected every sample, so that row ``c`` is shard label ``c``); the objective's head starts from
+            it, each (possibly merged) class at the normalised mean of its old classes' normalised rows.
+            None: random initialisation.
+        head_key: key of the ``(C, D)`` classifier in that checkpoint.
+    """
+
+    head: str | None = None
+    head_key: str = "head.weight"
+
+
 def _default_objective() -> dict[str, Any]:
     return {"head": {"name": "arcface", "s": 64.0, "m": 0.5}}
 
@@ -215,6 +231,7 @@ class TrainConfig:
     train: LoopConfig = field(default_factory=LoopConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     kd: KDConfig = field(default_factory=KDConfig)
+    init: InitConfig = field(default_factory=InitConfig)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -288,6 +305,8 @@ def _kd_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
         ("ekd" not in loss_names or kd.mode == "ekd",
          "the 'ekd' loss needs teacher embeddings: set kd.mode: ekd and kd.teacher"),
         (kd.mode != "lowres" or kd.classifier is not None, "kd.mode lowres needs kd.classifier"),
+        (cfg.init.head is None or not cfg.partial_fc.enabled,
+         "init.head initialises the objective's head; with partial_fc.enabled there is none"),
         (len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1,
          f"kd.lowres_scale must be [min, max] with 0 < min <= max <= 1, got {scale}"),
     ]

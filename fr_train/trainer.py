@@ -34,6 +34,7 @@ from fr_train.checkpoint import load_weights
 from fr_train.config import TrainConfig, save_train_config
 from fr_train.data import ImageBatch, TrainData, build_train_data
 from fr_train.evaluate import Evaluator, build_evaluators, run_evaluators
+from fr_train.head_init import init_head
 from fr_train.heads import build_head
 from fr_train.kd import FrozenTeacher, LowResDistillation
 from fr_train.logs import MetricsLog, Progress, ThroughputMeter, truncate_metrics
@@ -431,6 +432,8 @@ def build_trainer(cfg: TrainConfig, device: torch.device) -> Trainer:
     data = build_train_data(cfg.data, rank=dist.rank(), world_size=dist.world_size())
     seed_all(cfg.train.seed)  # identical initial weights on every rank
     module = build_module(cfg, data.num_classes, device)
+    if cfg.init.head is not None:
+        init_head(module.objective.head, cfg.init, data.selection)
     seed_all(cfg.train.seed + 1000 * dist.rank())
     teacher = FrozenTeacher.from_config(cfg.kd.teacher, device) if cfg.kd.mode == "ekd" else None
     evaluators = build_evaluators(cfg.eval, cfg.data.shards) if dist.rank() == 0 else []

@@ -3,7 +3,7 @@
 An arm's config is the fine-tuning recipe (``finetune.config`` + ``finetune.overrides``) with the arm's
 ``train:`` overrides merged over it (after those of the arm it ``extends``), then the experiment's own
 settings: the shards, the mining run (arms with ``mining: true``), the pretrained backbone as initial
-weights, the seed (``data.seed`` and ``train.seed``), the device and the run folder.
+weights (and its classifier as the head's, ``finetune.init_head``), the seed (``data.seed`` and ``train.seed``), the device and the run folder.
 
 Equal compute: every arm forwards ``finetune.images`` images per seed. A step of an arm forwards
 :func:`fr_train.trainer.planned_images_per_step` images (classification batch, composer branches,
@@ -61,9 +61,12 @@ def arm_chain(cfg: ExperimentConfig, name: str) -> list[ArmConfig]:
     return chain[::-1]
 
 
-def arm_overrides(cfg: ExperimentConfig, name: str) -> dict[str, Any]:
-    """The arm's training overrides over the recipe's, ``extends`` chain applied."""
+def arm_overrides(cfg: ExperimentConfig, name: str, head: Path | None = None) -> dict[str, Any]:
+    """The arm's training overrides over the recipe's, ``extends`` chain applied; with ``head`` (the
+    pretrained classifier) and ``finetune.init_head``, the head starts from it unless the arm says not."""
     merged = dict(cfg.finetune.overrides)
+    if head is not None and cfg.finetune.init_head:
+        merged = deep_merge(merged, {"init": {"head": str(head)}})
     for arm in arm_chain(cfg, name):
         merged = deep_merge(merged, arm.train)
     return merged
@@ -95,7 +98,7 @@ def plan_arm(cfg: ExperimentConfig, name: str, seed: int, paths: dict[str, Path]
             image budget within the tolerance.
     """
     source = cfg.path(cfg.finetune.config)
-    overrides = arm_overrides(cfg, name)
+    overrides = arm_overrides(cfg, name, paths["weights"].parent / "objective.pt")
     try:
         probe = load_train_config(source, deep_merge(overrides, _settings(cfg, name, seed, paths, device, 1)))
     except ConfigError as exc:

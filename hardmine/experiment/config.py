@@ -74,10 +74,14 @@ class FinetuneSection(TrainSection):
         images: images forwarded per arm and seed (classification batches plus composer branches plus
             low-resolution copies): each arm's step count is ``round(images / images_per_step)``.
         tolerance: largest allowed relative difference of an arm's images from ``images``.
+        init_head: start every arm's classification head from the pretrained run's classifier (merged
+            classes averaged; ``fr_train.head_init``) instead of a random one; an arm may still say
+            ``init: {head: null}``.
     """
 
     images: int = 24000
     tolerance: float = 0.05
+    init_head: bool = True
 
 
 @dataclass

@@ -49,6 +49,8 @@ def test_base_chain_and_overrides(tmp_path, base):
     ("data: {shards: x}\nobjective: {losses: [{name: ddl, sigmaa: 1}]}\n", r"losses\[0\] \(ddl\)"),
     ("data: {shards: x}\nobjective: {losses: [{name: ekd}]}\n", r"kd.mode: ekd"),
     ("data: {shards: x}\nkd: {mode: lowres}\n", r"kd.mode lowres needs kd.classifier"),
+    ("data: {shards: x}\npartial_fc: {enabled: true}\ninit: {head: h.pt}\n", r"init.head initialises"),
+    ("data: {shards: x}\ninit: {heads: h.pt}\n", r"init: unknown key\(s\) \['heads'\]"),
     ("train: {epochs: 1}\n", r"data.shards must name the shard folder"),
 ])
 def test_validation_errors_name_file_and_key(tmp_path, text, message):

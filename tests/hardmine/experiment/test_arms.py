@@ -39,6 +39,7 @@ def test_every_arm_gets_the_same_images_within_the_tolerance(cfg):
         assert plan.config.train.max_steps == plan.steps
         assert plan.config.data.seed == plan.config.train.seed == 1
         assert plan.config.model.weights == str(PATHS["weights"])
+        assert plan.config.init.head == str(PATHS["weights"].parent / "objective.pt")  # the pretrained head
     batch = cfg.finetune.overrides["data"]["batch_size"]
     composer = cfg.arm("ddl").train["data"]["composer"]
     assert plans["baseline"].images_per_step == batch
@@ -77,3 +78,15 @@ def test_arm_lists_are_checked(cfg):
         check_arms(cfg, ["baseline", "dddl"])
     with pytest.raises(ConfigError, match="no arm"):
         check_arms(cfg, [])
+
+
+def test_an_arm_can_start_from_a_random_head(cfg, tmp_path):
+    data = yaml.safe_load(SHIPPED.read_text())
+    data["finetune"]["config"] = str((SHIPPED.parent / data["finetune"]["config"]).resolve())
+    data["arms"]["fresh"] = {"extends": "ddl", "train": {"init": {"head": None}}}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert plan_arm(load_experiment(path, "full"), "fresh", 0, PATHS).config.init.head is None
+    data["finetune"]["init_head"] = False
+    path.write_text(yaml.safe_dump(data))
+    assert plan_arm(load_experiment(path, "full"), "ddl", 0, PATHS).config.init.head is None
