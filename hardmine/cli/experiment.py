@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_device(args.device)
         claim_folder(args.out, cfg, args.overwrite)
         splits = ("validation",) if args.validation_only else ("validation", "test")
-        ctx = Context(cfg, Layout(args.out), arms, seeds, device=args.device, workers=args.workers, splits=splits)
+        ctx = Context(cfg, Layout(args.out.resolve()), arms, seeds, device=args.device, workers=args.workers, splits=splits)
         started = time.perf_counter()
         results = run_stages(ctx)
         times = {r.name: (r.seconds, r.info["stage_cpu_seconds"]) for r in results}

@@ -18,6 +18,7 @@ The data, pretraining, embedding and mining stages are the demo's (:mod:`fr_trai
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -33,6 +34,7 @@ from fr_data.folders import experiment_folder as folder
 from fr_data.hashing import file_sha256
 from fr_data.synth import PACKS, SynthConfig, generate_packs
 from fr_train import demo
+from fr_train.config import InitConfig
 from fr_train.demo import StageResult
 from fr_train.trainer import run as train_run
 from hardmine.experiment.arms import ArmPlan, plan_arm
@@ -105,13 +107,19 @@ def demo_config(ctx: Context) -> demo.DemoConfig:
                            mining_config=str(cfg.path(cfg.mining)))
 
 
-def stamped_config(config: Any) -> dict[str, Any]:
-    """A training config as stage inputs: plain data without the execution-only keys."""
+def stamped_config(config: Any, root: Path) -> dict[str, Any]:
+    """A training config as stage inputs: plain data without the execution-only keys, paths inside the
+    experiment folder ``root`` written relative to it (``$EXP/...``: a moved or copied folder stays
+    current), and without the ``init`` section while it is at its default (no head initialisation), so
+    that runs stamped before the section existed stay current."""
     plain = to_dict(config)
     for section, keys in EXECUTION_KEYS.items():
         for key in keys:
             plain[section].pop(key, None)
-    return plain
+    if plain.get("init") == asdict(InitConfig()):
+        del plain["init"]
+    prefix = json.dumps(str(Path(root).resolve()) + os.sep)[1:-1]
+    return json.loads(json.dumps(plain, default=str).replace(prefix, "$EXP/"))
 
 
 def _stamped_stage(ctx: Context, name: str, where: Path, inputs: dict[str, Any],
@@ -182,7 +190,7 @@ def train_stage(ctx: Context) -> StageResult:
     """Pretrain the backbone every arm starts from (the demo's train stage; resumes when interrupted)."""
     dcfg = demo_config(ctx)
     tcfg = demo.train_config(dcfg, ctx.layout.demo)
-    inputs = {"config": stamped_config(tcfg), "samples": file_sha256(ctx.layout.demo.shards / "samples.parquet")}
+    inputs = {"config": stamped_config(tcfg, ctx.layout.out), "samples": file_sha256(ctx.layout.demo.shards / "samples.parquet")}
     where = ctx.layout.demo.train
 
     def work() -> dict[str, Any]:
@@ -223,7 +231,7 @@ def finetune_stage(ctx: Context) -> StageResult:
     for seed in ctx.seeds:
         for arm in ctx.arms:
             run = plan(ctx, arm, seed)
-            inputs = {"config": stamped_config(run.config), "weights": weights_sha,
+            inputs = {"config": stamped_config(run.config, ctx.layout.out), "weights": weights_sha,
                       "mined": mined_sha if run.config.data.run else None}
             ctx.log(f"[experiment] fine-tune {arm} seed {seed}: {run.steps} steps x {run.images_per_step} images")
             result = _stamped_stage(ctx, f"finetune-{model_name(arm, seed)}", ctx.layout.run(arm, seed), inputs,

@@ -25,3 +25,20 @@ def test_an_unreadable_stamp_reads_as_none(tmp_path):
     (tmp_path / "l.json").write_text("[1, 2]")
     assert read_stamp(tmp_path / "s.json") is None and read_stamp(tmp_path / "l.json") is None
     assert not is_current(tmp_path / "s.json", {}) and read_stamp(tmp_path / "missing.json") is None
+
+
+def test_stamped_configs_are_relative_to_the_experiment_folder(tmp_path):
+    from fr_train.config import load_train_config
+    from hardmine.experiment.stages import stamped_config
+
+    config = Path(__file__).resolve().parents[3] / "configs" / "synth_tiny.yaml"
+
+    def stamped(root: Path) -> dict:
+        cfg = load_train_config(config, {"data": {"shards": str(root / "shards")}, "train": {
+            "output": str(root / "runs" / "a"), "device": "cpu", "progress": False}})
+        return stamped_config(cfg, root)
+
+    a, b = stamped(tmp_path / "one"), stamped(tmp_path / "two")
+    assert a == b and a["data"]["shards"] == "$EXP/shards" and a["train"]["output"] == "$EXP/runs/a"
+    assert "device" not in a["train"] and "progress" not in a["train"]  # how fast, not what
+    assert "init" not in a  # at its default
