@@ -1,4 +1,4 @@
-"""Benchmark: loading a Glint360K-sized ``.idx`` (17.45M lines) with ``fr_data.recordio.load_idx``.
+"""Benchmark: loading a Glint360K-sized ``.idx`` (17.45M lines) with ``fr_data.formats.recordio.load_idx``.
 
 Reference measured in the same run: MXNet's own way (``MXIndexedRecordIO.open``: one Python
 ``int()`` pair and a dict insert per line) on the first ``--ref-lines`` lines, extrapolated per line.
@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fr_data.recordio import RecordIOReader, load_idx  # noqa: E402
+from fr_data.formats.recordio import RecordIOReader, load_idx  # noqa: E402
 
 GLINT360K_RECORDS = 17_091_657 + 360_232 + 1
 

@@ -32,10 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_shard import cpu_model, synthetic_items  # noqa: E402
-from fr_data.loader import decode_face, iter_samples, list_shards, make_train_loader  # noqa: E402
-from fr_data.recordio import write_insightface  # noqa: E402
-from fr_data.shards import ShardOptions, write_shards  # noqa: E402
-from fr_data.sources import open_source  # noqa: E402
+
+from fr_data.folders.shard_folder import list_shards  # noqa: E402
+from fr_data.formats.recordio import write_insightface  # noqa: E402
+from fr_data.ingest.plan import ShardOptions  # noqa: E402
+from fr_data.ingest.sharding import write_shards  # noqa: E402
+from fr_data.ingest.sources import open_source  # noqa: E402
+from fr_data.loading.decode import decode_face  # noqa: E402
+from fr_data.loading.loader import iter_samples, make_train_loader  # noqa: E402
 
 
 def bare_pass(images: list[bytes]) -> float:

@@ -29,28 +29,19 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from benchmarks._memory import SAMPLER  # noqa: E402
+
 TARGET_N, TARGET_C, DIM = 2_000_000, 50_000, 512
 PER_IDENTITY = (20, 60)
 
-CHILD = r"""
-import json, sys, threading, time
+CHILD = SAMPLER + r"""
 sys.path.insert(0, sys.argv[3])
-peak = {"anon_kb": 0}
-def sample():
-    while True:
-        for line in open("/proc/self/status"):
-            if line.startswith("RssAnon:"):
-                peak["anon_kb"] = max(peak["anon_kb"], int(line.split()[1]))
-        time.sleep(0.05)
-threading.Thread(target=sample, daemon=True).start()
 from fr_data.mining import mine
 t0 = time.perf_counter()
 res = mine(sys.argv[1], sys.argv[2], overwrite=True)
 wall = time.perf_counter() - t0
-hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
 print(json.dumps({"wall_s": wall, "timings": res.run["timings"], "counts": res.run["counts"],
-                  "strategy": res.run["neighbour_strategy"], "peak_anon_mb": peak["anon_kb"] / 1024,
-                  "vm_hwm_mb": hwm / 1024}))
+                  "strategy": res.run["neighbour_strategy"], **memory_mb()}))
 """
 
 

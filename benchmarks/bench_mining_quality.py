@@ -3,7 +3,7 @@
     python benchmarks/bench_mining_quality.py [--small] [--work DIR] [--identities N]
         [--images-per-identity M] [--steps S] [--seed S] [--train-config YAML] [--mining-config YAML]
 
-Runs the demo pipeline (``fr_train.demo``: synth -> shards -> train -> embed -> mine -> evaluate) at the
+Runs the demo pipeline (``hardmine.pipelines.demo``: synth -> shards -> train -> embed -> mine -> evaluate) at the
 requested size into ``--work`` (a temporary folder by default; reuse a folder to resume or to re-score),
 then prints issue 3 point 6's figures against their targets: mislabel precision / recall (5% injected
 noise), duplicate precision / recall, merge-candidate recall, hard-split enrichment over the base rate,
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import cpu_model as cpu_model  # noqa: E402
 
-from fr_train.demo import demo_config, run_demo  # noqa: E402
+from hardmine.pipelines.demo import demo_config, run_demo  # noqa: E402
 
 
 

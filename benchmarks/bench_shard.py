@@ -3,7 +3,7 @@
 Builds a synthetic InsightFace ``train.rec`` of ``--size-mb`` megabytes (112x112 JPEGs made with PIL,
 each copy made unique by a random JPEG comment segment, so every payload decodes and hashes
 differently), copies it with ``cp`` (and ``cp`` + ``sync``), then shards it with
-``fr_data.shards.write_shards`` for each ``--decode-check`` fraction (default: 0 = header parse only,
+``fr_data.ingest.shards.write_shards`` for each ``--decode-check`` fraction (default: 0 = header parse only,
 the default sampled fraction, and 1 = full PIL decode of every image). Besides wall time it prints
 the CPU seconds per image (this process + its workers), which is steadier on a shared machine.
 
@@ -36,9 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import cpu_model as cpu_model  # noqa: E402
 
-from fr_data.recordio import write_insightface  # noqa: E402
-from fr_data.shards import DEFAULT_DECODE_CHECK, ShardOptions, write_shards  # noqa: E402
-from fr_data.sources import open_source  # noqa: E402
+from fr_data.formats.recordio import write_insightface  # noqa: E402
+from fr_data.ingest.plan import DEFAULT_DECODE_CHECK, ShardOptions  # noqa: E402
+from fr_data.ingest.sharding import write_shards  # noqa: E402
+from fr_data.ingest.sources import open_source  # noqa: E402
 
 
 def base_jpegs(count: int, seed: int = 0) -> list[bytes]:

@@ -68,8 +68,8 @@ def _to_tensor(pixels, flip: bool = False):
 def _load_train(folder: Path):
     import numpy as np
 
-    from fr_data.parquet import read_table
-    from fr_data.recordio import RecordIOReader, unpack_image_record
+    from fr_data.io.parquet import read_table
+    from fr_data.formats.recordio import RecordIOReader, unpack_image_record
     from fr_data.synth import ATTRIBUTES_SCHEMA
 
     table = read_table(folder / "attributes.parquet", ATTRIBUTES_SCHEMA).to_pydict()
@@ -116,7 +116,7 @@ def _pack_accuracy(features, path: Path) -> float:
     """Best-threshold verification accuracy (cosine) over the pack's pairs."""
     import numpy as np
 
-    from fr_data.verification import load_bin
+    from fr_data.formats.verification import load_bin
 
     pack = load_bin(path)
     emb = _embed(features, _decode_all(pack.images))

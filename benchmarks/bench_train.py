@@ -29,12 +29,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from fr_data.shards import ShardOptions, write_shards  # noqa: E402
-from fr_data.sources import SourceRecord  # noqa: E402
+from fr_data.ingest.plan import ShardOptions  # noqa: E402
+from fr_data.ingest.sharding import write_shards  # noqa: E402
+from fr_data.ingest.source import SourceRecord, read_each  # noqa: E402
 from fr_train.config import TrainConfig  # noqa: E402
 from fr_train.data import Branch, DataConfig, ImageBatch, build_train_data  # noqa: E402
-from fr_train.trainer import build_module, Trainer  # noqa: E402
-
+from fr_train.trainer import Trainer, build_module  # noqa: E402
 
 ARCFACE = {"head": {"name": "arcface", "s": 64.0, "m": 0.5}}
 
@@ -57,6 +57,12 @@ class NoiseFaces:
         buf = io.BytesIO()
         Image.fromarray(small).resize((112, 112), Image.BILINEAR).save(buf, format="JPEG", quality=90)
         return SourceRecord(int(index), int(index) % self.num_classes, buf.getvalue())
+
+    def read_many(self, indices):
+        return read_each(self, indices)
+
+    def locate(self, index: int) -> tuple[Path, str]:
+        return Path(self.path), f"index {index}"
 
     def describe(self) -> dict:
         return {"kind": "noise", "count": self.count}

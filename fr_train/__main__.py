@@ -21,15 +21,15 @@ from pathlib import Path
 import torch
 import torch.distributed as torch_dist
 
-from fr_data.errors import ConfigError, DataError
+from fr_data.io.errors import ConfigError, DataError
 from fr_train.config import load_train_config, parse_overrides
 from fr_train.trainer import resolve_device, run
 
 __all__ = ["main", "build_parser", "init_process_group"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fr_train", description=__doc__.splitlines()[0])
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog or "python -m fr_train", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path, help="training config YAML")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.epochs=2 (value read as YAML)")
@@ -51,8 +51,8 @@ def init_process_group(device_choice: str) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         overrides = parse_overrides(args.overrides)
         if args.output:

@@ -1,4 +1,4 @@
-"""Model checkpoints: safe loading (re-exported from :mod:`fr_data.weights`) and atomic saving."""
+"""Model checkpoints: safe loading (re-exported from :mod:`fr_data.embed.weights`) and atomic saving."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fr_data.atomic import atomic_path
-from fr_data.weights import STRIP_PREFIXES, WRAPPER_KEYS, load_state_dict, load_weights
+from fr_data.io.atomic import atomic_path
+from fr_data.embed.weights import STRIP_PREFIXES, WRAPPER_KEYS, load_state_dict, load_weights
 
 __all__ = ["load_state_dict", "load_weights", "save_state_dict", "WRAPPER_KEYS", "STRIP_PREFIXES"]
 

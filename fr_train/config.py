@@ -9,7 +9,7 @@ defaults, so an experiment file only states what differs from its base::
     model: {name: iresnet100}
     objective: {head: {name: curricularface, s: 64.0, m: 0.5}}
 
-An unknown or misspelt key, or a value of the wrong type, raises :class:`fr_data.errors.ConfigError`
+An unknown or misspelt key, or a value of the wrong type, raises :class:`fr_data.io.errors.ConfigError`
 naming the file and the key path; :func:`validate_train_config` checks what types cannot express.
 """
 
@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import yaml
 
-from fr_data.config import dump_config, load_config
-from fr_data.errors import ConfigError
+from fr_data.io.config import dump_config, load_config
+from fr_data.io.errors import ConfigError
 from fr_train.data.config import DataConfig, validate_data_config
 
 __all__ = [
@@ -121,7 +121,8 @@ class LoopConfig:
         ckpt_every: steps between checkpoints (0: only at the end of every epoch and of training).
         keep_checkpoints: most recent checkpoints kept (older ones are deleted).
         eval_every: steps between evaluations (0: only at the end of training).
-        output: run folder (checkpoints, ``config.yaml``, ``metrics.jsonl``, TensorBoard events).
+        output: run folder (checkpoints, ``config.yaml``, ``metrics.jsonl``, TensorBoard events, and the
+            resolved selection: ``selection.json``, ``selected.parquet``, ``label_map.parquet``).
         seed: seeds model initialisation and the training RNGs (the data has its own ``data.seed``).
         device: ``auto`` (the local GPU when there is one), ``cpu`` or ``cuda``.
         progress: show a progress bar on rank 0.

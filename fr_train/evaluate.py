@@ -22,12 +22,11 @@ import pyarrow.compute as pc
 import torch
 from torch import nn
 
-from fr_data.errors import DataError
-from fr_data.loader import decode_face
-from fr_data.mining.schemas import PAIRS_SCHEMA
-from fr_data.parquet import read_table
-from fr_data.shard_index import ShardIndex
-from fr_data.verification import VerificationPack, decode_pack, load_bin
+from fr_data.folders import run_folder as rf
+from fr_data.formats.verification import VerificationPack, decode_pack, load_bin
+from fr_data.io.errors import DataError
+from fr_data.loading.decode import decode_face
+from fr_data.loading.shard_index import ShardIndex
 from fr_train.config import EvalConfig
 from fr_train.eval import PairSet, easy_hard_gap, flip_sum_embeddings, verify
 
@@ -89,8 +88,8 @@ class PairsEvaluator:
     def __init__(self, run: str | os.PathLike, shards: str | os.PathLike,
                  fprs: Sequence[float] = (1e-1, 1e-2), max_pairs: int = 5000, batch_size: int = 64,
                  folds: int = 10):
-        path = Path(run) / "pairs.parquet"
-        table = read_table(path, PAIRS_SCHEMA, columns=["key_a", "key_b", "kind"])
+        path = rf.table_path(run, "pairs")
+        table = rf.read(run, "pairs", columns=["key_a", "key_b", "kind"])
         self.pairs = {kind: self._kind(table, kind, max_pairs, path)
                       for kind in ("easy_pos", "hard_pos", "hard_neg")}
         keys = np.concatenate([np.concatenate(ab) for ab in self.pairs.values()])

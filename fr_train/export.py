@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fr_data.atomic import atomic_path
+from fr_data.io.atomic import atomic_path
 
 __all__ = ["export_onnx", "run_onnx", "max_onnx_error", "INPUT_NAME", "OUTPUT_NAME"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train.config import InitConfig
 from fr_train.data.selection import Selection
 from fr_train.resume import load_tensors

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train import dist
 
 __all__ = [

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train.checkpoint import load_weights
 from fr_train.config import KDConfig, ModelConfig
 from fr_train.heads import arc_target, cosine_logits

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from fr_data.atomic import atomic_write_text
+from fr_data.io.atomic import atomic_write_text
 
 __all__ = ["MetricsLog", "Progress", "ThroughputMeter", "truncate_metrics", "read_metrics"]
 

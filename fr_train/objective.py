@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train import dist
 from fr_train.losses import LOSSES
 from fr_train.losses.functional import LossOutput

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train.config import OptimConfig, ScheduleConfig
 
 __all__ = ["OPTIMIZERS", "DECAYS", "build_optimizer", "StepSchedule", "build_schedule"]

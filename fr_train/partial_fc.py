@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train import dist
 from fr_train.heads import MarginHead, cosine_logits
 

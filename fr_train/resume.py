@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fr_data.atomic import atomic_path, atomic_write_text
-from fr_data.errors import DataError
+from fr_data.io.atomic import atomic_path, atomic_write_text
+from fr_data.io.errors import DataError
 
 __all__ = ["TrainState", "capture_rng", "restore_rng", "CheckpointStore", "save_tensors", "load_tensors",
            "read_state", "rank_name"]

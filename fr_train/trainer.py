@@ -28,7 +28,7 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from fr_data.errors import ConfigError, DataError
+from fr_data.io.errors import ConfigError, DataError
 from fr_train import dist
 from fr_train.checkpoint import load_weights
 from fr_train.config import TrainConfig, save_train_config
@@ -460,6 +460,7 @@ def run(cfg: TrainConfig, *, resume: str | os.PathLike | bool | None = None,
     if trainer.rank == 0:
         trainer.output.mkdir(parents=True, exist_ok=True)
         save_train_config(cfg, trainer.output / "config.yaml")
+        trainer.data.selection.save(trainer.output)  # label_map, selected keys, selection.json (report)
         truncate_metrics(trainer.output / "metrics.jsonl", trainer.state.step)
     _barrier()
     return trainer.fit(stop_after)

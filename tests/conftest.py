@@ -1,8 +1,11 @@
-"""Shared test setup: the ``gpu`` marker skips without CUDA; small deterministic helpers."""
+"""Shared test setup: the ``gpu`` marker skips without CUDA; small deterministic helpers; the tiny demo run
+(session fixture ``tiny_demo``, shared by tests/tools/test_demo.py and the review-page browser tests)."""
 
 from __future__ import annotations
 
 import pytest
+
+from tests.demo_run import tiny_demo  # noqa: F401  (session fixture)
 
 
 def _cuda_available() -> bool:

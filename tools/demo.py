@@ -1,56 +1,17 @@
 """End-to-end demo on synthetic faces: synth, shard, train, embed, mine, evaluate, query.
 
-Examples::
-
-    python tools/demo.py --out demo            # the README demo (a few minutes on 2 CPU cores)
-    python tools/demo.py --out demo-small --small   # about a minute
-
-Rerun the same command to resume: every finished stage is skipped. Prints the DuckDB query results and a
-summary (also written to OUT/summary.json). Exit codes: 0 ok, 2 bad input or config.
+``python tools/demo.py ARGS`` is ``hardmine demo ARGS``: the code lives in ``hardmine/cli/demo.py``
+(``--help`` lists the arguments).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fr_data.errors import HardmineError  # noqa: E402
-from fr_train.demo import demo_config, run_demo  # noqa: E402
+from hardmine.cli.demo import build_parser, main  # noqa: E402
 
-
-#: The demo's last line: where to go from mining to a measured training gain.
-NEXT = ("Next: does training on these manifests help hard samples? python tools/experiment.py --out exp "
-        "--size small (a quick look; docs/results.md has the full-size result)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="output folder (created; reused to resume)")
-    p.add_argument("--small", action="store_true", help="the ~1 minute size instead of the full demo")
-    p.add_argument("--workers", type=int, help="rendering/sharding processes (default 2)")
-    p.add_argument("--steps", type=int, help="training steps (overrides the size's default)")
-    p.add_argument("--seed", type=int, help="seed of the synthetic data set, shuffle and training order "
-                                            "(default 0)")
-    p.add_argument("--train-config", help="training YAML (default configs/synth_tiny_cosface.yaml)")
-    p.add_argument("--mining-config", help="mining YAML (default configs/mining_demo.yaml)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    cfg = demo_config("small" if args.small else "full", seed=args.seed, steps=args.steps,
-                      workers=args.workers, train_config=args.train_config, mining_config=args.mining_config)
-    try:
-        run_demo(cfg, args.out)
-    except HardmineError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return 2
-    print(NEXT)
-    return 0
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,106 +1,17 @@
 """Embed every image of a shard folder with a face backbone.
 
-    python tools/embed.py --shards DIR --model SPEC --out EMB [--checkpoint CKPT] [--batch-size B]
-        [--no-flip] [--device auto|cpu|cuda] [--workers W] [--overwrite]
-    torchrun --nproc_per_node G tools/embed.py ...   # rank r embeds shards i % G == r, rank 0 merges
-
-SPEC: an ``fr_train`` backbone name (``iresnet50``, ``tiny``, ...; arcface_torch ``backbone.pth`` state
-dicts load unchanged with ``--checkpoint``), ``package.module:factory`` (+ optional ``--checkpoint``), or
-a TorchScript file (``.pt``/``.ts``). Writes ``EMB/embeddings.npy``, ``EMB/index.parquet``,
-``EMB/run.json`` (see ``fr_data.embed``).
+``python tools/embed.py ARGS`` is ``hardmine embed ARGS``: the code lives in ``hardmine/cli/embed.py``
+(``--help`` lists the arguments).
 """
 
-from __future__ import annotations
-
-import argparse
-import os
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
+from hardmine.cli.embed import build_parser, main  # noqa: E402
 
-from fr_data.embed import embed_folder  # noqa: E402
-from fr_data.errors import HardmineError  # noqa: E402
-from fr_data.model_spec import NamedModelFactory, resolve_model  # noqa: E402
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="embed.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shards", required=True, type=Path,
-                        help="shard folder (shard-*.tar, samples.parquet)")
-    parser.add_argument("--model", required=True,
-                        help="fr_train name, package.module:factory, or TorchScript file")
-    parser.add_argument("--checkpoint", type=Path,
-                        help="state dict for a name/factory SPEC (weights_only load)")
-    parser.add_argument("--embedding-size", type=int, help="embedding_size passed to an fr_train backbone")
-    parser.add_argument("--out", required=True, type=Path, help="the EMB folder to create")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--no-flip", action="store_true", help="embed f(x) only (no flip-sum, no flip_cos)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader decode processes")
-    parser.add_argument("--amp", action="store_true", help="autocast the forward (float16 on CUDA)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
-
-
-def named_models(embedding_size: int | None) -> NamedModelFactory | None:
-    """``fr_train.models.get_model`` (with ``embedding_size`` if given), or None without fr_train."""
-    try:
-        from fr_train.models import get_model
-    except ImportError:
-        return None
-    kwargs = {} if embedding_size is None else {"embedding_size": embedding_size}
-    return lambda name: get_model(name, **kwargs)
-
-
-def pick_device(choice: str) -> torch.device:
-    """``auto`` = CUDA when available; under torchrun CUDA ranks use ``cuda:LOCAL_RANK``."""
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-        return device
-    return torch.device("cpu")
-
-
-def init_distributed(device: torch.device) -> bool:
-    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return False
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    # ranks wait at the barrier for the slowest rank's whole share of the data set: allow hours
-    dist.init_process_group(backend, timeout=timedelta(hours=12))
-    return True
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    device = pick_device(args.device)
-    started_group = init_distributed(device)
-    try:
-        model = resolve_model(args.model, args.checkpoint, named=named_models(args.embedding_size))
-        spec = {"model": args.model, "checkpoint": os.fspath(args.checkpoint) if args.checkpoint else None,
-                "embedding_size": args.embedding_size}
-        info = embed_folder(model, args.shards, args.out, batch_size=args.batch_size, flip=not args.no_flip,
-                            device=device, workers=args.workers, spec=spec, amp=args.amp,
-                            overwrite=args.overwrite, progress=not args.no_progress)
-    except HardmineError as exc:
-        print(f"embed.py: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if started_group:
-            dist.destroy_process_group()
-    if info is not None:
-        print(f"embedded {info['count']} images x {info['dims']} dims in {info['seconds']:.1f} s "
-              f"({info['images_per_second']} img/s) -> {args.out}")
-    return 0
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,65 +1,17 @@
 """Query a mining run with DuckDB SQL: ``python tools/query.py manifests/RUN "SQL"``.
 
-Views: samples, pairs, classes (RUN/*.parquet), shard_samples (run.json "samples_manifest" or
---shards), attributes (--attributes). Prints an aligned table, or writes --csv / --parquet.
-Exit codes: 0 ok, 2 bad SQL or bad input.
+``python tools/query.py ARGS`` is ``hardmine query ARGS``: the code lives in ``hardmine/cli/query.py``
+(``--help`` lists the arguments).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fr_data.errors import HardmineError  # noqa: E402
-from fr_data.query import format_table, head_rows, open_run, run_query, write_result  # noqa: E402
+from hardmine.cli.query import build_parser, main  # noqa: E402
 
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", type=Path, help="mining run folder (manifests/RUN)")
-    p.add_argument("sql", nargs="?", help="SQL text (or use --file)")
-    p.add_argument("--file", type=Path, help="run the SQL in this file")
-    p.add_argument("--shards", type=Path, help="shard samples.parquet (or its folder): view shard_samples")
-    p.add_argument("--attributes", type=Path, help="attribute Parquet file: view attributes")
-    p.add_argument("--max-rows", type=int, default=50, help="rows printed (default 50)")
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--csv", type=Path, help="write the result to this CSV file")
-    out.add_argument("--parquet", type=Path, help="write the result to this Parquet file")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if (args.sql is None) == (args.file is None):
-        print("error: give either SQL text or --file", file=sys.stderr)
-        return 2
-    try:
-        sql = args.sql if args.file is None else args.file.read_text()
-        views = open_run(args.run, shards=args.shards, attributes=args.attributes)
-        for note in views.notes:
-            print(f"note: {note}", file=sys.stderr)
-        return _emit(run_query(views, sql), args)
-    except (HardmineError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _emit(reader, args: argparse.Namespace) -> int:
-    if reader is None:
-        print("OK (statement returned no rows)")
-        return 0
-    target = args.csv or args.parquet
-    if target is not None:
-        rows = write_result(reader, target, "csv" if args.csv else "parquet")
-        print(f"wrote {rows} rows to {target}")
-        return 0
-    table, total = head_rows(reader, max(args.max_rows, 0))
-    print(format_table(table, total))
-    return 0
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,42 +1,17 @@
 """Check every shard of a folder written by tools/shard.py against its manifests.
 
-Example:
-    python tools/verify_shards.py data/shards
-
-Exits 0 when every shard matches shards.json and samples.parquet (counts, keys, sizes, sha256, labels,
-json metadata), 1 on any mismatch (each is printed), 2 when the folder is not a finished shard folder.
+``python tools/verify_shards.py ARGS`` is ``hardmine verify ARGS``: the code lives in ``hardmine/cli/verify.py``
+(``--help`` lists the arguments).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fr_data.errors import DataError  # noqa: E402
-from fr_data.shards import load_listing, verify_shards  # noqa: E402
+from hardmine.cli.verify import build_parser, main  # noqa: E402
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", help="folder holding shard-*.tar, shards.json and samples.parquet")
-    args = parser.parse_args(argv)
-    try:
-        problems = verify_shards(args.out)
-        listing = load_listing(args.out)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for problem in problems:
-        print(f"MISMATCH {problem}")
-    if problems:
-        print(f"{args.out}: {len(problems)} mismatch(es)", file=sys.stderr)
-        return 1
-    print(f"{args.out}: OK, {len(listing['shards'])} shards, {listing['num_samples']} samples verified")
-    return 0
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

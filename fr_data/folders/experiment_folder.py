@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from fr_data.parquet import read_table, write_table
+from fr_data.io.parquet import read_table, write_table
 
 __all__ = ["CONFIG", "RESULTS", "VALIDATION", "REPORT", "FIGURES", "RESULTS_SCHEMA", "SPLIT_FILES",
            "results_table", "write_results", "read_results", "results_path"]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from fr_data.errors import DataError
+from fr_data.io.errors import DataError
 from fr_data.knn.backends import KnnBackend, default_backend
 from fr_data.knn.topk import EMPTY_ID, KnnResult, canonical_topk, drop_self, empty_topk, merge_topk
 

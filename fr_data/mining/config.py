@@ -5,7 +5,7 @@ used in public face-data cleaning (see ``shared/reference/mining.md`` section 4)
 sweep of how many samples or classes each candidate threshold would flag, so they can be re-chosen
 from the curve, as insightface's ``dataset_merge.py`` did.
 
-Load from YAML with ``fr_data.config.load_config(path, MiningConfig)`` (unknown keys are errors).
+Load from YAML with ``fr_data.io.config.load_config(path, MiningConfig)`` (unknown keys are errors).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 
 #: Sub-center ArcFace drop rule (insightface ``recognition/subcenter_arcface/drop.py``): keep samples
 #: within 75 degrees of the dominant centre.

@@ -10,7 +10,7 @@ Two kinds of evidence say a sample is hard:
   between two identities, while low-quality (low resolution, large yaw) samples, the ones a
   teacher/student split is for, mainly lose CCS.
 * **in the capture**: ``1 - resolution``, the image-based effective-resolution estimate of
-  ``tools/embed.py`` (``fr_data.resolution``). A backbone that is still weak on a variation places its
+  ``tools/embed.py`` (``fr_data.embed.resolution``). A backbone that is still weak on a variation places its
   degraded images no further from their centres than ordinary ones (measured on the synthetic faces with
   the demo's small backbone: images at 1/4 resolution had the same mean CCS as full-resolution ones), so
   the model term alone misses them; the capture term does not depend on the model.
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fr_data.ranks import percentile_ranks
+from fr_data.mining.ranks import percentile_ranks
 
 __all__ = ["model_difficulty", "difficulty_score", "split_by_quantile"]
 

@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
-from fr_data.mining.schemas import GROUPS_SCHEMA
+from fr_data.folders.run_folder import GROUPS_SCHEMA
 
 
 def kmeans_class_groups(centres: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:

@@ -11,22 +11,20 @@ beyond the memmap, never O(N D)):
 4. ``finalise``: label vote, suspects, duplicates, quality scores, difficulty split.
 5. ``tables``: bins, attribute join (DuckDB), groups and bias report, pairs, sweep; then write.
 
-The run folder is built as ``RUN.tmp-<pid>-<id>`` and renamed to ``RUN`` only after every file, with
-``run.json`` last, is written; an interrupted run leaves only the ``.tmp-`` folder, removed by the next
-run once its process is gone.
+The run folder (:mod:`fr_data.folders.run_folder`) is built in the staging folder ``.RUN.partial`` and
+renamed to ``RUN`` only after every file, with ``run.json`` last, is written
+(:func:`fr_data.io.publish.staged_folder`); an interrupted run leaves only the staging folder, which the
+next run clears.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import resource
-import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,24 +34,29 @@ import faiss
 import numpy as np
 
 import fr_data
-from fr_data.atomic import atomic_write_text
-from fr_data.config import dump_config, to_dict
-from fr_data.errors import DataError
+from fr_data.folders import run_folder as rf
+from fr_data.folders.embeddings_folder import Embeddings, check_recorded_hash, open_embeddings
+from fr_data.io.config import dump_config, to_dict
+from fr_data.io.hashing import file_sha256
+from fr_data.io.publish import check_target, staged_folder
 from fr_data.mining import centres as ctr
 from fr_data.mining import tables
 from fr_data.mining.config import MiningConfig, validate_config
 from fr_data.mining.difficulty import difficulty_score, split_by_quantile
 from fr_data.mining.duplicates import find_duplicates
-from fr_data.mining.inputs import (Embeddings, Validity, check_recorded_hash, file_sha256, iter_chunks,
-                                   open_embeddings, read_rows, validity_from_masks)
-from fr_data.mining.merges import merge_candidates, neighbour_mix
+from fr_data.mining.inputs import Validity, iter_chunks, read_rows, validity_from_masks
 from fr_data.mining.knnfn import KnnFn, KnnTotals, TimedKnn, default_knn
-from fr_data.mining.neighbours import (CandidateNeighbours, TopK, class_pass, exact_neighbours,
-                                       visitors_by_class)
+from fr_data.mining.merges import merge_candidates, neighbour_mix
+from fr_data.mining.neighbours import (
+    CandidateNeighbours,
+    TopK,
+    class_pass,
+    exact_neighbours,
+    visitors_by_class,
+)
 from fr_data.mining.noise import knn_vote, suspects
 from fr_data.mining.pairs import PositiveExtremes, hard_negatives, mine_pairs
-from fr_data.mining.quality import (SddCollector, certainty_ratio, instance_fpr, sdd_scores,
-                                    unified_threshold)
+from fr_data.mining.quality import SddCollector, certainty_ratio, instance_fpr, sdd_scores, unified_threshold
 
 log = logging.getLogger(__name__)
 
@@ -227,41 +230,6 @@ def mined_pairs(geo: Geometry, f: Findings, cfg: MiningConfig) -> Any:
                       (p.easy_pos_per_class, p.hard_pos_per_class, p.hard_neg_per_class))
 
 
-def _remove_stale_runs(target: Path) -> None:
-    for p in target.parent.glob(f"{target.name}.tmp-*"):
-        try:
-            pid = int(p.name.split(".tmp-")[1].split("-")[0])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(p, ignore_errors=True)
-        except (ValueError, IndexError, PermissionError):
-            continue
-
-
-@contextlib.contextmanager
-def run_folder(target: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary sibling folder that becomes ``target`` only if the block succeeds."""
-    target = Path(target)
-    if target.exists() and not overwrite:
-        raise DataError(target, "", "run folder already exists; choose a new --out or pass --overwrite")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_runs(target)
-    tmp = target.parent / f"{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.parent / f"{target.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(target, old)
-    os.rename(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 @dataclass
 class MiningResult:
     """Where the run went and what ``run.json`` says."""
@@ -313,14 +281,13 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
     """
     cfg = validate_config(config or MiningConfig())
     knn = TimedKnn(knn or default_knn())
-    if Path(out).exists() and not overwrite:
-        raise DataError(out, "", "run folder already exists; choose a new --out or pass --overwrite")
+    check_target(out, overwrite, "run folder")
     timer = StageTimer(knn.totals)
     with timer.stage("open"):
         emb = open_embeddings(embeddings)
-        digest = file_sha256(emb.folder / "embeddings.npy")
+        digest = file_sha256(emb.array_path)
         check_recorded_hash(emb, digest)
-    with run_folder(out, overwrite) as tmp:
+    with staged_folder(out, overwrite, "run folder") as tmp:
         with timer.stage("centres"):
             cindex, centres, validity = centre_stage(emb, cfg)
         with timer.stage("centre_search"):
@@ -335,7 +302,7 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
         run = run_info(emb, digest, samples, attributes, knn, strategy, built.report, cfg)
         with timer.stage("write"):
             tables.write(tmp, built, run)
-            dump_config(cfg, tmp / "config.yaml")
+            dump_config(cfg, tmp / rf.CONFIG_FILE)
         run["timings"] = timer.stages
-        atomic_write_text(tmp / "run.json", json.dumps(run, indent=2, default=str))
+        rf.write_run_info(tmp, run)
     return MiningResult(Path(out), run)

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fr_data.errors import DataError
+from fr_data.io.errors import DataError
 
 RESOLUTION_BINS = ("low", "mid", "high")
 POSE_BINS_BY_FLIP = ("profile", "half", "frontal")

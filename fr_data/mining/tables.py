@@ -11,15 +11,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fr_data.errors import ConfigError
+from fr_data.folders import run_folder as rf
+from fr_data.folders.run_folder import MINED_SAMPLES_SCHEMA, SWEEP_SCHEMA
+from fr_data.io.errors import ConfigError
 from fr_data.mining.config import COS_75_DEGREES, MiningConfig
 from fr_data.mining.groups import bias_report, kmeans_class_groups
 from fr_data.mining.noise import Vote, suspects
-from fr_data.mining.schemas import (CLASSES_SCHEMA, GROUPS_SCHEMA, MINED_SAMPLES_SCHEMA, PAIRS_SCHEMA,
-                                    SWEEP_SCHEMA)
-from fr_data.mining.splits import (join_attributes, pose_bins_from_flip, pose_bins_from_yaw,
-                                   resolution_bins)
-from fr_data.parquet import write_table
+from fr_data.mining.splits import join_attributes, pose_bins_from_flip, pose_bins_from_yaw, resolution_bins
 
 GROUP_COLUMNS = ("group", "race", "ethnicity")
 
@@ -252,10 +250,6 @@ def _reconcile(counts: dict[str, Any], n_dups: int) -> bool:
 
 
 def write(folder: Path, built: Built, run: dict[str, Any]) -> None:
-    """Write every table with the run report as Parquet key-value metadata."""
-    meta = {"hardmine_mining": run}
-    write_table(built.samples, folder / "samples.parquet", MINED_SAMPLES_SCHEMA, meta)
-    write_table(built.classes, folder / "classes.parquet", CLASSES_SCHEMA, meta)
-    write_table(built.pairs, folder / "pairs.parquet", PAIRS_SCHEMA, meta)
-    write_table(built.groups, folder / "groups.parquet", GROUPS_SCHEMA, meta)
-    write_table(built.sweep, folder / "sweep.parquet", SWEEP_SCHEMA, meta)
+    """Write every table of the run folder with the run report as Parquet key-value metadata."""
+    for name in rf.TABLES:
+        rf.write(folder, name, getattr(built, name), run)

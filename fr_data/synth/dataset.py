@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from fr_data.atomic import atomic_write_text
-from fr_data.parquet import write_table
-from fr_data.recordio import write_insightface
+from fr_data.io.atomic import atomic_write_text
+from fr_data.io.parquet import write_table
+from fr_data.formats.recordio import write_insightface
 from fr_data.synth.defects import (LabelPlan, near_duplicate, plan_duplicates, plan_labels, plan_mislabels,
                                    split_images)
 from fr_data.synth.identity import identity_group, sample_identity
@@ -29,8 +29,8 @@ from fr_data.synth.packs import PACKS, PackSpec, plan_pairs
 from fr_data.synth.render import prepare_texture, render
 from fr_data.synth.texture import build_texture
 from fr_data.synth.variation import FRONTAL_PRIOR, TRAIN_PRIOR, Variations, degrade, sample_variations
-from fr_data.verification import save_bin
-from fr_data.hashing import file_sha256
+from fr_data.formats.verification import save_bin
+from fr_data.io.hashing import file_sha256
 
 __all__ = ["ATTRIBUTES_SCHEMA", "SynthConfig", "TrainPlan", "plan_train", "generate", "generate_packs",
            "RENDER_CHUNK"]

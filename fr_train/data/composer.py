@@ -26,12 +26,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train.data import augment
 from fr_train.data.batch import Branch
 from fr_train.data.config import ComposerConfig, HardBranchConfig
 from fr_train.data.reader import ImageReader
-from fr_data.query import RunViews
+from fr_data.query.views import RunViews
 from fr_train.data.selection import Selection, open_views, query_table
 
 COMPOSER_STREAM = 2

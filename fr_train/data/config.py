@@ -1,6 +1,6 @@
 """Configuration of the training data: which samples (selection), how batches are composed, augmented.
 
-Every dataclass has defaults and is built from YAML through :func:`fr_data.config.from_dict` (an unknown
+Every dataclass has defaults and is built from YAML through :func:`fr_data.io.config.from_dict` (an unknown
 key is a ConfigError). A training config nests :class:`DataConfig` under ``data:``::
 
     data:
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 
 
 @dataclass
@@ -27,7 +27,7 @@ class SelectionConfig:
 
     Filters apply in this order and each dropped sample is counted under the first reason that hits it:
     ``key_list``, ``query``, ``where``, ``not_in_run`` (a sample the mining run has no row for; only
-    when a run folder is given), ``split``, ``suspect``, ``duplicate``.
+    when a run folder is given), ``split``, ``suspect``, ``duplicate``, ``review``.
 
     Attributes:
         key_list: a file of keys to keep: text (one key per line) or Parquet with a ``key`` column.
@@ -39,6 +39,10 @@ class SelectionConfig:
         drop_suspects: drop samples with ``suspect_mislabel``.
         drop_duplicates: drop samples whose ``duplicate_of`` is set (the kept twin stays).
         merge_classes: merge ``merge_candidate`` classes into their ``nearest_label`` (transitively).
+        review: a ``review.csv`` exported by the review page (``tools/report.py``): ``drop`` removes a
+            key, ``keep`` lets a key through the mining filters (split, suspect, duplicate),
+            ``merge:A:B`` / ``keep:A:B`` merge or separate two labels whatever ``merge_classes`` says
+            (see ``fr_train.data.review``). Counted in the selection report under ``review``.
     """
 
     key_list: str | None = None
@@ -48,6 +52,7 @@ class SelectionConfig:
     drop_suspects: bool = False
     drop_duplicates: bool = False
     merge_classes: bool = False
+    review: str | None = None
 
 
 @dataclass

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from torch.utils.data import DataLoader
 
-from fr_data.shard_index import ShardIndex
+from fr_data.loading.shard_index import ShardIndex
 from fr_train.data.augment import Augmenter
 from fr_train.data.batch import ImageBatch
 from fr_train.data.composer import Composer, build_composer

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
-from fr_data.errors import DataError
-from fr_data.loader import decode_into
-from fr_data.shard_index import ShardIndex
+from fr_data.io.errors import DataError
+from fr_data.loading.decode import decode_into
+from fr_data.loading.shard_index import ShardIndex
 from fr_train.data.selection import Selection
 
 Prepare = Callable[[np.ndarray, int], None]

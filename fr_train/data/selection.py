@@ -23,10 +23,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fr_data.atomic import atomic_write_text
-from fr_data.errors import ConfigError, DataError
-from fr_data.parquet import write_table
-from fr_data.query import QueryError, RunViews, open_run, run_query
+from fr_data.folders.review_file import read_review
+from fr_data.folders.shard_folder import samples_path
+from fr_data.io.atomic import atomic_write_text
+from fr_data.io.errors import ConfigError, DataError
+from fr_data.io.parquet import write_table
+from fr_data.query.views import QueryError, RunViews, open_run, run_query
+from fr_train.data import review as review_decisions
 from fr_train.data.config import SelectionConfig
 
 #: Old label -> new label, saved beside a training run for reproducibility.
@@ -42,7 +45,7 @@ SELECTED_SCHEMA = pa.schema([
     pa.field("old_label", pa.int64(), nullable=False),
 ])
 
-DROP_REASONS = ("key_list", "query", "where", "not_in_run", "split", "suspect", "duplicate")
+DROP_REASONS = ("key_list", "query", "where", "not_in_run", "split", "suspect", "duplicate", "review")
 
 
 @dataclass
@@ -122,7 +125,7 @@ def open_views(shards_dir: str | os.PathLike, run_dir: str | os.PathLike | None)
     Raises:
         DataError: the shard manifest or the run folder does not exist.
     """
-    manifest = Path(shards_dir) / "samples.parquet"
+    manifest = samples_path(shards_dir)
     if not manifest.is_file():
         raise DataError(manifest, "", "shard manifest not found (did sharding finish?)")
     if run_dir is not None:
@@ -309,11 +312,14 @@ def resolve_selection(cfg: SelectionConfig, shards_dir: str | os.PathLike,
             mining filter without a run, or nothing selected.
         DataError: missing files, keys that are not in the shards, labels that disagree with the run.
     """
+    review = read_review(cfg.review) if cfg.review is not None else None
     rv = open_views(shards_dir, run_dir)
     try:
         cand = load_candidates(rv, run_dir is not None)
+        conditions = keep_conditions(cfg, rv, cand, run_dir is not None)
+        by_review = review_decisions.apply_filters(review, cand.keys, conditions) if review else {}
         keep, dropped = np.ones(len(cand.keys), bool), {}
-        for reason, passes in keep_conditions(cfg, rv, cand, run_dir is not None).items():
+        for reason, passes in conditions.items():
             dropped[reason] = int((keep & ~passes).sum())
             keep &= passes
         pairs = merge_pairs(rv) if cfg.merge_classes else []
@@ -321,11 +327,15 @@ def resolve_selection(cfg: SelectionConfig, shards_dir: str | os.PathLike,
             raise ConfigError("selection.merge_classes needs data.run (a mining run folder)")
     finally:
         rv.con.close()
+    if review is not None:
+        pairs, merged = review_decisions.apply_merges(review, cand.keys, cand.labels, pairs)
     if not keep.any():
         raise ConfigError(f"the selection keeps no sample of {len(keep)} (dropped: {dropped})")
     old = cand.labels[keep].astype(np.int64)
     new, old_classes, new_of_old = relabel(old, merge_representatives(pairs))
     report = _report(cand, keep, dropped, old_classes, new_of_old)
+    if review is not None:
+        report["review"] = review_decisions.review_report(review, dropped["review"], by_review, merged)
     return Selection(cand.keys[keep], new, old, old_classes, new_of_old, report)
 
 

@@ -1,6 +1,6 @@
 """The selected, relabelled samples as a DDP-safe stream of :class:`ImageBatch` es.
 
-Epoch partitioning follows :mod:`fr_data.loader`, in the space of *selected* samples: the shards, each
+Epoch partitioning follows :mod:`fr_data.loading.loader`, in the space of *selected* samples: the shards, each
 holding its selected samples in file order, are concatenated in a seeded per-epoch shard order (the
 same on every rank) and, when ``epoch_samples`` exceeds the selection, repeated. Every rank yields
 ``batches_per_rank(selected or epoch_samples, world_size, batch_size)`` batches, rank ``r`` taking
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from fr_data.errors import ConfigError
-from fr_data.loader import batches_per_rank, segments, shard_order
+from fr_data.io.errors import ConfigError
+from fr_data.loading.loader import batches_per_rank, segments, shard_order
 from fr_train.data.augment import Augmenter
 from fr_train.data.batch import ImageBatch
 from fr_train.data.composer import Composer

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train.models.iresnet import IResNet, iresnet18, iresnet34, iresnet50, iresnet100
 from fr_train.models.mobilefacenet import MobileFaceNet, mobilefacenet
 from fr_train.models.tiny import TinyNet, tiny

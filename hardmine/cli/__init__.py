@@ -1,1 +1,5 @@
-"""Command-line entry points, one module per command, each exposing ``build_parser()`` and ``main(argv)``."""
+"""The ``hardmine`` command: one subcommand per pipeline stage (see :mod:`hardmine.cli.main`).
+
+Each subcommand is a module here with ``build_parser(prog)`` and ``main(argv, prog) -> int`` (exit 0 ok,
+2 bad input or config); ``tools/*.py`` are thin wrappers around the same functions.
+"""

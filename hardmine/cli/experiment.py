@@ -1,4 +1,5 @@
-"""``tools/experiment.py``: the closed loop from mining to a measured hard-sample gain, in one command.
+"""``hardmine experiment`` (``tools/experiment.py``): the closed loop from mining to a measured hard-sample
+gain, in one command.
 
     python tools/experiment.py --out EXP [--size small|full] [--seeds 0 1 2] [--arms ARM ...]
         [--config configs/experiments/hard_samples.yaml] [--workers N] [--device cpu|cuda]
@@ -24,29 +25,31 @@ from pathlib import Path
 
 import yaml
 
-from fr_data.atomic import atomic_write_text
-from fr_data.errors import ConfigError, HardmineError
+from fr_data.io.atomic import atomic_write_text
+from fr_data.io.errors import ConfigError, HardmineError
 from fr_data.folders import experiment_folder as folder
 from hardmine.experiment.arms import check_arms
 from hardmine.experiment.config import ExperimentConfig, differing_keys, experiment_dict, load_experiment
 from hardmine.experiment.report import write_report
 from hardmine.experiment.stages import Context, Layout, run_stages
+from hardmine.resources import resolve_config
 
 __all__ = ["DEFAULT_CONFIG", "build_parser", "main", "claim_folder", "check_seeds"]
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "experiments" / "hard_samples.yaml"
+#: The packaged experiment config (``configs/experiments/hard_samples.yaml``).
+DEFAULT_CONFIG = "experiments/hard_samples.yaml"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tools/experiment.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="experiment folder (created; rerun to resume)")
     p.add_argument("--size", choices=["small", "full"], default="full",
                    help="small: a quick look (<= 10 min on 2 cores); full: the documented result")
     p.add_argument("--seeds", type=int, nargs="*",
                    help="fine-tuning seeds (default: the size's seeds, 0 1 2 at full)")
     p.add_argument("--arms", nargs="+", help="arms to run (default: every arm of the config)")
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="experiment YAML")
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help="experiment YAML, a file or a packaged name (default experiments/hard_samples.yaml)")
     p.add_argument("--workers", type=int, default=2, help="rendering and sharding processes (default 2)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="training and scoring device")
     p.add_argument("--validation-only", action="store_true",
@@ -95,11 +98,11 @@ def _check_device(device: str) -> None:
             raise ConfigError("--device cuda: no CUDA device is available")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    command = "python tools/experiment.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    command = f"{prog or 'python tools/experiment.py'} " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        cfg = load_experiment(args.config, args.size)
+        cfg = load_experiment(resolve_config(args.config), args.size)
         arms = list(args.arms) if args.arms else list(cfg.arms)
         check_arms(cfg, arms)
         seeds = check_seeds(cfg.seeds if args.seeds is None else args.seeds)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fr_data.config import deep_merge
-from fr_data.errors import ConfigError
+from fr_data.io.config import deep_merge
+from fr_data.io.errors import ConfigError
 from fr_train.config import TrainConfig, load_train_config
 from fr_train.trainer import planned_images_per_step
 from hardmine.experiment.config import ArmConfig, ExperimentConfig

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fr_data.config import deep_merge, from_dict, load_yaml_with_bases
-from fr_data.errors import ConfigError
+from fr_data.io.config import deep_merge, from_dict, load_yaml_with_bases
+from fr_data.io.errors import ConfigError
 
 __all__ = ["SynthSection", "PacksSection", "TrainSection", "FinetuneSection", "ArmConfig", "EvalSection",
            "GoalSection", "TuningEntry", "ExperimentConfig", "load_experiment", "experiment_dict",

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fr_data.atomic import atomic_write_text
+from fr_data.io.atomic import atomic_write_text
 from fr_data.folders import experiment_folder as folder
 from fr_data.synth import PACKS
 from hardmine.experiment import figures

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fr_data.atomic import atomic_path
-from fr_data.errors import DataError
-from fr_data.verification import VerificationPack, decode_pack_uint8, load_bin
+from fr_data.formats.verification import VerificationPack, decode_pack_uint8, load_bin
+from fr_data.io.atomic import atomic_path
+from fr_data.io.errors import DataError
 from fr_train.config import load_train_config
 from fr_train.checkpoint import load_weights
 from fr_train.eval import flip_sum_embeddings, tpr_at_fpr, verify_distances

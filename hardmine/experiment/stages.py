@@ -13,7 +13,8 @@ Layout of ``EXP`` (besides the files of :mod:`fr_data.folders.experiment_folder`
     EXP/scores/SPLIT/MODEL.npz     pair scores of a backbone (``pretrained`` or ``ARM.seed-S``) per pack
     EXP/stages/NAME.json           stage stamps: inputs, done, what the stage produced
 
-The data, pretraining, embedding and mining stages are the demo's (:mod:`fr_train.demo`) behind stamps.
+The data, pretraining, embedding and mining stages are the demo's (:mod:`hardmine.pipelines.demo`) behind
+stamps.
 """
 
 from __future__ import annotations
@@ -28,15 +29,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fr_data.config import deep_merge, to_dict
-from fr_data.errors import DataError
 from fr_data.folders import experiment_folder as folder
-from fr_data.hashing import file_sha256
+from fr_data.io.config import deep_merge, to_dict
+from fr_data.io.errors import DataError
+from fr_data.io.hashing import file_sha256
 from fr_data.synth import PACKS, SynthConfig, generate_packs
-from fr_train import demo
-from fr_train.config import InitConfig
-from fr_train.demo import StageResult
+from fr_train.config import TrainConfig
 from fr_train.trainer import run as train_run
+from hardmine.pipelines import demo
+from hardmine.pipelines.demo import StageResult
 from hardmine.experiment.arms import ArmPlan, plan_arm
 from hardmine.experiment.config import ExperimentConfig
 from hardmine.experiment.scoring import (PackScores, decode_uint8, load_backbone, load_pack, load_scores,
@@ -108,18 +109,33 @@ def demo_config(ctx: Context) -> demo.DemoConfig:
 
 
 def stamped_config(config: Any, root: Path) -> dict[str, Any]:
-    """A training config as stage inputs: plain data without the execution-only keys, paths inside the
-    experiment folder ``root`` written relative to it (``$EXP/...``: a moved or copied folder stays
-    current), and without the ``init`` section while it is at its default (no head initialisation), so
-    that runs stamped before the section existed stay current."""
-    plain = to_dict(config)
+    """A training config as stage inputs: the values that differ from ``TrainConfig()``'s defaults (a key
+    added to the code later, at its default, leaves finished stages current; stamps record what a config
+    asks for, not the code), without the execution-only keys, and with paths inside the experiment folder
+    ``root`` written as ``$EXP/...`` (a moved or copied folder stays current)."""
+    plain = non_default(to_dict(config), to_dict(TrainConfig()))
     for section, keys in EXECUTION_KEYS.items():
         for key in keys:
-            plain[section].pop(key, None)
-    if plain.get("init") == asdict(InitConfig()):
-        del plain["init"]
+            plain.get(section, {}).pop(key, None)
     prefix = json.dumps(str(Path(root).resolve()) + os.sep)[1:-1]
     return json.loads(json.dumps(plain, default=str).replace(prefix, "$EXP/"))
+
+
+def non_default(values: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``values`` that differ from ``default`` (nested mappings compared key by key)."""
+    out = {}
+    for key, value in values.items():
+        base = default.get(key, _ABSENT)
+        if isinstance(value, dict) and isinstance(base, dict):
+            value = non_default(value, base)
+            if value:
+                out[key] = value
+        elif value != base:
+            out[key] = value
+    return out
+
+
+_ABSENT = object()
 
 
 def _stamped_stage(ctx: Context, name: str, where: Path, inputs: dict[str, Any],

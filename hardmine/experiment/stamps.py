@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fr_data.atomic import atomic_write_text
+from fr_data.io.atomic import atomic_write_text
 
 __all__ = ["read_stamp", "is_current", "is_started", "begin", "write_stamp"]
 

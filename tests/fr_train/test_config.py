@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train.config import TrainConfig, load_train_config, parse_overrides, save_train_config
+from tests.repo import ROOT
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = ROOT / "configs"
 TRAIN_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith("mining"))
 
 

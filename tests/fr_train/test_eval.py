@@ -10,8 +10,16 @@ import torch
 from torch import nn
 
 from fr_train.eval import (
-    THRESHOLDS, PairSet, easy_hard_gap, flip_sum_embeddings, kfold_splits, pair_distances, pair_scores,
-    tpr_at_fpr, verify, verify_distances,
+    THRESHOLDS,
+    PairSet,
+    easy_hard_gap,
+    flip_sum_embeddings,
+    kfold_splits,
+    pair_distances,
+    pair_scores,
+    tpr_at_fpr,
+    verify,
+    verify_distances,
 )
 
 

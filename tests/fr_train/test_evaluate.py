@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from fr_data.verification import decode_pack, load_bin, save_bin
+from fr_data.formats.verification import decode_pack, load_bin, save_bin
+from fr_train.config import EvalConfig
 from fr_train.eval import flip_sum_embeddings, verify
 from fr_train.evaluate import BinEvaluator, PairsEvaluator, build_evaluators, embed_in_chunks
-from fr_train.config import EvalConfig
 from tests.fr_train.data.builders import face_jpeg
 from tests.fr_train.test_trainer import one_thread, tiny  # noqa: F401  (fixtures)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train.config import InitConfig
 from fr_train.head_init import init_head, merged_rows
 from fr_train.resume import load_tensors, save_tensors

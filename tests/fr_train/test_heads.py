@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train.heads import CIFP, HEADS, ArcFace, CosFace, CurricularFace, build_head, cosine_logits
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fr_data.errors import ConfigError
-from fr_train.kd import FrozenTeacher, LowResDistillation, degrade_batch, load_classifier
+from fr_data.io.errors import ConfigError
 from fr_train.config import ModelConfig
+from fr_train.kd import FrozenTeacher, LowResDistillation, degrade_batch, load_classifier
 from fr_train.models import get_model
 
 

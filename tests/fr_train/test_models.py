@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
-import pytest
 from torch import nn
 
-from fr_data.errors import ConfigError, DataError
+from fr_data.io.errors import ConfigError, DataError
 from fr_train.checkpoint import load_state_dict, load_weights, save_state_dict
 from fr_train.models import MODELS, get_model, register_model
 from fr_train.models.iresnet import LAYERS

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train.losses import DistributionDistillationLoss, EKDLoss, OTLoss
 from fr_train.objective import Batch, Objective, build_objective
 

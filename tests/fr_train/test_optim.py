@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train.config import OptimConfig, ScheduleConfig
 from fr_train.optim import build_optimizer, build_schedule
 

@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from fr_train.heads import HEADS, build_head, cosine_logits
 from fr_train.partial_fc import PartialFC, shard_range
 

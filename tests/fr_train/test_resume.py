@@ -11,10 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from fr_data.errors import DataError
+from fr_data.io.errors import DataError
 from fr_train.logs import read_metrics
-from fr_train.resume import (CheckpointStore, TrainState, capture_rng, load_tensors, read_state, restore_rng,
-                             save_tensors)
+from fr_train.resume import (
+    CheckpointStore,
+    TrainState,
+    capture_rng,
+    load_tensors,
+    read_state,
+    restore_rng,
+    save_tensors,
+)
 from fr_train.trainer import run
 from tests.fr_train.test_trainer import one_thread, tiny, tiny_config  # noqa: F401  (fixtures)
 

@@ -10,14 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from fr_train.__main__ import main
 from fr_train.logs import read_metrics
 from fr_train.resume import load_tensors, read_state
 from tests.fr_train.test_trainer import CONFIG, tiny  # noqa: F401  (fixture)
+from tests.repo import ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = ROOT
 
 
 def write_config(tiny, folder: Path, extra: str = "") -> Path:

@@ -12,17 +12,18 @@ import pytest
 import torch
 from torch import nn
 
-from fr_data.config import deep_merge
-from fr_data.errors import DataError
-from fr_data.verification import save_bin
+from fr_data.formats.verification import save_bin
+from fr_data.io.config import deep_merge
+from fr_data.io.errors import DataError
 from fr_train.config import TrainConfig, load_train_config
 from fr_train.data import Branch, ImageBatch
 from fr_train.objective import Objective
 from fr_train.resume import load_tensors, read_state
 from fr_train.trainer import Precision, TrainModule, planned_images_per_step, run
 from tests.fr_train.data.builders import face_jpeg, make_tiny_data
+from tests.repo import ROOT
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "synth_tiny.yaml"
+CONFIG = ROOT / "configs" / "synth_tiny.yaml"
 
 
 def tiny_overrides(tiny, output: Path, **sections: Any) -> dict[str, Any]:

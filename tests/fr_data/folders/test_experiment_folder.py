@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fr_data.errors import SchemaError
+from fr_data.io.errors import SchemaError
 from fr_data.folders.experiment_folder import (RESULTS, RESULTS_SCHEMA, VALIDATION, read_results, results_path,
                                                write_results)
 

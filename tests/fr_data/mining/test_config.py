@@ -1,14 +1,12 @@
 """MiningConfig: YAML loading, unknown keys, range checks, the shipped configs/mining.yaml."""
 
-from pathlib import Path
 
 import pytest
 
-from fr_data.config import load_config
-from fr_data.errors import ConfigError
+from fr_data.io.config import load_config
+from fr_data.io.errors import ConfigError
 from fr_data.mining.config import COS_75_DEGREES, MiningConfig, validate_config
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.repo import ROOT
 
 
 def test_shipped_yaml_equals_the_defaults():

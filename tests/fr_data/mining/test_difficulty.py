@@ -1,7 +1,6 @@
 """Difficulty score and the quantile split."""
 
 import numpy as np
-
 import pytest
 
 from fr_data.mining.difficulty import difficulty_score, model_difficulty, split_by_quantile

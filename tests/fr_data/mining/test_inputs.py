@@ -7,9 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fr_data.errors import DataError
-from fr_data.mining.inputs import (check_recorded_hash, file_sha256, iter_chunks, normalise_rows,
-                                   open_embeddings, read_rows)
+from fr_data.folders.embeddings_folder import check_recorded_hash, open_embeddings
+from fr_data.io.errors import DataError
+from fr_data.io.hashing import file_sha256
+from fr_data.mining.inputs import iter_chunks, normalise_rows, read_rows
 
 
 def _emb(tmp_path, n=6, rows=None, keys=None):

@@ -3,8 +3,13 @@
 import numpy as np
 
 from fr_data.mining.centres import build_class_index
-from fr_data.mining.neighbours import (CandidateNeighbours, TopK, class_pass, exact_neighbours,
-                                       visitors_by_class)
+from fr_data.mining.neighbours import (
+    CandidateNeighbours,
+    TopK,
+    class_pass,
+    exact_neighbours,
+    visitors_by_class,
+)
 from tests.fr_data.mining.planted import brute_knn
 
 

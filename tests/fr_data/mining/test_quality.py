@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 from scipy.stats import wasserstein_distance
 
-from fr_data.mining.quality import (SddCollector, certainty_ratio, cyclic_windows, instance_fpr,
-                                    inverse_permutations, sdd_scores,
-                                    unified_threshold, wasserstein_equal)
+from fr_data.mining.quality import (
+    SddCollector,
+    certainty_ratio,
+    cyclic_windows,
+    instance_fpr,
+    inverse_permutations,
+    sdd_scores,
+    unified_threshold,
+    wasserstein_equal,
+)
 
 
 def test_wasserstein_equal_matches_scipy():

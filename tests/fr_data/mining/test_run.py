@@ -7,12 +7,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fr_data.config import load_config, to_dict
-from fr_data.errors import DataError
-from fr_data.mining import (CLASSES_SCHEMA, GROUPS_SCHEMA, MINED_SAMPLES_SCHEMA, PAIRS_SCHEMA, SWEEP_SCHEMA,
-                            MiningConfig, mine)
-from fr_data.mining.inputs import file_sha256
-from fr_data.parquet import read_metadata, read_table
+from fr_data.folders.run_folder import (
+    CLASSES_SCHEMA,
+    GROUPS_SCHEMA,
+    MINED_SAMPLES_SCHEMA,
+    PAIRS_SCHEMA,
+    SWEEP_SCHEMA,
+)
+from fr_data.io.config import load_config, to_dict
+from fr_data.io.errors import DataError
+from fr_data.io.hashing import file_sha256
+from fr_data.io.parquet import read_metadata, read_table
+from fr_data.mining import MiningConfig, mine
 from tests.fr_data.mining.planted import PlantedSpec, Truth, brute_knn, make_planted, write_emb
 
 
@@ -184,11 +190,12 @@ def test_existing_run_folder_needs_overwrite_and_failures_leave_nothing(tmp_path
     with pytest.raises(RuntimeError):
         mine(folder, out, knn=broken, overwrite=True)
     assert (out / "run.json").read_text() == first  # the old run is untouched
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("RUN")] == ["RUN"]
-    stale = tmp_path / "RUN.tmp-999999999-dead"  # left by a killed process: no run.json, removed next time
+    assert [p.name for p in tmp_path.iterdir() if "RUN" in p.name] == ["RUN"]
+    stale = tmp_path / ".RUN.partial"  # left by a killed process: no run.json, cleared next time
     stale.mkdir()
+    (stale / "samples.parquet").write_bytes(b"half written")
     mine(folder, out, knn=brute_knn, overwrite=True)
-    assert not stale.exists() and (out / "run.json").exists()
+    assert not stale.exists() and (out / "run.json").exists() and (out / "samples.parquet").stat().st_size > 12
 
 
 def test_row_mismatch_is_an_error_before_any_output(tmp_path):

@@ -5,9 +5,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fr_data.errors import DataError
-from fr_data.mining.splits import (bin_values, join_attributes, pose_bins_from_flip, pose_bins_from_yaw,
-                                   resolution_bins)
+from fr_data.io.errors import DataError
+from fr_data.mining.splits import (
+    bin_values,
+    join_attributes,
+    pose_bins_from_flip,
+    pose_bins_from_yaw,
+    resolution_bins,
+)
 
 
 def test_bins_edges_are_left_closed_and_nan_is_none():

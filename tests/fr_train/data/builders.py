@@ -1,6 +1,6 @@
 """Tiny shards and a tiny fake mining run folder for the training-data tests (and the training tests).
 
-``make_tiny_data(tmp)`` writes ``tmp/shards`` (real shards, through ``fr_data.shards.write_shards``) and
+``make_tiny_data(tmp)`` writes ``tmp/shards`` (real shards, through ``fr_data.ingest.sharding.write_shards``) and
 ``tmp/run`` (a mining run written with the mining schemas), with hand-checkable structure. With the
 defaults (6 classes x 6 images) image ``i`` of class ``c`` has source index ``6c + i`` and:
 
@@ -24,10 +24,12 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from fr_data.mining.schemas import CLASSES_SCHEMA, MINED_SAMPLES_SCHEMA, PAIRS_SCHEMA
-from fr_data.parquet import write_table
-from fr_data.shards import ShardOptions, read_samples, write_shards
-from fr_data.sources import SourceRecord
+from fr_data.folders.run_folder import CLASSES_SCHEMA, MINED_SAMPLES_SCHEMA, PAIRS_SCHEMA
+from fr_data.folders.shard_folder import read_samples
+from fr_data.ingest.plan import ShardOptions
+from fr_data.ingest.sharding import write_shards
+from fr_data.ingest.source import SourceRecord, read_each
+from fr_data.io.parquet import write_table
 
 SUSPECTS = ((0, 3), (1, 4))
 DUPLICATES = (((2, 1), (2, 0), "same_class"), ((3, 2), (4, 2), "cross_class"))
@@ -51,7 +53,7 @@ def face_jpeg(label: int, index: int, size: int = 112) -> bytes:
 
 
 class MemorySource:
-    """A ``fr_data.sources.Source`` over in-memory ``(label, jpeg)`` items (source index = position)."""
+    """A ``fr_data.ingest.source.Source`` over in-memory ``(label, jpeg)`` items (source index = position)."""
 
     def __init__(self, labels: list[int], path: Path):
         self.path = path
@@ -66,6 +68,12 @@ class MemorySource:
 
     def read(self, index: int) -> SourceRecord:
         return SourceRecord(int(index), self.labels[index], face_jpeg(self.labels[index], int(index)))
+
+    def read_many(self, indices):
+        return read_each(self, indices)
+
+    def locate(self, index: int) -> tuple[Path, str]:
+        return self.path, f"index {index}"
 
     def describe(self) -> dict:
         return {"kind": "memory", "count": len(self.labels)}

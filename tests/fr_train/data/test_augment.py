@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fr_data.io.errors import ConfigError
 from fr_train.data.augment import Augmenter, degrade_resolution, flip
-from fr_data.errors import ConfigError
 from fr_train.data.config import AugmentConfig, DataConfig, validate_data_config
 
 

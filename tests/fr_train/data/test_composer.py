@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from fr_data.errors import ConfigError
-from fr_data.shard_index import ShardIndex
+from fr_data.io.errors import ConfigError
+from fr_data.loading.shard_index import ShardIndex
 from fr_train.data.composer import Pool, VariationPairs, build_composer
 from fr_train.data.config import ComposerConfig, HardBranchConfig, SelectionConfig
 from fr_train.data.reader import ImageReader

@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fr_data.errors import ConfigError, DataError
-from fr_data.mining.schemas import MINED_SAMPLES_SCHEMA
-from fr_data.parquet import read_table, write_table
+from fr_data.folders.run_folder import MINED_SAMPLES_SCHEMA
+from fr_data.io.errors import ConfigError, DataError
+from fr_data.io.parquet import read_table, write_table
 from fr_train.data.config import SelectionConfig
 from fr_train.data.selection import LABEL_MAP_SCHEMA, merge_representatives, resolve_selection
 from tests.fr_train.data.builders import make_tiny_data

@@ -7,13 +7,21 @@ from collections import Counter
 import pytest
 import torch
 
-from fr_data.config import from_dict
-from fr_data.errors import ConfigError
-from fr_data.loader import decode_face, list_shards, shard_order
-from fr_data.shard_index import ShardIndex
-from fr_data.tario import group_members
-from fr_train.data import (AugmentConfig, ComposerConfig, DataConfig, ImageBatch, SelectionConfig,
-                           build_train_data)
+from fr_data.folders.shard_folder import list_shards
+from fr_data.formats.tario import group_members
+from fr_data.io.config import from_dict
+from fr_data.io.errors import ConfigError
+from fr_data.loading.decode import decode_face
+from fr_data.loading.loader import shard_order
+from fr_data.loading.shard_index import ShardIndex
+from fr_train.data import (
+    AugmentConfig,
+    ComposerConfig,
+    DataConfig,
+    ImageBatch,
+    SelectionConfig,
+    build_train_data,
+)
 from fr_train.data.config import validate_data_config
 from fr_train.data.reader import ImageReader
 from fr_train.data.selection import resolve_selection

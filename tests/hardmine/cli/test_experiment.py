@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from hardmine.cli.experiment import build_parser, main
+from hardmine.cli.experiment import DEFAULT_CONFIG, build_parser, main
 from tests.hardmine.experiment.tiny import write_tiny
-from tools import experiment as tool
+from tests.repo import ROOT
 
 
 @pytest.mark.parametrize("extra, message", [
     (["--arms", "baseline", "ddl_tuned"], r"--arms: unknown arm\(s\) \['ddl_tuned'\]"),
     (["--seeds"], "--seeds: the seed list is empty"),
     (["--seeds", "1", "1"], "--seeds: a seed is repeated"),
-    (["--size", "small", "--config", "nowhere.yaml"], "nowhere.yaml: cannot read YAML"),
+    (["--size", "small", "--config", "nowhere.yaml"], "nowhere.yaml: no such config file"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
     config = write_tiny(tmp_path)
@@ -24,8 +24,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
     assert not (tmp_path / "exp").exists()  # nothing was started
 
 
-def test_the_tool_is_a_thin_wrapper():
-    assert tool.main is main and tool.build_parser is build_parser
+def test_defaults_and_the_packaged_config():
     args = build_parser().parse_args(["--out", "x"])
     assert args.size == "full" and args.seeds is None and args.device == "cpu"
-    assert args.config.name == "hard_samples.yaml" and args.config.is_file()
+    assert args.config == DEFAULT_CONFIG and (ROOT / "configs" / DEFAULT_CONFIG).is_file()  # packaged name

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from hardmine.experiment.arms import arm_chain, arm_overrides, check_arms, plan_arm, uses_mining
 from hardmine.experiment.config import load_experiment
+from tests.repo import ROOT
 
-REPO = Path(__file__).resolve().parents[3]
-SHIPPED = REPO / "configs" / "experiments" / "hard_samples.yaml"
+SHIPPED = ROOT / "configs" / "experiments" / "hard_samples.yaml"
 PATHS = {"shards": Path("/x/shards"), "mined": Path("/x/mined"), "weights": Path("/x/train/model.pt"),
          "output": Path("/x/runs/a/seed-0")}
 

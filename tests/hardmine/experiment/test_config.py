@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fr_data.errors import ConfigError
+from fr_data.io.errors import ConfigError
 from hardmine.experiment.arms import check_arms
 from hardmine.experiment.config import differing_keys, experiment_dict, load_experiment
+from tests.repo import ROOT
 
-REPO = Path(__file__).resolve().parents[3]
-SHIPPED = REPO / "configs" / "experiments" / "hard_samples.yaml"
+SHIPPED = ROOT / "configs" / "experiments" / "hard_samples.yaml"
 
 
 def write(tmp_path: Path, data: dict, name: str = "exp.yaml") -> Path:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fr_train.config import load_train_config
+from hardmine.experiment.stages import non_default, stamped_config
 from hardmine.experiment.stamps import begin, is_current, is_started, read_stamp, write_stamp
+from tests.repo import ROOT
 
 
 def test_a_stage_is_current_only_when_done_with_the_same_inputs(tmp_path):
@@ -28,10 +31,8 @@ def test_an_unreadable_stamp_reads_as_none(tmp_path):
 
 
 def test_stamped_configs_are_relative_to_the_experiment_folder(tmp_path):
-    from fr_train.config import load_train_config
-    from hardmine.experiment.stages import stamped_config
 
-    config = Path(__file__).resolve().parents[3] / "configs" / "synth_tiny.yaml"
+    config = ROOT / "configs" / "synth_tiny.yaml"
 
     def stamped(root: Path) -> dict:
         cfg = load_train_config(config, {"data": {"shards": str(root / "shards")}, "train": {
@@ -41,4 +42,11 @@ def test_stamped_configs_are_relative_to_the_experiment_folder(tmp_path):
     a, b = stamped(tmp_path / "one"), stamped(tmp_path / "two")
     assert a == b and a["data"]["shards"] == "$EXP/shards" and a["train"]["output"] == "$EXP/runs/a"
     assert "device" not in a["train"] and "progress" not in a["train"]  # how fast, not what
-    assert "init" not in a  # at its default
+    assert "init" not in a and "partial_fc" not in a  # sections at their defaults
+    assert a["model"] == {"name": "tiny", "embedding_size": 64}  # only what differs from the defaults
+
+
+def test_non_default_keeps_what_differs_key_by_key():
+    default = {"a": 1, "b": {"c": 2, "d": [1]}, "e": None}
+    assert non_default({"a": 1, "b": {"c": 3, "d": [1]}, "e": None, "new": 0}, default) == {"b": {"c": 3}, "new": 0}
+    assert non_default(default, default) == {}

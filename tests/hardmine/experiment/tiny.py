@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
-from fr_data.config import deep_merge
+from fr_data.io.config import deep_merge
+from tests.repo import ROOT
 
-REPO = Path(__file__).resolve().parents[3]
-SHIPPED = REPO / "configs" / "experiments" / "hard_samples.yaml"
+SHIPPED = ROOT / "configs" / "experiments" / "hard_samples.yaml"
 TRAIN = {"data": {"batch_size": 16, "num_workers": 0}, "model": {"embedding_size": 16},
          "schedule": {"warmup_steps": 1}}
 
@@ -20,10 +20,10 @@ BODY: dict[str, Any] = {
     "synth": {"identities": 16, "images_per_identity": 10},
     "packs": {"pairs": 200, "identities": 8},  # 100 impostor pairs: TPR at FPR 1e-2 is defined
     "per_shard": 100,
-    "pretrain": {"config": str(REPO / "configs" / "synth_tiny_cosface.yaml"),
+    "pretrain": {"config": str(ROOT / "configs" / "synth_tiny_cosface.yaml"),
                  "overrides": deep_merge(TRAIN, {"train": {"max_steps": 8, "log_every": 4, "ckpt_every": 4}})},
-    "mining": str(REPO / "configs" / "mining_demo.yaml"),
-    "finetune": {"config": str(REPO / "configs" / "synth_tiny.yaml"), "images": 240,
+    "mining": str(ROOT / "configs" / "mining_demo.yaml"),
+    "finetune": {"config": str(ROOT / "configs" / "synth_tiny.yaml"), "images": 240,
                  "overrides": deep_merge(TRAIN, {"train": {"log_every": 2, "ckpt_every": 4}})},
     "arms": {"ddl": {"train": {"data": {"composer": {
         "identities": 3, "pairs": 2,

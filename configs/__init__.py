@@ -1,0 +1,1 @@
+"""The training and mining configs, shipped inside the package as ``hardmine.configs``."""

@@ -1,0 +1,177 @@
+"""The embeddings folder EMB: one vector per sample of a shard folder, and what mining reads.
+
+Layout (written by :func:`fr_data.embed.run.embed_shards`)::
+
+    EMB/embeddings.npy   N x D float16, L2-normalised rows, rows sorted by sample key. With flip (the
+                         default) a row is the InsightFace flip-sum f(x) + f(flip(x)), then normalised;
+                         without it f(x) normalised.
+    EMB/index.parquet    row i describes embeddings[i] (EMBEDDINGS_INDEX_SCHEMA): key, label, norm =
+                         ||f(x)|| of the unflipped image before normalising (the MagFace / AdaFace feature
+                         magnitude), flip_cos = cos(f(x), f(flip x)) (a pose proxy; null without flip),
+                         resolution (fr_data.embed.resolution estimate in (0, 1])
+    EMB/run.json         model spec, dims, count, sha256 of embeddings.npy, timing, settings
+    EMB/parts/           per-rank parts of a distributed run (staging folder only)
+
+Mining needs only ``key`` and ``label`` from the index (REQUIRED_INDEX_SCHEMA), so any tool that writes
+those next to an ``.npy`` produces a folder mining can read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fr_data.io.atomic import atomic_write_text
+from fr_data.io.errors import DataError
+from fr_data.io.jsonfile import read_json_object
+from fr_data.io.parquet import read_table, write_table
+
+EMBEDDINGS_FILE = "embeddings.npy"
+INDEX_FILE = "index.parquet"
+RUN_FILE = "run.json"
+PARTS_DIR = "parts"
+
+#: The index written by ``tools/embed.py``.
+EMBEDDINGS_INDEX_SCHEMA = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("label", pa.int64(), nullable=False),
+    pa.field("norm", pa.float32(), nullable=False),  # ||f(x)|| of the unflipped image, before normalising
+    pa.field("flip_cos", pa.float32(), nullable=True),  # cos(f(x), f(flip x)); null when flip is off
+    pa.field("resolution", pa.float32(), nullable=True),  # fr_data.embed.resolution estimate in (0, 1]
+])
+
+#: The columns mining needs from the index (other writers may omit the rest).
+REQUIRED_INDEX_SCHEMA = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("label", pa.int64(), nullable=False),
+])
+
+
+def part_paths(parts: str | os.PathLike, rank: int) -> tuple[Path, Path]:
+    """The array and index files of rank ``rank``'s part in ``parts``."""
+    stem = Path(parts) / f"rank-{rank}"
+    return stem.with_suffix(".npy"), stem.with_suffix(".parquet")
+
+
+def list_parts(parts: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """``(array, index)`` paths of every ``rank-R`` part in ``parts``, by rank."""
+    found = sorted(Path(parts).glob("rank-*.parquet"), key=lambda p: int(p.stem.split("-")[1]))
+    return [(path.with_suffix(".npy"), path) for path in found]
+
+
+def write_part_index(parts: str | os.PathLike, rank: int, index: pa.Table) -> None:
+    """Write rank ``rank``'s part index (validated against EMBEDDINGS_INDEX_SCHEMA)."""
+    write_table(index, part_paths(parts, rank)[1], EMBEDDINGS_INDEX_SCHEMA)
+
+
+def read_part_index(path: str | os.PathLike) -> pa.Table:
+    """Read and validate one part index."""
+    return read_table(path, EMBEDDINGS_INDEX_SCHEMA)
+
+
+def write_index(folder: str | os.PathLike, index: pa.Table, metadata: dict[str, Any] | None = None) -> None:
+    """Write ``folder/index.parquet`` (validated against EMBEDDINGS_INDEX_SCHEMA)."""
+    write_table(index, Path(folder) / INDEX_FILE, EMBEDDINGS_INDEX_SCHEMA, metadata=metadata)
+
+
+def write_run_info(folder: str | os.PathLike, info: dict[str, Any]) -> None:
+    """Write ``folder/run.json`` atomically."""
+    atomic_write_text(Path(folder) / RUN_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def read_run_info(emb: str | os.PathLike) -> dict[str, Any]:
+    """``EMB/run.json`` (empty when absent; a DataError when it is not a JSON object)."""
+    return read_json_object(Path(emb) / RUN_FILE)
+
+
+def read_index(emb: str | os.PathLike) -> pa.Table:
+    """Read and validate ``EMB/index.parquet`` (checks its row count against embeddings.npy)."""
+    emb = Path(emb)
+    table = read_table(emb / INDEX_FILE, EMBEDDINGS_INDEX_SCHEMA)
+    rows = np.load(emb / EMBEDDINGS_FILE, mmap_mode="r").shape[0]
+    if rows != table.num_rows:
+        raise DataError(emb / INDEX_FILE, "", f"{table.num_rows} rows but embeddings.npy has {rows}")
+    return table
+
+
+@dataclass
+class Embeddings:
+    """An opened EMB folder.
+
+    Attributes:
+        folder: the EMB folder.
+        vectors: N x D memmap (float16 or float32), row i described by ``index`` row i.
+        index: the index table (``key``, ``label`` and optional ``norm``, ``flip_cos``, ``resolution``).
+        labels: int64 labels, length N.
+        run_info: parsed ``EMB/run.json`` (empty if absent).
+    """
+
+    folder: Path
+    vectors: np.ndarray
+    index: pa.Table
+    labels: np.ndarray
+    run_info: dict[str, Any]
+
+    @property
+    def n(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def array_path(self) -> Path:
+        return self.folder / EMBEDDINGS_FILE
+
+    def column(self, name: str) -> np.ndarray | None:
+        """A float column of the index as float32 with NaN for nulls, or None if absent."""
+        if name not in self.index.column_names:
+            return None
+        col = self.index.column(name).cast(pa.float32())
+        return col.fill_null(np.nan).to_numpy().astype(np.float32, copy=False)
+
+
+def open_embeddings(folder: str | os.PathLike) -> Embeddings:
+    """Open ``folder/embeddings.npy`` (memmap) and ``folder/index.parquet``; check they agree."""
+    folder = Path(folder)
+    npy = folder / EMBEDDINGS_FILE
+    if not npy.exists():
+        raise DataError(npy, "", "embeddings file does not exist")
+    try:
+        vectors = np.load(npy, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(npy, "header", f"not a readable .npy array: {exc}") from exc
+    if vectors.ndim != 2 or vectors.dtype not in (np.float16, np.float32):
+        raise DataError(npy, "header", f"expected an N x D float16/float32 array, got {vectors.shape} "
+                                       f"{vectors.dtype}")
+    index = read_table(folder / INDEX_FILE, REQUIRED_INDEX_SCHEMA)
+    if index.num_rows != vectors.shape[0]:
+        raise DataError(folder / INDEX_FILE, "",
+                        f"{index.num_rows} index rows but {npy.name} has {vectors.shape[0]} rows; "
+                        "row i of the index must describe embedding row i")
+    _check_unique_keys(index, folder / INDEX_FILE)
+    labels = index.column("label").to_numpy().astype(np.int64)
+    return Embeddings(folder, vectors, index, labels, read_run_info(folder))
+
+
+def _check_unique_keys(index: pa.Table, path: Path) -> None:
+    keys = index.column("key")
+    if pc.count_distinct(keys).as_py() == len(keys):
+        return
+    counts = pc.value_counts(keys)
+    dup = next(v["values"].as_py() for v in counts if v["counts"].as_py() > 1)
+    rows = pc.indices_nonzero(pc.equal(keys, dup)).to_pylist()
+    raise DataError(path, f"key {dup!r}, rows {rows[:5]}", "duplicate sample key")
+
+
+def check_recorded_hash(emb: Embeddings, digest: str) -> None:
+    """If ``EMB/run.json`` records a SHA-256 of embeddings.npy, it must match the file."""
+    recorded = [v for k, v in emb.run_info.items() if "sha256" in k.lower() and isinstance(v, str)]
+    if recorded and digest not in recorded:
+        raise DataError(emb.array_path, "",
+                        f"SHA-256 {digest} differs from the one in run.json {recorded}; "
+                        "the embeddings changed after the run that wrote them")

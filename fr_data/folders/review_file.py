@@ -1,0 +1,197 @@
+"""``review.csv``: a curator's decisions from the review page, read back by training and by DuckDB.
+
+The review page (``tools/report.py``) exports this file; training applies it with
+``data.selection.review: review.csv``; ``tools/query.py`` shows it as the ``review`` view when it sits
+in the mining run folder.
+
+Format: UTF-8 CSV (RFC 4180 quoting, so keys may hold commas or quotes), header exactly ``key,decision``,
+one row per decided item:
+
+============  ==========================================  ===============================================
+``decision``  ``key``                                     meaning
+============  ==========================================  ===============================================
+``keep``      a sample key                                keep the sample even when a mining filter
+                                                          (``splits``, ``drop_suspects``,
+                                                          ``drop_duplicates``) would drop it
+``drop``      a sample key                                remove the sample from training
+``merge:A:B`` a sample key of label ``A`` (the image the  labels ``A`` and ``B`` are one person: merge
+              page showed first for that label)           them, whatever ``merge_classes`` says
+``keep:A:B``  as above                                    ``A`` and ``B`` are two people: never merge
+                                                          them, even when ``merge_classes`` would
+============  ==========================================  ===============================================
+
+``A`` and ``B`` are integer labels, ``A != B``. A sample key has at most one sample row, a label pair
+(either order) at most one merge row; a key may have both a sample row and a merge row (they decide
+different things). Blank lines are ignored. Errors name the file and the line (the header is line 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from fr_data.io.atomic import atomic_write_text
+from fr_data.io.errors import DataError
+
+REVIEW_FILE = "review.csv"
+HEADER = ("key", "decision")
+SAMPLE_ACTIONS = ("keep", "drop")
+MERGE_ACTIONS = ("merge", "keep")
+
+#: The parsed file, one row per decision (the ``review`` view of ``tools/query.py``).
+REVIEW_SCHEMA = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("decision", pa.string(), nullable=False),  # as written in the file
+    pa.field("kind", pa.string(), nullable=False),      # "sample" or "merge"
+    pa.field("action", pa.string(), nullable=False),    # keep / drop (samples), merge / keep (label pairs)
+    pa.field("label", pa.int64()),                      # merge rows: A
+    pa.field("other_label", pa.int64()),                # merge rows: B
+    pa.field("line", pa.int64(), nullable=False),       # line of the file (header = 1)
+])
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One row of a review file."""
+
+    key: str
+    kind: str
+    action: str
+    label: int | None = None
+    other_label: int | None = None
+    line: int = 0
+
+    @property
+    def decision(self) -> str:
+        """The ``decision`` cell as written in the file."""
+        if self.kind == "sample":
+            return self.action
+        return merge_decision(self.action, self.label, self.other_label)
+
+    @property
+    def pair(self) -> tuple[int, int]:
+        """A merge row's labels, smaller first."""
+        return (min(self.label, self.other_label), max(self.label, self.other_label))
+
+
+def merge_decision(action: str, label: int, other_label: int) -> str:
+    """The ``decision`` cell of a merge row, e.g. ``merge:12:40``."""
+    return f"{action}:{int(label)}:{int(other_label)}"
+
+
+@dataclass
+class Review:
+    """The decisions of a review file (``path`` names it in errors)."""
+
+    path: Path
+    decisions: list[Decision]
+
+    def keys(self, action: str) -> list[str]:
+        """Sample keys with this sample action (``keep`` or ``drop``)."""
+        return [d.key for d in self.decisions if d.kind == "sample" and d.action == action]
+
+    def pairs(self, action: str) -> list[tuple[int, int]]:
+        """Label pairs (smaller first) with this merge action (``merge`` or ``keep``)."""
+        return [d.pair for d in self.decisions if d.kind == "merge" and d.action == action]
+
+    def merges(self) -> list[Decision]:
+        """The merge rows."""
+        return [d for d in self.decisions if d.kind == "merge"]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per decision kind: ``keep``, ``drop``, ``merge``, ``separate`` (``keep:A:B``)."""
+        return {"keep": len(self.keys("keep")), "drop": len(self.keys("drop")),
+                "merge": len(self.pairs("merge")), "separate": len(self.pairs("keep"))}
+
+    def table(self) -> pa.Table:
+        """The decisions as a ``REVIEW_SCHEMA`` table."""
+        rows = [{"key": d.key, "decision": d.decision, "kind": d.kind, "action": d.action, "label": d.label,
+                 "other_label": d.other_label, "line": d.line} for d in self.decisions]
+        return pa.Table.from_pylist(rows, schema=REVIEW_SCHEMA)
+
+
+def parse_decision(key: str, cell: str, line: int, path: Path) -> Decision:
+    """One row's decision.
+
+    Raises:
+        DataError: naming the file and line, for an empty key or a decision outside the format.
+    """
+    if not key:
+        raise DataError(path, f"line {line}", "empty key")
+    if cell in SAMPLE_ACTIONS:
+        return Decision(key, "sample", cell, line=line)
+    parts = cell.split(":")
+    if len(parts) != 3 or parts[0] not in MERGE_ACTIONS:
+        raise DataError(path, f"line {line}", f"decision {cell!r} is not keep, drop, merge:A:B or keep:A:B")
+    try:
+        label, other = int(parts[1]), int(parts[2])
+    except ValueError:
+        raise DataError(path, f"line {line}", f"decision {cell!r}: labels must be integers") from None
+    if label == other:
+        raise DataError(path, f"line {line}", f"decision {cell!r} merges a label with itself")
+    return Decision(key, "merge", parts[0], label, other, line)
+
+
+def parse_review(text: str, path: str | os.PathLike = "<review>") -> Review:
+    """Parse review CSV text (see the module docstring).
+
+    Raises:
+        DataError: naming the file and line of a bad header, a row without two cells, a bad decision,
+            or a repeated key / label pair.
+    """
+    path = Path(path)
+    rows = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    header = next(rows, None)
+    if header is None or tuple(c.strip() for c in header) != HEADER:
+        raise DataError(path, "line 1", f"header must be 'key,decision', got {header!r}")
+    decisions, seen = [], {}
+    for row in rows:
+        line = rows.line_num
+        if not row or row == [""]:
+            continue
+        if len(row) != 2:
+            raise DataError(path, f"line {line}", f"expected 2 cells (key,decision), got {len(row)}")
+        d = parse_decision(row[0], row[1].strip(), line, path)
+        ident = ("sample", d.key) if d.kind == "sample" else ("merge", d.pair)
+        if ident in seen:
+            raise DataError(path, f"line {line}", f"{ident[0]} {ident[1]!r} was already decided on line "
+                                                  f"{seen[ident]}")
+        seen[ident] = line
+        decisions.append(d)
+    return Review(path, decisions)
+
+
+def read_review(path: str | os.PathLike) -> Review:
+    """Read and validate a review file.
+
+    Raises:
+        DataError: the file is missing, not UTF-8, or breaks the format (file and line named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "", "review file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"byte {exc.start}", "not UTF-8 text") from None
+    return parse_review(text, path)
+
+
+def format_review(decisions: list[Decision]) -> str:
+    """CSV text of ``decisions`` (header first, ``\\r\\n`` line ends as the page writes them)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(HEADER)
+    for d in decisions:
+        writer.writerow([d.key, d.decision])
+    return out.getvalue()
+
+
+def write_review(path: str | os.PathLike, decisions: list[Decision]) -> None:
+    """Write a review file atomically."""
+    atomic_write_text(path, format_review(decisions))

@@ -1,0 +1,151 @@
+"""The mining run folder: the Parquet manifests a mining run writes, and how they are read back.
+
+Layout (written atomically by :func:`fr_data.mining.run.mine`; every column is documented in
+``manifests/README.md``)::
+
+    RUN/samples.parquet   one row per embedding row, in the order of EMB/index.parquet (MINED_SAMPLES_SCHEMA)
+    RUN/classes.parquet   one row per label (CLASSES_SCHEMA)
+    RUN/pairs.parquet     easy/hard positive and hard negative pairs for DDL / OT (PAIRS_SCHEMA)
+    RUN/groups.parquet    FPR per group at one global threshold (GROUPS_SCHEMA)
+    RUN/sweep.parquet     how many classes / samples each candidate threshold flags (SWEEP_SCHEMA)
+    RUN/run.json          inputs, counts, timings, the resolved config (also Parquet key-value metadata)
+    RUN/config.yaml       the resolved mining config
+
+Tables may carry extra columns after the declared ones (attribute columns joined in by the user).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from fr_data.io.atomic import atomic_write_text
+from fr_data.io.jsonfile import read_json_object
+from fr_data.io.parquet import read_table, write_table
+
+SAMPLES_FILE = "samples.parquet"
+CLASSES_FILE = "classes.parquet"
+PAIRS_FILE = "pairs.parquet"
+GROUPS_FILE = "groups.parquet"
+SWEEP_FILE = "sweep.parquet"
+RUN_FILE = "run.json"
+CONFIG_FILE = "config.yaml"
+#: Parquet key-value metadata key holding the run report.
+METADATA_KEY = "hardmine_mining"
+
+#: One row per label of the input index.
+CLASSES_SCHEMA = pa.schema([
+    pa.field("label", pa.int64(), nullable=False),
+    pa.field("n", pa.int64(), nullable=False),
+    pa.field("n_invalid", pa.int64(), nullable=False),
+    pa.field("spread", pa.float32()),
+    pa.field("nearest_label", pa.int64()),
+    pa.field("nearest_cos", pa.float32()),
+    pa.field("neighbour_mix", pa.float32()),
+    pa.field("merge_candidate", pa.bool_(), nullable=False),
+    pa.field("group", pa.string()),
+])
+
+#: One row per input embedding row, in the order of ``EMB/index.parquet``.
+MINED_SAMPLES_SCHEMA = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("label", pa.int64(), nullable=False),
+    pa.field("vector_ok", pa.bool_(), nullable=False),
+    pa.field("center_cos", pa.float32()),
+    pa.field("nearest_other_label", pa.int64()),
+    pa.field("nearest_other_cos", pa.float32()),
+    pa.field("margin", pa.float32()),
+    pa.field("knn_agreement", pa.float32()),
+    pa.field("suspect_mislabel", pa.bool_(), nullable=False),
+    pa.field("suspected_label", pa.int64()),
+    pa.field("duplicate_of", pa.string()),
+    pa.field("duplicate_kind", pa.string()),
+    pa.field("duplicate_cos", pa.float32()),
+    pa.field("quality_sdd", pa.float32()),
+    pa.field("quality_cr", pa.float32()),
+    pa.field("instance_fpr", pa.float32()),
+    pa.field("difficulty", pa.float32()),
+    pa.field("split", pa.string()),
+    pa.field("resolution", pa.float32()),
+    pa.field("resolution_bin", pa.string()),
+    pa.field("flip_cos", pa.float32()),
+    pa.field("pose_bin", pa.string()),
+    pa.field("group", pa.string()),
+])
+
+#: Teacher (easy) and student (hard) pairs for DDL / OT training.
+PAIRS_SCHEMA = pa.schema([
+    pa.field("key_a", pa.string(), nullable=False),
+    pa.field("key_b", pa.string(), nullable=False),
+    pa.field("label_a", pa.int64(), nullable=False),
+    pa.field("label_b", pa.int64(), nullable=False),
+    pa.field("cos", pa.float32(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("pose_bin_a", pa.string()),
+    pa.field("pose_bin_b", pa.string()),
+    pa.field("resolution_bin_a", pa.string()),
+    pa.field("resolution_bin_b", pa.string()),
+])
+
+#: FPR per group at one global threshold (bias report).
+GROUPS_SCHEMA = pa.schema([
+    pa.field("group", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("n_samples", pa.int64(), nullable=False),
+    pa.field("n_classes", pa.int64(), nullable=False),
+    pa.field("fpr", pa.float64()),
+    pa.field("fpr_ratio", pa.float64()),
+])
+
+#: How many classes / samples each candidate threshold flags.
+SWEEP_SCHEMA = pa.schema([
+    pa.field("threshold", pa.string(), nullable=False),
+    pa.field("value", pa.float64(), nullable=False),
+    pa.field("flagged", pa.int64(), nullable=False),
+    pa.field("unit", pa.string(), nullable=False),
+    pa.field("is_default", pa.bool_(), nullable=False),
+])
+
+PAIR_KINDS = ("easy_pos", "hard_pos", "hard_neg")
+SPLITS = ("easy", "medium", "hard")
+DUPLICATE_KINDS = ("same_class", "cross_class")
+
+#: Table name (the DuckDB view name too) -> (file name, schema).
+TABLES: dict[str, tuple[str, pa.Schema]] = {
+    "samples": (SAMPLES_FILE, MINED_SAMPLES_SCHEMA),
+    "classes": (CLASSES_FILE, CLASSES_SCHEMA),
+    "pairs": (PAIRS_FILE, PAIRS_SCHEMA),
+    "groups": (GROUPS_FILE, GROUPS_SCHEMA),
+    "sweep": (SWEEP_FILE, SWEEP_SCHEMA),
+}
+
+
+def table_path(run: str | os.PathLike, name: str) -> Path:
+    """Path of table ``name`` (a key of :data:`TABLES`) in ``run``."""
+    return Path(run) / TABLES[name][0]
+
+
+def read(run: str | os.PathLike, name: str, columns: list[str] | None = None) -> pa.Table:
+    """Read and validate table ``name`` (a key of :data:`TABLES`) of ``run``."""
+    file, schema = TABLES[name]
+    return read_table(Path(run) / file, schema, columns=columns)
+
+
+def write(run: str | os.PathLike, name: str, table: pa.Table, report: dict[str, Any]) -> None:
+    """Write table ``name`` with the run report as Parquet key-value metadata."""
+    file, schema = TABLES[name]
+    write_table(table, Path(run) / file, schema, {METADATA_KEY: report})
+
+
+def read_run_info(run: str | os.PathLike) -> dict[str, Any]:
+    """``RUN/run.json`` (empty when absent; a DataError when it is not a JSON object)."""
+    return read_json_object(Path(run) / RUN_FILE)
+
+
+def write_run_info(run: str | os.PathLike, info: dict[str, Any]) -> None:
+    """Write ``RUN/run.json`` atomically."""
+    atomic_write_text(Path(run) / RUN_FILE, json.dumps(info, indent=2, default=str))

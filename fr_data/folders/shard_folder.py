@@ -1,0 +1,165 @@
+"""The shard folder: WebDataset tar shards and their Parquet sample manifest.
+
+Layout of a folder ``OUT`` written by :func:`fr_data.ingest.sharding.write_shards`::
+
+    OUT/plan.json             the resolved plan and its fingerprint (written first)
+    OUT/shard-000000.tar ...  per sample KEY.cls (label, ASCII int), KEY.jpg or KEY.png (the source
+                              image bytes, never re-encoded; PNG sources keep the ``.png`` extension),
+                              KEY.json ({"source_index", "width", "height"}); KEY = zero-padded source
+                              index (no dots)
+    OUT/rejected.parquet      records refused with ``skip_corrupt``: the file at fault, source index,
+                              shard, locator (key/offset/path) and reason (REJECTED_SCHEMA; empty if none)
+    OUT/shards.json           every shard's name, count, bytes, sha256; the plan; the run arguments
+    OUT/samples.parquet       one row per stored sample (SAMPLES_SCHEMA), in shard order; written LAST,
+                              so its presence marks a finished folder
+    OUT/.parts/               per-shard sidecar tables of an unfinished run (resumption)
+    OUT/shard_index.parquet   optional cache of random-access offsets (SHARD_INDEX_SCHEMA), written by
+                              :mod:`fr_data.loading.shard_index` on first use
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from fr_data.io.atomic import atomic_write_text
+from fr_data.io.errors import DataError
+from fr_data.io.parquet import read_table
+
+FORMAT_VERSION = 2
+SHARD_PATTERN = "shard-{:06d}.tar"
+PLAN_FILE = "plan.json"
+LISTING_FILE = "shards.json"
+SAMPLES_FILE = "samples.parquet"
+REJECTED_FILE = "rejected.parquet"
+PARTS_DIR = ".parts"
+SHARD_INDEX_FILE = "shard_index.parquet"
+SHARD_INDEX_VERSION = 1
+
+#: One row per stored sample, in shard order.
+SAMPLES_SCHEMA = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("label", pa.int64(), nullable=False),
+    pa.field("shard", pa.string(), nullable=False),
+    pa.field("source_index", pa.int64(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("height", pa.int32(), nullable=False),
+    pa.field("bytes", pa.int64(), nullable=False),
+    pa.field("sha256", pa.string(), nullable=False),
+    pa.field("ext", pa.string(), nullable=False),
+    # True: fully decoded with PIL, the decoded size equals the header size; null: not decoded (only
+    # the header was parsed: the sample is outside the ``decode_check`` fraction). Never False: an
+    # image that fails the check is rejected (or aborts the run).
+    pa.field("decoded_ok", pa.bool_(), nullable=True),
+])
+
+#: One row per record refused with ``skip_corrupt``.
+REJECTED_SCHEMA = pa.schema([
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("index", pa.int64(), nullable=False),
+    pa.field("shard", pa.string(), nullable=False),
+    pa.field("where", pa.string(), nullable=False),
+    pa.field("reason", pa.string(), nullable=False),
+])
+
+#: The random-access cache: one row per sample, where its members lie and where its image bytes are.
+SHARD_INDEX_SCHEMA = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("shard", pa.string(), nullable=False),
+    pa.field("start", pa.int64(), nullable=False),   # offset of the sample's first header
+    pa.field("stop", pa.int64(), nullable=False),    # offset just past its last member's padding
+    pa.field("ext", pa.string(), nullable=False),    # image member extension
+    pa.field("offset", pa.int64(), nullable=False),  # image data offset
+    pa.field("size", pa.int64(), nullable=False),    # image data size
+])
+
+
+def shard_name(shard_id: int) -> str:
+    """File name of shard ``shard_id``."""
+    return SHARD_PATTERN.format(shard_id)
+
+
+def samples_path(folder: str | os.PathLike) -> Path:
+    """``folder/samples.parquet`` (whether or not it exists yet)."""
+    return Path(folder) / SAMPLES_FILE
+
+
+def is_finished(folder: str | os.PathLike) -> bool:
+    """True when sharding finished here (``shards.json`` and, written last, ``samples.parquet``)."""
+    folder = Path(folder)
+    return (folder / LISTING_FILE).exists() and (folder / SAMPLES_FILE).exists()
+
+
+def read_samples(folder: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    """Read and validate ``folder/samples.parquet``."""
+    return read_table(samples_path(folder), SAMPLES_SCHEMA, columns=columns)
+
+
+def read_rejected(folder: str | os.PathLike) -> pa.Table:
+    """Read and validate ``folder/rejected.parquet``."""
+    return read_table(Path(folder) / REJECTED_FILE, REJECTED_SCHEMA)
+
+
+def load_listing(folder: str | os.PathLike) -> dict[str, Any]:
+    """``folder/shards.json`` of a finished folder (DataError when sharding did not finish)."""
+    if not is_finished(folder):
+        raise DataError(folder, "", "no shards.json/samples.parquet: sharding did not finish here")
+    return json.loads((Path(folder) / LISTING_FILE).read_text())
+
+
+def write_listing(folder: str | os.PathLike, listing: dict[str, Any]) -> None:
+    """Write ``folder/shards.json`` atomically."""
+    atomic_write_text(Path(folder) / LISTING_FILE, json.dumps(listing, indent=2, sort_keys=True, default=str))
+
+
+def read_plan(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The stored ``plan.json`` (``{"fingerprint", "plan"}``), or None when there is none."""
+    path = Path(folder) / PLAN_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_plan(folder: str | os.PathLike, fingerprint: str, plan: dict[str, Any]) -> None:
+    """Write ``folder/plan.json`` atomically."""
+    atomic_write_text(Path(folder) / PLAN_FILE,
+                      json.dumps({"fingerprint": fingerprint, "plan": plan}, indent=2, sort_keys=True))
+
+
+def parts_dir(folder: str | os.PathLike) -> Path:
+    """The sidecar folder of an unfinished run."""
+    return Path(folder) / PARTS_DIR
+
+
+def part_paths(folder: str | os.PathLike, name: str) -> tuple[Path, Path]:
+    """Sidecar sample rows and rejected rows of shard ``name``."""
+    stem = name.removesuffix(".tar")
+    parts = parts_dir(folder)
+    return parts / f"{stem}.samples.parquet", parts / f"{stem}.rejected.parquet"
+
+
+def list_shards(folder: str | os.PathLike) -> list[Path]:
+    """The shards of ``folder`` in order: those listed in shards.json, else every ``*.tar`` sorted.
+
+    Raises:
+        DataError: the folder holds an unfinished sharding run (plan.json without shards.json), or no tar.
+    """
+    folder = Path(folder)
+    listing = folder / LISTING_FILE
+    if listing.exists():
+        return [folder / s["name"] for s in json.loads(listing.read_text())["shards"]]
+    if (folder / PLAN_FILE).exists():
+        raise DataError(folder, "", "sharding did not finish here (plan.json without shards.json); rerun it")
+    shards = sorted(folder.glob("*.tar"))
+    if not shards:
+        raise DataError(folder, "", "no shard (*.tar) found")
+    return shards
+
+
+def listed_counts(folder: str | os.PathLike) -> dict[str, int]:
+    """Samples per shard name as ``shards.json`` lists them (empty when there is no listing)."""
+    path = Path(folder) / LISTING_FILE
+    listed = json.loads(path.read_text())["shards"] if path.exists() else []
+    return {s["name"]: s["count"] for s in listed}

@@ -1,0 +1,1 @@
+"""Single-file formats: MXNet/InsightFace RecordIO, tar members, InsightFace .bin verification packs."""

@@ -1,0 +1,1 @@
+"""Reading shards back: the streaming train loader and random access by sample key."""

@@ -1,0 +1,1 @@
+"""Read-only DuckDB views over a mining run folder and its shard manifest."""

@@ -1,0 +1,192 @@
+"""DuckDB views over a mining run folder, and query results as text tables, CSV or Parquet.
+
+Views: ``samples``, ``pairs``, ``classes`` (``RUN/<name>.parquet``; missing files are skipped with a
+note), ``review`` (``RUN/review.csv``, the decisions exported by the review page, when the file is there;
+columns ``fr_data.folders.review_file.REVIEW_SCHEMA``), ``shard_samples`` (the shard manifest ``samples.parquet``: named by ``RUN/run.json`` under
+``"samples_manifest"`` or given explicitly) and ``attributes`` (an optional attribute table). Results are
+streamed in record batches: printing keeps only the rows shown, files are written batch by batch and
+appear atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from fr_data.folders import run_folder as rf
+from fr_data.folders.review_file import REVIEW_FILE, read_review
+from fr_data.folders.shard_folder import samples_path
+from fr_data.io.atomic import atomic_path
+from fr_data.io.errors import DataError, HardmineError
+from fr_data.io.parquet import ROW_GROUP_SIZE
+
+RUN_VIEWS = ("samples", "pairs", "classes")
+# Result batch size: also the Parquet row-group size of --parquet output (DuckDB likes >= 100K rows).
+BATCH_ROWS = ROW_GROUP_SIZE
+
+
+class QueryError(HardmineError, ValueError):
+    """A query DuckDB rejects (syntax, unknown table or column, type error)."""
+
+
+@dataclass
+class RunViews:
+    """An in-memory DuckDB connection with the run's views registered.
+
+    Attributes:
+        con: the connection.
+        views: view name -> Parquet file it reads.
+        notes: what was skipped or how a path was found, for the user.
+    """
+
+    con: duckdb.DuckDBPyConnection
+    views: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
+             attributes: str | os.PathLike | None = None) -> RunViews:
+    """Register the views of a mining run folder.
+
+    Args:
+        run: the run folder (``manifests/RUN``).
+        shards: shard manifest (``samples.parquet`` or the shard folder holding it); overrides
+            ``run.json``'s ``"samples_manifest"``.
+        attributes: an attribute Parquet file, registered as ``attributes``.
+
+    Raises:
+        DataError: the run folder, or an explicitly named file, does not exist.
+    """
+    run = Path(run)
+    if not run.is_dir():
+        raise DataError(run, "", "mining run folder does not exist")
+    rv = RunViews(duckdb.connect(":memory:"))
+    for name in RUN_VIEWS:
+        path = rf.table_path(run, name)
+        if path.is_file():
+            _add_view(rv, name, path)
+        else:
+            rv.notes.append(f"no {path}: view {name!r} not registered")
+    if (run / REVIEW_FILE).is_file():
+        rv.con.register("review", read_review(run / REVIEW_FILE).table())
+        rv.views["review"] = run / REVIEW_FILE
+    manifest = _shard_manifest(run, shards, rv.notes)
+    if manifest is not None:
+        _add_view(rv, "shard_samples", manifest)
+    if attributes is not None:
+        if not Path(attributes).is_file():
+            raise DataError(attributes, "", "attribute table does not exist")
+        _add_view(rv, "attributes", Path(attributes))
+    return rv
+
+
+def run_query(rv: RunViews, sql: str) -> pa.RecordBatchReader | None:
+    """Run ``sql`` (one or more statements); return a reader over the last result, or None.
+
+    Raises:
+        QueryError: DuckDB rejected the SQL; the message lists the registered views.
+    """
+    try:
+        rel = rv.con.sql(sql)
+        return None if rel is None else rel.to_arrow_reader(BATCH_ROWS)
+    except duckdb.Error as exc:
+        views = ", ".join(rv.views) or "none"
+        raise QueryError(f"query failed: {exc}\n(registered views: {views})") from exc
+
+
+def head_rows(reader: pa.RecordBatchReader, max_rows: int) -> tuple[pa.Table, int]:
+    """Keep the first ``max_rows`` rows of a result and count all of them (bounded memory)."""
+    kept, total = [], 0
+    for batch in _batches(reader):
+        room = max_rows - total
+        if room > 0:
+            kept.append(batch.slice(0, room))
+        total += batch.num_rows
+    table = pa.Table.from_batches(kept, schema=reader.schema)
+    return table, total
+
+
+def format_table(table: pa.Table, total: int | None = None) -> str:
+    """An aligned text table (numbers right-aligned, NULL for nulls) plus a row-count footer."""
+    names = table.column_names
+    cells = [[_cell(v) for v in table.column(n).to_pylist()] for n in names]
+    numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) for t in table.schema.types]
+    widths = [max([len(n)] + [len(c) for c in col]) for n, col in zip(names, cells)]
+    lines = [" | ".join(n.ljust(w) for n, w in zip(names, widths)).rstrip(),
+             "-+-".join("-" * w for w in widths)]
+    for r in range(table.num_rows):
+        row = [col[r].rjust(w) if num else col[r].ljust(w)
+               for col, w, num in zip(cells, widths, numeric)]
+        lines.append(" | ".join(row).rstrip())
+    total = table.num_rows if total is None else total
+    if total > table.num_rows:
+        lines.append(f"({total} rows, {table.num_rows} shown, {total - table.num_rows} cut; "
+                     "raise --max-rows or use --csv/--parquet)")
+    else:
+        lines.append(f"({total} row{'s' if total != 1 else ''})")
+    return "\n".join(lines)
+
+
+def write_result(reader: pa.RecordBatchReader, path: str | os.PathLike, fmt: str) -> int:
+    """Stream a result to ``path`` as ``"csv"`` or ``"parquet"`` atomically; return the row count."""
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"unknown output format {fmt!r}")
+    rows = 0
+    with atomic_path(path) as tmp:
+        writer = (pacsv.CSVWriter(tmp, reader.schema) if fmt == "csv"
+                  else pq.ParquetWriter(tmp, reader.schema, compression="zstd"))
+        with writer:
+            for batch in _batches(reader):
+                writer.write_batch(batch)
+                rows += batch.num_rows
+    return rows
+
+
+def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from reader
+    except (duckdb.Error, pa.ArrowInvalid) as exc:
+        raise QueryError(f"query failed while reading results: {exc}") from exc
+
+
+def _add_view(rv: RunViews, name: str, path: Path) -> None:
+    literal = str(path).replace("'", "''")
+    try:
+        rv.con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{literal}')")
+    except duckdb.Error as exc:
+        raise DataError(path, "", f"not a readable Parquet file for view {name!r}: {exc}") from exc
+    rv.views[name] = path
+
+
+def _shard_manifest(run: Path, shards: str | os.PathLike | None, notes: list[str]) -> Path | None:
+    """The shard ``samples.parquet``: the explicit option, else ``run.json["samples_manifest"]``."""
+    if shards is not None:
+        path = Path(shards)
+        path = samples_path(path) if path.is_dir() else path
+        if not path.is_file():
+            raise DataError(path, "", "shard manifest does not exist")
+        return path
+    named = rf.read_run_info(run).get("samples_manifest")
+    if not named:
+        notes.append("no shard manifest known (run.json has no 'samples_manifest'; use --shards)")
+        return None
+    for cand in (run / named, Path(named)):
+        if cand.is_file():
+            return cand
+    notes.append(f"shard manifest {named!r} named in run.json not found: view 'shard_samples' skipped")
+    return None
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

@@ -1,0 +1,67 @@
+"""Query a mining run with DuckDB SQL: ``python tools/query.py manifests/RUN "SQL"``.
+
+Views: samples, pairs, classes (RUN/*.parquet), review (RUN/review.csv from the review page, when
+present: key, decision, kind, action, label, other_label, line), shard_samples (run.json
+"samples_manifest" or --shards), attributes (--attributes). Prints an aligned table, or writes --csv / --parquet.
+Exit codes: 0 ok, 2 bad SQL or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fr_data.io.errors import HardmineError
+from fr_data.query.views import format_table, head_rows, open_run, run_query, write_result
+from hardmine.resources import resolve_query
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="mining run folder (manifests/RUN)")
+    p.add_argument("sql", nargs="?", help="SQL text (or use --file)")
+    p.add_argument("--file", type=Path, help="run the SQL in this file (or a packaged query by name, e.g. "
+                   "suspects_per_class)")
+    p.add_argument("--shards", type=Path, help="shard samples.parquet (or its folder): view shard_samples")
+    p.add_argument("--attributes", type=Path, help="attribute Parquet file: view attributes")
+    p.add_argument("--max-rows", type=int, default=50, help="rows printed (default 50)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--csv", type=Path, help="write the result to this CSV file")
+    out.add_argument("--parquet", type=Path, help="write the result to this Parquet file")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    if (args.sql is None) == (args.file is None):
+        print("error: give either SQL text or --file", file=sys.stderr)
+        return 2
+    try:
+        sql = args.sql if args.file is None else resolve_query(args.file).read_text()
+        views = open_run(args.run, shards=args.shards, attributes=args.attributes)
+        for note in views.notes:
+            print(f"note: {note}", file=sys.stderr)
+        return _emit(run_query(views, sql), args)
+    except (HardmineError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _emit(reader, args: argparse.Namespace) -> int:
+    if reader is None:
+        print("OK (statement returned no rows)")
+        return 0
+    target = args.csv or args.parquet
+    if target is not None:
+        rows = write_result(reader, target, "csv" if args.csv else "parquet")
+        print(f"wrote {rows} rows to {target}")
+        return 0
+    table, total = head_rows(reader, max(args.max_rows, 0))
+    print(format_table(table, total))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

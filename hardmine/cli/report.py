@@ -1,0 +1,56 @@
+"""Write the static review page of a mining run.
+
+    hardmine report RUN --shards SHARDS --out DIR [--per-section N] [--attributes A.parquet]
+        [--overwrite] [--quiet]            (the same: python tools/report.py ...)
+
+Writes DIR/index.html (open it from disk: no server, no network), DIR/img/ (thumbnails of the shown
+samples, read by key from the shards), DIR/figures/ (charts) and DIR/report.json, atomically (the folder
+appears only when complete). Decisions made on the page are exported as review.csv; train with them via
+``data.selection.review``. Exit codes: 0 ok, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from fr_data.io.errors import HardmineError
+from fr_data.review import DEFAULT_PER_SECTION, build_report
+from fr_data.review.build import format_summary
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="mining run folder (manifests/RUN)")
+    p.add_argument("--shards", type=Path, required=True, help="shard folder the run was mined from")
+    p.add_argument("--out", type=Path, required=True, help="report folder to create")
+    p.add_argument("--per-section", type=int, default=DEFAULT_PER_SECTION, metavar="N",
+                   help=f"items shown per section, best ranked first (default {DEFAULT_PER_SECTION})")
+    p.add_argument("--attributes", type=Path,
+                   help="attribute Parquet (keyed by key, source_index or label) whose values are shown "
+                        "with the images (default: attribute columns of the run)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report folder when done")
+    p.add_argument("--quiet", action="store_true", help="no per-stage log lines")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("fr_data").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    try:
+        result = build_report(args.run, args.shards, args.out, per_section=args.per_section,
+                              attributes=args.attributes, overwrite=args.overwrite)
+    except HardmineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(result))
+    print(f"wrote {result.index}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

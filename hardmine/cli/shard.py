@@ -1,0 +1,89 @@
+"""Cut a face data set (RecordIO folder, .rec file or image folder) into WebDataset shards.
+
+Example:
+    python tools/shard.py --src data/synth --out data/shards --per-shard 2000 --workers 2 --seed 0
+
+Writes OUT/shard-NNNNNN.tar, OUT/samples.parquet, OUT/shards.json, OUT/rejected.parquet (see
+fr_data.ingest.shards). Rerun with the same arguments to resume an interrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+
+from tqdm import tqdm
+
+from fr_data.ingest.plan import DEFAULT_DECODE_CHECK, ShardOptions
+from fr_data.ingest.sharding import ShardRun, write_shards
+from fr_data.io.errors import ConfigError, DataError
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", required=True, help="RecordIO folder, .rec file, or image folder")
+    parser.add_argument("--out", required=True, help="output folder for the shards and manifests")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--per-shard", type=int, help="samples per shard (default 10000)")
+    size.add_argument("--shard-bytes", type=int, help="approximate bytes per shard instead")
+    parser.add_argument("--workers", type=int, default=1, help="processes writing shards (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the global shuffle (default 0)")
+    parser.add_argument("--limit", type=int, help="keep only this many samples (a seeded random subset)")
+    parser.add_argument("--world-size", type=int, default=1, help="training ranks the shards must divide among")
+    parser.add_argument("--loader-workers", type=int, default=1,
+                        help="DataLoader workers per rank; shard count becomes a multiple of world-size x this")
+    parser.add_argument("--skip-corrupt", action="store_true",
+                        help="record bad records in OUT/rejected.parquet and continue instead of aborting")
+    check = parser.add_mutually_exclusive_group()
+    check.add_argument("--decode-check", type=float, default=DEFAULT_DECODE_CHECK, metavar="FRACTION",
+                       help="fraction of images fully decoded with PIL (1 = every image; default "
+                            f"{DEFAULT_DECODE_CHECK}); every image's header is parsed for its size")
+    check.add_argument("--no-decode-check", dest="decode_check", action="store_const", const=0.0,
+                       help="same as --decode-check 0: parse image headers only")
+    return parser
+
+
+def _options(args: argparse.Namespace) -> ShardOptions:
+    return ShardOptions(per_shard=args.per_shard, shard_bytes=args.shard_bytes, seed=args.seed,
+                        multiple_of=args.world_size * args.loader_workers, limit=args.limit,
+                        decode_check=args.decode_check, skip_corrupt=args.skip_corrupt)
+
+
+def _print_summary(run: ShardRun) -> None:
+    state = "already complete" if run.already_complete else f"{run.resumed} shard(s) reused from an earlier run"
+    print(f"{run.out}: {len(run.shards)} shards, {run.num_samples} samples ({state})")
+    if run.rejected.num_rows == 0:
+        return
+    # Group by the reason's leading phrase; the parenthesised details differ from record to record.
+    reasons = Counter(reason.split(" (")[0] for reason in run.rejected.column("reason").to_pylist())
+    print(f"rejected {run.rejected.num_rows} record(s) (details in {run.out / 'rejected.parquet'}):")
+    print(f"  {'count':>7}  reason")
+    for reason, count in reasons.most_common(20):
+        print(f"  {count:>7}  {reason[:100]}")
+    if len(reasons) > 20:
+        print(f"  ... and {len(reasons) - 20} more distinct reasons")
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    from fr_data.ingest.sources import open_source  # imported late: the CLI help works without it
+
+    try:
+        options = _options(args)
+        source = open_source(args.src)
+        resolved = {**vars(args), "src": os.path.abspath(args.src), "out": os.path.abspath(args.out)}
+        with tqdm(unit="shard", desc="sharding", disable=None) as bar:  # silent when not on a terminal
+            run = write_shards(source, args.out, options, workers=args.workers, args=resolved,
+                               progress=lambda record: bar.update(1))
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_summary(run)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""review.csv: parsing, validation errors naming file and line, and a byte-exact round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from fr_data.io.errors import DataError
+from fr_data.folders.review_file import (REVIEW_SCHEMA, Decision, format_review, merge_decision, parse_review,
+                                         read_review, write_review)
+
+
+def test_sample_and_merge_rows_parse_into_kinds_actions_and_labels(tmp_path):
+    path = tmp_path / "review.csv"
+    path.write_text("key,decision\r\na,drop\r\nb,keep\r\nc,merge:3:7\r\nd,keep:9:2\r\n\r\n")
+    review = read_review(path)
+    assert review.keys("drop") == ["a"] and review.keys("keep") == ["b"]
+    assert review.pairs("merge") == [(3, 7)] and review.pairs("keep") == [(2, 9)]
+    assert review.counts() == {"keep": 1, "drop": 1, "merge": 1, "separate": 1}
+    table = review.table()
+    assert table.schema.equals(REVIEW_SCHEMA)
+    assert table.column("line").to_pylist() == [2, 3, 4, 5]
+    assert table.column("decision").to_pylist() == ["drop", "keep", "merge:3:7", "keep:9:2"]
+    assert table.column("label").to_pylist() == [None, None, 3, 9]
+
+
+def test_keys_with_commas_quotes_and_newlines_round_trip(tmp_path):
+    decisions = [Decision('a,b "c"', "sample", "drop"), Decision("line\nbreak", "sample", "keep"),
+                 Decision("x/y z", "merge", "merge", 5, 1)]
+    path = tmp_path / "r.csv"
+    write_review(path, decisions)
+    text = path.read_bytes().decode("utf-8")
+    assert text.startswith("key,decision\r\n") and '"a,b ""c"""' in text
+    back = read_review(path).decisions
+    assert [(d.key, d.decision) for d in back] == [(d.key, d.decision) for d in decisions]
+    assert format_review(back) == text
+
+
+def test_a_byte_order_mark_is_accepted():
+    assert parse_review("\ufeffkey,decision\nk,drop\n").keys("drop") == ["k"]
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("", "line 1", "header"),
+    ("key;decision\nk;drop\n", "line 1", "header"),
+    ("key,decision\nk,delete\n", "line 2", "is not keep, drop"),
+    ("key,decision\nk,drop\n,keep\n", "line 3", "empty key"),
+    ("key,decision\nk,drop,extra\n", "line 2", "expected 2 cells"),
+    ("key,decision\nk,merge:1\n", "line 2", "is not keep, drop"),
+    ("key,decision\nk,merge:a:2\n", "line 2", "integers"),
+    ("key,decision\nk,merge:4:4\n", "line 2", "with itself"),
+    ("key,decision\nk,split:1:2\n", "line 2", "is not keep, drop"),
+    ("key,decision\nk,drop\nj,keep\nk,keep\n", "line 4", "already decided on line 2"),
+    ("key,decision\nk,merge:1:2\nj,keep:2:1\n", "line 3", "already decided on line 2"),
+])
+def test_bad_rows_name_the_file_and_line(text, line, message):
+    with pytest.raises(DataError, match=message) as err:
+        parse_review(text, "some/review.csv")
+    assert err.value.path == "some/review.csv" and err.value.where == line
+
+
+def test_a_key_may_have_a_sample_row_and_a_merge_row():
+    review = parse_review("key,decision\nk,drop\nk,merge:1:2\n")
+    assert review.keys("drop") == ["k"] and review.pairs("merge") == [(1, 2)]
+
+
+def test_missing_and_non_utf8_files_are_errors(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        read_review(tmp_path / "none.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"key,decision\n\xff\xfe,drop\n")
+    with pytest.raises(DataError, match="not UTF-8"):
+        read_review(bad)
+
+
+def test_merge_decision_cell():
+    assert merge_decision("keep", 12, 40) == "keep:12:40"
+    assert Decision("k", "merge", "merge", 40, 12).pair == (12, 40)

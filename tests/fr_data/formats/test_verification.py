@@ -1,0 +1,147 @@
+"""Tests of InsightFace .bin verification packs: round trip, Python-2 and numpy-array packs, the
+restricted unpickler (malicious pickles refused, nothing executed), and decoding."""
+
+from __future__ import annotations
+
+import _codecs
+import io
+import os
+import pickle
+import struct
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fr_data.formats.verification import VerificationPack, decode_pack, load_bin, save_bin
+from fr_data.io.errors import DataError
+
+
+def _jpeg(value: int, size: int = 112) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _py2_pickle(bins: list[bytes], issame: list[bool]) -> bytes:
+    """What Python 2's cPickle.dump((bins, issame), f, protocol=2) writes: byte strings as BINSTRING."""
+    out = [b"\x80\x02", b"]", b"("]  # PROTO 2, EMPTY_LIST, MARK
+    for b in bins:
+        out.append(b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + struct.pack("<i", len(b)) + b)
+    out += [b"e", b"]", b"("]  # APPENDS, EMPTY_LIST, MARK
+    out += [b"\x88" if v else b"\x89" for v in issame]  # NEWTRUE / NEWFALSE
+    out += [b"e", b"\x86", b"."]  # APPENDS, TUPLE2, STOP
+    return b"".join(out)
+
+
+class _RunsCommand:
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def test_round_trip(tmp_path):
+    images = [_jpeg(v) for v in (10, 20, 30, 40)]
+    save_bin(tmp_path / "p.bin", images, [True, False])
+    pack = load_bin(tmp_path / "p.bin")
+    assert pack.images == images and pack.issame.dtype == bool and pack.issame.tolist() == [True, False]
+    assert len(pack) == 2 and pack.path == str(tmp_path / "p.bin")
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic write left no temp file
+
+
+def test_python2_byte_string_pickle_loads_with_bytes_encoding(tmp_path):
+    images = [_jpeg(50), b"\xff\xd8\xff\xe0short\x80\x81"]  # > 255 bytes (BINSTRING) and non-ASCII short
+    data = _py2_pickle(images, [True])
+    with pytest.raises(UnicodeDecodeError):
+        pickle.loads(data)  # a plain Python-3 load fails: this is a real Python-2 style pickle
+    (tmp_path / "py2.bin").write_bytes(data)
+    pack = load_bin(tmp_path / "py2.bin")
+    assert pack.images == images and pack.issame.tolist() == [True]
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_numpy_array_packs(tmp_path, protocol):
+    images = [_jpeg(60), _jpeg(70)]
+    arrays = [np.frombuffer(b, np.uint8).reshape(-1, 1) for b in images]  # like cv2.imencode
+    (tmp_path / "np.bin").write_bytes(pickle.dumps((arrays, [np.bool_(False)]), protocol=protocol))
+    pack = load_bin(tmp_path / "np.bin")
+    assert pack.images == images and pack.issame.tolist() == [False]
+    save_bin(tmp_path / "again.bin", arrays, [False])
+    assert load_bin(tmp_path / "again.bin").images == images
+
+
+@pytest.mark.parametrize("func", [os.system, eval, subprocess.Popen])
+def test_malicious_pickle_is_refused_and_not_executed(tmp_path, func):
+    marker = tmp_path / "pwned"
+    args = {os.system: (f"touch {marker}",), eval: (f"open({str(marker)!r}, 'w').close()",),
+            subprocess.Popen: (["touch", str(marker)],)}[func]
+    payload = ([_jpeg(1), _RunsCommand(func, args)], [True])
+    path = tmp_path / "evil.bin"
+    path.write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(DataError) as err:
+        load_bin(path)
+    assert str(path) in str(err.value) and "refused" in str(err.value)
+    assert func.__name__ in str(err.value)  # names the refused global
+    assert not marker.exists()
+
+
+def test_codecs_encode_is_limited_to_latin1(tmp_path):
+    # _codecs.encode is allowed for protocol-2 byte strings, but only with latin-1
+    evil = pickle.dumps(([_RunsCommand(_codecs.encode, ("abc", "zlib_codec")), b""], [True]), protocol=2)
+    path = tmp_path / "codec.bin"
+    path.write_bytes(evil)
+    with pytest.raises(DataError, match="not allowed"):
+        load_bin(path)
+
+
+@pytest.mark.parametrize("payload, message", [
+    (([b"a", b"b", b"c"], [True]), "3 images for 1 pairs"),
+    (([b"a", b"b"], [2]), "issame_list\\[0\\]"),
+    (([b"a", 5], [True]), "image 1"),
+    (({"bins": 1},), "expected a \\(bins, issame_list\\) pair"),
+])
+def test_malformed_packs_name_the_problem(tmp_path, payload, message):
+    path = tmp_path / "bad.bin"
+    path.write_bytes(pickle.dumps(payload[0] if len(payload) == 1 else payload))
+    with pytest.raises(DataError, match=message):
+        load_bin(path)
+
+
+def test_truncated_and_missing_files(tmp_path):
+    path = tmp_path / "cut.bin"
+    save_bin(path, [_jpeg(1), _jpeg(2)], [True])
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(DataError, match="cut.bin"):
+        load_bin(path)
+    with pytest.raises(DataError, match="cannot read"):
+        load_bin(tmp_path / "missing.bin")
+
+
+def test_save_bin_rejects_wrong_counts(tmp_path):
+    with pytest.raises(ValueError):
+        save_bin(tmp_path / "x.bin", [b"a"], [True])
+    assert not (tmp_path / "x.bin").exists()
+
+
+def test_decode_pack_normalises_resizes_and_flips():
+    left = np.zeros((56, 56, 3), np.uint8)
+    left[:, :28] = 255
+    buf = io.BytesIO()
+    Image.fromarray(left).save(buf, format="PNG")
+    pack = VerificationPack([_jpeg(0), buf.getvalue()], np.array([True]))
+    x = decode_pack(pack)
+    assert x.shape == (2, 3, 112, 112) and x.dtype == torch.float32
+    assert torch.allclose(x[0], torch.full_like(x[0], -1.0), atol=0.02)  # black -> -1
+    assert x[1, :, :, :50].min() > 0.99 and x[1, :, :, 62:].max() < -0.99  # resized 56 -> 112
+    flipped = decode_pack(pack, flip=True)
+    assert torch.equal(flipped, x.flip(-1))
+
+
+def test_decode_pack_names_an_undecodable_image():
+    pack = VerificationPack([_jpeg(0), b"not an image"], np.array([False]), "lfw.bin")
+    with pytest.raises(DataError, match=r"lfw.bin \(image 1\)"):
+        decode_pack(pack)

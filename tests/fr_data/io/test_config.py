@@ -1,0 +1,65 @@
+from dataclasses import dataclass, field
+
+import pytest
+import yaml
+
+from fr_data.io.config import dump_config, load_config
+from fr_data.io.errors import ConfigError
+
+
+@dataclass
+class Optim:
+    lr: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class Cfg:
+    name: str = "x"
+    steps: int = 10
+    optim: Optim = field(default_factory=Optim)
+    note: str | None = None
+
+
+def _write(path, data):
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_base_and_override_merge(tmp_path):
+    _write(tmp_path / "base.yaml", {"name": "base", "steps": 5, "optim": {"lr": 0.2}})
+    child = _write(tmp_path / "child.yaml", {"base": "base.yaml", "optim": {"betas": [0.5, 0.6]}})
+    cfg = load_config(child, Cfg)
+    assert cfg == Cfg(name="base", steps=5, optim=Optim(lr=0.2, betas=[0.5, 0.6]))
+
+
+def test_unknown_nested_key_is_an_error(tmp_path):
+    path = _write(tmp_path / "c.yaml", {"optim": {"lrr": 0.1}})
+    with pytest.raises(ConfigError, match=r"optim: unknown key\(s\) \['lrr'\]"):
+        load_config(path, Cfg)
+
+
+def test_wrong_type_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="steps: expected int"):
+        load_config(_write(tmp_path / "c.yaml", {"steps": "ten"}), Cfg)
+    with pytest.raises(ConfigError, match="steps: expected int, got bool"):
+        load_config(_write(tmp_path / "d.yaml", {"steps": True}), Cfg)
+
+
+def test_float_accepts_int_and_scientific_string(tmp_path):
+    cfg = load_config(_write(tmp_path / "c.yaml", {"optim": {"lr": "1e-4"}}), Cfg)
+    assert cfg.optim.lr == pytest.approx(1e-4)
+    assert load_config(_write(tmp_path / "d.yaml", {"optim": {"lr": 1}}), Cfg).optim.lr == 1.0
+
+
+def test_circular_base_is_an_error(tmp_path):
+    _write(tmp_path / "a.yaml", {"base": "b.yaml"})
+    _write(tmp_path / "b.yaml", {"base": "a.yaml"})
+    with pytest.raises(ConfigError, match="circular"):
+        load_config(tmp_path / "a.yaml", Cfg)
+
+
+def test_dump_round_trips(tmp_path):
+    cfg = Cfg(name="r", steps=3, note="hi")
+    dump_config(cfg, tmp_path / "resolved.yaml")
+    assert load_config(tmp_path / "resolved.yaml", Cfg) == cfg

@@ -1,0 +1,112 @@
+"""The review page in a real browser (Debian's chromium via Playwright, opened from file://): every image
+loads, nothing leaves file://, item counts equal the run's counts capped at N, a decision survives a
+reload, the export downloads review.csv, and training with that file drops the key."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from playwright.sync_api import sync_playwright
+
+from fr_data.io.config import deep_merge
+from fr_data.folders.review_file import read_review
+from fr_data.review import build_report
+from fr_train.config import load_train_config
+from fr_train.trainer import run as train_run
+from tests.demo_run import TINY
+from tests.fr_data.review.browsers import CHROMIUM_ARGS, browser_or_skip, run_counts
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = browser_or_skip("chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, index):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    requests: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(index.as_uri())
+    page.wait_for_load_state("load")
+    return context, page, requests, errors
+
+
+def image_states(page) -> list[list]:
+    return page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.src])")
+
+
+def item_counts(page) -> dict[str, int]:
+    return {sid: page.locator(f"#{sid} .item[data-key]").count() for sid in ("suspects", "duplicates", "merges")}
+
+
+def test_counts_are_capped_at_n(browser, tiny_demo, tmp_path):
+    out = tiny_demo[0]
+    expected = run_counts(out / "mined")
+    assert expected["duplicates"] > 3 and expected["merges"] >= 1
+    small = build_report(out / "mined", out / "shards", tmp_path / "report", per_section=3)
+    context, page, requests, errors = open_page(browser, small.index)
+    assert item_counts(page) == {k: min(3, v) for k, v in expected.items()}
+    assert all(done and width > 0 for done, width, _ in image_states(page)) and errors == []
+    context.close()
+
+
+def test_review_in_chromium_then_train_with_the_exported_file(browser, tiny_demo, tmp_path):
+    out = tiny_demo[0]
+    index = out / "report" / "index.html"
+    context, page, requests, errors = open_page(browser, index)
+    expected = run_counts(out / "mined")
+    assert item_counts(page) == {k: min(200, v) for k, v in expected.items()}
+    images = image_states(page)
+    assert len(images) > 10 and all(done and width > 0 for done, width, _ in images), images
+    if expected["suspects"] == 0:
+        assert "no suspected mislabels in this run" in page.inner_text("#suspects")
+
+    item = page.locator("#duplicates .item[data-key]").first
+    key = item.get_attribute("data-key")
+    item.locator("[data-decision=drop]").click()
+    merge = page.locator("#merges .item[data-key]").first
+    labels = (int(merge.get_attribute("data-label")), int(merge.get_attribute("data-other-label")))
+    merge.locator("[data-decision=merge]").click()
+    assert page.inner_text("#review-status").startswith("2 decided")
+
+    page.reload()
+    page.wait_for_load_state("load")
+    kept = page.locator(f'#duplicates .item[data-key="{key}"]')
+    assert kept.get_attribute("data-decided") == "drop"
+    assert kept.locator("[data-decision=drop]").get_attribute("aria-pressed") == "true"
+    assert page.locator("#merges .item[data-key]").first.get_attribute("data-decided") == "merge"
+
+    with page.expect_download() as download:
+        page.click("#export")
+    assert download.value.suggested_filename == "review.csv"
+    csv = tmp_path / "review.csv"
+    download.value.save_as(csv)
+    review = read_review(csv)
+    assert review.keys("drop") == [key] and review.pairs("merge") == [tuple(sorted(labels))]
+    assert [d.key for d in review.merges()] == [merge.get_attribute("data-key")]
+    assert errors == []
+    assert all(url.startswith("file://") for url in requests), requests
+    assert [url for url in requests if url.startswith("file://")]
+    context.close()
+
+    overrides = deep_merge(TINY.train_overrides, {
+        "data": {"shards": str(out / "shards"), "run": str(out / "mined"), "selection": {"review": str(csv)}},
+        "train": {"output": str(tmp_path / "train"), "max_steps": 2, "log_every": 1, "progress": False}})
+    result = train_run(load_train_config(TINY.train_config, overrides))
+    selection = pq.read_table(tmp_path / "train" / "selected.parquet").column("key").to_pylist()
+    assert key not in selection and len(selection) == tiny_demo[1]["counts"]["shard"]["samples"] - 1
+    report = json.loads((tmp_path / "train" / "selection.json").read_text())
+    assert report["dropped"]["review"] == 1 and report["review"]["merges_added"] == 1
+    label_map = pq.read_table(tmp_path / "train" / "label_map.parquet").to_pydict()
+    new = dict(zip(label_map["old_label"], label_map["new_label"]))
+    assert new[labels[0]] == new[labels[1]]
+    assert result.checkpoint is not None

@@ -1,0 +1,60 @@
+"""The review page in Firefox (Debian's firefox-esr, headless, driven over Marionette; Playwright cannot
+drive a stock Firefox): images load, every referenced URL stays on file://, counts, a decision survives a
+reload, and the export downloads the same review.csv as in Chromium."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from fr_data.folders.review_file import read_review
+from tests.fr_data.review.browsers import browser_or_skip, run_counts
+from tests.fr_data.review.marionette import Firefox
+
+COUNTS = ("return ['suspects', 'duplicates', 'merges'].map("
+          "s => document.querySelectorAll('#' + s + ' .item[data-key]').length)")
+FIRST = "return document.querySelector(arguments[0]).getAttribute(arguments[1])"
+
+
+@pytest.fixture()
+def firefox(tmp_path):
+    with Firefox(browser_or_skip("firefox-esr"), tmp_path / "profile", tmp_path / "downloads") as ff:
+        yield ff
+
+
+def wait_for(path, seconds: float = 20.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.is_file() and path.stat().st_size > 0:
+            return path
+        time.sleep(0.1)
+    raise AssertionError(f"no download at {path}")
+
+
+def test_review_in_firefox(firefox, tiny_demo, tmp_path):
+    out = tiny_demo[0]
+    url = (out / "report" / "index.html").as_uri()
+    firefox.navigate(url)
+    expected = run_counts(out / "mined")
+    assert firefox.script(COUNTS) == [min(200, expected[k]) for k in ("suspects", "duplicates", "merges")]
+    images = firefox.script("return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+    assert len(images) > 10 and all(images)
+    urls = firefox.script("return Array.from(document.querySelectorAll('[src],[href]')).map(e => e.src || e.href)")
+    assert urls and all(u.startswith("file://") for u in urls)
+
+    key = firefox.script(FIRST, "#duplicates .item[data-key]", "data-key")
+    firefox.click("#duplicates .item[data-key] [data-decision=drop]")
+    merge = "#merges .item[data-key]"
+    labels = tuple(int(firefox.script(FIRST, merge, a)) for a in ("data-label", "data-other-label"))
+    firefox.click(f"{merge} [data-decision=merge]")
+    firefox.navigate(url)
+    assert firefox.script(FIRST, f'#duplicates .item[data-key="{key}"]', "data-decided") == "drop"
+    assert firefox.script(FIRST, merge, "data-decided") == "merge"
+    assert firefox.script("return document.getElementById('storage-warning').hidden") is True
+
+    firefox.click("#export")
+    csv = wait_for(tmp_path / "downloads" / "review.csv")
+    review = read_review(csv)
+    assert review.keys("drop") == [key] and review.pairs("merge") == [tuple(sorted(labels))]
+    assert csv.read_bytes().decode() == firefox.script("return window.hardmineReview.csv()")

@@ -1,0 +1,106 @@
+"""The page's element contracts, escaping, placeholders and the nothing-flagged notice, read back with
+Python's HTML parser."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+from fr_data.folders.report_folder import thumb_name
+from fr_data.review.page import PageData, render
+from fr_data.review.select import Picks
+
+NASTY = 'k"<script>alert(1)</script>&,x'
+TOTALS = {"samples": 10, "valid_vectors": 10, "suspects": 0, "duplicates": 0, "cross_class_duplicates": 0,
+          "quality": 0, "classes": 3, "merge_candidate_classes": 0, "merges": 0, "hard_pos": 0, "hard_neg": 0}
+
+
+class Elements(HTMLParser):
+    """Every start tag with its attributes, and the text."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    def having(self, name: str, value: str | None = None) -> list[dict]:
+        return [a for _, a in self.tags if name in a and (value is None or a[name] == value)]
+
+
+def picks(**rows) -> Picks:
+    p = Picks(5, totals=dict(TOTALS))
+    for name, value in rows.items():
+        setattr(p, name, value)
+    return p
+
+
+def flagged() -> Picks:
+    p = picks(suspects=[{"key": NASTY, "label": 0, "suspected_label": 1, "center_cos": 0.1, "margin": -0.2,
+                         "knn_agreement": 0.3}],
+              duplicates=[{"key": "d1", "label": 0, "duplicate_of": "d0", "twin_label": 2, "duplicate_cos": 0.99,
+                           "duplicate_kind": "cross_class"}],
+              merges=[{"label": 1, "other_label": 2, "nearest_cos": 0.8, "neighbour_mix": 0.9, "n": 3,
+                       "other_n": 4}],
+              central={0: ["c0"], 1: ["c1a", "c1b"], 2: ["c2"]})
+    p.totals.update(suspects=1, duplicates=1, cross_class_duplicates=1, merges=1, merge_candidate_classes=2)
+    return p
+
+
+def test_sections_and_reviewable_items_carry_their_contracts():
+    page = Elements(render(PageData("run123", "RUN", flagged(), missing=["d0"])))
+    ids = {a["id"] for a in page.having("id")}
+    assert {"overview", "suspects", "duplicates", "merges", "hard-pairs", "quality", "distributions",
+            "missing", "export"} <= ids
+    assert page.having("data-run", "run123")
+    items = [a for a in page.having("data-key") if "item" in a.get("class", "")]
+    assert [a["data-key"] for a in items] == [NASTY, "d1", "c1a"]  # the merge item: first central of label 1
+    merge = items[2]
+    assert merge["data-label"] == "1" and merge["data-other-label"] == "2"
+    decisions = [a["data-decision"] for a in page.having("data-decision")]
+    assert decisions == ["keep", "drop", "keep", "drop", "merge", "keep"]
+
+
+def test_keys_are_escaped_and_images_are_local():
+    text = render(PageData("r", "RUN", flagged()))
+    assert "<script>alert(1)" not in text
+    page = Elements(text)
+    sources = [a["src"] for a in page.having("src")]
+    assert thumb_name(NASTY) in sources and all(s.startswith("img/") for s in sources)
+    assert not [a for a in page.having("href") if "://" in a["href"]]
+    assert not [a for a in page.having("src") if "://" in a["src"]]
+    assert [a["content"] for a in page.having("http-equiv")][0].startswith("default-src 'none'")
+
+
+def test_missing_and_undecodable_images_are_placeholders_listed_in_missing():
+    page = Elements(render(PageData("r", "RUN", flagged(), missing=["d0"], failed={"c2": "image cannot be decoded"})))
+    sources = {a["src"] for a in page.having("src")}
+    assert thumb_name("d0") not in sources and thumb_name("c2") not in sources and thumb_name("d1") in sources
+    placeholders = [a for a in page.having("class") if "missing" in a["class"].split()]
+    assert len(placeholders) == 2
+    text = "".join(page.text)
+    assert "d0 \u2013 not found in the shards" in text and "c2 \u2013 image cannot be decoded" in text
+
+
+def test_a_run_without_findings_says_nothing_was_flagged():
+    page = Elements(render(PageData("r", "RUN", picks())))
+    assert page.having("id", "nothing-flagged")
+    assert not page.having("data-key") and not page.having("id", "missing")
+    text = " ".join(page.text)
+    assert "Nothing was flagged in this run" in text
+    assert "no suspected mislabels in this run" in text and "no near-duplicates in this run" in text
+    assert "This run has no pairs.parquet" in text
+
+
+def test_a_flagged_run_has_no_nothing_flagged_notice():
+    assert not Elements(render(PageData("r", "RUN", flagged()))).having("id", "nothing-flagged")
+
+
+def test_attributes_show_with_the_image():
+    text = render(PageData("r", "RUN", flagged(), attributes={"d1": {"yaw": "31.5", "group": "A"}}))
+    assert "yaw=31.5" in text and "yaw 31.5 \u00b7 group A" in text

@@ -1,0 +1,51 @@
+"""hardmine.cli.report (tools/report.py): exit codes, what it prints, the folder it writes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from hardmine.cli import report
+from tests.repo import ROOT
+from tests.fr_data.review.builders import make_review_run
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_review_run(tmp_path_factory.mktemp("cli"))
+
+
+def test_writes_the_page_and_prints_its_path(data, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert report.main([str(data.run), "--shards", str(data.shards), "--out", str(out), "--per-section", "2",
+                        "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out / 'index.html'}" in printed and "suspects 2/2" in printed and "quality 2/34" in printed
+    assert (out / "index.html").is_file()
+
+
+def test_bad_input_exits_2_with_a_one_line_error(data, tmp_path, capsys):
+    assert report.main([str(tmp_path / "nope"), "--shards", str(data.shards), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "mining run folder does not exist" in err[-1]
+    assert report.main([str(data.run), "--shards", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "no shard" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_defaults_and_required_options():
+    args = report.build_parser().parse_args(["RUN", "--shards", "S", "--out", "D"])
+    assert args.per_section == 200 and args.attributes is None and not args.overwrite
+    with pytest.raises(SystemExit):
+        report.build_parser().parse_args(["RUN", "--out", "D"])
+
+
+def test_tools_report_runs_as_a_script(data, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "report.py"), str(data.run), "--shards",
+                           str(data.shards), "--out", str(tmp_path / "page")], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stdout and "report thumbnails" in proc.stderr  # per-stage progress lines
+    assert (tmp_path / "page" / "index.html").is_file()
