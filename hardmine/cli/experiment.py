@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from fr_data.io.atomic import atomic_write_text
@@ -50,7 +51,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--arms", nargs="+", help="arms to run (default: every arm of the config)")
     p.add_argument("--config", default=DEFAULT_CONFIG,
                    help="experiment YAML, a file or a packaged name (default experiments/hard_samples.yaml)")
-    p.add_argument("--workers", type=int, default=2, help="rendering and sharding processes (default 2)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="processes for rendering, sharding, fine-tuning runs and scoring, one torch thread each "
+                        "(default 2)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="training and scoring device")
     p.add_argument("--validation-only", action="store_true",
                    help="score the validation packs only (tuning runs: the test packs stay unseen)")
@@ -110,8 +113,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         claim_folder(args.out, cfg, args.overwrite)
         splits = ("validation",) if args.validation_only else ("validation", "test")
         ctx = Context(cfg, Layout(args.out.resolve()), arms, seeds, device=args.device, workers=args.workers, splits=splits)
-        started = time.perf_counter()
-        results = run_stages(ctx)
+        started, threads = time.perf_counter(), torch.get_num_threads()
+        torch.set_num_threads(1)  # one thread per process, ``--workers`` processes (hardmine.experiment.jobs)
+        try:
+            results = run_stages(ctx)
+        finally:
+            torch.set_num_threads(threads)
         times = {r.name: (r.seconds, r.info["stage_cpu_seconds"]) for r in results}
         report = write_report(ctx, times, command)
     except HardmineError as exc:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import time
 from collections.abc import Callable
@@ -33,15 +32,14 @@ from fr_data.folders import experiment_folder as folder
 from fr_data.io.config import deep_merge, to_dict
 from fr_data.io.errors import DataError
 from fr_data.io.hashing import file_sha256
-from fr_data.synth import PACKS, SynthConfig, generate_packs
+from fr_data.synth import SynthConfig, generate_packs
 from fr_train.config import TrainConfig
-from fr_train.trainer import run as train_run
 from hardmine.pipelines import demo
 from hardmine.pipelines.demo import StageResult
 from hardmine.experiment.arms import ArmPlan, plan_arm
 from hardmine.experiment.config import ExperimentConfig
-from hardmine.experiment.scoring import (PackScores, decode_uint8, load_backbone, load_pack, load_scores,
-                                         pack_metrics, save_scores, score_images)
+from hardmine.experiment.jobs import cpu_seconds, finetune_job, run_jobs, score_job
+from hardmine.experiment.scoring import PackScores, load_scores, pack_metrics, save_scores
 from hardmine.experiment.stamps import begin, is_current, is_started, read_stamp, write_stamp
 
 __all__ = ["SPLITS", "Layout", "Context", "StageResult", "STAGES", "run_stages", "model_name"]
@@ -138,33 +136,38 @@ def non_default(values: dict[str, Any], default: dict[str, Any]) -> dict[str, An
 _ABSENT = object()
 
 
-def _stamped_stage(ctx: Context, name: str, where: Path, inputs: dict[str, Any],
-                   work: Callable[[], dict[str, Any]]) -> StageResult:
-    """Skip when stage ``name`` is done for ``inputs``; resume in ``where`` when it started with them;
-    else clear ``where``. Then run ``work`` and stamp the result."""
+def _prepare(ctx: Context, name: str, where: Path, inputs: dict[str, Any]) -> bool:
+    """True when stage ``name`` is done for ``inputs``. Otherwise get ``where`` ready: kept to resume when the
+    stage started with these inputs, else removed; then mark the stage started."""
     stamp = ctx.layout.stamp(name)
     if is_current(stamp, inputs):
-        return StageResult(name, True, info=read_stamp(stamp)["info"])
+        return True
     if is_started(stamp, inputs):
         ctx.log(f"[experiment] {name}: resuming in {where}")
     elif where.exists():
         ctx.log(f"[experiment] {name}: made from other inputs, redoing {where}")
         shutil.rmtree(where)
     begin(stamp, inputs)
+    return False
+
+
+def _finish(ctx: Context, name: str, inputs: dict[str, Any], info: dict[str, Any]) -> StageResult:
+    """Stamp stage ``name`` done; ``info`` gets the machine's load average (timing context)."""
+    info.setdefault("load_average", [round(v, 1) for v in os.getloadavg()])
+    write_stamp(ctx.layout.stamp(name), inputs, info)
+    return StageResult(name, False, info.get("seconds", 0.0), info)
+
+
+def _stamped_stage(ctx: Context, name: str, where: Path, inputs: dict[str, Any],
+                   work: Callable[[], dict[str, Any]]) -> StageResult:
+    """Skip stage ``name`` when done for ``inputs``; else (resume or redo and) run ``work``, then stamp."""
+    if _prepare(ctx, name, where, inputs):
+        return StageResult(name, True, info=read_stamp(ctx.layout.stamp(name))["info"])
     started, cpu = time.perf_counter(), cpu_seconds()
     info = work()
     info["seconds"] = round(time.perf_counter() - started, 2)
     info["cpu_seconds"] = round(cpu_seconds() - cpu, 2)  # this process and its finished children
-    info["load_average"] = [round(v, 1) for v in os.getloadavg()]  # 1/5/15 min at the end: timing context
-    write_stamp(stamp, inputs, info)
-    return StageResult(name, False, info["seconds"], info)
-
-
-def cpu_seconds() -> float:
-    """CPU time (user + system) of this process and of its children that have exited (rendering and
-    DataLoader workers): a cost figure that, unlike wall time, does not grow with other jobs' load."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return _finish(ctx, name, inputs, info)
 
 
 def _pretrained(ctx: Context) -> Path:
@@ -241,33 +244,28 @@ def plan(ctx: Context, arm: str, seed: int) -> ArmPlan:
 
 
 def finetune_stage(ctx: Context) -> StageResult:
-    """Fine-tune every arm x seed from the pretrained backbone at equal compute (resumable)."""
-    results = []
+    """Fine-tune every arm x seed from the pretrained backbone at equal compute (resumable), ``ctx.workers``
+    runs side by side."""
     weights_sha, mined_sha = file_sha256(_pretrained(ctx)), file_sha256(ctx.layout.demo.mined / "run.json")
+    results, todo = [], []
     for seed in ctx.seeds:
         for arm in ctx.arms:
-            run = plan(ctx, arm, seed)
+            run, name = plan(ctx, arm, seed), f"finetune-{model_name(arm, seed)}"
             inputs = {"config": stamped_config(run.config, ctx.layout.out), "weights": weights_sha,
                       "mined": mined_sha if run.config.data.run else None}
-            ctx.log(f"[experiment] fine-tune {arm} seed {seed}: {run.steps} steps x {run.images_per_step} images")
-            result = _stamped_stage(ctx, f"finetune-{model_name(arm, seed)}", ctx.layout.run(arm, seed), inputs,
-                                    lambda: _finetune(ctx, run))
-            ctx.runs[(arm, seed)] = result.info
-            results.append(result)
+            if _prepare(ctx, name, ctx.layout.run(arm, seed), inputs):
+                ctx.runs[(arm, seed)] = read_stamp(ctx.layout.stamp(name))["info"]
+                results.append(StageResult(name, True, info=ctx.runs[(arm, seed)]))
+            else:
+                ctx.log(f"[experiment] fine-tune {arm} seed {seed}: {run.steps} steps x {run.images_per_step} images")
+                todo.append((run, name, inputs))
+    for index, info in run_jobs(finetune_job, [(run, ctx.layout.out) for run, _, _ in todo], ctx.workers):
+        run, name, inputs = todo[index]
+        info["seconds"] = info["train_seconds"]
+        results.append(_finish(ctx, name, inputs, info))
+        ctx.runs[(run.arm, run.seed)] = info
+        ctx.log(f"[experiment] fine-tuned {run.arm} seed {run.seed} in {info['seconds']:.0f} s")
     return _merge_results("finetune", results)
-
-
-def _finetune(ctx: Context, run: ArmPlan) -> dict[str, Any]:
-    started = time.perf_counter()
-    result = train_run(run.config, resume=True)
-    seconds = time.perf_counter() - started
-    if result.state.images_seen != run.images:
-        raise DataError(ctx.layout.run(run.arm, run.seed), "images_seen",
-                        f"the run forwarded {result.state.images_seen} images, the plan {run.images}")
-    weights = result.checkpoint / "model.pt"
-    return {"steps": run.steps, "images_per_step": run.images_per_step, "images_seen": result.state.images_seen,
-            "train_seconds": round(seconds, 2), "checkpoint": str(weights.relative_to(ctx.layout.out)),
-            "sha256": file_sha256(weights), "final_loss": result.state.metrics.get("loss")}
 
 
 def evaluate_stage(ctx: Context) -> StageResult:
@@ -282,27 +280,22 @@ def evaluate_stage(ctx: Context) -> StageResult:
 
 
 def _score_split(ctx: Context, split: str, models: dict[str, Path]) -> StageResult:
-    """Score the models whose scores of ``split`` are missing or stale (each pack decoded once)."""
+    """Score the models whose scores of ``split`` are missing or stale, in ``ctx.workers`` groups."""
     packs_sha = read_stamp(ctx.layout.stamp(f"packs-{split}"))["info"]["packs"]
     inputs = {name: {"weights": file_sha256(path), "packs": packs_sha, "batch": ctx.cfg.evaluation.batch_size}
               for name, path in models.items()}
     todo = [name for name in models if not is_current(ctx.layout.stamp(f"scores-{split}-{name}"), inputs[name])]
     if not todo:
         return StageResult(f"evaluate {split}", True)
-    started = time.perf_counter()
-    backbones = {name: load_backbone(models[name], ctx.device) for name in todo}
-    scores: dict[str, dict[str, PackScores]] = {name: {} for name in todo}
-    for spec in PACKS:
-        pack = load_pack(ctx.layout.packs(split) / f"{spec.name}.bin")
-        images = decode_uint8(pack)
-        for name in todo:
-            ctx.log(f"[experiment] scoring {name} on {split}/{spec.name}")
-            scores[name][spec.name] = PackScores(score_images(backbones[name], images,
-                                                              ctx.cfg.evaluation.batch_size), pack.issame)
-    for name in todo:
-        save_scores(ctx.layout.scores(split, name), scores[name])
-        write_stamp(ctx.layout.stamp(f"scores-{split}-{name}"), inputs[name],
-                    {pack: pack_metrics(s, ctx.cfg.evaluation.folds) for pack, s in scores[name].items()})
+    ctx.log(f"[experiment] scoring {len(todo)} backbone(s) on the {split} packs")
+    started, groups = time.perf_counter(), [todo[i::max(1, ctx.workers)] for i in range(max(1, ctx.workers))]
+    jobs = [(ctx.layout.packs(split), {n: models[n] for n in group}, ctx.cfg.evaluation.batch_size, ctx.device)
+            for group in groups if group]
+    for _, scores in run_jobs(score_job, jobs, ctx.workers):
+        for name, packs in scores.items():
+            save_scores(ctx.layout.scores(split, name), packs)
+            write_stamp(ctx.layout.stamp(f"scores-{split}-{name}"), inputs[name],
+                        {pack: pack_metrics(s, ctx.cfg.evaluation.folds) for pack, s in packs.items()})
     return StageResult(f"evaluate {split}", False, time.perf_counter() - started, {"scored": todo})
 
 
