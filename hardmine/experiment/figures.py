@@ -18,7 +18,8 @@ from fr_train.eval import tpr_at_fpr  # noqa: E402
 from hardmine.experiment.scoring import PackScores  # noqa: E402
 from hardmine.experiment.stats import Estimate  # noqa: E402
 
-__all__ = ["FPR_GRID", "mean_roc", "roc_figure", "similarity_figure", "gain_figure"]
+__all__ = ["FPR_GRID", "mean_roc", "roc_figure", "similarity_figure", "gain_figure", "anatomy_figure",
+           "genuine_and_threshold"]
 
 #: FPRs the ROC curves are read at (no interpolation: each point is an empirical ROC point).
 FPR_GRID = np.logspace(-3, 0, 61)
@@ -110,5 +111,34 @@ def gain_figure(gains: Mapping[str, Mapping[str, Estimate]], packs: Sequence[str
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def genuine_and_threshold(pack: PackScores, fpr: float = 1e-2) -> tuple[float, float]:
+    """Median genuine cosine of a pack and the cosine its impostors exceed at rate ``fpr`` (the threshold
+    TPR at that FPR is read at)."""
+    roc = tpr_at_fpr(pack.scores, pack.issame, [fpr])
+    return float(np.median(pack.scores[pack.issame])), float(roc.thresholds[0])
+
+
+def anatomy_figure(runs: Runs, packs: Sequence[str], title: str, path: str | os.PathLike,
+                   fpr: float = 1e-2) -> Path:
+    """Why TPR at a low FPR moves: per pack, each model (mean over seeds) as a point at (median genuine
+    cosine, impostor threshold at ``fpr``), labelled with its TPR. Distribution losses move genuine pairs
+    to the right; TPR rises only if the impostors' tail (upwards) does not follow."""
+    fig, axes = plt.subplots(1, len(packs), figsize=(5 * len(packs), 4.2), squeeze=False)
+    for ax, pack in zip(axes[0], packs):
+        for label, model_runs in runs.items():
+            points = np.array([genuine_and_threshold(r[pack], fpr) for r in model_runs])
+            tpr = np.mean([tpr_at_fpr(r[pack].scores, r[pack].issame, [fpr]).tprs[0] for r in model_runs])
+            x, y = points.mean(axis=0)
+            ax.scatter(x, y, s=30, marker="s" if label == "pretrained" else "o")
+            ax.annotate(f"{label} {100 * tpr:.1f}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_title(pack)
+        ax.set_xlabel("median genuine cosine")
+        ax.set_ylabel(f"impostor cosine at FPR {fpr:g}")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)

@@ -219,6 +219,9 @@ def draw_figures(ctx: Context, analyses: dict[str, Analysis]) -> list[Path]:
         runs = {arm: an.runs(arm) for arm in [PRETRAINED, *ctx.arms]}
         paths.append(figures.roc_figure(runs, an.packs, f"ROC on the {split} packs (mean over seeds)",
                                         out / f"roc_{split}.png"))
+        paths.append(figures.anatomy_figure(runs, an.packs, f"Genuine median vs impostor threshold at FPR 1e-2, "
+                                            f"{split} packs (labels: TPR %, mean over seeds)",
+                                            out / f"anatomy_{split}.png"))
         if BASELINE in ctx.arms and len(ctx.arms) > 1:
             others = [a for a in ctx.arms if a != BASELINE]
             packs = [*an.packs, "hard mean"]
