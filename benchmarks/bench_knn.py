@@ -8,7 +8,8 @@ Measures, in one run:
    shape is timed (and excluded from the search time), so each chunk's rate is compared with what the
    shared machine delivered at that moment. Reports the fraction of the GEMM rate (goal >= 70%), the
    projected time at the issue's scale (2,000,000 x 50,000) and peak memory beyond the memmapped input;
-3. IVF recall@k against exact search at a moderate size, for several nprobe.
+3. IVF recall@k against exact search at a moderate size, for several nprobe;
+4. the time of the exact float64 re-scoring of the candidates (``fr_data.knn.rescore``), timed alone.
 
 Usage: python benchmarks/bench_knn.py [--small] [--n N] [--centres C] [--backend faiss-cpu] ...
 """
@@ -31,6 +32,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fr_data.knn import IvfSearcher, get_backend, knn_search, measure_recall  # noqa: E402
+from fr_data.knn.rescore import exact_scores, score_error  # noqa: E402
+from fr_data.knn.search import MARGIN  # noqa: E402
 
 ISSUE_N, ISSUE_C = 2_000_000, 50_000
 
@@ -120,6 +123,13 @@ class ProbedBackend:
     def host_dtype(self, source):
         return self.inner.host_dtype(source)
 
+    def score_error(self, dim):
+        return score_error(self.inner, dim)
+
+    @property
+    def max_k(self):
+        return getattr(self.inner, "max_k", None)
+
     def prepare(self, blocks, rows):
         return self.inner.prepare(blocks, rows)
 
@@ -172,8 +182,13 @@ def bench_exact(args: argparse.Namespace, emb: np.memmap, centres: np.ndarray,
     seconds = wall - sum(c[3] for c in backend.calls)
     probe_rates = [backend.probe_flop / c[2] / 1e9 for c in backend.calls]
     ratios = [(c[1] / c[0] / 1e9) / g for c, g in zip(backend.calls, probe_rates)]
+    candidates = np.hstack([res.ids, res.ids[:, :MARGIN]])  # as many candidates as knn_search re-scores
+    t = time.perf_counter()
+    exact_scores(emb, centres, candidates)
+    rescore = time.perf_counter() - t
     return {"seconds": seconds, "gflops": flop / seconds / 1e9, "flop": flop, "ratios": ratios,
-            "probe_rates": probe_rates, "anon_peak": peak.peak, "anon_base": base_anon, "result": res}
+            "probe_rates": probe_rates, "anon_peak": peak.peak, "anon_base": base_anon, "result": res,
+            "rescore": rescore}
 
 
 def bench_ivf(args: argparse.Namespace, folder: Path) -> list[tuple]:
@@ -256,6 +271,8 @@ def report_exact(args, emb, rates: dict, best: str, shape: tuple, exact: dict) -
           f"(probe median {during:.1f}); {exact['gflops'] / quiet:.0%} of the best GEMM before it ({quiet:.1f})")
     print(f"per-call search rate / adjacent GEMM probe (robust to the shared machine's drift): median "
           f"{np.median(ratios):.0%}, min {ratios.min():.0%}, max {ratios.max():.0%} (goal >= 70%)")
+    print(f"exact re-scoring of {exact['result'].k + MARGIN} candidates per query (float64, timed again alone): "
+          f"{exact['rescore']:.2f} s = {exact['rescore'] / exact['seconds']:.1%} of the search time")
     proj = ISSUE_N * ISSUE_C * 2.0 * args.dim / (exact["gflops"] * 1e9)
     print(f"projected {ISSUE_N:,} x {ISSUE_C:,} x {args.dim} search: "
           f"{proj / 60:.1f} min at the achieved rate")

@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fr_train.objective import Batch, Objective, build_objective  # noqa: E402
+from fr_train.objective import Batch, Objective, build_objective, objective_config  # noqa: E402
 
 SINGLES, PAIRS = 128, 64
 
@@ -77,12 +77,9 @@ def make_batch(
     return emb, views
 
 
-LOSS_TERMS = [{"name": "ddl", "weight": 1.0}, {"name": "ot", "weight": 0.1}]
-
-
 def build(args: argparse.Namespace, head: bool, losses: bool, device: torch.device) -> Objective:
-    terms = [dict(t, margin=args.ot_margin) if t["name"] == "ot" else t for t in LOSS_TERMS] if losses else []
-    config = {"head": {"name": "arcface"} if head else None, "losses": terms}
+    terms = {"ddl": {"weight": 1.0}, "ot": {"weight": 0.1, "margin": args.ot_margin}} if losses else {}
+    config = objective_config({"head": {"name": "arcface"} if head else None, "terms": terms})
     return build_objective(config, embedding_size=args.dim, num_classes=args.classes).to(device)
 
 

@@ -33,6 +33,7 @@ from fr_data.ingest.plan import ShardOptions  # noqa: E402
 from fr_data.ingest.sharding import write_shards  # noqa: E402
 from fr_data.ingest.source import SourceRecord, read_each  # noqa: E402
 from fr_train.config import TrainConfig  # noqa: E402
+from fr_train.objective import objective_config  # noqa: E402
 from fr_train.data import Branch, DataConfig, ImageBatch, build_train_data  # noqa: E402
 from fr_train.trainer import Trainer, build_module  # noqa: E402
 
@@ -69,11 +70,11 @@ class NoiseFaces:
 
 
 def make_trainer(args, data, device: torch.device, objective: dict) -> Trainer:
+    """A trainer of ``objective`` (an ``objective:`` section as a mapping); weights seeded by train.seed."""
     cfg = TrainConfig()
     cfg.model.name, cfg.model.embedding_size = args.model, 512
-    cfg.objective = objective
+    cfg.objective = objective_config(objective)
     cfg.train.amp, cfg.train.output, cfg.train.progress = args.amp, tempfile.mkdtemp(), False
-    torch.manual_seed(0)
     module = build_module(cfg, data.num_classes, device)
     return Trainer(cfg, data, module, device)
 
@@ -185,7 +186,7 @@ def objective_comparison(args, shards: Path) -> None:
     settings = {"arcface": (ARCFACE, memory),
                 "curricularface+ddl+ot": (
                     {"head": {"name": "curricularface", "s": 64.0, "m": 0.5},
-                     "losses": [{"name": "ddl"}, {"name": "ot", "weight": 0.1}]},
+                     "terms": {"ddl": {}, "ot": {"weight": 0.1}}},
                     [branch_batch(b, 32, 32, device) for b in memory])}
     for name, (objective, batches) in settings.items():
         trainer = make_trainer(args, data, device, objective)

@@ -8,7 +8,8 @@ Examples::
         -m fr_train --config configs/glint360k_r100_arcface_pfc.yaml --resume
 
 Under torchrun the process group is initialised from the environment (``env://``): NCCL when training
-on GPUs, gloo on CPUs.
+on GPUs, gloo on CPUs; at the end every rank leaves it through :func:`fr_train.dist.shutdown` (barrier,
+destroy, released before the interpreter exits).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch.distributed as torch_dist
 
 from fr_data.io.errors import ConfigError, DataError
 from fr_train.config import load_train_config, parse_overrides
+from fr_train.dist import shutdown
 from fr_train.trainer import resolve_device, run
 
 __all__ = ["main", "build_parser", "init_process_group"]
@@ -63,14 +65,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 2
     started = init_process_group(cfg.train.device)
     rank, world = (torch_dist.get_rank(), torch_dist.get_world_size()) if started else (0, 1)
+    finished = False
     try:
         result = run(cfg, resume=args.resume, stop_after=args.stop_after)
+        finished = True
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
-        if started:
-            torch_dist.destroy_process_group()
+        if started:  # every rank that finished meets the others before the group goes
+            shutdown(synchronise=finished)
     print(f"rank {rank}/{world}: done at step {result.state.step}, checkpoint {result.checkpoint}",
           flush=True)
     return 0

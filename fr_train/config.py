@@ -1,16 +1,17 @@
 """The training config: one dataclass tree, loaded from YAML (``base:`` chain + overrides), validated.
 
 ``TrainConfig`` composes the training data (:class:`fr_train.data.config.DataConfig`), the backbone,
-the objective (the mapping :func:`fr_train.objective.build_objective` accepts), Partial FC, optimiser,
-learning-rate schedule, loop settings, evaluation and knowledge distillation. Every section has
+the objective (:class:`fr_train.objective.config.ObjectiveConfig`: margin head or Partial FC, auxiliary
+terms, the teacher), optimiser, learning-rate schedule, loop settings and evaluation. Every section has
 defaults, so an experiment file only states what differs from its base::
 
     base: base.yaml
     model: {name: iresnet100}
-    objective: {head: {name: curricularface, s: 64.0, m: 0.5}}
+    objective: {head: {name: curricularface, s: 64.0, m: 0.5}, terms: {ddl: {weight: 1.0}}}
 
 An unknown or misspelt key, or a value of the wrong type, raises :class:`fr_data.io.errors.ConfigError`
-naming the file and the key path; :func:`validate_train_config` checks what types cannot express.
+naming the file and the key path; a key that moved (:data:`fr_train.moved_keys.MOVED_KEYS`) names its
+new place; :func:`validate_train_config` checks what types cannot express.
 """
 
 from __future__ import annotations
@@ -21,45 +22,19 @@ from typing import Any, Literal
 
 import yaml
 
-from fr_data.io.config import dump_config, load_config
+from fr_data.io.config import deep_merge, dump_config, from_dict, load_yaml_with_bases
 from fr_data.io.errors import ConfigError
 from fr_train.data.config import DataConfig, validate_data_config
+from fr_train.models.config import ModelConfig
+from fr_train.moved_keys import reject_moved_keys
+from fr_train.objective.build import check_objective_config
+from fr_train.objective.config import ObjectiveConfig
 
 __all__ = [
-    "ModelConfig", "PartialFCConfig", "OptimConfig", "ScheduleConfig", "LoopConfig", "EvalConfig",
-    "KDConfig", "InitConfig", "TrainConfig", "load_train_config", "parse_overrides", "validate_train_config",
+    "ModelConfig", "ObjectiveConfig", "OptimConfig", "ScheduleConfig", "LoopConfig", "EvalConfig",
+    "InitConfig", "TrainConfig", "load_train_config", "parse_overrides", "validate_train_config",
     "save_train_config",
 ]
-
-
-@dataclass
-class ModelConfig:
-    """The backbone.
-
-    Attributes:
-        name: a :data:`fr_train.models.MODELS` name (``iresnet50``, ``mobilefacenet``, ``tiny``, ...).
-        embedding_size: feature dimension.
-        options: extra keyword arguments of the model factory.
-        weights: initial weights (a state-dict checkpoint, e.g. for fine-tuning); None: random init.
-    """
-
-    name: str = "iresnet50"
-    embedding_size: int = 512
-    options: dict[str, Any] = field(default_factory=dict)
-    weights: str | None = None
-
-
-@dataclass
-class PartialFCConfig:
-    """Partial FC (https://arxiv.org/abs/2010.05222): class centres sharded over ranks, sampled negatives.
-
-    Attributes:
-        enabled: replace the objective's head by a :class:`fr_train.partial_fc.PartialFC` around it.
-        sample_rate: fraction of each rank's centres used per step (1.0 = model parallel, no sampling).
-    """
-
-    enabled: bool = False
-    sample_rate: float = 1.0
 
 
 @dataclass
@@ -172,34 +147,6 @@ class EvalConfig:
 
 
 @dataclass
-class KDConfig:
-    """Knowledge distillation from a frozen teacher (see :mod:`fr_train.kd`).
-
-    Attributes:
-        mode: ``none``; ``ekd``: the teacher embeds every batch into ``Batch.teacher_embeddings`` (for
-            the ``ekd`` and ``ot`` losses); ``lowres``: the student's embeddings of a low-resolution copy
-            of the batch are classified by the teacher's frozen classifier with an angular margin.
-        teacher: ``ekd``: the teacher backbone (``weights`` = its checkpoint, required).
-        classifier: ``lowres``: checkpoint holding the high-resolution teacher's classifier, trained on
-            the same classes (e.g. ``objective.pt`` of the teacher's run).
-        classifier_key: key of the ``(C, D)`` classifier weight in that checkpoint.
-        weight: weight of the ``lowres`` term.
-        s: ``lowres`` logit scale.
-        m: ``lowres`` additive angular margin.
-        lowres_scale: ``[min, max]`` downsampling factor of the low-resolution copy.
-    """
-
-    mode: Literal["none", "ekd", "lowres"] = "none"
-    teacher: ModelConfig = field(default_factory=ModelConfig)
-    classifier: str | None = None
-    classifier_key: str = "head.weight"
-    weight: float = 1.0
-    s: float = 64.0
-    m: float = 0.2
-    lowres_scale: list[float] = field(default_factory=lambda: [0.125, 0.5])
-
-
-@dataclass
 class InitConfig:
     """Initial weights besides the backbone's (``model.weights``), e.g. when fine-tuning a trained run.
 
@@ -215,23 +162,17 @@ class InitConfig:
     head_key: str = "head.weight"
 
 
-def _default_objective() -> dict[str, Any]:
-    return {"head": {"name": "arcface", "s": 64.0, "m": 0.5}}
-
-
 @dataclass
 class TrainConfig:
     """A whole training run. Sections: see the classes of their types."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    objective: dict[str, Any] = field(default_factory=_default_objective)
-    partial_fc: PartialFCConfig = field(default_factory=PartialFCConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    kd: KDConfig = field(default_factory=KDConfig)
     init: InitConfig = field(default_factory=InitConfig)
 
 
@@ -260,10 +201,12 @@ def load_train_config(path: str | os.PathLike, overrides: dict[str, Any] | None 
     """Load and validate a training config (``base:`` chain, then ``overrides``).
 
     Raises:
-        ConfigError: naming the file and the offending key.
+        ConfigError: naming the file and the offending key (for a key that moved: its new key).
     """
-    cfg = load_config(path, TrainConfig, overrides)
+    data = deep_merge(load_yaml_with_bases(path), overrides or {})
     try:
+        reject_moved_keys(data)
+        cfg = from_dict(TrainConfig, data)
         validate_train_config(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
@@ -274,8 +217,6 @@ def _range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
     loop, sched, optim = cfg.train, cfg.schedule, cfg.optim
     return [
         (cfg.model.embedding_size >= 1, f"model.embedding_size must be >= 1, got {cfg.model.embedding_size}"),
-        (0.0 < cfg.partial_fc.sample_rate <= 1.0,
-         f"partial_fc.sample_rate must lie in (0, 1], got {cfg.partial_fc.sample_rate}"),
         (optim.lr > 0, f"optim.lr must be > 0, got {optim.lr}"),
         (optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {optim.weight_decay}"),
         (len(optim.betas) == 2, f"optim.betas must be [beta1, beta2], got {optim.betas}"),
@@ -294,39 +235,24 @@ def _range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
         (0 <= sched.min_lr <= optim.lr, f"schedule.min_lr must lie in [0, optim.lr], got {sched.min_lr}"),
         (cfg.eval.max_pairs >= 1, f"eval.max_pairs must be >= 1, got {cfg.eval.max_pairs}"),
         (all(0 < f <= 1 for f in cfg.eval.fprs), f"eval.fprs must lie in (0, 1], got {cfg.eval.fprs}"),
-    ]
-
-
-def _kd_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
-    kd = cfg.kd
-    loss_names = {entry.get("name") for entry in cfg.objective.get("losses") or () if isinstance(entry, dict)}
-    scale = kd.lowres_scale
-    return [
-        (kd.mode != "ekd" or kd.teacher.weights is not None, "kd.mode ekd needs kd.teacher.weights"),
-        ("ekd" not in loss_names or kd.mode == "ekd",
-         "the 'ekd' loss needs teacher embeddings: set kd.mode: ekd and kd.teacher"),
-        (kd.mode != "lowres" or kd.classifier is not None, "kd.mode lowres needs kd.classifier"),
-        (cfg.init.head is None or not cfg.partial_fc.enabled,
-         "init.head initialises the objective's head; with partial_fc.enabled there is none"),
-        (len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1,
-         f"kd.lowres_scale must be [min, max] with 0 < min <= max <= 1, got {scale}"),
+        (cfg.init.head is None or (cfg.objective.head is not None and not cfg.objective.partial_fc.enabled),
+         "init.head initialises the objective's head; with objective.partial_fc.enabled or no head there is "
+         "none"),
     ]
 
 
 def validate_train_config(cfg: TrainConfig) -> None:
-    """Check ranges and cross-section rules the types cannot express; build the objective once (on a
-    two-class toy problem) so that unknown objective keys and loss arguments fail at load time.
+    """Check ranges and cross-section rules the types cannot express, and the objective: head and term
+    settings, and that every input a term needs is provided (composer branches: ``data.composer``).
 
     Raises:
         ConfigError: naming the key.
     """
     validate_data_config(cfg.data)
-    for ok, message in _range_checks(cfg) + _kd_checks(cfg):
+    for ok, message in _range_checks(cfg):
         if not ok:
             raise ConfigError(message)
-    from fr_train.objective import build_objective  # deferred: torch-heavy import
-
-    build_objective(cfg.objective, embedding_size=cfg.model.embedding_size, num_classes=2)
+    check_objective_config(cfg.objective, composer=cfg.data.composer.enabled)
 
 
 def save_train_config(cfg: TrainConfig, path: str | os.PathLike) -> None:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from fr_data.folders import run_folder as rf
-from fr_data.formats.verification import VerificationPack, decode_pack, load_bin
+from fr_data.formats.verification import VerificationPack, check_images, decode_pack, load_bin
 from fr_data.io.errors import DataError
 from fr_data.loading.decode import decode_face
 from fr_data.loading.shard_index import ShardIndex
@@ -57,6 +57,7 @@ class BinEvaluator:
 
     def __init__(self, path: str | os.PathLike, batch_size: int = 64, folds: int = 10):
         self.pack = load_bin(path)
+        check_images(self.pack)
         self.name = Path(path).stem
         self.batch_size = batch_size
         self.folds = min(folds, len(self.pack))

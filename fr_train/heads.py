@@ -17,6 +17,8 @@ Margin calling convention (``margin(cos, labels, *, frozen_cos=None, row_sum=...
 Cross-rank statistics (CurricularFace's ``t``, CIFP's unified threshold) are reduced over all ranks
 whenever a process group is running, which is right both for data parallelism (different rows on each
 rank, all classes) and for Partial FC (the same gathered rows, different classes on each rank).
+
+Formulas, defaults and their sources: ``docs/losses.md``.
 """
 
 from __future__ import annotations

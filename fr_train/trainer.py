@@ -1,16 +1,18 @@
 """The training loop: backbone + objective on the training data, with checkpoints that resume exactly.
 
 :class:`TrainModule` turns one :class:`~fr_train.data.ImageBatch` into a loss: a single backbone pass
-over the classification images, the DDL/OT branch images (when the data's composer yields them) and the
-low-resolution copies (low-resolution KD), then the objective (margin head + weighted auxiliary losses)
-on an :class:`~fr_train.objective.Batch` filled from those features, plus Partial FC and the KD term
-when configured. :class:`Trainer` runs the steps: learning rate per step, AMP on GPU (bf16, or fp16 with
-a GradScaler), gradient clipping, logging, periodic evaluation (rank 0) and checkpoints.
+over the classification images and whatever the objective's terms declared they need (composer branch
+images, a low-resolution copy; teacher embeddings come from a frozen teacher), provided by
+:class:`~fr_train.objective.Inputs`, then the objective (margin head or Partial FC + weighted auxiliary
+terms) on the :class:`~fr_train.objective.Batch` filled from those features. :class:`Trainer` runs the
+steps: learning rate per step, AMP on GPU (bf16, or fp16 with a GradScaler), gradient clipping, logging,
+periodic evaluation (rank 0) and checkpoints.
 
 Exact resume: batches are a pure function of ``(data.seed, epoch, rank, step)`` (the data stream
 restarts mid-epoch with ``set_epoch(epoch, start_step)``), the learning rate a pure function of the
-step, and every other source of randomness (python, numpy, torch, Partial FC and KD generators) is
-checkpointed, so on CPU a resumed run reproduces the uninterrupted run's losses bit for bit.
+step, and every other source of randomness (python, numpy, torch, and the generators of Partial FC's
+sampling and of the low-resolution copies) is checkpointed, so on CPU a resumed run reproduces the
+uninterrupted run's losses bit for bit.
 """
 
 from __future__ import annotations
@@ -35,13 +37,12 @@ from fr_train.config import TrainConfig, save_train_config
 from fr_train.data import ImageBatch, TrainData, build_train_data
 from fr_train.evaluate import Evaluator, build_evaluators, run_evaluators
 from fr_train.head_init import init_head
-from fr_train.heads import build_head
-from fr_train.kd import FrozenTeacher, LowResDistillation
 from fr_train.logs import MetricsLog, Progress, ThroughputMeter, truncate_metrics
 from fr_train.models import get_model
-from fr_train.objective import Batch, Objective, build_objective
+from fr_train.objective import Inputs, Objective, build_inputs, build_objective
+from fr_train.objective.batch import Need
+from fr_train.objective.build import check_objective_settings
 from fr_train.optim import build_optimizer, build_schedule
-from fr_train.partial_fc import PartialFC
 from fr_train.resume import (CheckpointStore, TrainState, capture_rng, load_tensors, rank_name, read_state,
                              restore_rng, save_tensors)
 
@@ -50,84 +51,58 @@ __all__ = ["TrainModule", "Precision", "Trainer", "TrainResult", "build_module",
 
 
 # ---------------------------------------------------------------------------------------------- module
-def _branch_inputs(batch: ImageBatch) -> list[torch.Tensor]:
-    """Images of every composer branch in the order negatives, pos_a, pos_b (per branch)."""
-    return [t for b in batch.branches or () for t in (b.neg_images, b.pos_a, b.pos_b)]
-
-
-def _fill_branches(out: Batch, batch: ImageBatch, features: Sequence[torch.Tensor]) -> None:
-    """DDL lists and OT's reference (the easy branch's features) from the branch features."""
-    negs, pos_a, pos_b = features[0::3], features[1::3], features[2::3]
-    out.neg_branches, out.pos_a, out.pos_b = list(negs), list(pos_a), list(pos_b)
-    easy = batch.branches[0]
-    out.reference = torch.cat([negs[0], pos_a[0], pos_b[0]])
-    out.reference_labels = torch.cat([easy.neg_labels, easy.pos_labels, easy.pos_labels])
-
-
 class TrainModule(nn.Module):
-    """Everything that is trained: backbone, objective, optional Partial FC classifier and low-res KD.
+    """Everything that is trained: the backbone and the objective, fed by the objective's inputs.
 
     Args:
         backbone: images -> embeddings.
-        objective: head + auxiliary losses (its head is None when ``classifier`` is given).
-        classifier: Partial FC replacing the objective's head (sharded across ranks), or None.
-        head_weight: weight of the Partial FC term.
-        lowres: low-resolution distillation term, or None.
-        lowres_weight: its weight.
+        objective: classification slot + auxiliary terms.
+        inputs: providers of everything the objective's terms need (plain objects: a frozen teacher is
+            neither trained nor synchronised); default: none.
+
+    Raises:
+        ValueError: a need of the objective that no provider gives.
     """
 
-    def __init__(self, backbone: nn.Module, objective: Objective, *, classifier: PartialFC | None = None,
-                 head_weight: float = 1.0, lowres: LowResDistillation | None = None,
-                 lowres_weight: float = 1.0):
+    def __init__(self, backbone: nn.Module, objective: Objective, inputs: Inputs | None = None):
         super().__init__()
-        self.backbone, self.objective, self.classifier, self.lowres = backbone, objective, classifier, lowres
-        self.head_weight, self.lowres_weight = head_weight, lowres_weight
+        self.backbone, self.objective = backbone, objective
+        self.inputs = inputs if inputs is not None else Inputs()
+        missing = objective.needs - self.inputs.provided
+        if missing:
+            needed = sorted(need.value for need in missing)
+            raise ValueError(f"the objective needs {needed}, which no input provides")
 
-    def forward(self, batch: ImageBatch, teacher_embeddings: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    @property
+    def generators(self) -> dict[str, torch.Generator]:
+        """RNGs of the objective and its inputs (checkpointed with the global ones)."""
+        return {**self.objective.generators, **self.inputs.generators}
+
+    def unsynchronised(self) -> list[str]:
+        """Parameters and buffers DDP must not synchronise (see :meth:`Objective.unsynchronised_names`)."""
+        return [f"objective.{name}" for name in self.objective.unsynchronised_names()]
+
+    def forward(self, batch: ImageBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and its named (detached) parts for one batch already on the module's device."""
-        inputs = [batch.images, *_branch_inputs(batch)]
-        if self.lowres is not None:
-            inputs.append(self.lowres.degrade(batch.images))
-        features = self.backbone(torch.cat(inputs)).float().split([len(t) for t in inputs])
-        embeddings = features[0]
-        objective_batch = Batch(embeddings, batch.labels, teacher_embeddings=teacher_embeddings)
-        if batch.branches:
-            _fill_branches(objective_batch, batch, features[1:1 + 3 * len(batch.branches)])
-        out = self.objective(objective_batch)
-        loss, parts = out.loss, dict(out.parts)
-        if self.classifier is not None:
-            ce = self.classifier(embeddings, batch.labels)
-            loss, parts["ce"] = loss + self.head_weight * ce, ce.detach()
-        if self.lowres is not None:
-            kd = self.lowres(features[-1], batch.labels)
-            loss, parts["kd_lowres"] = loss + self.lowres_weight * kd, kd.detach()
-        parts["total"] = loss.detach()
-        return loss, parts
+        out = self.objective(self.inputs.features(self.backbone, batch))
+        return out.loss, out.parts
 
 
 def build_module(cfg: TrainConfig, num_classes: int, device: torch.device) -> TrainModule:
-    """The :class:`TrainModule` of a config for ``num_classes`` classes (seed the RNG before calling)."""
+    """The :class:`TrainModule` of a config for ``num_classes`` classes.
+
+    Seeds the global RNGs: ``train.seed`` for the initial weights (equal on every rank), then
+    ``train.seed + 1000 * rank`` for everything after (the teacher is built after that).
+    """
+    seed_all(cfg.train.seed)
     backbone = get_model(cfg.model.name, embedding_size=cfg.model.embedding_size, **cfg.model.options)
     if cfg.model.weights is not None:
         load_weights(backbone, cfg.model.weights)
-    dim, objective_cfg = cfg.model.embedding_size, dict(cfg.objective)
-    classifier = None
-    if cfg.partial_fc.enabled:
-        head_cfg = dict(objective_cfg.pop("head", None) or {})
-        if "name" not in head_cfg:
-            raise ConfigError("partial_fc.enabled needs objective.head with a name")
-        head = build_head(head_cfg.pop("name"), dim, num_classes, with_weight=False, **head_cfg)
-        generator = torch.Generator(device=device).manual_seed(cfg.train.seed + dist.rank())
-        classifier = PartialFC(head, dim, num_classes, cfg.partial_fc.sample_rate, generator)
-        objective_cfg["head"] = None
-    objective = build_objective(objective_cfg, embedding_size=dim, num_classes=num_classes)
-    lowres = (LowResDistillation.from_config(cfg.kd, num_classes, dim, cfg.train.seed + dist.rank())
-              if cfg.kd.mode == "lowres" else None)
-    module = TrainModule(backbone, objective, classifier=classifier,
-                         head_weight=float(cfg.objective.get("head_weight", 1.0)), lowres=lowres,
-                         lowres_weight=cfg.kd.weight)
-    return module.to(device)
+    objective = build_objective(cfg.objective, embedding_size=cfg.model.embedding_size,
+                                num_classes=num_classes, device=device, seed=cfg.train.seed + dist.rank())
+    seed_all(cfg.train.seed + 1000 * dist.rank())
+    inputs = build_inputs(cfg.objective, objective.needs, device=device, seed=cfg.train.seed + dist.rank())
+    return TrainModule(backbone, objective, inputs).to(device)
 
 
 # ------------------------------------------------------------------------------------------- precision
@@ -206,14 +181,13 @@ class Trainer:
         data: this rank's training data.
         module: the trained module, on ``device``.
         device: training device.
-        teacher: frozen EKD teacher filling ``Batch.teacher_embeddings``, or None.
         evaluators: run on rank 0 every ``train.eval_every`` steps and at the end.
     """
 
     def __init__(self, cfg: TrainConfig, data: TrainData, module: TrainModule, device: torch.device, *,
-                 teacher: FrozenTeacher | None = None, evaluators: Sequence[Evaluator] = ()):
+                 evaluators: Sequence[Evaluator] = ()):
         self.cfg, self.data, self.module, self.device = cfg, data, module, device
-        self.teacher, self.evaluators = teacher, list(evaluators)
+        self.evaluators = list(evaluators)
         self.evaluating = bool(cfg.eval.bins or cfg.eval.pairs_run)  # on every rank (rank 0 evaluates)
         self.rank, self.world_size = dist.rank(), dist.world_size()
         loop, steps_per_epoch = cfg.train, data.batches_per_epoch
@@ -224,7 +198,7 @@ class Trainer:
         self.schedule = build_schedule(cfg.schedule, cfg.optim.lr, self.total_steps, steps_per_epoch)
         self.precision = Precision(loop.amp, device)
         self.model = self._wrap(module)
-        self.sharded = module.classifier is not None and self.world_size > 1
+        self.sharded = module.objective.classifier is not None and self.world_size > 1
         self.state = TrainState(world_size=self.world_size, sharded=self.sharded)
         self.output = Path(loop.output)
         self.store = CheckpointStore(self.output / "checkpoints", self.rank, _barrier)
@@ -234,11 +208,9 @@ class Trainer:
         """The module itself on one rank, else wrapped in DistributedDataParallel."""
         if self.world_size == 1:
             return module
-        # Partial FC shards differ per rank and the frozen KD classifier never changes: neither is
-        # synchronised by DDP (no gradient all-reduce, no buffer broadcast).
-        parts = {name: getattr(module, name) for name in ("classifier", "lowres")}
-        ignored = [f"{name}.{n}" for name, part in parts.items() if part is not None
-                   for n, _ in (*part.named_parameters(), *part.named_buffers())]
+        # Partial FC shards differ per rank and frozen constants never change: neither is synchronised by
+        # DDP (no gradient all-reduce, no buffer broadcast).
+        ignored = module.unsynchronised()
         if ignored:
             nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ignored)
         device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -248,12 +220,7 @@ class Trainer:
     @property
     def generators(self) -> dict[str, torch.Generator]:
         """Extra RNGs checkpointed with the global ones."""
-        gens = {}
-        if self.module.classifier is not None and self.module.classifier.generator is not None:
-            gens["partial_fc"] = self.module.classifier.generator
-        if self.module.lowres is not None:
-            gens["lowres"] = self.module.lowres.generator
-        return gens
+        return self.module.generators
 
     # ----------------------------------------------------------------------------------------- steps
     def train_step(self, batch: ImageBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor], float]:
@@ -262,24 +229,17 @@ class Trainer:
         batch = batch.to(self.device, non_blocking=True)
         self.module.train()
         with self.precision.autocast():
-            teacher = self.teacher(batch.images) if self.teacher is not None else None
-            loss, parts = self.model(batch, teacher)
+            loss, parts = self.model(batch)
         self.optimizer.zero_grad(set_to_none=True)
         clip = self.cfg.train.clip_grad_norm
         params = list(self.module.backbone.parameters())
         self.precision.backward_step(loss, self.optimizer, None if clip is None else (params, clip))
         self.state.step += 1
-        self.state.images_seen += self.step_images(batch) * self.world_size
+        self.state.images_seen += self.module.inputs.last_images * self.world_size
         self.state.epoch_step += 1
         if self.state.epoch_step == self.data.batches_per_epoch:
             self.state.epoch, self.state.epoch_step = self.state.epoch + 1, 0
         return loss.detach(), parts, lr
-
-    def step_images(self, batch: ImageBatch) -> int:
-        """Images one step of this rank forwards through the backbone: the batch, its composer branches
-        and, with low-resolution KD, the degraded copies of the batch (EKD teacher passes not counted:
-        the teacher is frozen and runs without gradient)."""
-        return batch.num_images + (len(batch.images) if self.module.lowres is not None else 0)
 
     def fit(self, stop_after: int | None = None) -> TrainResult:
         """Train up to the run's last step (or ``stop_after`` steps in all), then checkpoint and evaluate."""
@@ -350,14 +310,14 @@ class Trainer:
         def shared(folder: Path) -> None:
             save_train_config(self.cfg, folder / "config.yaml")
             save_tensors(_cpu_state(self.module.backbone), folder / "model.pt")
-            save_tensors(_cpu_state(self.module.objective), folder / "objective.pt")
+            save_tensors(_cpu(self.module.objective.replicated_state_dict()), folder / "objective.pt")
             if self.precision.scaler is not None:
                 save_tensors(self.precision.scaler.state_dict(), folder / "scaler.pt")
 
         def own(folder: Path) -> None:
             if self.rank == 0 or self.sharded:
-                if self.module.classifier is not None:
-                    save_tensors(_cpu_state(self.module.classifier),
+                if self.module.objective.classifier is not None:
+                    save_tensors(_cpu_state(self.module.objective.classifier),
                                  folder / rank_name("classifier.pt", self.rank, self.sharded))
                 save_tensors(self.optimizer.state_dict(),
                              folder / rank_name("optimizer.pt", self.rank, self.sharded))
@@ -380,10 +340,10 @@ class Trainer:
                             f"written by {state.world_size} ranks with sharded Partial FC; "
                             f"resume with the same number, not {self.world_size}")
         self.module.backbone.load_state_dict(load_tensors(folder / "model.pt", self.device))
-        self.module.objective.load_state_dict(load_tensors(folder / "objective.pt", self.device))
         rank_file = lambda name: folder / rank_name(name, self.rank, state.sharded)  # noqa: E731
-        if self.module.classifier is not None:
-            self.module.classifier.load_state_dict(load_tensors(rank_file("classifier.pt"), self.device))
+        sharded = (load_tensors(rank_file("classifier.pt"), self.device)
+                   if self.module.objective.classifier is not None else None)
+        self.module.objective.load_state_dicts(load_tensors(folder / "objective.pt", self.device), sharded)
         self.optimizer.load_state_dict(load_tensors(rank_file("optimizer.pt"), self.device))
         if self.precision.scaler is not None and (folder / "scaler.pt").is_file():
             self.precision.scaler.load_state_dict(load_tensors(folder / "scaler.pt"))
@@ -394,13 +354,16 @@ class Trainer:
 
 
 def planned_images_per_step(cfg: TrainConfig) -> int:
-    """Images one step forwards on one rank according to ``cfg`` (what :meth:`Trainer.step_images`
-    counts): ``batch_size``, plus ``(1 + hard branches) * (identities + 2 * pairs)`` with the composer,
-    plus ``batch_size`` again with low-resolution KD. Equal-compute comparisons divide an image budget
-    by this to get each run's step count."""
+    """Images one step forwards on one rank according to ``cfg`` (what :attr:`Inputs.last_images` counts):
+    ``batch_size``, plus ``(1 + hard branches) * (identities + 2 * pairs)`` when a term needs the composer's
+    branches, plus ``batch_size`` again when a term needs a low-resolution copy (teacher passes are not
+    counted: the frozen teacher runs without gradient). Equal-compute comparisons divide an image budget by
+    this to get each run's step count."""
     data, composer = cfg.data, cfg.data.composer
-    branches = (1 + len(composer.hard)) * (composer.identities + 2 * composer.pairs) if composer.enabled else 0
-    return data.batch_size + branches + (data.batch_size if cfg.kd.mode == "lowres" else 0)
+    needs = set().union(*check_objective_settings(cfg.objective).values())
+    branches = (1 + len(composer.hard)) * (composer.identities + 2 * composer.pairs)
+    return (data.batch_size + (branches if Need.BRANCHES in needs else 0)
+            + (data.batch_size if Need.LOWRES in needs else 0))
 
 
 def _mean_over_ranks(loss: torch.Tensor, parts: dict[str, torch.Tensor]
@@ -413,8 +376,12 @@ def _mean_over_ranks(loss: torch.Tensor, parts: dict[str, torch.Tensor]
     return values[0], dict(zip(parts, values[1:]))
 
 
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    return _cpu(module.state_dict())
 
 
 # ------------------------------------------------------------------------------------------------- run
@@ -428,16 +395,13 @@ def _resume_path(cfg: TrainConfig, resume: str | os.PathLike | bool | None) -> P
 
 
 def build_trainer(cfg: TrainConfig, device: torch.device) -> Trainer:
-    """Data, module, teacher and evaluators of this rank, assembled into a :class:`Trainer`."""
+    """Data, module (with the objective's inputs) and evaluators of this rank, in a :class:`Trainer`."""
     data = build_train_data(cfg.data, rank=dist.rank(), world_size=dist.world_size())
-    seed_all(cfg.train.seed)  # identical initial weights on every rank
     module = build_module(cfg, data.num_classes, device)
     if cfg.init.head is not None:
         init_head(module.objective.head, cfg.init, data.selection)
-    seed_all(cfg.train.seed + 1000 * dist.rank())
-    teacher = FrozenTeacher.from_config(cfg.kd.teacher, device) if cfg.kd.mode == "ekd" else None
     evaluators = build_evaluators(cfg.eval, cfg.data.shards) if dist.rank() == 0 else []
-    return Trainer(cfg, data, module, device, teacher=teacher, evaluators=evaluators)
+    return Trainer(cfg, data, module, device, evaluators=evaluators)
 
 
 def run(cfg: TrainConfig, *, resume: str | os.PathLike | bool | None = None,

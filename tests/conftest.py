@@ -1,23 +1,21 @@
-"""Shared test setup: the ``gpu`` marker skips without CUDA; small deterministic helpers; the tiny demo run
-(session fixture ``tiny_demo``, shared by tests/tools/test_demo.py and the review-page browser tests)."""
+"""Shared test setup: the ``gpu`` marker skips (with its reason) on machines without a CUDA GPU; the tiny
+demo run (session fixture ``tiny_demo``, shared by tests/tools/test_demo.py and the review-page browser
+tests).
+
+torch is a required dependency, so it is imported plainly: a broken install fails the run instead of
+looking like a machine without a GPU.
+"""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.demo_run import tiny_demo  # noqa: F401  (session fixture)
 
 
-def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
-
-
 def pytest_collection_modifyitems(config, items):
-    if _cuda_available():
+    if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:

@@ -4,6 +4,10 @@
 fr_data/{io,formats,folders,ingest,...} (commit 98133f2). Shards are compared by sha256 digests (tar
 bytes; manifest rows; listing without paths); mining tables column by column: identifiers, flags, labels
 and splits exactly, floats to 1e-5 (BLAS on another machine may move the last bits).
+
+One deliberate change since: ``rejected.parquet``'s ``index`` and ``shard`` columns became nullable (rows
+a source leaves out while opening have neither; issue 11), which changes its schema's digest; its rows are
+the same (the old digest is reproduced by casting the new table back to non-null columns).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from fr_data.embed.keys import KeyTable, encode_keys
 from fr_data.folders import embeddings_folder as ef
-from fr_data.io.atomic import atomic_path
+from fr_data.io.atomic import atomic_path, reserve
 from fr_data.io.errors import DataError
 
 MERGE_CHUNK_ROWS = 65_536
@@ -53,6 +53,7 @@ def merge_parts(parts_dir: str | os.PathLike, target: str | os.PathLike, expecte
         raise DataError(parts_dir, "", f"parts disagree on the embedding width or are all empty: {dims}")
     with atomic_path(target) as tmp:
         merged = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(keys), dims.pop()))
+        reserve(tmp)
         for start in range(0, len(keys), chunk_rows):
             stop = min(start + chunk_rows, len(keys))
             part, rows = part_of[start:stop], row_of[start:stop]

@@ -12,6 +12,7 @@ from fr_data.embed.forward import BatchEmbedding
 from fr_data.embed.images import ImageBatch
 from fr_data.embed.keys import KeyTable
 from fr_data.folders.embeddings_folder import EMBEDDINGS_INDEX_SCHEMA
+from fr_data.io.atomic import reserve
 from fr_data.io.errors import DataError
 
 
@@ -34,6 +35,7 @@ class RowWriter:
         if self.array is None:
             self.array = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float16,
                                                    shape=(len(self.keys), features.shape[1]))
+            reserve(self.path)  # a full disk fails here, not as a SIGBUS on a page of the map
         self.array[pos] = features
         self.filled[pos] = True
         self.norm[pos] = out.norm.cpu().numpy()

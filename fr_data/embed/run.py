@@ -44,6 +44,7 @@ from fr_data.folders import embeddings_folder as ef
 from fr_data.folders.shard_folder import list_shards, samples_path
 from fr_data.io.atomic import atomic_path
 from fr_data.io.errors import DataError
+from fr_data.io.faults import kill_point
 from fr_data.io.hashing import file_sha256
 from fr_data.io.publish import check_target, prepare_staging, publish, staging_dir
 from fr_data.loading.decode import decode_face
@@ -103,15 +104,20 @@ def embed_shards(model: nn.Module, shards: Sequence[str | os.PathLike], out: str
     staging = staging_dir(out)
     _prepare_staging(staging, rank, world)
     started = time.time()
-    if world == 1:
-        keys = _plan_keys(shards, manifest, None, read)
-        index = _embed_part(model, shards, keys, staging / ef.EMBEDDINGS_FILE, settings, rank)
-    else:
-        index = _embed_rank_and_merge(model, shards, manifest, staging, settings, rank, world)
-        if index is None:
-            return None
-    info = _run_info(spec, settings, index, world, len(shards), manifest, time.time() - started)
-    return _finalize(staging, out, index, info, overwrite)
+    try:
+        if world == 1:
+            keys = _plan_keys(shards, manifest, None, read)
+            index = _embed_part(model, shards, keys, staging / ef.EMBEDDINGS_FILE, settings, rank)
+        else:
+            index = _embed_rank_and_merge(model, shards, manifest, staging, settings, rank, world)
+            if index is None:
+                return None
+        info = _run_info(spec, settings, index, world, len(shards), manifest, time.time() - started)
+        return _finalize(staging, out, index, info, overwrite)
+    except Exception:
+        if world == 1:  # a failed run leaves nothing behind (a killed one leaves the staging folder)
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def embed_folder(model: nn.Module, folder: str | os.PathLike, out: str | os.PathLike,
@@ -164,6 +170,7 @@ def _embed_part(model: nn.Module, shards: list[Path], keys: KeyTable, target: Pa
             images = batch.images.to(settings.device, non_blocking=True)
             out = embed_batch(model, images, flip=settings.flip, amp=settings.amp)
             writer.write(batch, out, settings.resolution(images))
+            kill_point("embed:batch")
             bar.update(len(batch.keys))
         return writer.finish(allow_empty)
 
@@ -213,6 +220,8 @@ def _finalize(staging: Path, out: Path, index: pa.Table, info: dict[str, Any],
     del array
     ef.write_index(staging, index,
                    metadata={"spec": info["spec"], "embeddings_sha256": info["sha256"], "flip": info["flip"]})
+    kill_point("embed:index")
     ef.write_run_info(staging, info)
+    kill_point("embed:run_info")
     publish(staging, out, overwrite)
     return info

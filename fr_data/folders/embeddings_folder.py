@@ -26,12 +26,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import DataError
 from fr_data.io.jsonfile import read_json_object
-from fr_data.io.parquet import read_table, write_table
+from fr_data.io.parquet import read_table, require_non_negative, require_unique, write_table
 
 EMBEDDINGS_FILE = "embeddings.npy"
 INDEX_FILE = "index.parquet"
@@ -141,31 +140,43 @@ def open_embeddings(folder: str | os.PathLike) -> Embeddings:
     npy = folder / EMBEDDINGS_FILE
     if not npy.exists():
         raise DataError(npy, "", "embeddings file does not exist")
-    try:
-        vectors = np.load(npy, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(npy, "header", f"not a readable .npy array: {exc}") from exc
-    if vectors.ndim != 2 or vectors.dtype not in (np.float16, np.float32):
-        raise DataError(npy, "header", f"expected an N x D float16/float32 array, got {vectors.shape} "
-                                       f"{vectors.dtype}")
+    vectors = _memmap(npy)
     index = read_table(folder / INDEX_FILE, REQUIRED_INDEX_SCHEMA)
     if index.num_rows != vectors.shape[0]:
         raise DataError(folder / INDEX_FILE, "",
                         f"{index.num_rows} index rows but {npy.name} has {vectors.shape[0]} rows; "
                         "row i of the index must describe embedding row i")
-    _check_unique_keys(index, folder / INDEX_FILE)
+    require_unique(index, "key", folder / INDEX_FILE)
+    require_non_negative(index, "label", folder / INDEX_FILE)
     labels = index.column("label").to_numpy().astype(np.int64)
     return Embeddings(folder, vectors, index, labels, read_run_info(folder))
 
 
-def _check_unique_keys(index: pa.Table, path: Path) -> None:
-    keys = index.column("key")
-    if pc.count_distinct(keys).as_py() == len(keys):
-        return
-    counts = pc.value_counts(keys)
-    dup = next(v["values"].as_py() for v in counts if v["counts"].as_py() > 1)
-    rows = pc.indices_nonzero(pc.equal(keys, dup)).to_pylist()
-    raise DataError(path, f"key {dup!r}, rows {rows[:5]}", "duplicate sample key")
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _memmap(npy: Path) -> np.memmap:
+    """``npy`` as a read-only N x D float16/float32 memmap; a damaged file is a DataError naming it
+    (and, for a truncated one, the first row it lacks)."""
+    try:
+        with open(npy, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in _HEADER_READERS:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, fortran, dtype = _HEADER_READERS[version](f)
+            start = f.tell()
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TokenError...
+        raise DataError(npy, "header", f"not a readable .npy header: {exc}") from None
+    if len(shape) != 2 or fortran or dtype not in (np.float16, np.float32):
+        raise DataError(npy, "header", f"expected an N x D float16/float32 array in C order, got {shape} "
+                                       f"{dtype}{' (Fortran order)' if fortran else ''}")
+    row_bytes = int(shape[1]) * dtype.itemsize
+    have = npy.stat().st_size - start
+    if have < int(shape[0]) * row_bytes:
+        first = have // row_bytes if row_bytes else 0
+        raise DataError(npy, f"row {first}", f"file truncated: the header announces {shape[0]} rows of "
+                        f"{row_bytes} bytes, the file holds {max(have, 0)} bytes of data")
+    return np.load(npy, mmap_mode="r", allow_pickle=False)
 
 
 def check_recorded_hash(emb: Embeddings, digest: str) -> None:

@@ -7,8 +7,9 @@ Layout of a folder ``OUT`` written by :func:`fr_data.ingest.sharding.write_shard
                               image bytes, never re-encoded; PNG sources keep the ``.png`` extension),
                               KEY.json ({"source_index", "width", "height"}); KEY = zero-padded source
                               index (no dots)
-    OUT/rejected.parquet      records refused with ``skip_corrupt``: the file at fault, source index,
-                              shard, locator (key/offset/path) and reason (REJECTED_SCHEMA; empty if none)
+    OUT/rejected.parquet      records refused with ``skip_corrupt`` and what the source left out while
+                              opening: the file at fault, source index, shard, locator (key/offset/path)
+                              and reason (REJECTED_SCHEMA; empty if none)
     OUT/shards.json           every shard's name, count, bytes, sha256; the plan; the run arguments
     OUT/samples.parquet       one row per stored sample (SAMPLES_SCHEMA), in shard order; written LAST,
                               so its presence marks a finished folder
@@ -28,7 +29,7 @@ import pyarrow as pa
 
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import DataError
-from fr_data.io.parquet import read_table
+from fr_data.io.parquet import read_table, require_non_negative, require_unique
 
 FORMAT_VERSION = 2
 SHARD_PATTERN = "shard-{:06d}.tar"
@@ -57,14 +58,22 @@ SAMPLES_SCHEMA = pa.schema([
     pa.field("decoded_ok", pa.bool_(), nullable=True),
 ])
 
-#: One row per record refused with ``skip_corrupt``.
+#: One row per record refused with ``skip_corrupt``, and per thing the source left out while opening
+#: (a damaged span or bad index line of a RecordIO file, a non-image file of an image folder): those
+#: rows have no ``shard`` (null), and ``index`` is null when no key is known.
 REJECTED_SCHEMA = pa.schema([
     pa.field("source", pa.string(), nullable=False),
-    pa.field("index", pa.int64(), nullable=False),
-    pa.field("shard", pa.string(), nullable=False),
+    pa.field("index", pa.int64(), nullable=True),
+    pa.field("shard", pa.string(), nullable=True),
     pa.field("where", pa.string(), nullable=False),
     pa.field("reason", pa.string(), nullable=False),
 ])
+
+
+def rejected_rows(rows: list[tuple[str, int | None, str | None, str, str]]) -> pa.Table:
+    """A REJECTED_SCHEMA table of ``(source, index, shard, where, reason)`` rows."""
+    columns = list(zip(*rows)) if rows else [[] for _ in REJECTED_SCHEMA]
+    return pa.table([pa.array(list(c), f.type) for c, f in zip(columns, REJECTED_SCHEMA)], schema=REJECTED_SCHEMA)
 
 #: The random-access cache: one row per sample, where its members lie and where its image bytes are.
 SHARD_INDEX_SCHEMA = pa.schema([
@@ -97,6 +106,22 @@ def is_finished(folder: str | os.PathLike) -> bool:
 def read_samples(folder: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
     """Read and validate ``folder/samples.parquet``."""
     return read_table(samples_path(folder), SAMPLES_SCHEMA, columns=columns)
+
+
+def read_input_samples(path: str | os.PathLike, columns: list[str]) -> pa.Table:
+    """A shard manifest fed to training or mining: ``columns`` checked against SAMPLES_SCHEMA (types and
+    nulls), keys and source indices unique, labels non-negative; every error names the file and row.
+
+    Raises:
+        SchemaError: (a DataError) naming ``path`` and the column and row at fault.
+    """
+    table = read_table(path, SAMPLES_SCHEMA, columns=columns)
+    for column in ("key", "source_index"):
+        if column in columns:
+            require_unique(table, column, path)
+    if "label" in columns:
+        require_non_negative(table, "label", path)
+    return table
 
 
 def read_rejected(folder: str | os.PathLike) -> pa.Table:

@@ -26,13 +26,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from fr_data.formats.images import header_size
 from fr_data.io.atomic import atomic_write_bytes
 from fr_data.io.errors import DataError
 
 if TYPE_CHECKING:  # torch is imported lazily: the synthetic generator writes packs without it
     import torch
 
-__all__ = ["VerificationPack", "PackUnpickler", "load_bin", "save_bin", "decode_pack", "decode_pack_uint8"]
+__all__ = ["PackUnpickler", "VerificationPack", "check_images", "decode_pack", "decode_pack_uint8", "load_bin",
+           "save_bin"]
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,20 @@ def save_bin(path: str | os.PathLike, images: Sequence[bytes | np.ndarray], issa
         raise ValueError(f"{len(images)} images for {len(issame)} pairs; expected {2 * len(issame)}")
     bins = [img.tobytes() if isinstance(img, np.ndarray) else bytes(img) for img in images]
     atomic_write_bytes(path, pickle.dumps((bins, issame), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def check_images(pack: VerificationPack) -> None:
+    """Check every image of ``pack`` starts like a JPEG or PNG with a readable size header (cheap: no
+    decoding), so a damaged pack is refused when it is opened rather than at its first evaluation.
+
+    Raises:
+        DataError: naming the pack file and the image index.
+    """
+    for i, data in enumerate(pack.images):
+        found = header_size(data)
+        if found is None or found[1] is None:
+            what = "no JPEG or PNG" if found is None else f"a {found[0]} without a readable size header"
+            raise DataError(pack.path or "<pack>", f"image {i}", f"{what} ({len(data)} bytes)")
 
 
 def decode_pack_uint8(pack: VerificationPack, size: int = 112) -> np.ndarray:

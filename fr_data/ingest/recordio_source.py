@@ -8,169 +8,30 @@ the key and offset. :meth:`RecordIOSource.read_many` reads a whole batch in one 
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from fr_data.formats.recordio import (
-    IRHeader,
     RecordIOReader,
     find_sorted,
-    rebuild_idx,
-    scan_offsets,
     unpack_class_label,
-    unpack_image_record,
+    write_idx,
 )
-from fr_data.ingest.source import SourceRecord, check_image_bytes, check_label
+from fr_data.formats.recordio.index import record_end
+from fr_data.formats.recordio.repair import RepairedIndex, repair_index
+from fr_data.ingest.recordio_layout import detect_layout, header_record_count, keyed, read_key, read_property
+from fr_data.ingest.source import Skipped, SourceRecord, check_image_bytes, check_label
 from fr_data.io.errors import DataError
 
 log = logging.getLogger(__name__)
 
-FLOAT32_EXACT_LIMIT = 1 << 24  # integers above this are not all representable in float32
-
-
-def read_property(path: Path) -> int | None:
-    """Number of classes from an InsightFace ``property`` file (``C,112,112``), if present."""
-    if not path.is_file():
-        return None
-    first = path.read_text(encoding="ascii", errors="replace").strip().splitlines()[:1]
-    try:
-        return int(first[0].split(",")[0])
-    except (IndexError, ValueError):
-        raise DataError(path, "line 1", f"expected 'classes,height,width', got {first!r}") from None
-
-
-@dataclass(frozen=True)
-class RecordIOLayout:
-    """Where the images are in a RecordIO file.
-
-    Attributes:
-        name: ``"insightface"`` (header record 0 + identity records) or ``"headerless"``.
-        image_keys: sorted int64 keys of the image records.
-        num_identity_records: identity records found (InsightFace layout), else 0.
-        notes: disagreements found and how they were resolved.
-    """
-
-    name: str
-    image_keys: np.ndarray
-    num_identity_records: int = 0
-    notes: tuple[str, ...] = field(default=())
-
-
-def _is_meta_record(payload: bytes) -> bool:
-    """InsightFace header/identity records: vector label of >= 2 values and no image bytes."""
-    try:
-        header, image = unpack_image_record(payload)
-    except ValueError:
-        return False
-    return header.flag >= 2 and not image
-
-
-def detect_layout(reader: RecordIOReader) -> RecordIOLayout:
-    """Tell the InsightFace layout from a headerless file and locate the image keys.
-
-    In the InsightFace layout the header's ``[first_identity_key, end)`` is cross-checked against
-    the index. float32 header values are exact only up to 2^24, so when they disagree the index
-    structure wins: the image/identity boundary is found by a binary search over the sorted keys
-    (images carry bytes, identity records do not) and the disagreement is reported in ``notes``.
-    When header and index agree, only the two records around the boundary are read.
-    """
-    keys = np.sort(reader.keys)
-    if len(keys) == 0:
-        raise DataError(reader.rec_path, "", "the index lists no records")
-    if keys[0] != 0:
-        return RecordIOLayout("headerless", keys)
-    try:
-        first = _read_key(reader, 0)
-    except DataError as exc:
-        note = f"record 0 is unreadable ({exc.reason}); treating the file as headerless"
-        log.warning("%s: %s", reader.rec_path, note)
-        return RecordIOLayout("headerless", keys, notes=(note,))
-    if not _is_meta_record(first):
-        return RecordIOLayout("headerless", keys)
-    header, _ = unpack_image_record(first)
-    body = keys[1:]
-    notes: list[str] = []
-    is_meta = functools.partial(_probe_meta, reader, notes)
-    boundary = _header_boundary(header, body, is_meta)
-    if boundary is None:
-        boundary = _meta_boundary(body, is_meta)
-    layout = RecordIOLayout("insightface", body[:boundary], len(body) - boundary)
-    notes = _header_notes(header, layout, body) + notes
-    for note in notes:
-        log.warning("%s: %s", reader.rec_path, note)
-    return RecordIOLayout(layout.name, layout.image_keys, layout.num_identity_records, tuple(notes))
-
-
-def _read_key(reader: RecordIOReader, key: int) -> bytes:
-    try:
-        return reader.read(key)
-    except DataError as exc:
-        raise _keyed(exc, key) from None
-
-
-def _keyed(exc: DataError, key: int) -> DataError:
-    """``exc`` (a reader error located by offset) located by ``key`` too."""
-    return DataError(exc.path, f"key {key}, {exc.where}", exc.reason)
-
-
-def _probe_meta(reader: RecordIOReader, notes: list[str], key: int) -> bool:
-    """Is ``key`` an identity record? An unreadable record is assumed to be an image (and noted)."""
-    try:
-        return _is_meta_record(reader.read(key))
-    except DataError as exc:
-        notes.append(f"record key {key} is unreadable ({exc.reason}); assumed to be an image")
-        return False
-
-
-def _header_boundary(header: IRHeader, body: np.ndarray, is_meta: Callable[[int], bool]) -> int | None:
-    """Position in ``body`` where the header says identity records start, if the records agree."""
-    first = float(np.asarray(header.label)[0])
-    pos = int(np.searchsorted(body, first))
-    if pos < len(body) and (body[pos] != first or not is_meta(int(body[pos]))):
-        return None
-    if pos > 0 and is_meta(int(body[pos - 1])):
-        return None
-    return pos
-
-
-def _meta_boundary(body: np.ndarray, is_meta: Callable[[int], bool]) -> int:
-    """First position in ``body`` (sorted keys after 0) holding an identity record (binary search)."""
-    lo, hi = 0, len(body)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if is_meta(int(body[mid])):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-def _header_notes(header: IRHeader, layout: RecordIOLayout, body: np.ndarray) -> list[str]:
-    """Compare header record 0 with what the index holds."""
-    first, end = (float(x) for x in np.asarray(header.label)[:2])
-    n, c = len(layout.image_keys), layout.num_identity_records
-    idx_first = int(body[n]) if c else (int(body[-1]) + 1 if n else 1)
-    idx_end = int(body[-1]) + 1 if c else idx_first
-    notes = []
-    if (first, end) != (idx_first, idx_end):
-        lossy = ""
-        if max(first, end) > FLOAT32_EXACT_LIMIT:
-            lossy = " (float32 header values are exact only up to 2^24)"
-        notes.append(
-            f"header record 0 says identity records are keys [{first:.0f}, {end:.0f}){lossy}, but the index "
-            f"holds {n} image records and {c} identity records in keys [{idx_first}, {idx_end}); "
-            "using the index"
-        )
-    if n and not np.array_equal(layout.image_keys, np.arange(1, n + 1)):
-        notes.append(f"image keys are not contiguous 1..{n}: the index has gaps")
-    return notes
+REPAIR_HINT = ("rerun with --repair-idx to rebuild the index from the .rec, or --skip-corrupt to also "
+               "skip and list damaged records (RecordIOSource(repair_idx=True))")
 
 
 class RecordIOSource:
@@ -181,10 +42,19 @@ class RecordIOSource:
         num_classes: class count to validate labels against; default: the InsightFace identity
             record count, else the ``property`` file, else ``max label + 1`` from a full scan.
         write_missing_idx: when the ``.idx`` is missing, rebuild it into the sibling file (if the
-            folder is writable; otherwise it is kept in memory). Either way it is reported.
-        repair_idx: when the ``.idx`` is inconsistent with the ``.rec`` (offsets past the end or
-            off the 4-byte grid, duplicate keys, malformed lines), rebuild it in memory instead of
-            raising.
+            folder is writable and the ``.rec`` undamaged; otherwise it is kept in memory). Either way
+            it is reported.
+        repair_idx: check the ``.idx`` against a scan of the ``.rec`` and repair it in memory
+            (:func:`~fr_data.formats.recordio.repair.repair_index`: the ``.rec`` is the truth) instead
+            of raising when it is inconsistent (offsets past the end or off the 4-byte grid, duplicate
+            keys, malformed lines).
+        skip_corrupt: the sharder's ``--skip-corrupt``: repair like ``repair_idx`` when the index is
+            inconsistent or looks incomplete (gaps in its keys, a last record cut short), and let a
+            missing index be rebuilt from a damaged ``.rec``.
+
+    Attributes:
+        skipped: what was left out while opening (damaged spans, bad index lines, a truncated last
+            identity record), one :class:`~fr_data.ingest.source.Skipped` each.
     """
 
     def __init__(
@@ -194,6 +64,7 @@ class RecordIOSource:
         num_classes: int | None = None,
         write_missing_idx: bool = True,
         repair_idx: bool = False,
+        skip_corrupt: bool = False,
     ):
         self.path = Path(path)
         self.rec_path = self.path / "train.rec" if self.path.is_dir() else self.path
@@ -201,6 +72,8 @@ class RecordIOSource:
             raise DataError(self.rec_path, "", "RecordIO file not found")
         self.idx_path = self.rec_path.with_suffix(".idx")
         self.notes: list[str] = []
+        self.skipped: list[Skipped] = []
+        self.skip_corrupt = skip_corrupt
         self.reader = self._open_reader(write_missing_idx, repair_idx)
         self.layout = detect_layout(self.reader)
         self.notes.extend(self.layout.notes)
@@ -209,6 +82,7 @@ class RecordIOSource:
         self._num_classes = num_classes
         self.property_classes = read_property(self.rec_path.parent / "property")
         self._check_property()
+        self._check_last_record()
 
     def _note(self, text: str) -> None:
         log.warning("%s: %s", self.rec_path, text)
@@ -218,39 +92,70 @@ class RecordIOSource:
         if not self.idx_path.exists():
             return self._rebuild_missing(write_missing_idx)
         try:
-            return RecordIOReader(self.rec_path, self.idx_path)
+            reader = RecordIOReader(self.rec_path, self.idx_path)
         except DataError as exc:
-            if not repair_idx:
-                raise DataError(exc.path, exc.where, f"{exc.reason}; rebuild the index with "
-                                "fr_data.formats.recordio.rebuild_idx or open with repair_idx=True") from None
-            self._note(f"index {self.idx_path} is inconsistent ({exc}); rebuilt in memory from the .rec")
-            return self._scanned_reader()
+            if not (repair_idx or self.skip_corrupt):
+                raise DataError(exc.path, exc.where, f"{exc.reason}; {REPAIR_HINT}") from None
+            self._note(f"index {self.idx_path} is inconsistent ({exc}); repaired in memory from a scan of the .rec")
+            return self._repaired_reader(self.idx_path)
+        if repair_idx or (self.skip_corrupt and _looks_incomplete(reader)):
+            reader.close()
+            self._note(f"index {self.idx_path} checked against a scan of the .rec")
+            return self._repaired_reader(self.idx_path)
+        return reader
 
     def _rebuild_missing(self, write: bool) -> RecordIOReader:
-        if write and os.access(self.idx_path.parent, os.W_OK):
+        repaired = repair_index(self.rec_path, None, record_count=header_record_count(self.rec_path))
+        if repaired.dropped and not self.skip_corrupt:
+            first = repaired.dropped[0]
+            raise DataError(first.path, first.where, f"{first.reason} (and no .idx to go by); "
+                            "rerun with --skip-corrupt to index the complete records")
+        if not repaired.dropped and write and os.access(self.idx_path.parent, os.W_OK):
             try:
-                count = rebuild_idx(self.rec_path, self.idx_path)
+                write_idx(self.idx_path, repaired.keys, repaired.offsets)
             except OSError as exc:
-                self._note(f"index {self.idx_path} missing and could not be written ({exc}); "
-                           "rebuilt in memory")
-                return self._scanned_reader()
-            self._note(f"index {self.idx_path} was missing; rebuilt it from the .rec ({count} records)")
-            return RecordIOReader(self.rec_path, self.idx_path)
-        self._note(f"index {self.idx_path} is missing; rebuilt in memory from the .rec")
-        return self._scanned_reader()
+                self._note(f"index {self.idx_path} missing and could not be written ({exc}); rebuilt in memory")
+            else:
+                self._note(f"index {self.idx_path} was missing; rebuilt it from the .rec "
+                           f"({len(repaired.keys)} records)")
+                return RecordIOReader(self.rec_path, self.idx_path)
+        else:
+            self._note(f"index {self.idx_path} is missing; rebuilt in memory from the .rec")
+        return self._reader_of(repaired)
 
-    def _scanned_reader(self) -> RecordIOReader:
-        offsets = scan_offsets(self.rec_path, on_truncated=self._note_truncated)
-        reader = RecordIOReader(self.rec_path, index=(np.arange(len(offsets), dtype=np.int64), offsets))
+    def _repaired_reader(self, idx_path: Path) -> RecordIOReader:
+        return self._reader_of(repair_index(self.rec_path, idx_path))
+
+    def _reader_of(self, repaired: RepairedIndex) -> RecordIOReader:
+        """A reader over a repaired index; what it left out becomes notes and :attr:`skipped` rows."""
+        for text in repaired.notes:
+            self._note(text)
+        self.skipped.extend(Skipped(d.path, d.key, d.where, d.reason) for d in repaired.dropped)
+        reader = RecordIOReader(self.rec_path, index=(repaired.keys, repaired.offsets))
         reader.index_origin = "scan"
         return reader
 
-    def _note_truncated(self, exc: DataError) -> None:
-        self._note(f"the .rec ends inside a record ({exc}); indexed the complete records before it")
+    def _check_last_record(self) -> None:
+        """A last record cut short that is no image (an identity record) is noted and listed."""
+        if len(self.reader) == 0:
+            return
+        row = int(np.argmax(self.reader.offsets))
+        key, offset = int(self.reader.keys[row]), int(self.reader.offsets[row])
+        with open(self.rec_path, "rb") as f:
+            try:
+                record_end(f, self.rec_path, offset, self.reader.size)
+                return
+            except DataError as exc:
+                error = exc
+        if self._is_image_key(key):
+            return  # reading it fails like any other broken image record
+        where = f"key {key}, offset {offset}"
+        self._note(f"the last record ({where}) is no image and is cut short: {error.reason}")
+        self.skipped.append(Skipped(self.rec_path, key, where, f"identity record cut short: {error.reason}"))
 
     def _check_property(self) -> None:
         declared = self.property_classes
-        found = self.layout.num_identity_records
+        found = max(self.layout.num_identity_records, self.layout.declared_classes or 0)
         if self.layout.name == "insightface" and declared is not None and declared != found:
             self._note(f"property file says {declared} classes but the .rec has "
                        f"{self.layout.num_identity_records} identity records; using the identity records")
@@ -264,7 +169,12 @@ class RecordIOSource:
 
     def _infer_num_classes(self) -> int:
         if self.layout.name == "insightface":
-            return self.layout.num_identity_records
+            found, declared = self.layout.num_identity_records, self.layout.declared_classes
+            if declared is not None and declared > found:
+                self._note(f"header record 0 declares {declared} classes but only {found} identity records "
+                           f"are readable; validating labels against {declared}")
+                return declared
+            return found
         if self.property_classes is not None:
             return self.property_classes
         self._note("no property file: counting classes as max label + 1 over a full scan of the .rec")
@@ -292,7 +202,7 @@ class RecordIOSource:
         if not self._is_image_key(key):
             raise self._not_an_image(key)
         where = f"key {key}, offset {int(self.reader.offsets[self.reader.position(key)])}"
-        return self._record(key, where, _read_key(self.reader, key))
+        return self._record(key, where, read_key(self.reader, key))
 
     def read_many(self, indices: Sequence[int] | np.ndarray) -> list[SourceRecord | DataError]:
         """:meth:`read` of every index in one call: per index the record or the :class:`DataError`.
@@ -316,7 +226,7 @@ class RecordIOSource:
     ) -> SourceRecord | DataError:
         """:meth:`_record` of what the reader returned for image ``key``, or the error ``read`` raises."""
         if isinstance(payload, DataError):
-            return _keyed(payload, key)
+            return keyed(payload, key)
         try:
             return self._record(key, f"key {key}, offset {offset}", payload)
         except DataError as exc:
@@ -350,15 +260,32 @@ class RecordIOSource:
         }
 
 
-def _max_label(reader: RecordIOReader) -> int:
-    """Largest whole, non-negative class label over all records (others are rejected on read)."""
+def _max_label(reader: RecordIOReader, batch: int = 4096) -> int:
+    """Largest whole, non-negative class label over the indexed records (others are rejected on read;
+    unreadable records are skipped here and reported when sharding reads them)."""
     best = -1
-    for _, payload in reader.scan():
-        try:
-            header, _ = unpack_image_record(payload)
-        except ValueError:
-            continue
-        value = header.class_label
-        if math.isfinite(value) and value == math.floor(value) and value >= 0:
-            best = max(best, int(value))
+    for start in range(0, len(reader), batch):
+        for payload in reader.read_many(reader.keys[start:start + batch], views=True):
+            try:
+                value = unpack_class_label(payload)[0] if not isinstance(payload, Exception) else math.nan
+            except ValueError:
+                continue
+            if math.isfinite(value) and value == math.floor(value) and value >= 0:
+                best = max(best, int(value))
     return best
+
+
+def _looks_incomplete(reader: RecordIOReader) -> bool:
+    """Cheap signs that an index misses records: gaps in its keys, or a last record cut short."""
+    if len(reader) == 0:
+        return False
+    keys = reader.keys
+    if int(keys.max()) - int(keys.min()) + 1 != len(keys):
+        return True
+    row = int(np.argmax(reader.offsets))
+    with open(reader.rec_path, "rb") as f:
+        try:
+            record_end(f, reader.rec_path, int(reader.offsets[row]), reader.size)
+        except DataError:
+            return True
+    return False

@@ -21,7 +21,7 @@ import pyarrow as pa
 from fr_data.folders import shard_folder as sf
 from fr_data.ingest.plan import ShardOptions, ShardPlan, make_plan
 from fr_data.ingest.shard_writer import ShardJob, ShardRecord, finished_shard, write_shard
-from fr_data.ingest.source import Source
+from fr_data.ingest.source import Skipped, Source, skipped_of
 from fr_data.io.atomic import remove_stale_temps
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.parquet import concat_parquet, read_table, write_table
@@ -107,7 +107,7 @@ def write_shards(source: Source, out: str | os.PathLike, options: ShardOptions |
     shards = [finished_shard(out, plan.shard_name(i)) for i in range(plan.num_shards)]
     if any(s is None for s in shards):
         raise RuntimeError(f"{out}: some shards were not written; rerun to resume")
-    rejected = _finalize(out, plan, shards, args or {})
+    rejected = _finalize(out, plan, shards, args or {}, skipped_of(source))
     return ShardRun(out, plan, shards, resumed=plan.num_shards - len(pending), rejected=rejected)
 
 
@@ -138,10 +138,13 @@ def _completed_run(out: Path, plan: ShardPlan) -> ShardRun:
     return ShardRun(out, plan, shards, resumed=len(shards), already_complete=True, rejected=rejected)
 
 
-def _finalize(out: Path, plan: ShardPlan, shards: list[ShardRecord], args: dict[str, Any]) -> pa.Table:
-    """Write rejected.parquet, shards.json, then samples.parquet (last); drop the sidecars."""
+def _finalize(out: Path, plan: ShardPlan, shards: list[ShardRecord], args: dict[str, Any],
+              skipped: list[Skipped]) -> pa.Table:
+    """Write rejected.parquet (what the source left out first, then each shard's rejected records),
+    shards.json, then samples.parquet (last); drop the sidecars."""
     rejected_parts = [sf.part_paths(out, s.name)[1] for s in shards]
-    rejected = pa.concat_tables([read_table(p, sf.REJECTED_SCHEMA) for p in rejected_parts])
+    opening = sf.rejected_rows([(os.fspath(s.path), s.index, None, s.where, s.reason) for s in skipped])
+    rejected = pa.concat_tables([opening] + [read_table(p, sf.REJECTED_SCHEMA) for p in rejected_parts])
     write_table(rejected, out / sf.REJECTED_FILE, sf.REJECTED_SCHEMA)
     listing = {"format_version": sf.FORMAT_VERSION, "fingerprint": plan.fingerprint(),
                "plan": dataclasses.asdict(plan), "args": args,

@@ -38,6 +38,30 @@ class SourceRecord:
     data: bytes
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """Something a source left out while opening, before any record was read: a damaged span or bad
+    index line of a RecordIO file, a non-image file in an image folder. The sharder lists each one in
+    ``rejected.parquet`` (without a shard).
+
+    Attributes:
+        path: the file or folder at fault.
+        index: the source index (RecordIO key) when one is known.
+        where: a locator (``key K, line N``, ``offset X``, a path); may be empty.
+        reason: what is wrong, in words.
+    """
+
+    path: str | os.PathLike
+    index: int | None
+    where: str
+    reason: str
+
+
+def skipped_of(source: object) -> list[Skipped]:
+    """What ``source`` left out while opening (its ``skipped`` list; sources may have none)."""
+    return list(getattr(source, "skipped", ()))
+
+
 @runtime_checkable
 class Source(Protocol):
     """A data set that yields validated :class:`SourceRecord` objects by index."""

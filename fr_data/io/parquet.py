@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fr_data.io.atomic import atomic_path
-from fr_data.io.errors import SchemaError
+from fr_data.io.errors import SchemaError, one_line
 
 # Row-group size used for every manifest: DuckDB parallelises per row group and recommends
 # 100K-1M rows per group; 128K rows keeps memory modest on 2-core machines.
@@ -29,9 +30,7 @@ def conform(table: pa.Table, schema: pa.Schema, path: str | os.PathLike = "<tabl
     Extra columns are kept after the declared ones (manifests may carry joined attributes). A missing
     column, a type that cannot be cast safely, or a null in a non-nullable field raises SchemaError.
     """
-    missing = [f.name for f in schema if f.name not in table.column_names]
-    if missing:
-        raise SchemaError(path, "", f"missing column(s) {missing}; expected schema:\n{schema}")
+    _require_columns(schema.names, table.column_names, path)
     columns, fields = [], []
     for field in schema:
         col = table.column(field.name)
@@ -39,8 +38,9 @@ def conform(table: pa.Table, schema: pa.Schema, path: str | os.PathLike = "<tabl
             try:
                 col = col.cast(field.type, safe=True)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise SchemaError(path, f"column {field.name!r}",
-                                  f"type {col.type} does not cast to {field.type}: {exc}") from exc
+                row = _first_uncastable_row(col, field.type)
+                where = f"column {field.name!r}" + (f", row {row}" if row is not None else "")
+                raise SchemaError(path, where, f"type {col.type} does not cast to {field.type}: {exc}") from None
         if not field.nullable and col.null_count:
             row = _first_null_row(col)
             raise SchemaError(path, f"column {field.name!r}, row {row}", "null in a non-nullable column")
@@ -51,6 +51,12 @@ def conform(table: pa.Table, schema: pa.Schema, path: str | os.PathLike = "<tabl
             columns.append(table.column(name))
             fields.append(table.schema.field(name))
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def _require_columns(wanted: Sequence[str], present: Sequence[str], path: str | os.PathLike) -> None:
+    missing = [name for name in wanted if name not in present]
+    if missing:
+        raise SchemaError(path, f"column {missing[0]!r}", f"missing column(s) {missing}; the file has {list(present)}")
 
 
 def write_table(table: pa.Table, path: str | os.PathLike, schema: pa.Schema,
@@ -73,12 +79,32 @@ def read_table(path: str | os.PathLike, schema: pa.Schema, columns: list[str] | 
     """Read a Parquet file and validate it against ``schema`` (raises SchemaError naming the file)."""
     if not os.path.exists(path):
         raise SchemaError(path, "", "file does not exist")
+    wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns if c in schema.names])
     try:
+        _require_columns(wanted.names, pq.read_schema(path).names, path)
         table = pq.read_table(path, columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise SchemaError(path, "", f"not a readable Parquet file: {exc}") from exc
-    wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns if c in schema.names])
+        raise SchemaError(path, "", f"not a readable Parquet file: {one_line(exc)}") from None
     return conform(table, wanted, path)
+
+
+def require_unique(table: pa.Table, column: str, path: str | os.PathLike) -> None:
+    """Raise SchemaError naming the value and its first rows when ``column`` holds a value twice."""
+    values = table.column(column)
+    if pc.count_distinct(values, mode="all").as_py() == len(values):
+        return
+    counts = pc.value_counts(values)
+    dup = next(v["values"].as_py() for v in counts if v["counts"].as_py() > 1)
+    rows = pc.indices_nonzero(pc.equal(values, dup) if dup is not None else pc.is_null(values)).to_pylist()
+    raise SchemaError(path, f"{column} {dup}, rows {rows[:5]}", f"{column} occurs more than once ({len(rows)} rows)")
+
+
+def require_non_negative(table: pa.Table, column: str, path: str | os.PathLike) -> None:
+    """Raise SchemaError naming the first row where ``column`` is negative."""
+    bad = pc.indices_nonzero(pc.less(table.column(column), 0)).to_pylist()
+    if bad:
+        raise SchemaError(path, f"column {column!r}, row {bad[0]}",
+                          f"{len(bad)} negative value(s), e.g. {table.column(column)[bad[0]].as_py()}")
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -94,6 +120,25 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         except ValueError:
             out[key] = v.decode(errors="replace")
     return out
+
+
+def _first_uncastable_row(col: pa.ChunkedArray, to: pa.DataType) -> int | None:
+    """The first row whose value does not cast safely to ``to`` (error path only: value by value within
+    the first failing chunk); None when no single value fails (the types do not cast at all)."""
+    offset = 0
+    for chunk in col.chunks:
+        try:
+            chunk.cast(to, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            for i in range(len(chunk)):
+                try:
+                    chunk.slice(i, 1).cast(to, safe=True)
+                except pa.ArrowNotImplementedError:
+                    return None
+                except pa.ArrowInvalid:
+                    return offset + i
+        offset += len(chunk)
+    return None
 
 
 def _first_null_row(col: pa.ChunkedArray) -> int:

@@ -1,8 +1,9 @@
 """Exact (and optional IVF) inner-product top-k over millions of embeddings, GPU or CPU.
 
-Contract (see ``/tmp/coord/CONTRACTS.md``): ``knn_search(queries, database, k, *, backend=None,
-exclude_self=False, query_chunk=None, db_chunk=None) -> KnnResult``; backends share
-``search(q, db_chunk, k)``; ``default_backend()``.
+Interface: ``knn_search(queries, database, k, *, backend=None, exclude_self=False, query_chunk=None,
+db_chunk=None) -> KnnResult``; backends share ``prepare(blocks, rows)`` and ``search(q, chunk, k)``
+(``fr_data.knn.backends``); ``default_backend()``. Results are ordered by descending exact similarity,
+ties by smaller id, on every backend (``fr_data.knn.rescore``).
 """
 
 from fr_data.knn.backends import (

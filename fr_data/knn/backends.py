@@ -2,9 +2,10 @@
 
 A backend turns one database chunk into a searchable form (``prepare``) and answers top-k queries
 against it (``search``). It returns *local* ids (0 = first row of the chunk) in any order and may return
-more than ``k`` candidates; ``fr_data.knn.knn_search`` adds the chunk offset and passes everything
-through the canonical merge (descending sim, then ascending id), so all backends agree exactly on data
-without near-ties.
+more than ``k`` candidates; ``fr_data.knn.knn_search`` adds the chunk offset, merges the candidates,
+re-scores them exactly from the stored rows and orders them canonically (descending sim, then ascending
+id), so all backends agree exactly, equal rows included; a backend's own scores only need to lie within
+its ``score_error`` bound.
 
 Backends: ``NumpyBackend`` (reference), ``FaissCpuBackend``, ``FaissGpuBackend`` (fp16 storage,
 resident chunk, sharded over every GPU), ``TorchBackend`` (chunked matmul + topk; CUDA fp16/bf16 with
@@ -22,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from fr_data.knn.rescore import float32_score_error
 from fr_data.knn.topk import exact_topk_rows
 
 # faiss GPU k-selection limit (GPU_MAX_SELECTION_K in faiss/gpu/utils/DeviceDefs.cuh, CUDA > 9).
@@ -45,7 +47,12 @@ class PreparedChunk:
 
 @runtime_checkable
 class KnnBackend(Protocol):
-    """What ``knn_search`` needs from a backend."""
+    """What ``knn_search`` needs from a backend.
+
+    Optional: ``score_error(dim) -> float``, a bound on |returned score - exact inner product| relative
+    to ``|q| * |x|`` (default: a float32 computation, ``fr_data.knn.rescore.float32_score_error``), and
+    ``max_k``, the largest ``k`` its ``search`` accepts (default: no limit).
+    """
 
     name: str
     query_chunk: int
@@ -72,6 +79,10 @@ class BaseBackend:
     def host_dtype(self, source: np.dtype) -> np.dtype:
         """CPU backends compute in float32."""
         return np.dtype(np.float32)
+
+    def score_error(self, dim: int) -> float:
+        """Bound on |returned score - exact| relative to ``|q| * |x|``: a float32 inner product."""
+        return float32_score_error(dim)
 
     def prepare(self, blocks: Iterable[np.ndarray], rows: int) -> PreparedChunk:
         """Concatenate the blocks into one contiguous float32 array (CPU backends)."""
@@ -196,11 +207,16 @@ class FaissGpuBackend(BaseBackend):
     """
 
     name = "faiss-gpu"
+    max_k = GPU_MAX_K
 
     def __init__(self, ngpu: int = -1, use_float16: bool = True, query_chunk: int = 65536,
                  db_chunk: int = 8 << 20, add_block: int = 262144):
         self.ngpu, self.use_float16 = ngpu, use_float16
         self.query_chunk, self.db_chunk, self.add_block = query_chunk, db_chunk, add_block
+
+    def score_error(self, dim: int) -> float:
+        """float32 accumulation, plus fp16 rounding of the query and the stored row with ``use_float16``."""
+        return float32_score_error(dim) + (2 * 2.0 ** -11 if self.use_float16 else 0.0)
 
     def prepare(self, blocks: Iterable[np.ndarray], rows: int) -> PreparedChunk:
         """Create the (sharded) GPU index and fill each shard with its contiguous slice."""
@@ -228,8 +244,9 @@ class TorchBackend(BaseBackend):
     ``k + rescore_margin`` candidates, re-scores them exactly in float32 against the database in its
     source precision (an extra resident copy only when ``dtype`` cannot hold the source exactly, e.g.
     float32 centres, or float16 data with bfloat16 compute), and ``knn_search`` keeps the canonical
-    top k. Results then equal FAISS CPU unless more than ``rescore_margin`` candidates lie within the
-    rounding band of the k-th similarity. On CPU use ``dtype=torch.float32`` (the default there).
+    top k (after its own exact float64 re-scoring). Results then equal FAISS CPU unless more than
+    ``rescore_margin`` candidates lie within the rounding band of the k-th similarity: the low-precision
+    product decides which rows become candidates. On CPU use ``dtype=torch.float32`` (the default there).
 
     Args:
         device: torch device string.
@@ -255,6 +272,14 @@ class TorchBackend(BaseBackend):
     def host_dtype(self, source: np.dtype) -> np.dtype:
         """float16 sources travel as float16 (half the transfer); everything else as float32."""
         return np.dtype(np.float16 if np.dtype(source) == np.float16 else np.float32)
+
+    def score_error(self, dim: int) -> float:
+        """float32 (re-scored) values; without re-scoring a low ``dtype`` also rounds inputs and output."""
+        import torch
+
+        if self.rescore_margin or self.dtype == torch.float32:
+            return float32_score_error(dim)
+        return float32_score_error(dim) + 3 * float(torch.finfo(self.dtype).eps)
 
     def prepare(self, blocks: Iterable[np.ndarray], rows: int) -> PreparedChunk:
         """Upload the chunk block by block: a compute copy, plus an exact copy when needed."""

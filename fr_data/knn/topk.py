@@ -1,7 +1,10 @@
 """Top-k results and the one canonical order every backend's output passes through.
 
 Order rule (deterministic, backend independent): descending similarity, then ascending database id.
-Empty slots (fewer candidates than k so far) hold similarity ``-inf`` and id ``-1``.
+``knn_search`` applies it to exact similarities (``fr_data.knn.rescore``), so equal stored rows tie
+exactly and come out smaller id first on every backend and BLAS; while candidates are collected it is
+applied to the backends' approximate scores. Empty slots (fewer candidates than k so far) hold
+similarity ``-inf`` and id ``-1``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ class KnnResult:
     """The k nearest database rows of each query row.
 
     Attributes:
-        sims: float32 (nq, k) inner products, row-wise descending.
+        sims: float32 (nq, k) inner products, row-wise descending (from ``knn_search``: the exact
+            float64 inner products of the stored rows, rounded to float32).
         ids: int64 (nq, k) database row numbers; ties in ``sims`` are ordered by smaller id first.
     """
 
@@ -66,8 +70,12 @@ def merge_topk(best: tuple[np.ndarray, np.ndarray], new: tuple[np.ndarray, np.nd
 
 def drop_self(sims: np.ndarray, ids: np.ndarray, first_row: int) -> None:
     """Blank (in place) every candidate whose id equals its query's global row number."""
-    rows = np.arange(first_row, first_row + ids.shape[0], dtype=np.int64)[:, None]
-    hit = ids == rows
+    drop_rows(sims, ids, np.arange(first_row, first_row + ids.shape[0], dtype=np.int64))
+
+
+def drop_rows(sims: np.ndarray, ids: np.ndarray, own: np.ndarray) -> None:
+    """Blank (in place) every candidate of query row i whose id equals ``own[i]``."""
+    hit = ids == np.asarray(own, np.int64)[:, None]
     sims[hit] = -np.inf
     ids[hit] = EMPTY_ID
 

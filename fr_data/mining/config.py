@@ -1,7 +1,7 @@
 """Mining thresholds and sizes, one dataclass per concern, with the public source of every default.
 
 All cosine thresholds depend on the model that made the embeddings; the defaults below are the values
-used in public face-data cleaning (see ``shared/reference/mining.md`` section 4) and the run writes a
+used in public face-data cleaning (sources in ``docs/mining.md``) and the run writes a
 sweep of how many samples or classes each candidate threshold would flag, so they can be re-chosen
 from the curve, as insightface's ``dataset_merge.py`` did.
 

@@ -36,7 +36,9 @@ import numpy as np
 import fr_data
 from fr_data.folders import run_folder as rf
 from fr_data.folders.embeddings_folder import Embeddings, check_recorded_hash, open_embeddings
+from fr_data.folders.shard_folder import read_input_samples
 from fr_data.io.config import dump_config, to_dict
+from fr_data.io.faults import kill_point
 from fr_data.io.hashing import file_sha256
 from fr_data.io.publish import check_target, staged_folder
 from fr_data.mining import centres as ctr
@@ -285,11 +287,14 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
     timer = StageTimer(knn.totals)
     with timer.stage("open"):
         emb = open_embeddings(embeddings)
+        if samples is not None:
+            read_input_samples(samples, ["key", "source_index"])
         digest = file_sha256(emb.array_path)
         check_recorded_hash(emb, digest)
     with staged_folder(out, overwrite, "run folder") as tmp:
         with timer.stage("centres"):
             cindex, centres, validity = centre_stage(emb, cfg)
+        kill_point("mine:centres")
         with timer.stage("centre_search"):
             geo = search_stage(emb, cindex, centres, validity, cfg, knn)
         with timer.stage("class_pass"):
@@ -305,4 +310,5 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
             dump_config(cfg, tmp / rf.CONFIG_FILE)
         run["timings"] = timer.stages
         rf.write_run_info(tmp, run)
+        kill_point("mine:run_info")
     return MiningResult(Path(out), run)

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from fr_data.folders import run_folder as rf
 from fr_data.folders.run_folder import MINED_SAMPLES_SCHEMA, SWEEP_SCHEMA
 from fr_data.io.errors import ConfigError
+from fr_data.io.faults import kill_point
 from fr_data.mining.config import COS_75_DEGREES, MiningConfig
 from fr_data.mining.groups import bias_report, kmeans_class_groups
 from fr_data.mining.noise import Vote, suspects
@@ -253,3 +254,4 @@ def write(folder: Path, built: Built, run: dict[str, Any]) -> None:
     """Write every table of the run folder with the run report as Parquet key-value metadata."""
     for name in rf.TABLES:
         rf.write(folder, name, getattr(built, name), run)
+        kill_point("mine:tables")

@@ -6,6 +6,9 @@ columns ``fr_data.folders.review_file.REVIEW_SCHEMA``), ``shard_samples`` (the s
 ``"samples_manifest"`` or given explicitly) and ``attributes`` (an optional attribute table). Results are
 streamed in record batches: printing keeps only the rows shown, files are written batch by batch and
 appear atomically.
+
+The connection is read-only (:mod:`fr_data.query.readonly`): once the views exist it may read only
+their files, change no setting, and run only ``SELECT``/``EXPLAIN`` statements.
 """
 
 from __future__ import annotations
@@ -24,16 +27,27 @@ from fr_data.folders import run_folder as rf
 from fr_data.folders.review_file import REVIEW_FILE, read_review
 from fr_data.folders.shard_folder import samples_path
 from fr_data.io.atomic import atomic_path
-from fr_data.io.errors import DataError, HardmineError
+from fr_data.io.errors import DataError
 from fr_data.io.parquet import ROW_GROUP_SIZE
+from fr_data.query.readonly import QueryError, QueryRefused, check_read_only, duckdb_line, lock, refusal
 
 RUN_VIEWS = ("samples", "pairs", "classes")
 # Result batch size: also the Parquet row-group size of --parquet output (DuckDB likes >= 100K rows).
 BATCH_ROWS = ROW_GROUP_SIZE
 
-
-class QueryError(HardmineError, ValueError):
-    """A query DuckDB rejects (syntax, unknown table or column, type error)."""
+__all__ = [
+    "BATCH_ROWS",
+    "RUN_VIEWS",
+    "QueryError",
+    "QueryRefused",
+    "RunViews",
+    "format_table",
+    "head_rows",
+    "open_run",
+    "open_views",
+    "run_query",
+    "write_result",
+]
 
 
 @dataclass
@@ -67,38 +81,67 @@ def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
     run = Path(run)
     if not run.is_dir():
         raise DataError(run, "", "mining run folder does not exist")
-    rv = RunViews(duckdb.connect(":memory:"))
+    files, notes = {}, []
     for name in RUN_VIEWS:
         path = rf.table_path(run, name)
         if path.is_file():
-            _add_view(rv, name, path)
+            files[name] = path
         else:
-            rv.notes.append(f"no {path}: view {name!r} not registered")
+            notes.append(f"no {path}: view {name!r} not registered")
     if (run / REVIEW_FILE).is_file():
-        rv.con.register("review", read_review(run / REVIEW_FILE).table())
-        rv.views["review"] = run / REVIEW_FILE
-    manifest = _shard_manifest(run, shards, rv.notes)
+        files["review"] = (read_review(run / REVIEW_FILE).table(), run / REVIEW_FILE)
+    manifest = _shard_manifest(run, shards, notes)
     if manifest is not None:
-        _add_view(rv, "shard_samples", manifest)
+        files["shard_samples"] = manifest
     if attributes is not None:
         if not Path(attributes).is_file():
             raise DataError(attributes, "", "attribute table does not exist")
-        _add_view(rv, "attributes", Path(attributes))
+        files["attributes"] = Path(attributes)
+    rv = open_views(files)
+    rv.notes.extend(notes)
+    return rv
+
+
+def open_views(sources: dict[str, Path | tuple[pa.Table, Path]]) -> RunViews:
+    """A read-only connection with one view per source, in order (the one place views are made): a
+    Parquet file (read in place), or an in-memory table and the file it came from (shown, not read).
+
+    Raises:
+        DataError: a file that is not readable Parquet.
+    """
+    rv = RunViews(duckdb.connect(":memory:"))
+    for name, source in sources.items():
+        if isinstance(source, tuple):
+            rv.con.register(name, source[0])
+            rv.views[name] = source[1]
+        else:
+            _add_view(rv, name, Path(source).resolve())
+    lock(rv.con, [path for name, path in rv.views.items() if not isinstance(sources[name], tuple)])
     return rv
 
 
 def run_query(rv: RunViews, sql: str) -> pa.RecordBatchReader | None:
-    """Run ``sql`` (one or more statements); return a reader over the last result, or None.
+    """Run ``sql`` (one or more ``SELECT`` statements); return a reader over the last result, or None.
 
     Raises:
+        QueryRefused: a statement that is not a ``SELECT``/``EXPLAIN``, or one that reaches for a file
+            outside the views or a setting (one line).
         QueryError: DuckDB rejected the SQL; the message lists the registered views.
     """
+    check_read_only(sql)
     try:
         rel = rv.con.sql(sql)
         return None if rel is None else rel.to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
-        views = ", ".join(rv.views) or "none"
-        raise QueryError(f"query failed: {exc}\n(registered views: {views})") from exc
+        raise _query_error(rv, exc) from None
+
+
+def _query_error(rv: RunViews, exc: duckdb.Error) -> QueryError:
+    refused = refusal(exc, rv.views)
+    if refused is not None:
+        return refused
+    views = ", ".join(rv.views) or "none"
+    return QueryError(f"query failed: {duckdb_line(exc)} (registered views: {views})")
 
 
 def head_rows(reader: pa.RecordBatchReader, max_rows: int) -> tuple[pa.Table, int]:
@@ -153,7 +196,8 @@ def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
     try:
         yield from reader
     except (duckdb.Error, pa.ArrowInvalid) as exc:
-        raise QueryError(f"query failed while reading results: {exc}") from exc
+        refused = refusal(exc, []) if isinstance(exc, duckdb.Error) else None
+        raise refused or QueryError(f"query failed while reading results: {duckdb_line(exc)}") from None
 
 
 def _add_view(rv: RunViews, name: str, path: Path) -> None:

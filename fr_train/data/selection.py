@@ -23,12 +23,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fr_data.folders import run_folder as rf
 from fr_data.folders.review_file import read_review
-from fr_data.folders.shard_folder import samples_path
+from fr_data.folders.shard_folder import read_input_samples, samples_path
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import ConfigError, DataError
-from fr_data.io.parquet import write_table
+from fr_data.io.parquet import require_non_negative, require_unique, write_table
 from fr_data.query.views import QueryError, RunViews, open_run, run_query
+from fr_data.query.views import open_views as open_view_files
 from fr_train.data import review as review_decisions
 from fr_train.data.config import SelectionConfig
 
@@ -122,19 +124,44 @@ class Selection:
 def open_views(shards_dir: str | os.PathLike, run_dir: str | os.PathLike | None) -> RunViews:
     """DuckDB views: ``shard_samples`` always; ``samples``, ``classes``, ``pairs`` with a run folder.
 
+    The connection is read-only (:mod:`fr_data.query.readonly`): a ``query`` or ``where`` from a config
+    can read only these views.
+
     Raises:
         DataError: the shard manifest or the run folder does not exist.
     """
     manifest = samples_path(shards_dir)
     if not manifest.is_file():
         raise DataError(manifest, "", "shard manifest not found (did sharding finish?)")
+    check_inputs(manifest, run_dir)
     if run_dir is not None:
         return open_run(run_dir, shards=manifest)
-    rv = RunViews(duckdb.connect(":memory:"))
-    literal = str(manifest).replace("'", "''")
-    rv.con.execute(f"CREATE VIEW shard_samples AS SELECT * FROM read_parquet('{literal}')")
-    rv.views["shard_samples"] = manifest
-    return rv
+    return open_view_files({"shard_samples": manifest})
+
+
+#: The columns training reads from each mining run table, checked before any SQL runs.
+RUN_COLUMNS = {"samples": ["key", "label", "suspect_mislabel", "duplicate_of", "split"],
+               "classes": ["label", "nearest_label", "merge_candidate"],
+               "pairs": ["key_a", "key_b", "kind"]}
+#: Run table columns whose values must be unique, and those holding labels (never negative).
+RUN_UNIQUE = {"samples": ["key"], "classes": ["label"]}
+RUN_LABELS = {"samples": ["label"], "classes": ["label", "nearest_label"]}
+
+
+def check_inputs(manifest: Path, run_dir: str | os.PathLike | None) -> None:
+    """Check the shard manifest and the mining run tables training reads (types, nulls, unique keys,
+    non-negative labels), so bad input is a DataError naming the file and row before anything runs."""
+    read_input_samples(manifest, ["key", "label", "shard"])
+    if run_dir is None:
+        return
+    for name, columns in RUN_COLUMNS.items():
+        path = rf.table_path(run_dir, name)
+        if name == "samples" or path.is_file():
+            table = rf.read(run_dir, name, columns=columns)
+            for column in RUN_UNIQUE.get(name, []):
+                require_unique(table, column, path)
+            for column in RUN_LABELS.get(name, []):
+                require_non_negative(table, column, path)
 
 
 def query_table(rv: RunViews, sql: str, where: str) -> pa.Table:

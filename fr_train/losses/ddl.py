@@ -3,7 +3,7 @@
 The similarity distributions of hard samples (students) are pulled towards those of easy samples (the
 teacher, branch 0) by a KL term on soft histograms, and an order term pushes every negative distribution
 below every positive one. Numerically this follows the TFace reference implementation
-(``torchkit/loss/ddl.py``), see ``losses.md`` section 1.2.
+(``torchkit/loss/ddl.py``), see ``docs/losses.md``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The student is taught to rank its critical pairs against FPR-level thresholds the way the teacher ranks
 them against its own thresholds. Follows the TFace reference (``tasks/ekd/distillation/ekd.py``) as
-described in ``losses.md`` section 4. Where the notes leave a point open, the choice is:
+summarised in ``docs/losses.md``. Where the reference leaves a point open, the choice is:
 
 1. Running thresholds are updated only in training mode (like BatchNorm statistics); in eval mode the
    stored thresholds are used unchanged. The reference module is only ever called in training mode.

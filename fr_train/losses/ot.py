@@ -1,6 +1,6 @@
 """Hard-sample-guided optimal-transport loss after OTFace (Qian et al.), https://arxiv.org/abs/2203.14461.
 
-Only the OTFace abstract is known (``losses.md`` section 6): a triplet scheme marks hard sample groups in
+Only the OTFace abstract is public (``docs/losses.md``): a triplet scheme marks hard sample groups in
 the mini-batch and an optimal-transport distance between feature distributions is added to a margin
 softmax. Everything concrete below is this project's assumption, kept configurable:
 

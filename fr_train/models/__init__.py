@@ -2,6 +2,10 @@
 
 Every model takes ``(N, 3, 112, 112)`` RGB images normalised as ``(x / 255 - 0.5) / 0.5`` and returns
 ``(N, embedding_size)`` features (512 by default). New architectures join with :func:`register_model`.
+
+arcface_torch ``backbone.pth`` files load unchanged into ``iresnet18/34/50/100/200`` (its ``r18`` ..
+``r200``) and ``mbf`` / ``mbf_large`` (its ``mbf`` / ``mbf_large``); ``mobilefacenet`` is the paper's
+layout, not arcface_torch's ``mbf``.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ from collections.abc import Callable
 from torch import nn
 
 from fr_data.io.errors import ConfigError
-from fr_train.models.iresnet import IResNet, iresnet18, iresnet34, iresnet50, iresnet100
+from fr_train.models.iresnet import IResNet, iresnet18, iresnet34, iresnet50, iresnet100, iresnet200
+from fr_train.models.mbf import MBF, mbf, mbf_large
 from fr_train.models.mobilefacenet import MobileFaceNet, mobilefacenet
 from fr_train.models.tiny import TinyNet, tiny
 
-__all__ = ["MODELS", "register_model", "get_model", "IResNet", "MobileFaceNet", "TinyNet"]
+__all__ = ["MODELS", "register_model", "get_model", "IResNet", "MBF", "MobileFaceNet", "TinyNet"]
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -25,6 +30,9 @@ MODELS: dict[str, ModelFactory] = {
     "iresnet34": iresnet34,
     "iresnet50": iresnet50,
     "iresnet100": iresnet100,
+    "iresnet200": iresnet200,
+    "mbf": mbf,
+    "mbf_large": mbf_large,
     "mobilefacenet": mobilefacenet,
     "tiny": tiny,
 }

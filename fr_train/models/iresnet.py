@@ -2,8 +2,8 @@
 
 Improved residual networks (Duta et al., "Improved Residual Networks for Image and Video Recognition",
 https://arxiv.org/abs/2004.04989) as used by ArcFace (https://arxiv.org/abs/1801.07698). The layout,
-parameter names and shapes follow arcface_torch ``backbones/iresnet.py`` so its released
-``backbone.pth`` files load strictly:
+parameter names and shapes follow arcface_torch ``backbones/iresnet.py`` so its ``backbone.pth`` files
+for ``r18``, ``r34``, ``r50``, ``r100`` and ``r200`` load strictly into ``iresnet18`` .. ``iresnet200``:
 
 - stem: ``conv1`` (3x3, 64, stride 1), ``bn1``, ``prelu``;
 - ``layer1`` .. ``layer4`` (64, 128, 256, 512 channels, each starting with a stride-2 block) of
@@ -17,12 +17,13 @@ Input: ``(N, 3, 112, 112)`` RGB normalised as ``(x / 255 - 0.5) / 0.5``; output 
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
-__all__ = ["IBasicBlock", "IResNet", "iresnet18", "iresnet34", "iresnet50", "iresnet100", "LAYERS"]
+from fr_train.models.autocast import body_autocast
+
+__all__ = ["IBasicBlock", "IResNet", "iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200",
+           "LAYERS"]
 
 #: Blocks per stage for each published depth.
 LAYERS: dict[int, tuple[int, int, int, int]] = {
@@ -30,6 +31,7 @@ LAYERS: dict[int, tuple[int, int, int, int]] = {
     34: (3, 4, 6, 3),
     50: (3, 4, 14, 3),
     100: (3, 13, 30, 3),
+    200: (6, 26, 60, 6),
 }
 _WIDTHS = (64, 128, 256, 512)
 _BN_EPS = 1e-5
@@ -108,13 +110,8 @@ class IResNet(nn.Module):
         nn.init.ones_(self.features.weight)
         self.features.weight.requires_grad = False
 
-    def _autocast(self, x: torch.Tensor) -> contextlib.AbstractContextManager:
-        if self.fp16 and x.is_cuda:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with self._autocast(x):
+        with body_autocast(self.fp16, x):
             x = self.prelu(self.bn1(self.conv1(x)))
             x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
             x = self.dropout(torch.flatten(self.bn2(x), 1))
@@ -139,3 +136,8 @@ def iresnet50(**kwargs) -> IResNet:
 def iresnet100(**kwargs) -> IResNet:
     """IResNet-100 (arcface_torch ``r100``)."""
     return IResNet(LAYERS[100], **kwargs)
+
+
+def iresnet200(**kwargs) -> IResNet:
+    """IResNet-200 (arcface_torch ``r200``)."""
+    return IResNet(LAYERS[200], **kwargs)

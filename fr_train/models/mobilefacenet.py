@@ -19,6 +19,9 @@ linear conv1x1              -       emb  1    1
 ==========================  ======  ===  ===  ===
 
 PReLU activations, BatchNorm after every convolution, a final BatchNorm1d on the embedding.
+
+This is not arcface_torch's ``mbf`` (a widened variant with other stage sizes and module names): its
+``backbone.pth`` files load into :mod:`fr_train.models.mbf` (``get_model("mbf")``) instead.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Views: samples, pairs, classes (RUN/*.parquet), review (RUN/review.csv from the review page, when
 present: key, decision, kind, action, label, other_label, line), shard_samples (run.json
 "samples_manifest" or --shards), attributes (--attributes). Prints an aligned table, or writes --csv / --parquet.
-Exit codes: 0 ok, 2 bad SQL or bad input.
+Queries are read-only: only SELECT statements over the views run (no COPY, ATTACH, INSTALL/LOAD, SET,
+no other file); results leave only through --csv / --parquet, written atomically.
+Exit codes: 0 ok, 2 bad SQL, a refused statement or bad input.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from fr_data.io.errors import HardmineError
-from fr_data.query.views import format_table, head_rows, open_run, run_query, write_result
+from fr_data.io.errors import DataError, HardmineError
+from fr_data.query.views import RunViews, format_table, head_rows, open_run, run_query, write_result
 from hardmine.resources import resolve_query
 
 
@@ -43,10 +45,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         views = open_run(args.run, shards=args.shards, attributes=args.attributes)
         for note in views.notes:
             print(f"note: {note}", file=sys.stderr)
+        _check_output(views, args.csv or args.parquet)
         return _emit(run_query(views, sql), args)
     except (HardmineError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _check_output(views: RunViews, target: Path | None) -> None:
+    """Refuse an output file that is one of the files the views read."""
+    if target is not None and target.resolve() in {Path(p).resolve() for p in views.views.values()}:
+        raise DataError(target, "", "refusing to overwrite a file the query reads; choose another output")
 
 
 def _emit(reader, args: argparse.Namespace) -> int:

@@ -10,12 +10,15 @@ fr_data.ingest.shards). Rerun with the same arguments to resume an interrupted r
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
 import sys
 from collections import Counter
 
 from tqdm import tqdm
 
+from fr_data.ingest.image_folder import NOT_AN_IMAGE
 from fr_data.ingest.plan import DEFAULT_DECODE_CHECK, ShardOptions
 from fr_data.ingest.sharding import ShardRun, write_shards
 from fr_data.io.errors import ConfigError, DataError
@@ -36,7 +39,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--loader-workers", type=int, default=1,
                         help="DataLoader workers per rank; shard count becomes a multiple of world-size x this")
     parser.add_argument("--skip-corrupt", action="store_true",
-                        help="record bad records in OUT/rejected.parquet and continue instead of aborting")
+                        help="record bad records in OUT/rejected.parquet and continue instead of aborting; "
+                             "a damaged RecordIO index is repaired from the .rec (the .rec is the truth)")
+    parser.add_argument("--repair-idx", action="store_true",
+                        help="RecordIO: check the .idx against a scan of the .rec and repair it in memory "
+                             "(bad lines and damaged spans are listed in OUT/rejected.parquet)")
     check = parser.add_mutually_exclusive_group()
     check.add_argument("--decode-check", type=float, default=DEFAULT_DECODE_CHECK, metavar="FRACTION",
                        help="fraction of images fully decoded with PIL (1 = every image; default "
@@ -57,23 +64,28 @@ def _print_summary(run: ShardRun) -> None:
     print(f"{run.out}: {len(run.shards)} shards, {run.num_samples} samples ({state})")
     if run.rejected.num_rows == 0:
         return
-    # Group by the reason's leading phrase; the parenthesised details differ from record to record.
-    reasons = Counter(reason.split(" (")[0] for reason in run.rejected.column("reason").to_pylist())
+    # Group by the reason's leading phrase with numbers blanked; the details differ from record to record.
+    reasons = Counter(re.sub(r"\d+", "N", reason.split(" (")[0].split(": ")[0])
+                      for reason in run.rejected.column("reason").to_pylist())
     print(f"rejected {run.rejected.num_rows} record(s) (details in {run.out / 'rejected.parquet'}):")
     print(f"  {'count':>7}  reason")
     for reason, count in reasons.most_common(20):
         print(f"  {count:>7}  {reason[:100]}")
     if len(reasons) > 20:
         print(f"  ... and {len(reasons) - 20} more distinct reasons")
+    not_images = reasons.get(NOT_AN_IMAGE, 0)
+    if not_images:
+        print(f"skipped {not_images} non-image file(s) (reason {NOT_AN_IMAGE!r} in {run.out / 'rejected.parquet'})")
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")  # the sources' notes
     from fr_data.ingest.sources import open_source  # imported late: the CLI help works without it
 
     try:
         options = _options(args)
-        source = open_source(args.src)
+        source = open_source(args.src, skip_corrupt=args.skip_corrupt, repair_idx=args.repair_idx)
         resolved = {**vars(args), "src": os.path.abspath(args.src), "out": os.path.abspath(args.out)}
         with tqdm(unit="shard", desc="sharding", disable=None) as bar:  # silent when not on a terminal
             run = write_shards(source, args.out, options, workers=args.workers, args=resolved,

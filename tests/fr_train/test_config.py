@@ -9,6 +9,7 @@ import pytest
 
 from fr_data.io.errors import ConfigError
 from fr_train.config import TrainConfig, load_train_config, parse_overrides, save_train_config
+from fr_train.objective import HeadConfig
 from tests.repo import ROOT
 
 CONFIGS = ROOT / "configs"
@@ -32,7 +33,7 @@ def test_base_chain_and_overrides(tmp_path, base):
                            "objective: {head: {name: cosface, m: 0.35}}\n")
     cfg = load_train_config(path, parse_overrides(["optim.lr=0.05", "train.amp=bf16"]))
     assert (cfg.model.name, cfg.model.embedding_size, cfg.train.epochs) == ("tiny", 32, 3)
-    assert cfg.objective == {"head": {"name": "cosface", "m": 0.35}}
+    assert cfg.objective.head == HeadConfig(name="cosface", s=64.0, m=0.35)
     assert (cfg.optim.lr, cfg.train.amp, cfg.optim.momentum) == (0.05, "bf16", 0.9)
 
 
@@ -44,13 +45,20 @@ def test_base_chain_and_overrides(tmp_path, base):
     ("data: {shards: x}\ntrain: {amp: fp8}\n", r"train.amp: 'fp8' is not one of"),
     ("data: {shards: x}\noptim: {lr: -1}\n", r"optim.lr must be > 0"),
     ("data: {shards: x}\nobjective: {heads: {name: arcface}}\n",
-     r"objective config: unknown keys \['heads'\]"),
+     r"objective: unknown key\(s\) \['heads'\]"),
     ("data: {shards: x}\nobjective: {head: {name: arcfase}}\n", r"unknown head 'arcfase'"),
-    ("data: {shards: x}\nobjective: {losses: [{name: dll}]}\n", r"losses\[0\]: unknown loss 'dll'"),
-    ("data: {shards: x}\nobjective: {losses: [{name: ddl, sigmaa: 1}]}\n", r"losses\[0\] \(ddl\)"),
-    ("data: {shards: x}\nobjective: {losses: [{name: ekd}]}\n", r"kd.mode: ekd"),
-    ("data: {shards: x}\nkd: {mode: lowres}\n", r"kd.mode lowres needs kd.classifier"),
-    ("data: {shards: x}\npartial_fc: {enabled: true}\ninit: {head: h.pt}\n", r"init.head initialises"),
+    ("data: {shards: x}\nobjective: {terms: {dll: {}}}\n", r"objective.terms: unknown key\(s\) \['dll'\]"),
+    ("data: {shards: x}\nobjective: {terms: {ddl: {sigmaa: 1}}}\n",
+     r"objective.terms.ddl: unknown key\(s\) \['sigmaa'\]"),
+    ("data: {shards: x}\nobjective: {terms: {ekd: {}}}\n",
+     r"objective.terms.ekd needs teacher embeddings: set objective.teacher"),
+    ("data: {shards: x}\nobjective: {terms: {ddl: {}}}\n",
+     r"objective.terms.ddl needs composer branches: set data.composer.enabled"),
+    ("data: {shards: x}\nobjective: {terms: {kd_lowres: {weight: 0.5}}}\n",
+     r"objective.terms.kd_lowres.classifier: the teacher's classifier checkpoint is required"),
+    ("data: {shards: x}\nobjective: {teacher: {name: tiny}, terms: {ekd: {}}}\n",
+     r"objective.teacher.weights: a teacher checkpoint is required"),
+    ("data: {shards: x}\nobjective: {partial_fc: {enabled: true}}\ninit: {head: h.pt}\n", r"init.head initialises"),
     ("data: {shards: x}\ninit: {heads: h.pt}\n", r"init: unknown key\(s\) \['heads'\]"),
     ("train: {epochs: 1}\n", r"data.shards must name the shard folder"),
 ])
@@ -71,7 +79,8 @@ def test_parse_overrides_nests_and_reads_yaml_values():
 
 
 def test_saved_config_loads_back_equal(tmp_path, base):
-    cfg = load_train_config(base, {"objective": {"losses": [{"name": "ddl", "weight": 0.5}]}})
+    cfg = load_train_config(base, {"objective": {"terms": {"ot": {"weight": 0.5, "reference": "teacher"}},
+                                                 "teacher": {"name": "tiny", "weights": "t.pt"}}})
     save_train_config(cfg, tmp_path / "config.yaml")
     assert load_train_config(tmp_path / "config.yaml") == cfg
 

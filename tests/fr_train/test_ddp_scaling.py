@@ -3,19 +3,18 @@
 Each rank embeds its half of the batch, the objective all-gathers the features (``gather=True``) and
 computes DDL + OT + EKD identically on every rank; after DDP averages the parameter gradients they must
 equal the gradient of one process that sees the whole batch. The TFace reference training code would
-give world_size times that gradient here (losses.md 1.3).
+give world_size times that gradient here (docs/losses.md, last section).
 """
 
 import os
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from fr_train.losses import DistributionDistillationLoss, EKDLoss, OTLoss
-from fr_train.objective import Batch, Objective
+from fr_train.objective import Batch, Need, Objective, Term
+from tests.fr_train._ranks import run_ranks
 
 PARTS = ("hard", "easy", "easy_a", "easy_b", "hard_a", "hard_b")
 
@@ -35,10 +34,11 @@ def _model():
 
 
 def _objective(gather):
+    branches, teacher = frozenset({Need.BRANCHES}), frozenset({Need.TEACHER})
     terms = [
-        ("ddl", 1.0, DistributionDistillationLoss(num_bins=50)),
-        ("ot", 0.5, OTLoss(margin=2.0, eps=0.1, num_iters=30)),  # margin 2: every anchor is hard
-        ("ekd", 3.0, EKDLoss(top_k=10, temperature=0.1)),
+        Term("ddl", DistributionDistillationLoss(num_bins=50), 1.0, branches),
+        Term("ot", OTLoss(margin=2.0, eps=0.1, num_iters=30), 0.5, branches),  # margin 2: all anchors hard
+        Term("ekd", EKDLoss(top_k=10, temperature=0.1), 3.0, teacher),
     ]
     return Objective(None, terms, gather=gather)
 
@@ -60,24 +60,20 @@ def _step(model, data, rank, world, gather):
     return out, objective
 
 
-def _worker(rank, world, init_file, out_dir):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        model = DistributedDataParallel(_model())
-        out, objective = _step(model, _data(), rank, world, gather=True)
-        torch.save({"weight": model.module.weight.grad, "bias": model.module.bias.grad,
-                    "loss": out.loss.detach(), "ot_groups": out.parts["ot/num_groups"],
-                    "thresholds": objective.terms["ekd"].student_thresholds},
-                   os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _worker(rank, world, out_dir):
+    model = DistributedDataParallel(_model())
+    out, objective = _step(model, _data(), rank, world, gather=True)
+    torch.save({"weight": model.module.weight.grad, "bias": model.module.bias.grad,
+                "loss": out.loss.detach(), "ot_groups": out.parts["ot/num_groups"],
+                "thresholds": objective.terms["ekd"].student_thresholds},
+               os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 def test_ddp_gradient_equals_single_process_gradient(tmp_path):
     model = _model()
     out, objective = _step(model, _data(), 0, 1, gather=False)
     assert model.weight.grad.abs().sum() > 0 and float(out.parts["ot/num_groups"]) == 8
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    run_ranks(_worker, tmp_path)
     for rank in range(2):
         r = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert float(r["loss"]) == float(out.loss.detach())  # every rank saw the whole batch

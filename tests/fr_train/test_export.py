@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnxruntime  # noqa: F401  (a dev requirement: run_onnx needs it)
 import pytest
 import torch
 
 from fr_train.export import export_onnx, max_onnx_error, run_onnx
 from fr_train.models import get_model
-
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
 
 
 def _io_signature(path):

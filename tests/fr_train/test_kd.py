@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from fr_data.io.errors import ConfigError
 from fr_train.config import ModelConfig
-from fr_train.kd import FrozenTeacher, LowResDistillation, degrade_batch, load_classifier
+from fr_train.kd import FrozenTeacher, LowResCopy, LowResDistillation, degrade_batch, load_classifier
 from fr_train.models import get_model
 
 
@@ -39,12 +39,14 @@ def test_lowres_loss_is_arcface_on_the_teacher_classifier():
 
 
 def test_lowres_draws_are_reproducible_from_the_generator_state():
-    kd = LowResDistillation(torch.eye(2), generator=torch.Generator().manual_seed(3))
+    copy = LowResCopy((0.25, 0.5), generator=torch.Generator().manual_seed(3))
     images = torch.rand(4, 3, 16, 16)
-    state = kd.generator.get_state()
-    first = kd.degrade(images)
-    kd.generator.set_state(state)
-    torch.testing.assert_close(kd.degrade(images), first, rtol=0, atol=0)
+    state = copy.generator.get_state()
+    first = copy(images)
+    copy.generator.set_state(state)
+    torch.testing.assert_close(copy(images), first, rtol=0, atol=0)
+    factors = 0.25 + 0.25 * torch.rand(4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    torch.testing.assert_close(first, degrade_batch(images, factors), rtol=0, atol=0)
 
 
 def test_load_classifier_checks_key_and_shape(tmp_path):

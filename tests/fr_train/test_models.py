@@ -43,11 +43,101 @@ def test_iresnet18_state_dict_names_and_shapes_match_arcface_torch():
     assert got["fc.weight"] == (512, 25088)
 
 
-@pytest.mark.parametrize("depth", [34, 50, 100])
-def test_deeper_iresnets_have_arcface_torch_keys(depth):
-    model = get_model(f"iresnet{depth}")
+@pytest.mark.parametrize(("depth", "layers"), [(34, (3, 4, 6, 3)), (50, (3, 4, 14, 3)), (100, (3, 13, 30, 3)),
+                                                 (200, (6, 26, 60, 6))])
+def test_deeper_iresnets_have_arcface_torch_keys(depth, layers):
+    with torch.device("meta"):  # names and shapes only: no memory, no initialisation cost
+        model = get_model(f"iresnet{depth}")
     got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    assert got == arcface_torch_keys(LAYERS[depth])
+    assert got == arcface_torch_keys(layers)
+
+
+def _unit(prefix: str, cin: int, cout: int, kernel: int, groups: int = 1, act: bool = True) -> dict:
+    """arcface_torch ConvBlock (conv, BN, PReLU) or LinearBlock (conv, BN) under ``prefix.layers``."""
+    keys = {f"{prefix}.layers.0.weight": (cout, cin // groups, kernel, kernel)} | _bn(f"{prefix}.layers.1", cout)
+    return keys | ({f"{prefix}.layers.2.weight": (cout,)} if act else {})
+
+
+def _depthwise(prefix: str, cin: int, cout: int, width: int) -> dict:
+    """arcface_torch DepthWise: 1x1 to ``width``, depthwise 3x3, linear 1x1 to ``cout``."""
+    return (_unit(f"{prefix}.layers.0", cin, width, 1) | _unit(f"{prefix}.layers.1", width, width, 3, width)
+            | _unit(f"{prefix}.layers.2", width, cout, 1, act=False))
+
+
+def arcface_torch_mbf_keys(blocks: tuple[int, ...], scale: int, emb: int = 512) -> dict[str, tuple[int, ...]]:
+    """State-dict names/shapes of arcface_torch ``get_mbf`` written from the architecture facts: widths
+    64s/128s, expansion widths 128/128/256/256 in the residual stages and 128/256/512 in the stride-2
+    blocks, a 64-group 3x3 conv as ``layers.1`` when blocks[0] == 1, the GDC head."""
+    a, b = 64 * scale, 128 * scale
+    keys = _unit("layers.0", 3, a, 3)
+    if blocks[0] == 1:
+        keys |= _unit("layers.1", a, a, 3, groups=64)
+    stages = [(1, a, 128), (3, a, 128), (5, b, 256), (7, b, 256)]
+    for (index, channels, width), repeats in zip(stages, blocks):
+        if index > 1 or repeats > 1:
+            for r in range(repeats):
+                keys |= _depthwise(f"layers.{index}.layers.{r}", channels, channels, width)
+    for index, cin, cout, width in ((2, a, a, 128), (4, a, b, 256), (6, b, b, 512)):
+        keys |= _depthwise(f"layers.{index}", cin, cout, width)
+    keys |= _unit("conv_sep", b, 512, 1) | _unit("features.layers.0", 512, 512, 7, groups=512, act=False)
+    return keys | {"features.layers.2.weight": (emb, 512)} | _bn("features.layers.3", emb)
+
+
+@pytest.mark.parametrize(("name", "blocks", "scale"), [("mbf", (1, 4, 6, 2), 2), ("mbf_large", (2, 8, 12, 4), 4)])
+def test_mbf_state_dict_names_and_shapes_match_arcface_torch(name, blocks, scale):
+    with torch.device("meta"):
+        model = get_model(name, embedding_size=256)
+    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert got == arcface_torch_mbf_keys(blocks, scale, emb=256)
+    if name == "mbf":  # by hand: 8 + 1 + 1 + 2 stride-2 + 12 residual inverted blocks, 2 PReLU units
+        assert len(got) == 7 + 7 + 20 * (1 + 4 + 1 + 6 + 1 + 2) + 7 + 6 + 1 + 5 == 333
+        assert got["layers.1.layers.0.weight"] == (128, 2, 3, 3)  # 64 groups over 128 channels
+        assert got["layers.6.layers.1.layers.0.weight"] == (512, 1, 3, 3)
+
+
+def _reference_mbf(state: dict[str, torch.Tensor], x: torch.Tensor, blocks: tuple[int, ...]) -> torch.Tensor:
+    """arcface_torch's mbf forward restated with torch.nn.functional on a raw state dict (eval mode)."""
+    def unit(prefix, x, stride=1):
+        w = state[f"{prefix}.layers.0.weight"]
+        x = F.conv2d(x, w, stride=stride, padding=w.shape[-1] // 2 if w.shape[-1] == 3 else 0,
+                     groups=x.shape[1] // w.shape[1])
+        bn = [state[f"{prefix}.layers.1.{n}"] for n in ("running_mean", "running_var", "weight", "bias")]
+        x = F.batch_norm(x, *bn, training=False)
+        act = state.get(f"{prefix}.layers.2.weight")
+        return x if act is None else F.prelu(x, act)
+
+    def depthwise(prefix, x, stride=1, residual=False):
+        y = unit(f"{prefix}.layers.2", unit(f"{prefix}.layers.1", unit(f"{prefix}.layers.0", x), stride))
+        return x + y if residual else y
+
+    x = unit("layers.0", x, stride=2)
+    x = unit("layers.1", x) if blocks[0] == 1 else x
+    for index, repeats in zip((1, 3, 5, 7), blocks):
+        if index > 1:
+            x = depthwise(f"layers.{index - 1}", x, stride=2)
+        if index > 1 or repeats > 1:
+            for r in range(repeats):
+                x = depthwise(f"layers.{index}.layers.{r}", x, residual=True)
+    x = unit("features.layers.0", unit("conv_sep", x)).flatten(1) @ state["features.layers.2.weight"].T
+    bn = [state[f"features.layers.3.{n}"] for n in ("running_mean", "running_var", "weight", "bias")]
+    return F.batch_norm(x, *bn, training=False)
+
+
+def test_mbf_loads_an_arcface_torch_state_dict_and_computes_its_forward():
+    gen = torch.Generator().manual_seed(0)
+    state = {}
+    for key, shape in arcface_torch_mbf_keys((1, 4, 6, 2), 2, emb=64).items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(0)
+        elif key.endswith("running_var"):
+            state[key] = 0.5 + torch.rand(shape, generator=gen)
+        else:
+            state[key] = 0.3 * torch.randn(shape, generator=gen)
+    model = get_model("mbf", embedding_size=64).eval()
+    model.load_state_dict(state, strict=True)
+    x = torch.randn(1, 3, 112, 112, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), _reference_mbf(state, x, (1, 4, 6, 2)), rtol=1e-4, atol=1e-4)
 
 
 def test_features_bn_weight_is_frozen_to_one():

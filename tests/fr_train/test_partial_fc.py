@@ -6,14 +6,13 @@ import copy
 
 import pytest
 import torch
-import torch.distributed as torch_dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
 from fr_data.io.errors import ConfigError
 from fr_train.heads import HEADS, build_head, cosine_logits
 from fr_train.partial_fc import PartialFC, shard_range
+from tests.fr_train._ranks import run_ranks
 
 EMB, CLASSES, BATCH, IN_DIM, WORLD = 5, 11, 8, 6, 2
 
@@ -63,21 +62,15 @@ def _rank_run(name: str, problem: dict, rank: int) -> dict[str, torch.Tensor]:
             "logits": logits}
 
 
-def _worker(rank: int, folder: str) -> None:
-    torch.set_num_threads(1)
-    torch_dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
-                                  world_size=WORLD)
-    try:
-        torch.manual_seed(0)
-        problem = _problem()
-        results = {name: _rank_run(name, problem, rank) for name in HEADS}
-        torch.save(results, f"{folder}/rank{rank}.pt")
-    finally:
-        torch_dist.destroy_process_group()
+def _worker(rank: int, world: int, folder: str) -> None:
+    torch.manual_seed(0)
+    problem = _problem()
+    results = {name: _rank_run(name, problem, rank) for name in HEADS}
+    torch.save(results, f"{folder}/rank{rank}.pt")
 
 
 def test_two_gloo_ranks_equal_one_process_on_the_concatenated_batch(tmp_path):
-    mp.spawn(_worker, args=(str(tmp_path),), nprocs=WORLD, join=True)
+    run_ranks(_worker, tmp_path, world=WORLD)
     torch.manual_seed(0)
     problem = _problem()
     per_rank = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]

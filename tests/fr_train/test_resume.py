@@ -23,7 +23,9 @@ from fr_train.resume import (
     save_tensors,
 )
 from fr_train.trainer import run
-from tests.fr_train.test_trainer import one_thread, tiny, tiny_config  # noqa: F401  (fixtures)
+from tests.fr_train.test_trainer import tiny, tiny_config  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _draws(gen: torch.Generator) -> tuple:
@@ -90,8 +92,8 @@ def _losses(path) -> list[tuple[int, float]]:
 def test_resume_reproduces_the_uninterrupted_losses_exactly(tiny, tmp_path):
     # CurricularFace (t buffer), Partial FC with sampling (its generator), flip + resolution-loss
     # augmentation, SGD momentum, warmup + polynomial decay; 12 steps cross the 9-step epoch boundary.
-    sections = dict(objective={"head": {"name": "curricularface", "s": 16.0, "m": 0.3}},
-                    partial_fc={"enabled": True, "sample_rate": 0.5},
+    sections = dict(objective={"head": {"name": "curricularface", "s": 16.0, "m": 0.3},
+                               "partial_fc": {"enabled": True, "sample_rate": 0.5}},
                     data={"augment": {"flip_p": 0.5, "lowres_p": 0.5}},
                     train={"max_steps": 12, "ckpt_every": 4})
     full = run(tiny_config(tiny, tmp_path / "full", **sections))
@@ -107,6 +109,21 @@ def test_resume_reproduces_the_uninterrupted_losses_exactly(tiny, tmp_path):
     a = load_tensors(full.checkpoint / "model.pt")
     b = load_tensors(second.checkpoint / "model.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_low_resolution_distillation_is_exact(tiny, tmp_path):
+    # the low-resolution copy's generator is checkpointed with the run (rng.rank0.pt: "lowres")
+    teacher = run(tiny_config(tiny, tmp_path / "teacher", train={"max_steps": 3})).checkpoint
+    kd_lowres = {"classifier": str(teacher / "objective.pt"), "s": 16.0}
+    sections = dict(objective={"terms": {"kd_lowres": kd_lowres}},
+                    train={"max_steps": 6, "ckpt_every": 3})
+    full = run(tiny_config(tiny, tmp_path / "full", **sections))
+    run(tiny_config(tiny, tmp_path / "parted", **sections), stop_after=3)
+    rng = load_tensors(tmp_path / "parted" / "checkpoints" / "step-00000003" / "rng.rank0.pt")
+    assert "gen.lowres" in rng
+    second = run(tiny_config(tiny, tmp_path / "parted", **sections), resume=True)
+    expected = [(r["step"], r["loss"], r["kd_lowres"]) for r in full.records if "loss" in r]
+    assert [(r["step"], r["loss"], r["kd_lowres"]) for r in second.records if "loss" in r] == expected[3:]
 
 
 def test_resume_drops_metrics_past_the_checkpoint(tiny, tmp_path):

@@ -17,7 +17,8 @@ from fr_data.io.config import deep_merge
 from fr_data.io.errors import DataError
 from fr_train.config import TrainConfig, load_train_config
 from fr_train.data import Branch, ImageBatch
-from fr_train.objective import Objective
+from fr_train.objective import Need, Objective, Term
+from fr_train.objective.inputs import BranchFeatures, Inputs
 from fr_train.resume import load_tensors, read_state
 from fr_train.trainer import Precision, TrainModule, planned_images_per_step, run
 from tests.fr_train.data.builders import face_jpeg, make_tiny_data
@@ -85,7 +86,7 @@ def test_ddl_ot_with_composer_branches(tiny, tmp_path):
                       data={"composer": {"enabled": True, "identities": 3, "pairs": 3,
                                          "hard": [{"source": "pairs", "where": "split = 'hard'"}]}},
                       objective={"head": {"name": "curricularface", "s": 16.0, "m": 0.3},
-                                 "losses": [{"name": "ddl"}, {"name": "ot", "weight": 0.1}]})
+                                 "terms": {"ddl": {}, "ot": {"weight": 0.1}}})
     result = run(cfg)
     record = result.records[-1]
     for key in ("ce", "ddl", "ddl/pos_kl", "ddl/order", "ot"):
@@ -101,7 +102,9 @@ COMPOSER = {"enabled": True, "identities": 3, "pairs": 2,
 
 @pytest.mark.parametrize("sections, per_step", [
     ({}, 4),  # the classification batch only
-    ({"data": {"composer": COMPOSER}}, 4 + 3 * (3 + 2 * 2)),  # + easy and two hard branches
+    ({"data": {"composer": COMPOSER}}, 4),  # branches composed but no term needs them: never forwarded
+    ({"data": {"composer": COMPOSER}, "objective": {"terms": {"ddl": {}}}},
+     4 + 3 * (3 + 2 * 2)),  # + easy and two hard branches, forwarded for DDL
 ])
 def test_images_seen_counts_composer_branch_images(tiny, tmp_path, sections, per_step):
     cfg = tiny_config(tiny, tmp_path / "out", train={"max_steps": 5, "log_every": 2}, **sections)
@@ -117,13 +120,13 @@ def test_images_seen_counts_composer_branch_images(tiny, tmp_path, sections, per
 def test_images_seen_counts_the_low_resolution_copies(tiny, tmp_path):
     teacher = run(tiny_config(tiny, tmp_path / "teacher", train={"max_steps": 3}))
     cfg = tiny_config(tiny, tmp_path / "student", train={"max_steps": 3},
-                      kd={"mode": "lowres", "classifier": str(teacher.checkpoint / "objective.pt")})
+                      objective={"terms": {"kd_lowres": {"classifier": str(teacher.checkpoint / "objective.pt")}}})
     assert planned_images_per_step(cfg) == 8
     assert run(cfg).state.images_seen == 24
 
 
 def test_partial_fc_replaces_the_head(tiny, tmp_path):
-    cfg = tiny_config(tiny, tmp_path / "out", partial_fc={"enabled": True, "sample_rate": 0.5})
+    cfg = tiny_config(tiny, tmp_path / "out", objective={"partial_fc": {"enabled": True, "sample_rate": 0.5}})
     result = run(cfg)
     assert all(math.isfinite(v) for v in losses(result))
     assert "head.weight" not in load_tensors(result.checkpoint / "objective.pt")
@@ -135,9 +138,9 @@ def test_ekd_teacher_fills_teacher_embeddings_and_stays_frozen(tiny, tmp_path):
     teacher_file = teacher_run.checkpoint / "model.pt"
     before = load_tensors(teacher_file)
     cfg = tiny_config(tiny, tmp_path / "student",
-                      objective={"losses": [{"name": "ekd", "top_k": 20}], "gather": True},
-                      kd={"mode": "ekd", "teacher": {"name": "tiny", "embedding_size": 16,
-                                                     "weights": str(teacher_file)}})
+                      objective={"terms": {"ekd": {"top_k": 20}}, "gather": True,
+                                 "teacher": {"name": "tiny", "embedding_size": 16,
+                                             "weights": str(teacher_file)}})
     result = run(cfg)
     assert all(math.isfinite(r["ekd"]) for r in result.records if "ekd" in r)
     thresholds = load_tensors(result.checkpoint / "objective.pt")["terms.ekd.student_thresholds"]
@@ -149,8 +152,9 @@ def test_ekd_teacher_fills_teacher_embeddings_and_stays_frozen(tiny, tmp_path):
 def test_lowres_kd_uses_the_teacher_classifier(tiny, tmp_path):
     teacher_run = run(tiny_config(tiny, tmp_path / "teacher", train={"max_steps": 3}))
     cfg = tiny_config(tiny, tmp_path / "student",
-                      kd={"mode": "lowres", "classifier": str(teacher_run.checkpoint / "objective.pt"),
-                          "s": 16.0, "m": 0.2, "weight": 0.5})
+                      objective={"terms": {"kd_lowres": {
+                          "classifier": str(teacher_run.checkpoint / "objective.pt"),
+                          "s": 16.0, "m": 0.2, "weight": 0.5}}})
     result = run(cfg)
     values = [r["kd_lowres"] for r in result.records if "kd_lowres" in r]
     assert len(values) == 6 and all(math.isfinite(v) and v > 0 for v in values)
@@ -187,7 +191,8 @@ def _images(values: list[float]) -> torch.Tensor:
 
 def test_module_fills_branches_and_reference_from_one_backbone_pass():
     probe = _Probe()
-    module = TrainModule(_Identity(), Objective(None, [("probe", 1.0, probe)]))
+    objective = Objective(None, [Term("probe", probe, needs=frozenset({Need.BRANCHES}))])
+    module = TrainModule(_Identity(), objective, Inputs([BranchFeatures()]))
     easy = Branch(_images([10, 11]), torch.tensor([0, 1]), _images([12]), _images([13]), torch.tensor([2]))
     hard = Branch(_images([20, 21]), torch.tensor([3, 4]), _images([22]), _images([23]), torch.tensor([5]))
     batch = ImageBatch(_images([1, 2, 3]), torch.tensor([7, 8, 9]), ["a", "b", "c"], [easy, hard])
@@ -199,6 +204,12 @@ def test_module_fills_branches_and_reference_from_one_backbone_pass():
     assert [first(t) for t in seen.pos_a] == [[12], [22]] and [first(t) for t in seen.pos_b] == [[13], [23]]
     assert first(seen.reference) == [10, 11, 12, 13] and seen.reference_labels.tolist() == [0, 1, 2, 2]
     assert float(loss.detach()) == 0.0 and "total" in parts
+
+
+def test_module_refuses_a_need_no_input_provides():
+    objective = Objective(None, [Term("probe", _Probe(), needs=frozenset({Need.TEACHER}))])
+    with pytest.raises(ValueError, match="teacher embeddings"):
+        TrainModule(_Identity(), objective)
 
 
 def test_bad_loss_stops_with_a_clear_error(tiny, tmp_path):
@@ -239,8 +250,44 @@ def test_resume_refuses_sharded_checkpoints_of_another_world_size(tiny, tmp_path
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_amp_training_on_gpu(tiny, tmp_path, amp):
     cfg = tiny_config(tiny, tmp_path / "out", train={"amp": amp, "device": "cuda"},
-                      partial_fc={"enabled": True, "sample_rate": 0.5})
+                      objective={"partial_fc": {"enabled": True, "sample_rate": 0.5}})
     result = run(cfg)
     assert all(math.isfinite(v) for v in losses(result))
     if amp == "fp16":
         assert (result.checkpoint / "scaler.pt").is_file()
+
+
+@pytest.mark.parametrize("damage", ["bin_pack", "shard_manifest"])
+def test_damaged_inputs_stop_hardmine_train_before_anything_is_written(tiny, tmp_path, capsys, damage):
+    """A damaged .bin pack or shard manifest: exit 2, one line naming the file (and image or row), and no
+    output folder."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    from hardmine.cli import train
+
+    images = [face_jpeg(c, i) for c, i in ((0, 1), (0, 2), (1, 1), (2, 1))]
+    images[3] = images[3][:4] + bytes(40)  # JPEG start, no frame header: refused when the pack opens
+    save_bin(tmp_path / "mini.bin", images, [True, False])
+    shards = tmp_path / "shards"
+    shutil.copytree(tiny.shards, shards)
+    if damage == "shard_manifest":
+        table = pq.read_table(shards / "samples.parquet")
+        labels = table.column("label").to_pylist()
+        table = table.set_column(table.schema.get_field_index("label"), "label",
+                                 pa.array([float("nan")] + labels[1:], pa.float64()))
+        pq.write_table(table, shards / "samples.parquet")
+    sections = {"data": {"shards": str(shards)}}
+    if damage == "bin_pack":
+        sections["eval"] = {"bins": [str(tmp_path / "mini.bin")], "folds": 2}
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"base": str(CONFIG), **tiny_overrides(tiny, tmp_path / "out", **sections)}))
+    assert train.main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    want = (f"{tmp_path / 'mini.bin'} (image 3)" if damage == "bin_pack"
+            else f"{shards / 'samples.parquet'} (column 'label', row 0)")
+    assert err.count("\n") == 0 and err.startswith(f"error: {want}"), err
+    assert not (tmp_path / "out").exists()

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from fr_data.formats.recordio.parts import (
     CFLAG_LAST,
     CFLAG_WHOLE,
+    MAGIC,
+    TruncatedError,
+    no_last_part_error,
     padding,
     read_part_head,
-    read_part_head_error,
     track_sequence,
     truncated_error,
 )
@@ -95,44 +99,99 @@ def scan_offsets(
     Raises:
         DataError: wrong magic, a continuation part out of sequence, or a truncated file.
     """
-    try:
-        return _scan_offsets(Path(rec_path))
-    except _Truncated as exc:
-        if on_truncated is None:
-            raise exc.error from None
-        on_truncated(exc.error)
-        return exc.offsets
+    walk = walk_records(rec_path)
+    if not walk.damaged:
+        return walk.offsets
+    first = walk.damaged[0]
+    tail = len(walk.damaged) == 1 and first.end == walk.size and isinstance(first.error, TruncatedError)
+    if on_truncated is None or not tail:
+        raise first.error
+    on_truncated(first.error)
+    return walk.offsets
 
 
-class _Truncated(Exception):
-    def __init__(self, error: DataError, offsets: np.ndarray):
-        super().__init__(str(error))
-        self.error, self.offsets = error, offsets
+@dataclass(frozen=True)
+class DamagedSpan:
+    """Bytes ``[start, end)`` of a ``.rec`` that hold no complete record, and the first error found there."""
+
+    start: int
+    end: int
+    error: DataError
 
 
-def _scan_offsets(rec_path: Path) -> np.ndarray:
-    size = rec_path.stat().st_size
+@dataclass(frozen=True)
+class Walk:
+    """What walking a ``.rec`` found: complete records in file order and the damaged spans between them."""
+
+    offsets: np.ndarray
+    damaged: list[DamagedSpan]
+    size: int
+
+
+def walk_records(rec_path: str | os.PathLike) -> Walk:
+    """Walk every record of ``rec_path``; after damage, resume at the next 4-byte-aligned magic word.
+
+    dmlc's writer splits a payload at every aligned magic word, so in an undamaged file aligned magic
+    words occur only at part headers: the walk resumes at the first one after the broken record's
+    start (a continuation part found there is damage too, and the walk moves on again). Adjacent
+    damaged spans are merged; a file that ends inside a record gives a span up to the end.
+    """
+    path = Path(rec_path)
+    size = path.stat().st_size
     offsets: list[int] = []
-    with open(rec_path, "rb", buffering=1 << 20) as f:
-        pos, start = 0, None
+    damaged: list[DamagedSpan] = []
+    with open(path, "rb", buffering=1 << 20) as f:
+        pos = 0
         while pos < size:
-            head = f.read(8)
-            if len(head) < 8:
-                raise _Truncated(read_part_head_error(head, rec_path, pos), np.asarray(offsets, np.int64))
-            cflag, length = read_part_head(head, rec_path, pos)
-            start = track_sequence(cflag, start, pos, rec_path)
-            end = pos + 8 + length + padding(length)
-            if end > size:
-                raise _Truncated(truncated_error(rec_path, pos, end, size), np.asarray(offsets, np.int64))
-            if cflag in (CFLAG_WHOLE, CFLAG_LAST):
-                offsets.append(start)
-                start = None
-            f.seek(end)
+            try:
+                end = record_end(f, path, pos, size)
+            except DataError as exc:
+                resume = _next_magic(f, pos + 4, size)
+                if damaged and damaged[-1].end == pos:
+                    damaged[-1] = DamagedSpan(damaged[-1].start, resume, damaged[-1].error)
+                else:
+                    damaged.append(DamagedSpan(pos, resume, exc))
+                pos = resume
+                continue
+            offsets.append(pos)
             pos = end
-        if start is not None:
-            error = DataError(rec_path, f"offset {start}", "split record has no last part (file truncated?)")
-            raise _Truncated(error, np.asarray(offsets, np.int64))
-    return np.asarray(offsets, dtype=np.int64)
+    return Walk(np.asarray(offsets, dtype=np.int64), damaged, size)
+
+
+def record_end(f: BinaryIO, path: Path, pos: int, size: int) -> int:
+    """Where the complete record starting at ``pos`` ends (after its last part's padding).
+
+    Raises:
+        DataError: no record starts at ``pos`` (wrong magic, a continuation part), or it is cut short
+            (:class:`TruncatedError`).
+    """
+    start = None
+    while True:
+        f.seek(pos)
+        cflag, length = read_part_head(f.read(8), path, pos)
+        start = track_sequence(cflag, start, pos, path)
+        end = pos + 8 + length + padding(length)
+        if end > size:
+            raise truncated_error(path, pos, end, size)
+        if cflag in (CFLAG_WHOLE, CFLAG_LAST):
+            return end
+        if end >= size:
+            raise no_last_part_error(path, start)
+        pos = end
+
+
+def _next_magic(f: BinaryIO, pos: int, size: int, chunk: int = 1 << 20) -> int:
+    """The first 4-byte-aligned offset at or after ``pos`` holding the magic word (``size`` if none)."""
+    pos += (-pos) & 3
+    while pos < size:
+        f.seek(pos)
+        data = f.read(min(chunk, size - pos))
+        words = np.frombuffer(data[: len(data) - len(data) % 4], dtype="<u4")
+        hits = np.flatnonzero(words == MAGIC)
+        if hits.size:
+            return pos + 4 * int(hits[0])
+        pos += len(words) * 4 or size
+    return size
 
 
 def rebuild_idx(rec_path: str | os.PathLike, idx_path: str | os.PathLike) -> int:

@@ -68,8 +68,12 @@ def encode_record(payload: bytes) -> bytes:
     return out.getvalue()
 
 
+class TruncatedError(DataError):
+    """The file ends inside a record (a part header, a part, or a split record's missing last part)."""
+
+
 def read_part_head_error(head: bytes, path: Path, pos: int) -> DataError:
-    return DataError(path, f"offset {pos}", f"truncated part header ({len(head)} of 8 bytes)")
+    return TruncatedError(path, f"offset {pos}", f"truncated part header ({len(head)} of 8 bytes)")
 
 
 def read_part_head(head: bytes, path: Path, pos: int) -> tuple[int, int]:
@@ -96,4 +100,8 @@ def track_sequence(cflag: int, start: int | None, pos: int, path: Path) -> int:
 
 
 def truncated_error(path: Path, pos: int, end: int, size: int) -> DataError:
-    return DataError(path, f"offset {pos}", f"truncated record: needs bytes up to {end}, file has {size}")
+    return TruncatedError(path, f"offset {pos}", f"truncated record: needs bytes up to {end}, file has {size}")
+
+
+def no_last_part_error(path: Path, start: int) -> DataError:
+    return TruncatedError(path, f"offset {start}", "split record has no last part (file truncated?)")

@@ -18,6 +18,7 @@ from fr_data.formats.recordio.parts import (
     LENGTH_MASK,
     MAGIC,
     MAGIC_BYTES,
+    no_last_part_error,
     padding,
     read_part_head,
     track_sequence,
@@ -303,4 +304,4 @@ def _iter_records(f: BinaryIO, path: Path, size: int) -> Iterator[tuple[int, byt
             yield start, MAGIC_BYTES.join(pieces)
             start, pieces = None, []
     if start is not None:
-        raise DataError(path, f"offset {start}", "split record has no last part (file truncated?)")
+        raise no_last_part_error(path, start)

@@ -15,8 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from fr_data.formats.verification import VerificationPack, decode_pack, load_bin, save_bin
+from fr_data.formats.verification import VerificationPack, check_images, decode_pack, load_bin, save_bin
 from fr_data.io.errors import DataError
+from tests.damage import BYTE_KINDS, damage_bytes
 
 
 def _jpeg(value: int, size: int = 112) -> bytes:
@@ -145,3 +146,35 @@ def test_decode_pack_names_an_undecodable_image():
     pack = VerificationPack([_jpeg(0), b"not an image"], np.array([False]), "lfw.bin")
     with pytest.raises(DataError, match=r"lfw.bin \(image 1\)"):
         decode_pack(pack)
+
+
+def _small(value: int, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), value, np.uint8)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("seed", range(48))
+def test_damaged_packs_load_and_decode_or_raise_a_data_error(tmp_path, seed):
+    """Seeded damage (bit flips, truncation, zeroed bytes, appended garbage) to a Python-3 and a Python-2
+    pack: every outcome is a pack that decodes or a DataError naming the file, never another exception."""
+    images, issame = [_small(v, "PNG" if v % 20 else "JPEG") for v in range(0, 80, 10)], [True, False] * 2
+    save_bin(tmp_path / "clean.bin", images, issame)
+    data = (tmp_path / "clean.bin").read_bytes() if seed % 2 else _py2_pickle(images, issame)
+    data = damage_bytes(data, BYTE_KINDS[seed // 2 % 4], np.random.default_rng(seed))
+    path = tmp_path / "damaged.bin"
+    path.write_bytes(data)
+    try:
+        pack = load_bin(path)
+        check_images(pack)
+        assert decode_pack(pack, size=16).shape == (8, 3, 16, 16)
+    except DataError as exc:
+        assert exc.path == str(path) and "\n" not in str(exc)
+
+
+def test_check_images_names_a_damaged_image(tmp_path):
+    images = [_small(v, "JPEG") for v in (0, 50, 100, 150)]
+    images[2] = b"\x00" * 40
+    pack = VerificationPack(images, np.array([True, False]), "p.bin")
+    with pytest.raises(DataError, match=r"p\.bin \(image 2\): no JPEG or PNG"):
+        check_images(pack)

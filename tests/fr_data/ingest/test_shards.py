@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import webdataset as wds
 from PIL import Image
 
 from fr_data.folders.shard_folder import REJECTED_SCHEMA, SAMPLES_SCHEMA, read_samples
@@ -156,7 +157,6 @@ def test_shards_content_manifest_and_mixing(tmp_path):
 
 
 def test_shards_read_by_webdataset_and_tar(tmp_path):
-    wds = pytest.importorskip("webdataset")
     source = FakeSource(n=30)
     run = write_shards(source, tmp_path / "out", ShardOptions(per_shard=7, seed=5))
     urls = [str(run.out / s.name) for s in run.shards]

@@ -334,18 +334,23 @@ def test_empty_identity_folder(folder_tree):
 @pytest.mark.parametrize(
     "rel, reason",
     [
-        ("bob/notes.txt", "not an image file"),
-        ("README.md", "identity folders"),
+        ("bob/notes.txt", "not an image"),
+        ("README.md", "not an identity folder"),
         ("bob/sub/x.jpg", "nested folder"),
     ],
 )
 def test_unexpected_files_are_named(folder_tree, rel, reason):
+    """Strict: refused naming the path and --skip-corrupt; skip_corrupt: left out and listed."""
     root, _ = folder_tree
     (root / rel).parent.mkdir(parents=True, exist_ok=True)
     (root / rel).write_bytes(b"x")
     with pytest.raises(DataError, match=reason) as err:
         ImageFolderSource(root)
-    assert err.value.path.startswith(str(root / rel.split("/")[0]))
+    assert err.value.path.startswith(str(root / rel.split("/")[0])) and "--skip-corrupt" in err.value.reason
+    src = ImageFolderSource(root, skip_corrupt=True)
+    assert [(str(s.path), s.index, s.reason.startswith(reason)) for s in src.skipped] == [
+        (str(root / ("bob/sub" if rel == "bob/sub/x.jpg" else rel)), None, True)]
+    assert len(src) == 4 and src.classes == ["alice", "bob", "carol"]
 
 
 def test_non_image_content_and_unreadable_files(folder_tree):

@@ -46,3 +46,20 @@ def test_written_file_gets_umask_mode_not_0600(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "m.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_full_disk_names_the_target_and_leaves_nothing(tmp_path):
+    import errno
+
+    from fr_data.io.errors import WriteError
+
+    target = tmp_path / "out.bin"
+    with pytest.raises(WriteError, match=r"out\.bin: cannot write: No space left on device") as info:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert info.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError):  # other errors inside the block pass through unchanged
+        with atomic_path(target):
+            open(tmp_path / "missing" / "x")
+    assert list(tmp_path.iterdir()) == []

@@ -63,3 +63,19 @@ def test_dump_round_trips(tmp_path):
     cfg = Cfg(name="r", steps=3, note="hi")
     dump_config(cfg, tmp_path / "resolved.yaml")
     assert load_config(tmp_path / "resolved.yaml", Cfg) == cfg
+
+
+@dataclass
+class Maybe:
+    optim: Optim | None = None
+    count: int | None = None
+
+
+def test_optional_field_reports_the_inner_error(tmp_path):
+    path = _write(tmp_path / "c.yaml", {"optim": {"lrr": 0.1}})
+    with pytest.raises(ConfigError, match=r"optim: unknown key\(s\) \['lrr'\]; valid keys: betas, lr$"):
+        load_config(path, Maybe)
+    with pytest.raises(ConfigError, match=r"count: expected int, got 'ten'$"):
+        load_config(_write(tmp_path / "d.yaml", {"count": "ten"}), Maybe)
+    assert load_config(_write(tmp_path / "e.yaml", {"optim": None, "count": 3}), Maybe) == Maybe(None, 3)
+    assert load_config(_write(tmp_path / "f.yaml", {"optim": {"lr": 1}}), Maybe).optim == Optim(lr=1.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import faiss
 import numpy as np
 import pytest
@@ -30,9 +32,15 @@ def unit_rows(n: int, d: int, seed: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def exact_matrix(q: np.ndarray, db: np.ndarray) -> np.ndarray:
+    """Every inner product correctly rounded to float32 (``math.fsum`` of the exact float64 products)."""
+    q64, db64 = q.astype(np.float64), db.astype(np.float64)
+    return np.array([[math.fsum(a * b) for b in db64] for a in q64], dtype=np.float64).astype(np.float32)
+
+
 def brute(q: np.ndarray, db: np.ndarray, k: int, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Full float64 score matrix, full sort by (-sim, id): independent of the code under test."""
-    s = q.astype(np.float64) @ db.astype(np.float64).T
+    """Exact scores, full sort by (-sim, id) as documented: independent of the code under test."""
+    s = exact_matrix(q, db)
     if exclude_self:
         np.fill_diagonal(s, -np.inf)
     ids = np.array([sorted(range(s.shape[1]), key=lambda j: (-s[r, j], j))[:k] for r in range(len(s))])
@@ -99,11 +107,16 @@ def test_exclude_self_across_chunks(data, name):
     assert not (res.ids == np.arange(120)[:, None]).any()
 
 
-def test_bf16_without_rescoring_is_visibly_rounded(data):
+def test_bf16_without_rescoring_is_visibly_rounded_and_knn_search_repairs_it(data):
     q, db = data
-    ref_s, _ = brute(q, db, 10)
-    rounded = knn_search(q, db, 10, backend=TorchBackend("cpu", dtype=torch.bfloat16, rescore_margin=0))
-    assert np.abs(rounded.sims - ref_s).max() > 1e-4  # what the float32 re-scoring repairs
+    backend = TorchBackend("cpu", dtype=torch.bfloat16, rescore_margin=0)
+    sims, ids = canonical_topk(*backend.search(q, db, 10), 10)
+    exact = np.take_along_axis(exact_matrix(q, db), ids, 1)
+    assert np.abs(sims - exact).max() > 1e-4  # the backend's own scores are bf16-rounded
+    ref_s, ref_i = brute(q, db, 10)
+    res = knn_search(q, db, 10, backend=backend)  # re-scored exactly; rows left open are widened
+    np.testing.assert_array_equal(res.ids, ref_i)
+    np.testing.assert_array_equal(res.sims, ref_s)
 
 
 def test_ties_ordered_by_smaller_id():
@@ -116,6 +129,65 @@ def test_ties_ordered_by_smaller_id():
     # the reference also keeps the smaller id when the tie crosses the k-th place inside one chunk
     res = knn_search(q, db, 2, backend=NumpyBackend())
     np.testing.assert_array_equal(res.ids, [[0, 2]])
+
+
+class JitterBackend(NumpyBackend):
+    """NumpyBackend whose scores are off by up to 3 float32 ulps, differently for every row id: a BLAS
+    whose chunked products disagree in the last bits, as happens across kernels, chunkings and CPUs."""
+
+    name = "numpy"
+
+    def _search(self, q, chunk, k):
+        sims, ids = super()._search(q, chunk, k)
+        wobble = ((ids * 2654435761 + self.salt) % 7 - 3).astype(np.float32)
+        return sims + wobble * np.spacing(np.abs(sims)), ids
+
+    def __init__(self, salt: int = 0, max_k: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.salt, self.max_k = salt, max_k
+
+
+def planted_twins(n: int = 400, d: int = 24, copies: int = 20, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Random unit rows with one row copied to ``copies`` scattered places; returns (db, copy rows)."""
+    db = unit_rows(n, d, seed)
+    rows = np.sort(np.random.default_rng(seed).choice(np.arange(1, n), copies - 1, replace=False))
+    db[rows] = db[0]
+    return db, np.concatenate([[0], rows])
+
+
+@pytest.mark.parametrize("salt", [0, 1, 2])
+@pytest.mark.parametrize("db_chunk", [37, 64, 400])
+def test_equal_rows_tie_exactly_and_smaller_ids_win_whatever_the_blas(salt, db_chunk):
+    db, twins = planted_twins()  # 20 copies: more than the candidate margin, so rows must be widened
+    queries = np.vstack([db[:1], db[200:230]])
+    for k in (3, 10, 25):
+        ref_s, ref_i = brute(queries, db, k)
+        res = knn_search(queries, db, k, backend=JitterBackend(salt), query_chunk=9, db_chunk=db_chunk)
+        np.testing.assert_array_equal(res.ids, ref_i)
+        np.testing.assert_array_equal(res.sims, ref_s)
+        np.testing.assert_array_equal(res.ids[0, :min(k, 20)], twins[:min(k, 20)])
+    self_res = knn_search(db, db, 4, backend=JitterBackend(salt), exclude_self=True, db_chunk=db_chunk)
+    np.testing.assert_array_equal(self_res.ids[twins], [np.setdiff1d(twins, [t])[:4] for t in twins])
+
+
+def test_widening_past_a_backend_k_limit_falls_back_to_the_cpu_reference():
+    db, twins = planted_twins(copies=30)
+    res = knn_search(db[:1], db, 12, backend=JitterBackend(1, max_k=14), db_chunk=50)
+    np.testing.assert_array_equal(res.ids[0], twins[:12])
+    assert res.sims[0, 0] == res.sims[0, 11]
+
+
+@pytest.mark.parametrize("name", sorted(CPU_BACKENDS))
+def test_every_backend_gives_bitwise_the_same_result_for_every_chunking(name):
+    db, _ = planted_twins(copies=12)
+    first = knn_search(db, db, 6, backend=CPU_BACKENDS[name](), exclude_self=True)
+    for qc, dc in ((7, 37), (64, 129), (400, 11)):
+        again = knn_search(db, db, 6, backend=CPU_BACKENDS[name](), exclude_self=True,
+                           query_chunk=qc, db_chunk=dc)
+        np.testing.assert_array_equal(again.ids, first.ids)
+        np.testing.assert_array_equal(again.sims, first.sims)
+    ref_s, ref_i = brute(db, db, 6, exclude_self=True)
+    np.testing.assert_array_equal(first.ids, ref_i)
 
 
 def test_k_limits(data):

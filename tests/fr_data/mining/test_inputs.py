@@ -28,7 +28,7 @@ def test_row_mismatch_names_both_files(tmp_path):
 
 
 def test_duplicate_keys_are_rejected_with_rows(tmp_path):
-    with pytest.raises(DataError, match=r"key 'k1', rows \[1, 3\]"):
+    with pytest.raises(DataError, match=r"key k1, rows \[1, 3\]"):
         open_embeddings(_emb(tmp_path, keys=["k0", "k1", "k2", "k1", "k4", "k5"]))
 
 

@@ -129,6 +129,20 @@ def test_too_small_pools_and_bad_predicates_are_config_errors(data):
         composer_for(data, hard=[HardBranchConfig(where="no_such_bin = 'x'")])
 
 
+def test_branch_predicates_are_read_only(data, tmp_path):
+    before = sorted((p.name, p.stat().st_mtime_ns, p.read_bytes()) for p in data.run.iterdir())
+    copy = f"COPY (SELECT 1 AS x) TO '{data.run / 'pairs.parquet'}' (FORMAT parquet)"
+    with pytest.raises(ConfigError, match=r"^composer\.hard\[0\]\.where: query refused: COPY"):
+        composer_for(data, hard=[HardBranchConfig(where=f"true); {copy}; SELECT key FROM samples WHERE (true")])
+    with pytest.raises(ConfigError, match=r"^composer\.hard\[0\]\.pairs_where: query refused: .*/etc/passwd"):
+        composer_for(data, hard=[HardBranchConfig(source="pairs", where="split = 'hard'",
+                                                  pairs_where="key_a IN (SELECT column0 FROM read_csv('/etc/passwd'))")])
+    with pytest.raises(ConfigError, match=r"^composer\.easy_where: query refused: ATTACH"):
+        composer_for(data, easy_where=f"true); ATTACH '{tmp_path / 'x.db'}' AS d; SELECT key FROM samples WHERE (true")
+    assert sorted((p.name, p.stat().st_mtime_ns, p.read_bytes()) for p in data.run.iterdir()) == before
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_variation_pairs_never_pair_an_image_with_itself():
     hard = Pool(np.array([0, 1, 2, 5]), np.array([0, 0, 1, 2]))
     easy = Pool(np.array([0, 3]), np.array([0, 1]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -103,6 +105,33 @@ def test_unknown_column_is_a_clear_config_error(data):
         select(data, where="no_such_column = 1")
     with pytest.raises(ConfigError, match="must return a 'key' column"):
         select(data, query="SELECT label FROM samples")
+
+
+def _digests(*folders) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_query_and_where_are_read_only(data, tmp_path):
+    """SQL from a config can read the views only: writes, other files and settings are ConfigErrors."""
+    before = _digests(data.run, data.shards)
+    (tmp_path / "outside.csv").write_text("key\nk\n")
+    copy = f"COPY (SELECT 1 AS x) TO '{data.run / 'samples.parquet'}' (FORMAT parquet)"
+    cases = {
+        "selection.query": [f"SELECT key FROM samples; {copy}", f"SELECT * FROM read_csv('{tmp_path / 'outside.csv'}')",
+                            "SELECT column0 AS key FROM read_csv('/etc/passwd')", "SET enable_external_access = true"],
+        "selection.where": [f"true); {copy}; SELECT key FROM samples WHERE (true",
+                            "key IN (SELECT column0 FROM read_csv('/etc/passwd'))",
+                            f"true); ATTACH '{tmp_path / 'x.db'}' AS d; SELECT key FROM samples WHERE (true"],
+    }
+    for field_name, sqls in cases.items():
+        for sql in sqls:
+            kwargs = {field_name.split(".")[1]: sql}
+            with pytest.raises(ConfigError, match=rf"^{field_name}: query refused: ") as info:
+                select(data, **kwargs)
+            assert "\n" not in str(info.value)
+    assert _digests(data.run, data.shards) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside.csv"]
 
 
 def test_key_list_text_and_parquet(data, tmp_path):

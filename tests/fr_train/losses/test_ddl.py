@@ -17,7 +17,7 @@ from fr_train.losses.functional import (
 
 
 def _reference_ddl(neg_feats, pos_a, pos_b):
-    """The TFace computation transcribed step by step from losses.md 1.2 (independent of the module)."""
+    """The TFace computation transcribed step by step from docs/losses.md (independent of the module)."""
     nodes = torch.arange(0, 1.0, 0.001, dtype=neg_feats[0].dtype).view(1, -1)
 
     def hist(s):

@@ -1,4 +1,4 @@
-"""EKD: thresholds, soft rank and EMA by hand; the loss against a loop transcription of the notes."""
+"""EKD: thresholds, soft rank and EMA by hand; the loss against a loop transcription of docs/losses.md."""
 
 import math
 
@@ -21,7 +21,7 @@ def _batch(seed=0, n=12, dtype=torch.float64):
 
 
 def _loop_reference(student, teacher, labels, top_k, t=0.01):
-    """losses.md section 4, pair by pair, with momentum 1 (thresholds = this batch's)."""
+    """docs/losses.md (EKD), pair by pair, with momentum 1 (thresholds = this batch's)."""
     s, tt = F.normalize(student, dim=1), F.normalize(teacher, dim=1)
     pos, neg = [], []
     for i in range(len(labels)):

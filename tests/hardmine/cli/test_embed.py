@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from fr_data.folders.embeddings_folder import EMBEDDINGS_FILE, RUN_FILE, read_index
+from fr_train.models import get_model
 from hardmine.cli import embed as embed
 from tests.fr_data.embed.test_embedder import EMB_DIM, make_shards, make_tiny
 from tests.repo import ROOT
@@ -63,8 +64,7 @@ def test_torchscript_spec_gives_the_same_embeddings(shards, single, tmp_path):
 
 
 def test_fr_train_name_with_checkpoint(shards, tmp_path):
-    models = pytest.importorskip("fr_train.models")
-    trained = models.get_model("tiny", embedding_size=8).eval()
+    trained = get_model("tiny", embedding_size=8).eval()
     torch.nn.init.normal_(trained.fc.weight, generator=torch.Generator().manual_seed(3))
     torch.save(trained.state_dict(), tmp_path / "backbone.pth")
     out = tmp_path / "EMB"

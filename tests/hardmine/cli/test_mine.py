@@ -80,17 +80,17 @@ def test_cli_runs_as_a_script(emb, tmp_path):
 
 
 def test_ready_queries_run_on_a_mined_folder(emb, tmp_path):
-    import duckdb
+    """The shipped queries, run on the read-only views of hardmine query."""
+    from fr_data.query.views import open_run, run_query
 
     folder, _, _ = emb
     out = tmp_path / "RUN"
     assert mine_hard.main(["--embeddings", str(folder), "--out", str(out), "--quiet"]) == 0
-    con = duckdb.connect()
-    for view in ("samples", "pairs", "classes"):
-        con.read_parquet(str(out / f"{view}.parquet")).create_view(view)
+    views = open_run(out)
     queries = sorted((ROOT / "manifests" / "queries").glob("*.sql"))
     assert len(queries) >= 5
-    results = {q.stem: con.sql(q.read_text()).fetchall() for q in queries}
+    results = {q.stem: [tuple(row.values()) for row in run_query(views, q.read_text()).read_all().to_pylist()]
+               for q in queries}
     run = json.loads((out / "run.json").read_text())
     assert len(results["duplicates_to_drop"]) == (run["counts"]["duplicates_same_class"]
                                                   + run["counts"]["duplicates_cross_class"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 
@@ -63,6 +65,71 @@ def test_runs_as_a_script(run):
                            "SELECT count(*) AS n FROM samples"], capture_output=True, text=True, cwd="/")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[2].strip() == "5"
+
+
+def _digests(folder) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture()
+def guarded(run, tmp_path):
+    """The run plus a shard manifest named in run.json and a file outside the run; digests of everything."""
+    pq.write_table(pa.table({"key": [f"k{i}" for i in range(5)], "shard": ["s0"] * 5}), tmp_path / "m.parquet")
+    pq.write_table(pa.table({"key_a": ["k0"], "key_b": ["k1"], "cos": [0.5]}), run / "pairs.parquet")
+    (run / "run.json").write_text(json.dumps({"samples_manifest": str(tmp_path / "m.parquet")}))
+    (tmp_path / "outside.csv").write_text("secret\n42\n")
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "outside.parquet")
+    return run, _digests(tmp_path)
+
+
+REFUSED = [
+    "COPY (SELECT 1 AS x) TO '{run}/samples.parquet' (FORMAT parquet)",
+    "COPY (SELECT 1 AS x) TO '{run}/samples.parquet' (FORMAT csv, USE_TMP_FILE false)",
+    "COPY samples TO '{tmp}/copy.csv'",
+    "SELECT 1; COPY (SELECT 1 AS x) TO '{run}/classes.parquet' (FORMAT parquet)",
+    "ATTACH '{run}/new.db' AS d",
+    "ATTACH '{run}/samples.parquet' AS d",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_csv('{tmp}/outside.csv')",
+    "SELECT * FROM read_parquet('{tmp}/outside.parquet')",
+    "SELECT * FROM read_text('{tmp}/outside.csv')",
+    "SELECT * FROM glob('{tmp}/*')",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SET enable_external_access = true",
+    "RESET enable_external_access",
+    "SET lock_configuration = false",
+    "SET allowed_directories = ['/']",
+    "EXPORT DATABASE '{tmp}/export'",
+    "CREATE TABLE t AS SELECT 1",
+]
+
+
+@pytest.mark.parametrize("template", REFUSED)
+def test_writes_files_and_settings_are_refused_with_one_line(guarded, tmp_path, capsys, template):
+    run, before = guarded
+    sql = template.format(run=run, tmp=tmp_path)
+    assert query.main([str(run), sql]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("error: query refused: ") and err.count("\n") == 1, err
+    assert out == ""
+    assert _digests(tmp_path) == before  # no file changed, none appeared
+
+
+def test_the_output_file_may_not_be_a_file_the_views_read(guarded, capsys):
+    run, before = guarded
+    assert query.main([str(run), "SELECT 1 AS x", "--parquet", str(run / "samples.parquet")]) == 2
+    assert "refusing to overwrite a file the query reads" in capsys.readouterr().err
+    assert _digests(run.parent) == before
+
+
+def test_selects_over_every_view_still_work_when_locked(guarded, capsys):
+    run, _ = guarded
+    sql = ("SELECT s.split, count(*) AS n FROM samples s JOIN shard_samples m USING (key) "
+           "JOIN classes c USING (label) GROUP BY s.split ORDER BY s.split")
+    assert query.main([str(run), sql]) == 0
+    assert capsys.readouterr().out.splitlines()[2:4] == ["easy  | 2", "hard  | 3"]
 
 
 def test_review_view_when_review_csv_sits_in_the_run_folder(run, capsys):

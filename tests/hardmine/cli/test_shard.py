@@ -12,10 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from fr_data.folders.shard_folder import REJECTED_SCHEMA, read_samples
-from fr_data.formats.recordio import write_insightface
+from fr_data.formats.recordio import load_idx, write_insightface
 from fr_data.ingest.verify import verify_shards
 from fr_data.io.parquet import read_table
 from hardmine.cli import shard as shard
+from hardmine.cli import synth as synth
 from tests.fr_data.ingest.test_shards import TRUNCATED, tiny_image
 from tests.repo import ROOT
 
@@ -124,7 +125,6 @@ def test_undecodable_file_in_image_folder_is_named(tmp_path, capsys):
 
 
 def test_synth_then_shard_matches_ground_truth(tmp_path):
-    synth = pytest.importorskip("tools.synth")
     assert synth.main(["--out", str(tmp_path / "syn"), "--identities", "6", "--images-per-identity", "5",
                        "--seed", "2", "--holdout-identities", "2", "--pairs", "4"]) == 0
     assert shard.main(["--src", str(tmp_path / "syn"), "--out", str(tmp_path / "out"), "--per-shard", "8",
@@ -135,3 +135,128 @@ def test_synth_then_shard_matches_ground_truth(tmp_path):
         (t["source_index"], t["label"]) for t in truth)
     assert all(r["decoded_ok"] and (r["width"], r["height"]) == (112, 112) for r in rows)
     assert verify_shards(tmp_path / "out") == []
+
+
+# -- damaged RecordIO (issue 11) ----------------------------------------------------------------------
+def _index(folder: Path) -> dict[int, int]:
+    keys, offsets = load_idx(folder / "train.idx")
+    return dict(zip(keys.tolist(), offsets.tolist()))
+
+
+def _sharded(out: Path) -> dict[int, tuple[int, str]]:
+    return {r["source_index"]: (r["label"], r["sha256"]) for r in read_samples(out).to_pylist()}
+
+
+def _expected(items: list, keys) -> dict[int, tuple[int, str]]:
+    return {k: (items[k - 1][0], hashlib.sha256(items[k - 1][1]).hexdigest()) for k in keys}
+
+
+def test_truncated_rec_with_intact_idx(tmp_path, capsys):
+    """Strict: refused naming the index line and the flags; --skip-corrupt or --repair-idx: every whole
+    record sharded, every index entry past the end (or cut short) listed without a shard."""
+    items = make_rec(tmp_path / "rec")
+    index = _index(tmp_path / "rec")
+    rec = tmp_path / "rec" / "train.rec"
+    rec.write_bytes(rec.read_bytes()[:index[15] + 100])  # record 15 cut short, 16.. gone
+    args = ["--src", str(tmp_path / "rec"), "--per-shard", "5"]
+    assert shard.main([*args, "--out", str(tmp_path / "strict")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "train.idx (key 16): offset" in err and "--repair-idx" in err and "--skip-corrupt" in err
+    assert not (tmp_path / "strict" / "samples.parquet").exists()
+    for flag in ("--skip-corrupt", "--repair-idx"):
+        out = tmp_path / flag.strip("-")
+        assert shard.main([*args, "--out", str(out), flag]) == 0
+        assert _sharded(out) == _expected(items, range(1, 15))
+        rejected = read_table(out / "rejected.parquet", REJECTED_SCHEMA).to_pylist()
+        assert sorted(r["index"] for r in rejected) == list(range(15, 29))  # images 15..24, 4 identity records
+        assert all(r["shard"] is None and r["source"].endswith("train.idx") for r in rejected)
+        assert f"rejected {len(rejected)} record(s)" in capsys.readouterr().out
+
+
+def test_truncated_rec_without_idx(tmp_path, capsys):
+    items = make_rec(tmp_path / "rec")
+    index = _index(tmp_path / "rec")
+    (tmp_path / "rec" / "train.idx").unlink()
+    rec = tmp_path / "rec" / "train.rec"
+    rec.write_bytes(rec.read_bytes()[:index[20] + 30])
+    args = ["--src", str(tmp_path / "rec"), "--per-shard", "5"]
+    assert shard.main([*args, "--out", str(tmp_path / "strict")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"train.rec (offset {index[20]}): truncated record" in err and "--skip-corrupt" in err
+    assert shard.main([*args, "--out", str(tmp_path / "out"), "--skip-corrupt"]) == 0
+    assert _sharded(tmp_path / "out") == _expected(items, range(1, 20))
+    assert not (tmp_path / "rec" / "train.idx").exists()  # no index written for a damaged .rec
+    rejected = read_table(tmp_path / "out" / "rejected.parquet", REJECTED_SCHEMA).to_pylist()
+    assert [(r["index"], r["where"]) for r in rejected] == [(None, f"offset {index[20]}")]
+
+
+def test_garbled_and_dropped_index_lines(tmp_path, capsys, caplog):
+    """Under --skip-corrupt the .rec is the truth: the records of a garbled and a dropped line are
+    recovered (keyed from their neighbours), the bad line is listed."""
+    items = make_rec(tmp_path / "rec")
+    idx = tmp_path / "rec" / "train.idx"
+    lines = idx.read_text().splitlines(keepends=True)
+    lines[7] = "7\t12#4\n"
+    del lines[3]
+    idx.write_text("".join(lines))
+    args = ["--src", str(tmp_path / "rec"), "--per-shard", "5"]
+    assert shard.main([*args, "--out", str(tmp_path / "strict")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "train.idx (line 7): expected '<key>\\t<offset>' integers" in err
+    assert shard.main([*args, "--out", str(tmp_path / "out"), "--skip-corrupt"]) == 0
+    assert _sharded(tmp_path / "out") == _expected(items, range(1, 25))
+    rejected = read_table(tmp_path / "out" / "rejected.parquet", REJECTED_SCHEMA).to_pylist()
+    assert [(r["index"], r["where"]) for r in rejected] == [(None, "line 7")]
+    assert "recovered 2 record(s)" in caplog.text
+
+
+def test_short_last_identity_record_is_warned_and_listed(tmp_path, caplog):
+    items = make_rec(tmp_path / "rec")
+    index = _index(tmp_path / "rec")
+    rec = tmp_path / "rec" / "train.rec"
+    rec.write_bytes(rec.read_bytes()[:index[28] + 12])  # the last (metadata) record cut short
+    for flags in ([], ["--skip-corrupt"]):
+        out = tmp_path / f"out{len(flags)}"
+        assert shard.main(["--src", str(tmp_path / "rec"), "--out", str(out), "--per-shard", "5", *flags]) == 0
+        assert ("ends inside a record" if flags else "the last record (key 28") in caplog.text
+        caplog.clear()
+        assert _sharded(out) == _expected(items, range(1, 25))
+        rejected = read_table(out / "rejected.parquet", REJECTED_SCHEMA).to_pylist()
+        assert [(r["index"], r["shard"]) for r in rejected] == [(28, None)]
+
+
+def test_image_folder_as_people_keep_it(tmp_path, capsys):
+    """Upper-case extensions, stray non-image files, an empty identity, symlinked images and a truncated
+    JPEG: strict refuses naming --skip-corrupt; --skip-corrupt shards every good image and lists the rest."""
+    root, elsewhere = tmp_path / "faces", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "kept.jpg").write_bytes(tiny_image(40))
+    good = {"amy/A.JPG": tiny_image(1), "amy/b.Jpeg": tiny_image(2), "bob/c.PNG": tiny_image(3, fmt="PNG"),
+            "bob/d.jpg": tiny_image(4), "eve/e.jpg": tiny_image(5)}
+    for rel, data in {**good, "amy/notes.txt": b"taken 2019", "bob/Thumbs.db": b"\0" * 64,
+                      "eve/half.jpg": TRUNCATED, "eve/desktop.ini": b"[x]"}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    (root / "dan").mkdir()  # an empty identity
+    (root / "eve" / "link.jpg").symlink_to(elsewhere / "kept.jpg")
+    (root / "eve" / ".DS_Store").write_bytes(b"hidden")
+    good["eve/link.jpg"] = tiny_image(40)
+    out = tmp_path / "out"
+    args = ["--src", str(root), "--out", str(out), "--decode-check", "1"]
+    assert shard.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--skip-corrupt" in err and str(root / "amy" / "notes.txt") in err
+    assert shard.main([*args, "--skip-corrupt"]) == 0
+    printed = capsys.readouterr().out
+    rows = read_samples(out).to_pylist()
+    labels = {"amy": 0, "bob": 1, "eve": 2}  # dan holds no images: no label
+    want = sorted((labels[rel.split("/")[0]], hashlib.sha256(data).hexdigest()) for rel, data in good.items())
+    assert sorted((r["label"], r["sha256"]) for r in rows) == want
+    rejected = {Path(r["source"]).name: (r["reason"].split(" (")[0], r["shard"])
+                for r in read_table(out / "rejected.parquet", REJECTED_SCHEMA).to_pylist()}
+    assert rejected == {"notes.txt": ("not an image", None), "Thumbs.db": ("not an image", None),
+                        "desktop.ini": ("not an image", None), "dan": ("identity folder holds no images", None),
+                        "half.jpg": ("image does not decode: image file is truncated", rejected["half.jpg"][1])}
+    assert rejected["half.jpg"][1] is not None  # refused while sharding: it has a shard
+    assert printed.splitlines()[-1] == (f"skipped 3 non-image file(s) (reason 'not an image' in "
+                                        f"{out / 'rejected.parquet'})")

@@ -27,7 +27,7 @@ def test_extends_chains_merge_overrides_in_order(cfg):
     merged = arm_overrides(cfg, "ddl_ot")
     assert merged["data"]["selection"]["drop_suspects"] is True  # from clean
     assert merged["data"]["composer"]["enabled"] is True  # from ddl
-    assert [loss["name"] for loss in merged["objective"]["losses"]] == ["ddl", "ot"]  # ddl_ot wins
+    assert set(merged["objective"]["terms"]) == {"ddl", "ot"}  # ddl_ot adds OT to ddl's DDL
     assert merged["optim"]["lr"] == cfg.finetune.overrides["optim"]["lr"]  # the shared recipe underneath
     assert uses_mining(cfg, "ddl_ot") and not uses_mining(cfg, "lowres_aug")
 

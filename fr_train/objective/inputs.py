@@ -1,0 +1,168 @@
+"""What the trainer gives the objective: one backbone pass over a batch and everything its terms need.
+
+Each :class:`~fr_train.objective.batch.Need` has a provider (:data:`PROVIDERS`): the composer's branch
+images, a low-resolution copy of the batch, the frozen teacher. :func:`build_inputs` makes the providers
+of an objective's needs and nothing else; :meth:`Inputs.features` embeds the classification images and
+every provider's images in one backbone pass (in :class:`Need` order) and fills the objective's
+:class:`~fr_train.objective.batch.Batch` from the features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from fr_data.io.errors import ConfigError
+from fr_train.data import ImageBatch
+from fr_train.kd import FrozenTeacher, LowResCopy
+from fr_train.objective.batch import Batch, Need
+from fr_train.objective.config import ObjectiveConfig
+
+__all__ = ["Provider", "BranchFeatures", "LowResFeatures", "TeacherFeatures", "Inputs", "PROVIDERS",
+           "build_inputs"]
+
+
+class Provider(Protocol):
+    """Gives one :class:`Need`: images to embed with the backbone, and how their features fill the batch."""
+
+    need: Need
+    generators: dict[str, torch.Generator]  # RNGs the trainer checkpoints
+
+    def images(self, batch: ImageBatch) -> list[torch.Tensor]:
+        """Extra images for the backbone pass (possibly none)."""
+
+    def fill(self, out: Batch, batch: ImageBatch, features: Sequence[torch.Tensor]) -> None:
+        """Set this need's fields of ``out`` from the features of :meth:`images`."""
+
+
+class BranchFeatures:
+    """Composer branches: negatives, pos_a and pos_b of every branch, embedded by the student."""
+
+    need = Need.BRANCHES
+    generators: dict[str, torch.Generator] = {}
+
+    def images(self, batch: ImageBatch) -> list[torch.Tensor]:
+        if not batch.branches:
+            raise ValueError("the objective needs composer branches but the batch has none "
+                             "(data.composer.enabled)")
+        return [t for b in batch.branches for t in (b.neg_images, b.pos_a, b.pos_b)]
+
+    def fill(self, out: Batch, batch: ImageBatch, features: Sequence[torch.Tensor]) -> None:
+        """DDL's lists and OT's reference (the easy branch's features, with their labels)."""
+        negs, pos_a, pos_b = features[0::3], features[1::3], features[2::3]
+        out.neg_branches, out.pos_a, out.pos_b = list(negs), list(pos_a), list(pos_b)
+        easy = batch.branches[0]
+        out.reference = torch.cat([negs[0], pos_a[0], pos_b[0]])
+        out.reference_labels = torch.cat([easy.neg_labels, easy.pos_labels, easy.pos_labels])
+
+
+class LowResFeatures:
+    """The student's embeddings of a low-resolution copy of the classification images."""
+
+    need = Need.LOWRES
+
+    def __init__(self, copy: LowResCopy):
+        self.copy = copy
+        self.generators = {"lowres": copy.generator}
+
+    def images(self, batch: ImageBatch) -> list[torch.Tensor]:
+        return [self.copy(batch.images)]
+
+    def fill(self, out: Batch, batch: ImageBatch, features: Sequence[torch.Tensor]) -> None:
+        out.lowres_embeddings = features[0]
+
+
+class TeacherFeatures:
+    """The frozen teacher's embeddings of the classification images (no gradient, no student pass)."""
+
+    need = Need.TEACHER
+    generators: dict[str, torch.Generator] = {}
+
+    def __init__(self, teacher: FrozenTeacher):
+        self.teacher = teacher
+
+    def images(self, batch: ImageBatch) -> list[torch.Tensor]:
+        return []
+
+    def fill(self, out: Batch, batch: ImageBatch, features: Sequence[torch.Tensor]) -> None:
+        out.teacher_embeddings = self.teacher(batch.images)
+
+
+class Inputs:
+    """The providers of one training module (plain objects: never trained, never synchronised by DDP).
+
+    Args:
+        providers: at most one per need.
+
+    Attributes:
+        last_images: images the last :meth:`features` call forwarded through the backbone (classification
+            images plus every provider's: composer branches, low-resolution copies); the trainer sums it
+            into ``TrainState.images_seen``, the run's compute.
+    """
+
+    def __init__(self, providers: Iterable[Provider] = ()):
+        self.last_images = 0
+        self.providers = sorted(providers, key=lambda p: list(Need).index(p.need))
+        if len({p.need for p in self.providers}) != len(self.providers):
+            raise ValueError(f"one provider per need, got {[p.need for p in self.providers]}")
+
+    @property
+    def provided(self) -> frozenset[Need]:
+        return frozenset(p.need for p in self.providers)
+
+    @property
+    def generators(self) -> dict[str, torch.Generator]:
+        """RNGs to checkpoint (the low-resolution copy's scale draws)."""
+        return {name: g for provider in self.providers for name, g in provider.generators.items()}
+
+    def features(self, backbone: nn.Module, batch: ImageBatch) -> Batch:
+        """One backbone pass over the classification images and every provider's images -> the Batch."""
+        groups = [provider.images(batch) for provider in self.providers]
+        images = [batch.images, *chain.from_iterable(groups)]
+        self.last_images = sum(len(t) for t in images)
+        features = backbone(torch.cat(images)).float().split([len(t) for t in images])
+        out, start = Batch(features[0], batch.labels), 1
+        for provider, group in zip(self.providers, groups):
+            provider.fill(out, batch, features[start:start + len(group)])
+            start += len(group)
+        return out
+
+
+def _branches(cfg: ObjectiveConfig, device: torch.device, seed: int) -> Provider:
+    return BranchFeatures()
+
+
+def _lowres(cfg: ObjectiveConfig, device: torch.device, seed: int) -> Provider:
+    scale = (float(cfg.lowres_scale[0]), float(cfg.lowres_scale[1]))
+    return LowResFeatures(LowResCopy(scale, torch.Generator().manual_seed(seed)))
+
+
+def _teacher(cfg: ObjectiveConfig, device: torch.device, seed: int) -> Provider:
+    if cfg.teacher is None:
+        raise ConfigError("a term needs teacher embeddings: set objective.teacher")
+    return TeacherFeatures(FrozenTeacher.from_config(cfg.teacher, device))
+
+
+#: Need -> ``provider(objective config, device, seed)``.
+PROVIDERS: dict[Need, Callable[[ObjectiveConfig, torch.device, int], Provider]] = {
+    Need.BRANCHES: _branches,
+    Need.LOWRES: _lowres,
+    Need.TEACHER: _teacher,
+}
+
+
+def build_inputs(cfg: ObjectiveConfig, needs: Iterable[Need], *, device: torch.device | str = "cpu",
+                 seed: int = 0) -> Inputs:
+    """The providers of ``needs`` (an objective's :attr:`~fr_train.objective.Objective.needs`).
+
+    Args:
+        cfg: the objective section (teacher, low-resolution scales).
+        device: the training device (the teacher is loaded onto it).
+        seed: seeds the low-resolution copy's draws (differ per rank).
+    """
+    device, needs = torch.device(device), set(needs)
+    return Inputs(PROVIDERS[need](cfg, device, seed) for need in Need if need in needs)

@@ -1,0 +1,80 @@
+"""The inputs the trainer provides for declared needs: one backbone pass, the low-resolution copy, the
+frozen teacher, composer branches, and only the providers an objective needs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fr_data.io.errors import ConfigError
+from fr_train.data import ImageBatch
+from fr_train.kd import FrozenTeacher, LowResCopy
+from fr_train.models import get_model
+from fr_train.objective import Need, objective_config
+from fr_train.objective.inputs import BranchFeatures, Inputs, LowResFeatures, TeacherFeatures, build_inputs
+from tests.fr_train.test_trainer import _Identity, _images
+
+
+class _Counting(nn.Module):
+    """``_Identity`` that records the size of every pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner, self.passes = _Identity(), []
+
+    def forward(self, x):
+        self.passes.append(len(x))
+        return self.inner(x)
+
+
+def _batch() -> ImageBatch:
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    return ImageBatch(images, torch.tensor([0, 1, 2, 3]), ["a", "b", "c", "d"])
+
+
+def test_lowres_copy_is_embedded_in_the_same_pass():
+    batch, backbone = _batch(), _Counting()
+    inputs = Inputs([LowResFeatures(LowResCopy((0.25, 0.5), torch.Generator().manual_seed(5)))])
+    out = inputs.features(backbone, batch)
+    assert backbone.passes == [8]  # 4 images + their 4 low-resolution copies, one pass
+    expected = LowResCopy((0.25, 0.5), torch.Generator().manual_seed(5))(batch.images)[:, :, 0, 0]
+    torch.testing.assert_close(out.lowres_embeddings, expected, rtol=0, atol=0)
+    torch.testing.assert_close(out.embeddings, batch.images[:, :, 0, 0], rtol=0, atol=0)
+    assert out.teacher_embeddings is None and out.neg_branches is None
+    assert set(inputs.generators) == {"lowres"}
+
+
+def test_teacher_embeds_the_classification_images_without_gradient():
+    batch, backbone = _batch(), _Counting()
+    teacher_net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5))
+    out = Inputs([TeacherFeatures(FrozenTeacher(teacher_net))]).features(backbone, batch)
+    assert backbone.passes == [4] and not out.teacher_embeddings.requires_grad
+    torch.testing.assert_close(out.teacher_embeddings, teacher_net(batch.images).detach())
+
+
+def test_branches_need_a_batch_with_branches():
+    with pytest.raises(ValueError, match="composer branches"):
+        Inputs([BranchFeatures()]).features(_Identity(), _batch())
+
+
+def test_build_inputs_makes_exactly_the_needed_providers(tmp_path):
+    cfg = objective_config({"lowres_scale": [0.5, 0.5]})
+    assert build_inputs(cfg, set()).provided == frozenset()
+    inputs = build_inputs(cfg, {Need.LOWRES, Need.BRANCHES}, seed=3)
+    assert [p.need for p in inputs.providers] == [Need.BRANCHES, Need.LOWRES]  # the order of the pass
+    torch.testing.assert_close(inputs.generators["lowres"].get_state(),
+                               torch.Generator().manual_seed(3).get_state())
+    with pytest.raises(ConfigError, match="objective.teacher"):
+        build_inputs(cfg, {Need.TEACHER})
+    torch.save(get_model("tiny", embedding_size=8).state_dict(), tmp_path / "t.pt")
+    teacher_cfg = objective_config({"teacher": {"name": "tiny", "embedding_size": 8,
+                                                "weights": str(tmp_path / "t.pt")}})
+    (provider,) = build_inputs(teacher_cfg, {Need.TEACHER}).providers
+    assert isinstance(provider, TeacherFeatures) and not provider.teacher.backbone.training
+
+
+def test_one_provider_per_need():
+    with pytest.raises(ValueError, match="one provider per need"):
+        Inputs([BranchFeatures(), BranchFeatures()])
+    assert _images([1.0]).shape == (1, 3, 2, 2)
