@@ -18,11 +18,12 @@ from torch import nn
 
 from fr_data.formats.verification import VerificationPack, decode_pack_uint8, load_bin
 from fr_data.io.atomic import atomic_path
-from fr_data.io.errors import DataError
-from fr_train.config import load_train_config
+from fr_data.io.config import from_dict, load_yaml_with_bases
+from fr_data.io.errors import ConfigError, DataError
 from fr_train.checkpoint import load_weights
 from fr_train.eval import flip_sum_embeddings, tpr_at_fpr, verify_distances
 from fr_train.models import get_model
+from fr_train.models.config import ModelConfig
 
 __all__ = ["METRIC_FPRS", "PackScores", "decode_uint8", "score_images", "pack_metrics", "save_scores",
            "load_scores", "load_backbone"]
@@ -89,10 +90,18 @@ def load_scores(path: str | os.PathLike) -> dict[str, PackScores]:
 
 
 def load_backbone(weights: str | os.PathLike, device: torch.device | str = "cpu") -> nn.Module:
-    """A trained backbone from its ``model.pt`` and the training ``config.yaml`` saved beside it."""
-    folder = Path(weights).parent
-    cfg = load_train_config(folder / "config.yaml")
-    model = get_model(cfg.model.name, embedding_size=cfg.model.embedding_size, **cfg.model.options)
+    """A trained backbone from its ``model.pt`` and the ``model:`` section of the training ``config.yaml``
+    saved beside it (only that section: a run saved before a training key moved still loads).
+
+    Raises:
+        ConfigError: naming the config file when its ``model:`` section is missing or invalid.
+    """
+    path = Path(weights).parent / "config.yaml"
+    try:
+        spec = from_dict(ModelConfig, load_yaml_with_bases(path).get("model", {}), "model")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    model = get_model(spec.name, embedding_size=spec.embedding_size, **spec.options)
     return load_weights(model, weights).to(device).eval()
 
 
