@@ -32,7 +32,8 @@ from fr_train.objective.config import ObjectiveConfig
 
 __all__ = [
     "ModelConfig", "ObjectiveConfig", "OptimConfig", "ScheduleConfig", "LoopConfig", "EvalConfig",
-    "TrainConfig", "load_train_config", "parse_overrides", "validate_train_config", "save_train_config",
+    "InitConfig", "TrainConfig", "load_train_config", "parse_overrides", "validate_train_config",
+    "save_train_config",
 ]
 
 
@@ -146,6 +147,22 @@ class EvalConfig:
 
 
 @dataclass
+class InitConfig:
+    """Initial weights besides the backbone's (``model.weights``), e.g. when fine-tuning a trained run.
+
+    Attributes:
+        head: checkpoint holding a classifier trained on the shard labels (``objective.pt`` of a run that
+            selected every sample, so that row ``c`` is shard label ``c``); the objective's head starts from
+            it, each (possibly merged) class at the normalised mean of its old classes' normalised rows.
+            None: random initialisation.
+        head_key: key of the ``(C, D)`` classifier in that checkpoint.
+    """
+
+    head: str | None = None
+    head_key: str = "head.weight"
+
+
+@dataclass
 class TrainConfig:
     """A whole training run. Sections: see the classes of their types."""
 
@@ -156,6 +173,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    init: InitConfig = field(default_factory=InitConfig)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -217,6 +235,9 @@ def _range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
         (0 <= sched.min_lr <= optim.lr, f"schedule.min_lr must lie in [0, optim.lr], got {sched.min_lr}"),
         (cfg.eval.max_pairs >= 1, f"eval.max_pairs must be >= 1, got {cfg.eval.max_pairs}"),
         (all(0 < f <= 1 for f in cfg.eval.fprs), f"eval.fprs must lie in (0, 1], got {cfg.eval.fprs}"),
+        (cfg.init.head is None or (cfg.objective.head is not None and not cfg.objective.partial_fc.enabled),
+         "init.head initialises the objective's head; with objective.partial_fc.enabled or no head there is "
+         "none"),
     ]
 
 

@@ -55,6 +55,8 @@ class TrainState:
         epoch_step: batches of that epoch already consumed (the next batch's index in the epoch).
         world_size: ranks of the run that wrote it.
         sharded: some files are per rank (``.rank{r}``).
+        images_seen: images forwarded through the trained backbone so far, summed over ranks
+            (classification batches, composer branches, low-resolution KD copies): the run's compute.
         metrics: last logged metrics (informative).
     """
 
@@ -63,6 +65,7 @@ class TrainState:
     epoch_step: int = 0
     world_size: int = 1
     sharded: bool = False
+    images_seen: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
 
 

@@ -37,15 +37,18 @@ from fr_train.checkpoint import load_weights
 from fr_train.config import TrainConfig, save_train_config
 from fr_train.data import ImageBatch, TrainData, build_train_data
 from fr_train.evaluate import Evaluator, build_evaluators, run_evaluators
+from fr_train.head_init import init_head
 from fr_train.logs import MetricsLog, Progress, ThroughputMeter, truncate_metrics
 from fr_train.models import get_model
 from fr_train.objective import Inputs, Objective, build_inputs, build_objective
+from fr_train.objective.batch import Need
+from fr_train.objective.build import check_objective_settings
 from fr_train.optim import build_optimizer, build_schedule
 from fr_train.resume import (CheckpointStore, TrainState, capture_rng, load_tensors, rank_name, read_state,
                              restore_rng, save_tensors)
 
 __all__ = ["TrainModule", "Precision", "Trainer", "TrainResult", "build_module", "build_trainer",
-           "run", "seed_all"]
+           "planned_images_per_step", "run", "seed_all"]
 
 
 # ---------------------------------------------------------------------------------------------- module
@@ -227,6 +230,7 @@ class Trainer:
         params = list(self.module.backbone.parameters())
         self.precision.backward_step(loss, self.optimizer, None if clip is None else (params, clip))
         self.state.step += 1
+        self.state.images_seen += self.module.inputs.last_images * self.world_size
         self.state.epoch_step += 1
         if self.state.epoch_step == self.data.batches_per_epoch:
             self.state.epoch, self.state.epoch_step = self.state.epoch + 1, 0
@@ -277,7 +281,8 @@ class Trainer:
                 raise FloatingPointError(f"step {step}: loss is {value} (parts: "
                                          f"{ {k: float(v) for k, v in parts.items()} })")
             record = {"epoch": step / self.data.batches_per_epoch, "lr": lr, "loss": value,
-                      **{k: float(v) for k, v in parts.items()}, "img_s": meter.rate()}
+                      **{k: float(v) for k, v in parts.items()}, "img_s": meter.rate(),
+                      "images_seen": self.state.images_seen}
             self.records.append({"step": step, **record})
             self.state.metrics = {k: v for k, v in record.items() if isinstance(v, float)}
             log.write(step, record)
@@ -343,6 +348,19 @@ class Trainer:
         self.state = TrainState(**{**asdict(state), "world_size": self.world_size, "sharded": self.sharded})
 
 
+def planned_images_per_step(cfg: TrainConfig) -> int:
+    """Images one step forwards on one rank according to ``cfg`` (what :attr:`Inputs.last_images` counts):
+    ``batch_size``, plus ``(1 + hard branches) * (identities + 2 * pairs)`` when a term needs the composer's
+    branches, plus ``batch_size`` again when a term needs a low-resolution copy (teacher passes are not
+    counted: the frozen teacher runs without gradient). Equal-compute comparisons divide an image budget by
+    this to get each run's step count."""
+    data, composer = cfg.data, cfg.data.composer
+    needs = set().union(*check_objective_settings(cfg.objective).values())
+    branches = (1 + len(composer.hard)) * (composer.identities + 2 * composer.pairs)
+    return (data.batch_size + (branches if Need.BRANCHES in needs else 0)
+            + (data.batch_size if Need.LOWRES in needs else 0))
+
+
 def _mean_over_ranks(loss: torch.Tensor, parts: dict[str, torch.Tensor]
                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss and parts averaged over ranks (for logging; every rank must call it at the same step)."""
@@ -375,6 +393,8 @@ def build_trainer(cfg: TrainConfig, device: torch.device) -> Trainer:
     """Data, module (with the objective's inputs) and evaluators of this rank, in a :class:`Trainer`."""
     data = build_train_data(cfg.data, rank=dist.rank(), world_size=dist.world_size())
     module = build_module(cfg, data.num_classes, device)
+    if cfg.init.head is not None:
+        init_head(module.objective.head, cfg.init, data.selection)
     evaluators = build_evaluators(cfg.eval, cfg.data.shards) if dist.rank() == 0 else []
     return Trainer(cfg, data, module, device, evaluators=evaluators)
 

@@ -5,6 +5,7 @@
 * :mod:`fr_data.folders.run_folder`: a mining run's manifests (``tools/mine_hard.py``).
 * :mod:`fr_data.folders.report_folder`: the review page of a run (``tools/report.py``).
 * :mod:`fr_data.folders.review_file`: ``review.csv``, the decisions exported by the review page.
+* :mod:`fr_data.folders.experiment_folder`: ``results.parquet`` and the report of ``tools/experiment.py``.
 
 Every reader and writer of these folders goes through its module, so a file name or a column is
 spelled in exactly one place.

@@ -33,7 +33,8 @@ from fr_data.io.errors import DataError
 if TYPE_CHECKING:  # torch is imported lazily: the synthetic generator writes packs without it
     import torch
 
-__all__ = ["PackUnpickler", "VerificationPack", "check_images", "decode_pack", "load_bin", "save_bin"]
+__all__ = ["PackUnpickler", "VerificationPack", "check_images", "decode_pack", "decode_pack_uint8", "load_bin",
+           "save_bin"]
 
 
 @dataclass(frozen=True)
@@ -222,11 +223,8 @@ def check_images(pack: VerificationPack) -> None:
             raise DataError(pack.path or "<pack>", f"image {i}", f"{what} ({len(data)} bytes)")
 
 
-def decode_pack(pack: VerificationPack, size: int = 112, flip: bool = False) -> "torch.Tensor":
-    """Decode every image to a ``(2P, 3, size, size)`` float tensor, ``(x / 255 - 0.5) / 0.5`` (RGB).
-
-    Images of another size are resized (bilinear), as InsightFace's ``load_bin`` does; ``flip`` mirrors
-    them horizontally (for flip-test embeddings).
+def decode_pack_uint8(pack: VerificationPack, size: int = 112) -> np.ndarray:
+    """Decode every image to ``(2P, size, size, 3)`` uint8 RGB (resized bilinearly when another size).
 
     Raises:
         DataError: an image cannot be decoded (names the pack file and the image index).
@@ -241,6 +239,19 @@ def decode_pack(pack: VerificationPack, size: int = 112, flip: bool = False) -> 
         if img.size != (size, size):
             img = img.resize((size, size), Image.BILINEAR)
         out[i] = np.asarray(img)
+    return out
+
+
+def decode_pack(pack: VerificationPack, size: int = 112, flip: bool = False) -> "torch.Tensor":
+    """Decode every image to a ``(2P, 3, size, size)`` float tensor, ``(x / 255 - 0.5) / 0.5`` (RGB).
+
+    Images of another size are resized (bilinear), as InsightFace's ``load_bin`` does; ``flip`` mirrors
+    them horizontally (for flip-test embeddings).
+
+    Raises:
+        DataError: an image cannot be decoded (names the pack file and the image index).
+    """
+    out = decode_pack_uint8(pack, size)
     if flip:
         out = out[:, :, ::-1]
     import torch

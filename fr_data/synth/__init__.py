@@ -6,9 +6,10 @@ demographic-like groups), ``texture`` (per-identity face texture), ``render`` (n
 identities), ``packs`` (verification pairs) and ``dataset`` (orchestration and output files).
 """
 
-from fr_data.synth.dataset import ATTRIBUTES_SCHEMA, SynthConfig, TrainPlan, generate, plan_train
+from fr_data.synth.dataset import (ATTRIBUTES_SCHEMA, SynthConfig, TrainPlan, generate, generate_packs,
+                                   plan_train)
 from fr_data.synth.identity import GROUPS, Identity, sample_identity
 from fr_data.synth.packs import PACKS
 
-__all__ = ["ATTRIBUTES_SCHEMA", "SynthConfig", "TrainPlan", "generate", "plan_train", "GROUPS", "Identity",
+__all__ = ["ATTRIBUTES_SCHEMA", "SynthConfig", "TrainPlan", "generate", "generate_packs", "plan_train", "GROUPS", "Identity",
            "sample_identity", "PACKS"]

@@ -32,7 +32,8 @@ from fr_data.synth.variation import TRAIN_PRIOR, Variations, degrade, sample_var
 from fr_data.formats.verification import save_bin
 from fr_data.io.hashing import file_sha256
 
-__all__ = ["ATTRIBUTES_SCHEMA", "SynthConfig", "TrainPlan", "plan_train", "generate", "RENDER_CHUNK"]
+__all__ = ["ATTRIBUTES_SCHEMA", "SynthConfig", "TrainPlan", "plan_train", "generate", "generate_packs",
+           "RENDER_CHUNK"]
 
 GENERATOR_VERSION = 1
 RENDER_CHUNK = 32  # images rendered per vectorised call (keeps the working set in cache)
@@ -319,6 +320,27 @@ def _summary(plan: TrainPlan, counts: dict) -> dict:
     }
 
 
+
+def generate_packs(cfg: SynthConfig, out: str | os.PathLike, workers: int = 1) -> dict:
+    """Only the verification packs of ``cfg``'s held-out identities (no training set); ``packs.json`` last.
+
+    The packs are byte-identical to those :func:`generate` writes for the same ``cfg``; a set of another
+    ``seed`` holds other people, which is how an experiment gets validation and test identities disjoint
+    from the training set's (and from each other).
+
+    Raises:
+        ValueError: ``cfg.pairs`` is 0.
+    """
+    if not cfg.pairs:
+        raise ValueError("generate_packs needs pairs > 0")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "packs.json").unlink(missing_ok=True)
+    packs = {spec.name: write_pack(cfg, i, spec, out, workers) for i, spec in enumerate(PACKS)}
+    info = {"generator": "hardmine.synth", "version": GENERATOR_VERSION, "parameters": asdict(cfg),
+            "packs": packs, "sha256": {f"{name}.bin": file_sha256(out / f"{name}.bin") for name in packs}}
+    atomic_write_text(out / "packs.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return info
 
 
 def generate(cfg: SynthConfig, out: str | os.PathLike, workers: int = 1) -> dict:

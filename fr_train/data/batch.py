@@ -45,6 +45,11 @@ class Branch:
     neg_keys: list[str] = field(default_factory=list)
     pos_keys: list[tuple[str, str]] = field(default_factory=list)
 
+    @property
+    def num_images(self) -> int:
+        """Images this branch forwards: the negatives plus both sides of every positive pair."""
+        return len(self.neg_images) + len(self.pos_a) + len(self.pos_b)
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Branch:
         """This branch with its tensors on ``device``."""
         return _moved(self, device, non_blocking)
@@ -72,6 +77,12 @@ class ImageBatch:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    @property
+    def num_images(self) -> int:
+        """Images this batch forwards: the classification images plus every composer branch's images
+        (``len(batch)`` counts the classification images only)."""
+        return len(self.images) + sum(b.num_images for b in self.branches or ())
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> ImageBatch:
         """This batch (and its branches) with tensors on ``device``."""

@@ -27,19 +27,25 @@ POSITIVE_THRESHOLD = 0.0
 
 
 def _kl_to_teacher(sims: Sequence[torch.Tensor], num_bins: int, sigma: float, detach: bool) -> torch.Tensor:
-    """``sum_{k>=1} KL(hist(sims[0]) || hist(sims[k]))``."""
+    """``sum_{k>=1} KL(hist(sims[0]) || hist(sims[k]))`` over the non-empty students (0 without a teacher)."""
+    total = sims[0].new_zeros(())
+    if sims[0].numel() == 0:
+        return total
     teacher = soft_histogram(sims[0], num_bins, sigma)
     if detach:
         teacher = teacher.detach()
-    total = sims[0].new_zeros(())
     for student in sims[1:]:
-        total = total + kl_divergence(teacher, soft_histogram(student, num_bins, sigma))
+        if student.numel():
+            total = total + kl_divergence(teacher, soft_histogram(student, num_bins, sigma))
     return total
 
 
 def _order_term(pos_sims: Sequence[torch.Tensor], neg_sims: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``sum_{i,j} mean(neg_i) - mean(pos_j)`` over every (negative branch, positive branch) pair."""
+    """``sum_{i,j} mean(neg_i) - mean(pos_j)`` over every (negative branch, non-empty positive branch) pair."""
+    pos_sims = [s for s in pos_sims if s.numel()]
     neg_means = torch.stack([s.mean() for s in neg_sims])
+    if not pos_sims:
+        return neg_means.sum() * 0.0  # nothing to order against (still attached to the graph)
     pos_means = torch.stack([s.mean() for s in pos_sims])
     return len(pos_sims) * neg_means.sum() - len(neg_sims) * pos_means.sum()
 
@@ -50,10 +56,9 @@ def _check_branches(pos_sims: Sequence[torch.Tensor], neg_sims: Sequence[torch.T
             f"DDL needs the same non-zero number of positive and negative branches, "
             f"got {len(pos_sims)} and {len(neg_sims)}"
         )
-    for kind, branches in (("positive", pos_sims), ("negative", neg_sims)):
-        for k, sims in enumerate(branches):
-            if sims.numel() == 0:
-                raise ValueError(f"DDL {kind} branch {k} has no similarities")
+    for k, sims in enumerate(neg_sims):
+        if sims.numel() == 0:
+            raise ValueError(f"DDL negative branch {k} has no similarities")
 
 
 def ddl_loss(
@@ -78,7 +83,10 @@ def ddl_loss(
     terms only; the order term always acts on every branch (it is a margin, not a distillation target).
 
     Args:
-        pos_sims: Per branch, 1-D positive-pair similarities (non-empty).
+        pos_sims: Per branch, 1-D positive-pair similarities. A branch may be empty (every pair of a
+            weak backbone's hard branch at cosine <= 0, dropped by the threshold): it then takes no part
+            in the positive KL (no positive KL at all when the teacher's is empty) nor in the order term,
+            and is counted in the part ``empty_pos``; the reference divides by zero there instead.
         neg_sims: Per branch, 1-D negative similarities (non-empty); same number of branches.
         num_bins: Histogram nodes ``r / num_bins``, r = 0 ... num_bins - 1.
         sigma: Gaussian kernel width.
@@ -88,8 +96,8 @@ def ddl_loss(
         detach_teacher: Stop KL gradients into branch 0.
 
     Returns:
-        ``LossOutput`` with detached parts ``pos_kl``, ``neg_kl``, ``order`` (unweighted) and details
-        ``pos_sims``/``neg_sims`` (detached, for histogram logging).
+        ``LossOutput`` with detached parts ``pos_kl``, ``neg_kl``, ``order`` (unweighted), ``empty_pos``
+        (empty positive branches) and details ``pos_sims``/``neg_sims`` (detached, for histogram logging).
     """
     _check_branches(pos_sims, neg_sims)
     pos_kl = _kl_to_teacher(pos_sims, num_bins, sigma, detach_teacher)
@@ -97,7 +105,8 @@ def ddl_loss(
     order = _order_term(pos_sims, neg_sims)
     loss = pos_kl_weight * pos_kl + neg_kl_weight * neg_kl + order_weight * order
     details = {"pos_sims": [s.detach() for s in pos_sims], "neg_sims": [s.detach() for s in neg_sims]}
-    parts = {"pos_kl": pos_kl.detach(), "neg_kl": neg_kl.detach(), "order": order.detach()}
+    empty = order.new_tensor(float(sum(s.numel() == 0 for s in pos_sims)))
+    parts = {"pos_kl": pos_kl.detach(), "neg_kl": neg_kl.detach(), "order": order.detach(), "empty_pos": empty}
     return LossOutput(loss, parts, details)
 
 

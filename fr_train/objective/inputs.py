@@ -153,9 +153,15 @@ class Inputs:
 
     Args:
         providers: at most one per need.
+
+    Attributes:
+        last_images: images the last :meth:`features` call forwarded through the backbone (classification
+            images plus every provider's: composer branches, low-resolution copies); the trainer sums it
+            into ``TrainState.images_seen``, the run's compute.
     """
 
     def __init__(self, providers: Iterable[Provider] = ()):
+        self.last_images = 0
         self.providers = sorted(providers, key=lambda p: list(Need).index(p.need))
         if len({p.need for p in self.providers}) != len(self.providers):
             raise ValueError(f"one provider per need, got {[p.need for p in self.providers]}")
@@ -173,6 +179,7 @@ class Inputs:
         """One backbone pass over the classification images and every provider's images -> the Batch."""
         groups = [provider.images(batch) for provider in self.providers]
         images = [batch.images, *chain.from_iterable(groups)]
+        self.last_images = sum(len(t) for t in images)
         features = backbone(torch.cat(images)).float().split([len(t) for t in images])
         out, start = Batch(features[0], batch.labels), 1
         for provider, group in zip(self.providers, groups):

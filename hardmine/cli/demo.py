@@ -20,6 +20,11 @@ from fr_data.io.errors import HardmineError
 from hardmine.pipelines.demo import demo_config, run_demo
 
 
+#: The demo's last line: where to go from mining to a measured training gain.
+NEXT = ("Next: does training on these manifests help hard samples? python tools/experiment.py --out exp "
+        "--size small (a quick look; docs/results.md has the full-size result)")
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,6 +48,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except HardmineError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
+    print(NEXT)
     return 0
 
 

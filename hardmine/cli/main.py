@@ -9,6 +9,7 @@
     hardmine report manifests/RUN --shards data/shards --out review/RUN
     hardmine train --config ms1mv3_r50_arcface            (also: torchrun ... -m hardmine train ...)
     hardmine demo --out demo
+    hardmine experiment --out exp --size small
 
 ``hardmine SUBCOMMAND --help`` describes each one.
 """
@@ -29,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "a static review page of a mining run (decisions exported as review.csv)"),
     "train": ("train", "train a face model from a config (python -m fr_train; torchrun works too)"),
     "demo": ("demo", "the end-to-end demo on synthetic faces"),
+    "experiment": ("experiment", "does training on the manifests help hard samples? arms at equal compute, scored"),
 }
 
 

@@ -58,6 +58,8 @@ def test_base_chain_and_overrides(tmp_path, base):
      r"objective.terms.kd_lowres.classifier: the teacher's classifier checkpoint is required"),
     ("data: {shards: x}\nobjective: {teacher: {name: tiny}, terms: {ekd: {}}}\n",
      r"objective.teacher.weights: a teacher checkpoint is required"),
+    ("data: {shards: x}\nobjective: {partial_fc: {enabled: true}}\ninit: {head: h.pt}\n", r"init.head initialises"),
+    ("data: {shards: x}\ninit: {heads: h.pt}\n", r"init: unknown key\(s\) \['heads'\]"),
     ("train: {epochs: 1}\n", r"data.shards must name the shard folder"),
 ])
 def test_validation_errors_name_file_and_key(tmp_path, text, message):

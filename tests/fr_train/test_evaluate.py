@@ -13,7 +13,9 @@ from fr_train.config import EvalConfig
 from fr_train.eval import flip_sum_embeddings, verify
 from fr_train.evaluate import BinEvaluator, PairsEvaluator, build_evaluators, embed_in_chunks
 from tests.fr_train.data.builders import face_jpeg
-from tests.fr_train.test_trainer import one_thread, tiny  # noqa: F401  (fixtures)
+from tests.fr_train.test_trainer import tiny  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class MeanColour(nn.Module):

@@ -23,7 +23,9 @@ from fr_train.resume import (
     save_tensors,
 )
 from fr_train.trainer import run
-from tests.fr_train.test_trainer import one_thread, tiny, tiny_config  # noqa: F401  (fixtures)
+from tests.fr_train.test_trainer import tiny, tiny_config  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _draws(gen: torch.Generator) -> tuple:

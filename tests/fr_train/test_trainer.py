@@ -20,7 +20,7 @@ from fr_train.data import Branch, ImageBatch
 from fr_train.objective import Need, Objective, Term
 from fr_train.objective.inputs import BranchFeatures, Inputs
 from fr_train.resume import load_tensors, read_state
-from fr_train.trainer import Precision, TrainModule, run
+from fr_train.trainer import Precision, TrainModule, planned_images_per_step, run
 from tests.fr_train.data.builders import face_jpeg, make_tiny_data
 from tests.repo import ROOT
 
@@ -41,13 +41,7 @@ def tiny_config(tiny, output: Path, **sections: Any) -> TrainConfig:
     return load_train_config(CONFIG, tiny_overrides(tiny, output, **sections))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny models gain nothing from more, and a shared CI machine loses a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +93,36 @@ def test_ddl_ot_with_composer_branches(tiny, tmp_path):
         assert math.isfinite(record[key]), key
     state = load_tensors(result.checkpoint / "objective.pt")
     assert float(state["head.t"]) != 0.0  # CurricularFace's t is saved with the objective
+
+
+COMPOSER = {"enabled": True, "identities": 3, "pairs": 2,
+            "hard": [{"source": "pairs", "where": "split = 'hard'"},
+                     {"source": "variation", "where": "pose_bin = 'profile'"}]}
+
+
+@pytest.mark.parametrize("sections, per_step", [
+    ({}, 4),  # the classification batch only
+    ({"data": {"composer": COMPOSER}}, 4),  # branches composed but no term needs them: never forwarded
+    ({"data": {"composer": COMPOSER}, "objective": {"terms": {"ddl": {}}}},
+     4 + 3 * (3 + 2 * 2)),  # + easy and two hard branches, forwarded for DDL
+])
+def test_images_seen_counts_composer_branch_images(tiny, tmp_path, sections, per_step):
+    cfg = tiny_config(tiny, tmp_path / "out", train={"max_steps": 5, "log_every": 2}, **sections)
+    assert planned_images_per_step(cfg) == per_step
+    first = run(cfg, stop_after=3)  # preempted: the count is checkpointed and resumed
+    assert first.state.images_seen == read_state(first.checkpoint).images_seen == 3 * per_step
+    result = run(cfg, resume=True)
+    assert result.state.images_seen == read_state(result.checkpoint).images_seen == 5 * per_step
+    logged = [(r["step"], r["images_seen"]) for r in result.records if "images_seen" in r]
+    assert logged == [(4, 4 * per_step), (5, 5 * per_step)]
+
+
+def test_images_seen_counts_the_low_resolution_copies(tiny, tmp_path):
+    teacher = run(tiny_config(tiny, tmp_path / "teacher", train={"max_steps": 3}))
+    cfg = tiny_config(tiny, tmp_path / "student", train={"max_steps": 3},
+                      objective={"terms": {"kd_lowres": {"classifier": str(teacher.checkpoint / "objective.pt")}}})
+    assert planned_images_per_step(cfg) == 8
+    assert run(cfg).state.images_seen == 24
 
 
 def test_partial_fc_replaces_the_head(tiny, tmp_path):

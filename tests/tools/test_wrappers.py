@@ -13,7 +13,7 @@ from tests.repo import ROOT
 
 #: tools/<file>.py -> hardmine subcommand
 WRAPPERS = {"synth": "synth", "shard": "shard", "verify_shards": "verify", "embed": "embed",
-            "mine_hard": "mine", "query": "query", "demo": "demo", "report": "report"}
+            "mine_hard": "mine", "query": "query", "demo": "demo", "report": "report", "experiment": "experiment"}
 
 
 @pytest.mark.parametrize("tool, sub", sorted(WRAPPERS.items()))

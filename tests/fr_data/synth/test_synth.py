@@ -15,7 +15,8 @@ from fr_data.formats.recordio import RecordIOReader, unpack_image_record
 from fr_data.formats.verification import decode_pack, load_bin
 from fr_data.ingest.recordio_source import RecordIOSource
 from fr_data.io.parquet import read_table
-from fr_data.synth import ATTRIBUTES_SCHEMA, GROUPS, PACKS, SynthConfig, generate, plan_train, sample_identity
+from fr_data.synth import (ATTRIBUTES_SCHEMA, GROUPS, PACKS, SynthConfig, generate, generate_packs, plan_train,
+                           sample_identity)
 from fr_data.synth.defects import near_duplicate, plan_labels
 from fr_data.synth.identity import identity_group
 from fr_data.synth.render import IMAGE_SIZE, cast_surface, prepare_texture, render
@@ -201,6 +202,19 @@ def test_output_is_byte_identical_for_a_seed_whatever_the_workers(tiny_set, tmp_
     other = dataclasses.replace(TINY, seed=4, pairs=0)
     generate(other, tmp_path / "s4", workers=1)
     assert (tmp_path / "s4" / "train.rec").read_bytes() != (out / "train.rec").read_bytes()
+
+
+def test_generate_packs_writes_the_same_packs_without_a_training_set(tiny_set, tmp_path):
+    out, _ = tiny_set
+    info = generate_packs(TINY, tmp_path / "packs", workers=1)
+    for spec in PACKS:
+        assert (tmp_path / "packs" / f"{spec.name}.bin").read_bytes() == (out / f"{spec.name}.bin").read_bytes()
+    assert not (tmp_path / "packs" / "train.rec").exists()
+    assert json.loads((tmp_path / "packs" / "packs.json").read_text())["sha256"] == info["sha256"]
+    other = generate_packs(dataclasses.replace(TINY, seed=TINY.seed + 1), tmp_path / "other", workers=1)
+    assert other["sha256"]["synth_easy.bin"] != info["sha256"]["synth_easy.bin"]  # other people
+    with pytest.raises(ValueError, match="pairs"):
+        generate_packs(dataclasses.replace(TINY, pairs=0), tmp_path / "none")
 
 
 def test_config_rejects_bad_rates():

@@ -158,10 +158,27 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(fn, (*neg, *pos_a, *pos_b), eps=1e-6, atol=1e-5)
 
 
-def test_rejects_mismatched_branches_and_empty_positives():
+def test_rejects_mismatched_branches_and_empty_negatives():
     neg, pos_a, pos_b = _branches()
     with pytest.raises(ValueError, match="length"):
         DistributionDistillationLoss()(neg, pos_a[:1], pos_b)
-    opposite = [-b for b in pos_a]
-    with pytest.raises(ValueError, match="positive branch 0"):
-        DistributionDistillationLoss()(neg, pos_a, opposite)
+    with pytest.raises(ValueError, match="negative branch 1"):
+        ddl_loss([torch.ones(2), torch.ones(2)], [torch.ones(2), torch.empty(0)])
+
+
+def test_an_empty_positive_branch_is_left_out_not_an_error():
+    # every pair of the student branch at cosine <= 0 (a weak backbone on hard pairs): no student positive
+    # KL and no order pairs with that branch; the rest of the loss is unchanged
+    pos = [torch.tensor([0.8, 0.6]), torch.empty(0)]
+    neg = [torch.tensor([0.1, 0.3]), torch.tensor([0.2, 0.4])]
+    out = ddl_loss(pos, neg, num_bins=50, sigma=0.1)
+    neg_kl = kl_divergence(soft_histogram(neg[0], 50, 0.1), soft_histogram(neg[1], 50, 0.1))
+    order = (0.2 + 0.3) - 2 * 0.7  # one positive branch: sum_i mean(neg_i) - 2 * mean(pos_0)
+    assert float(out.parts["pos_kl"]) == 0.0 and float(out.parts["empty_pos"]) == 1.0
+    assert float(out.loss) == pytest.approx(0.02 * float(neg_kl) + 0.5 * order, rel=1e-6)
+    none = ddl_loss([torch.empty(0), torch.empty(0)], neg, num_bins=50, sigma=0.1)
+    assert float(none.parts["order"]) == 0.0 and float(none.parts["empty_pos"]) == 2.0
+    neg_a, pos_a, pos_b = _branches()
+    opposite = [pos_b[0], -pos_a[1]]  # the student's pairs point apart
+    result = DistributionDistillationLoss()(neg_a, pos_a, opposite)
+    assert float(result.parts["empty_pos"]) == 1.0 and torch.isfinite(result.loss)

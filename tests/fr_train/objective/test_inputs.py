@@ -42,6 +42,7 @@ def test_lowres_copy_is_embedded_in_the_same_pass():
     inputs = Inputs([LowResFeatures(LowResCopy((0.25, 0.5), torch.Generator().manual_seed(5)))])
     out = inputs.features(backbone, batch)
     assert backbone.passes == [8]  # 4 images + their 4 low-resolution copies, one pass
+    assert inputs.last_images == 8  # what the trainer adds to images_seen
     expected = LowResCopy((0.25, 0.5), torch.Generator().manual_seed(5))(batch.images)[:, :, 0, 0]
     torch.testing.assert_close(out.lowres_embeddings, expected, rtol=0, atol=0)
     torch.testing.assert_close(out.embeddings, batch.images[:, :, 0, 0], rtol=0, atol=0)
@@ -52,8 +53,10 @@ def test_lowres_copy_is_embedded_in_the_same_pass():
 def test_teacher_embeds_the_classification_images_without_gradient():
     batch, backbone = _batch(), _Counting()
     teacher_net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5))
-    out = Inputs([TeacherFeatures(FrozenTeacher(teacher_net))]).features(backbone, batch)
+    inputs = Inputs([TeacherFeatures(FrozenTeacher(teacher_net))])
+    out = inputs.features(backbone, batch)
     assert backbone.passes == [4] and not out.teacher_embeddings.requires_grad
+    assert inputs.last_images == 4  # the frozen teacher's pass is not the student's compute
     torch.testing.assert_close(out.teacher_embeddings, teacher_net(batch.images).detach())
 
 

@@ -100,3 +100,10 @@ def test_demo_config_applies_seed_steps_and_sizes_over_the_ready_size():
     assert cfg.train_overrides["data"]["batch_size"] == base.train_overrides["data"]["batch_size"]
     assert cfg.workers == 1 and cfg.mining_config == base.mining_config
     assert demo_config("small") == base
+
+
+def test_the_demo_ends_with_a_pointer_to_the_experiment(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(demo_tool, "run_demo", lambda cfg, out: print("summary"))
+    assert demo_tool.main(["--out", str(tmp_path / "d"), "--small"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == demo_tool.NEXT and "tools/experiment.py --out" in lines[-1]
