@@ -335,8 +335,10 @@ def run_stages(ctx: Context) -> list[StageResult]:
     for stage in STAGES:
         name = stage.__name__.removesuffix("_stage")
         ctx.log(f"[experiment] {name} ...")
-        cpu = cpu_seconds()
+        cpu, started = cpu_seconds(), time.perf_counter()
         result = stage(ctx)
+        if not result.skipped:  # the stage's wall time (its parts may have run side by side)
+            result.seconds = time.perf_counter() - started
         result.info["stage_cpu_seconds"] = round(cpu_seconds() - cpu, 1)
         ctx.log(f"[experiment] {name}: " + ("already complete, skipped" if result.skipped
                                           else f"{result.seconds:.1f} s"))
