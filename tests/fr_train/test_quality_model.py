@@ -20,8 +20,9 @@ from fr_train.config import load_train_config
 from fr_train.quality_model import QualityModel, load_quality_model
 from fr_train.trainer import run
 from tests.fr_train.data.builders import face_jpeg, make_tiny_data, mined_samples
-from tests.fr_train.test_trainer import one_thread  # noqa: F401  (autouse: one intra-op thread)
 from tests.repo import ROOT
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 CONFIG = ROOT / "configs" / "synth_tiny.yaml"
 
