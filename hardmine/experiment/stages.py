@@ -288,7 +288,7 @@ def _score_split(ctx: Context, split: str, models: dict[str, Path]) -> StageResu
     if not todo:
         return StageResult(f"evaluate {split}", True)
     ctx.log(f"[experiment] scoring {len(todo)} backbone(s) on the {split} packs")
-    started, groups = time.perf_counter(), [todo[i::max(1, ctx.workers)] for i in range(max(1, ctx.workers))]
+    groups = [todo[i::max(1, ctx.workers)] for i in range(max(1, ctx.workers))]
     jobs = [(ctx.layout.packs(split), {n: models[n] for n in group}, ctx.cfg.evaluation.batch_size, ctx.device)
             for group in groups if group]
     for _, scores in run_jobs(score_job, jobs, ctx.workers):
@@ -296,7 +296,7 @@ def _score_split(ctx: Context, split: str, models: dict[str, Path]) -> StageResu
             save_scores(ctx.layout.scores(split, name), packs)
             write_stamp(ctx.layout.stamp(f"scores-{split}-{name}"), inputs[name],
                         {pack: pack_metrics(s, ctx.cfg.evaluation.folds) for pack, s in packs.items()})
-    return StageResult(f"evaluate {split}", False, time.perf_counter() - started, {"scored": todo})
+    return StageResult(f"evaluate {split}", False, info={"scored": todo})
 
 
 def split_scores(ctx: Context, split: str, model: str) -> dict[str, PackScores]:
@@ -319,9 +319,10 @@ def result_rows(ctx: Context, split: str) -> list[dict[str, Any]]:
 
 
 def _merge_results(name: str, results: list[StageResult]) -> StageResult:
-    """One result for a stage made of parts (skipped only when every part was)."""
-    return StageResult(name, all(r.skipped for r in results), sum(r.seconds for r in results),
-                       {r.name: r.info for r in results if not r.skipped})
+    """One result for a stage made of parts (skipped only when every part was); its time is the stage's
+    wall time, taken by :func:`run_stages` (parts may run side by side, so their times do not add up)."""
+    return StageResult(name, all(r.skipped for r in results),
+                       info={r.name: r.info for r in results if not r.skipped})
 
 
 #: The pipeline before the report, in order.
