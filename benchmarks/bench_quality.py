@@ -2,6 +2,7 @@
 
     python benchmarks/bench_quality.py --seed 1 --split validation [--size full] [--work DIR] [--set key=value ...]
     python benchmarks/bench_quality.py --seed 0 --split test --size full --bin extra.bin ...
+    python benchmarks/bench_quality.py --seed 2 --split test --size full --pack-pairs 4000 --crossfit 2 --tag crossfit2
 
 For one synthetic data set (``--seed``, ``--size`` a size of the demo: ``small`` by default, ``full`` for
 the figures in docs/benchmarks.md) it runs the demo pipeline (``hardmine.pipelines.demo``: synth ->
@@ -25,6 +26,9 @@ partial area over 0-0.20 (the ISO/IEC 29794-1 style pAUC; Schlett et al., https:
 find rankings steadier with the larger limit, hence the full curve first). ``oracle`` (discard the
 genuine pairs of lowest similarity first) bounds what any quality score could reach. Writes
 ``OUT/erc_<split>_seed<S>.png`` and ``.json`` and prints a markdown table.
+
+``--pack-pairs N`` scores packs of N pairs from another synth seed instead of the data set's own 600-pair
+packs; ``--crossfit F`` trains the regressor on out-of-fold pseudo-labels (:func:`crossfit_labels`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -49,14 +54,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pyarrow as pa
 import torch
 from _machine import describe
 from torch import nn
 
 from fr_data.embed.forward import embed_batch, quality_batch
+from fr_data.folders import run_folder as rf
 from fr_data.formats.verification import check_images, decode_pack, load_bin
 from fr_data.io.config import deep_merge
-from fr_data.synth import PACKS
+from fr_data.synth import PACKS, SynthConfig, generate_packs
 from fr_data.synth.packs import pack_variations
 from fr_train.config import TrainConfig, load_train_config, parse_overrides
 from fr_train.eval import ErcCurve, erc, pair_quality
@@ -75,6 +82,7 @@ from hardmine.pipelines.demo import (
     synth_stage,
     train_config,
     train_stage,
+    with_overrides,
 )
 
 FRACTIONS = np.round(np.arange(0, 0.9501, 0.01), 2)
@@ -108,10 +116,55 @@ def prepare(size: str, seed: int, work: Path) -> tuple[Any, Layout]:
     return cfg, layout
 
 
-def regressor_config(cfg: Any, layout: Layout, overrides: dict[str, Any], tag: str) -> TrainConfig:
-    """``configs/sdd_fiqa_synth.yaml`` pointed at this seed's shards, mining run and recognition backbone."""
+def crossfit_labels(cfg: Any, layout: Layout, folds: int = 2) -> Path:
+    """Out-of-fold ``quality_sdd``: a mining run folder equal to the seed's own but for that column, where
+    each image's pseudo-label comes from a recognition backbone that never saw its identity.
+
+    The identities are split by ``label % folds``; fold f's backbone is the demo's recipe trained on the
+    other folds' images only; it embeds every image and a mining run over its embeddings gives the
+    pseudo-labels of fold f's images (their intra-class similarities are those of unseen people, their
+    negatives as usual). A backbone trained on an image scores it by how well it was memorised, which
+    mostly singles out label errors; an unseen person's image is scored by how recognisable it is.
+    Written once to ``OUT/mined_crossfit`` (reused when complete).
+    """
+    target = layout.out / f"mined_crossfit{folds}"
+    if (target / "samples.parquet").is_file():
+        return target
+    labels: dict[str, float] = {}
+    for fold in range(folds):
+        flayout = Layout(layout.out / f"crossfit{folds}" / f"fold{fold}")
+        flayout.out.mkdir(parents=True, exist_ok=True)
+        for name in ("synth", "shards"):
+            link = flayout.out / name
+            if not link.exists():
+                link.symlink_to(getattr(layout, name).resolve(), target_is_directory=True)
+        fcfg = with_overrides(cfg, train_overrides={"data": {"selection": {"where": f"label % {folds} <> {fold}"}}})
+        for stage in (train_stage, embed_stage, mine_stage):
+            started = time.perf_counter()
+            result = stage(fcfg, flayout)
+            print(f"[crossfit fold {fold}] {result.name}: "
+                  f"{'reused' if result.skipped else f'{time.perf_counter() - started:.0f} s'}", flush=True)
+        table = rf.read(flayout.mined, "samples", columns=["key", "label", "quality_sdd"]).to_pydict()
+        labels.update({k: q for k, lab, q in zip(table["key"], table["label"], table["quality_sdd"])
+                       if lab % folds == fold})
+    samples = rf.read(layout.mined, "samples")
+    column = pa.array([labels.get(k) for k in samples.column("key").to_pylist()], pa.float32())
+    samples = samples.set_column(samples.schema.get_field_index("quality_sdd"), "quality_sdd", column)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(layout.mined, partial)
+    report = {"crossfit": {"folds": folds, "source": str(layout.mined)}}
+    rf.write(partial, "samples", samples, report)
+    partial.rename(target)
+    return target
+
+
+def regressor_config(cfg: Any, layout: Layout, overrides: dict[str, Any], tag: str,
+                     run: Path | None = None) -> TrainConfig:
+    """``configs/sdd_fiqa_synth.yaml`` pointed at this seed's shards, mining run (or ``run``: the same
+    with other pseudo-labels) and recognition backbone."""
     backbone = final_checkpoint(train_config(cfg, layout)) / "model.pt"
-    paths = {"data": {"shards": str(layout.shards), "run": str(layout.mined), "seed": cfg.synth.seed},
+    paths = {"data": {"shards": str(layout.shards), "run": str(run or layout.mined), "seed": cfg.synth.seed},
              "model": {"weights": str(backbone)},
              "train": {"output": str(layout.out / f"sdd_fiqa_{tag}"), "progress": False}}
     return load_train_config(ROOT / "configs" / "sdd_fiqa_synth.yaml", deep_merge(paths, overrides))
@@ -282,20 +335,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fmr", type=float, default=1e-2)
     p.add_argument("--draws", type=int, default=20, help="random-discard draws averaged")
     p.add_argument("--bin", type=Path, action="append", default=[], help="another .bin pack (no ground truth)")
+    p.add_argument("--pack-pairs", type=int, metavar="N",
+                   help="score larger packs instead of the data set's own: N pairs each, rendered from synth seed "
+                        "PACK_OFFSET + --seed (other people than the training set's), cached in --work")
+    p.add_argument("--pack-identities", type=int, default=300, help="held-out people of the --pack-pairs packs")
+    p.add_argument("--crossfit", type=int, metavar="FOLDS", default=0,
+                   help="train the regressor on out-of-fold pseudo-labels (FOLDS backbones, each trained "
+                        "without one fold of the identities; see crossfit_labels); 0: the seed's own mining run")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--replot", type=Path, metavar="JSON",
                    help="only redraw the figure and table of a written report (next to it)")
     return p
 
 
+#: ``--pack-pairs`` packs come from synth seed ``PACK_OFFSET + --seed``: people disjoint from the data set's.
+PACK_OFFSET = 50_000
+
+
+def larger_packs(args: argparse.Namespace, cfg: Any) -> tuple[Path, int, int]:
+    """Render (once) the ``--pack-pairs`` packs; return their folder, synth seed and pairs per pack."""
+    seed = PACK_OFFSET + args.seed
+    scfg = SynthConfig(identities=cfg.synth.identities, images_per_identity=1, seed=seed,
+                       holdout_identities=args.pack_identities, pairs=args.pack_pairs)
+    where = args.work / f"packs_seed{seed}_{args.pack_pairs}x{args.pack_identities}"
+    if not (where / "packs.json").is_file():
+        started = time.perf_counter()
+        generate_packs(scfg, where, args.threads)
+        print(f"packs of {args.pack_pairs} pairs (synth seed {seed}): {time.perf_counter() - started:.0f} s", flush=True)
+    return where, seed, args.pack_pairs
+
+
 def score_all(args: argparse.Namespace, cfg: Any, layout: Layout,
               regressor: nn.Module) -> dict[str, dict[str, ErcCurve]]:
-    """The curves of the data set's three packs (with their ground truth) and of every ``--bin`` pack."""
+    """The curves of the three synthetic packs (with their ground truth; the data set's own, or the
+    ``--pack-pairs`` packs) and of every ``--bin`` pack."""
     backbone, _ = load_backbone(cfg, layout)
+    folder, seed, pairs = (larger_packs(args, cfg) if args.pack_pairs
+                           else (layout.synth, cfg.synth.seed, cfg.synth.pairs))
     results = {}
     for spec in PACKS:
-        pack = score_pack(layout.synth / f"{spec.name}.bin", backbone, regressor)
-        pack.quality["ground_truth"] = ground_truth_quality(cfg.synth.seed, pack.name, cfg.synth.pairs)
+        pack = score_pack(folder / f"{spec.name}.bin", backbone, regressor)
+        pack.quality["ground_truth"] = ground_truth_quality(seed, pack.name, pairs)
         results[pack.name] = curves(pack, args.fmr, args.draws, args.seed)
     for path in args.bin:
         pack = score_pack(path, backbone, regressor)
@@ -328,12 +408,15 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter()
     print(f"machine: {describe()}; python {platform.python_version()}, torch {torch.__version__}", flush=True)
     cfg, layout = prepare(args.size, args.seed, args.work)
-    tcfg = regressor_config(cfg, layout, parse_overrides(args.overrides), args.tag)
+    run = crossfit_labels(cfg, layout, args.crossfit) if args.crossfit else None
+    tcfg = regressor_config(cfg, layout, parse_overrides(args.overrides), args.tag, run)
     regressor, spec = load_quality_model(train_regressor(tcfg))
     results = score_all(args, cfg, layout, regressor)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"erc_{args.split}_seed{args.seed}"
     report = {"split": args.split, "size": args.size, "seed": args.seed, "fmr": args.fmr, "regressor": spec,
+              "crossfit": args.crossfit,
+              "pack_pairs": args.pack_pairs, "pack_seed": PACK_OFFSET + args.seed if args.pack_pairs else None,
               "overrides": args.overrides, "results": as_json(results)}
     figure(results, title(report), stem.with_suffix(".png"))
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")

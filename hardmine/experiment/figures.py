@@ -95,7 +95,7 @@ def gain_figure(gains: Mapping[str, Mapping[str, Estimate]], packs: Sequence[str
     95% bootstrap interval as error bar and the per-seed extremes as dots."""
     arms = list(gains)
     width = 0.8 / max(1, len(arms))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(packs) * max(1, len(arms)) * 0.5 + 3), 4.2))
+    fig, ax = plt.subplots(figsize=(min(14.0, max(6.0, 0.45 * len(packs) * max(1, len(arms)) + 3)), 4.6))
     x = np.arange(len(packs))
     for i, arm in enumerate(arms):
         est = [gains[arm][p] for p in packs]
