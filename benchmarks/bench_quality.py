@@ -41,7 +41,7 @@ import resource
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +103,15 @@ class PackScores:
 
 
 # ------------------------------------------------------------------------------------------- pipeline
-def prepare(size: str, seed: int, work: Path) -> tuple[Any, Layout]:
-    """The demo's data, recognition backbone, embeddings and mining run for ``seed`` (reused when complete)."""
+def prepare(size: str, seed: int, work: Path, mislabel_rate: float | None = None) -> tuple[Any, Layout]:
+    """The demo's data, recognition backbone, embeddings and mining run for ``seed`` (reused when complete);
+    ``mislabel_rate`` replaces the synthetic set's share of mislabelled images (its own folder)."""
     cfg = demo_config(size, seed=seed)
-    layout = Layout(work / f"{size}_seed{seed}")
+    suffix = ""
+    if mislabel_rate is not None:
+        cfg = replace(cfg, synth=replace(cfg.synth, mislabel_rate=mislabel_rate))
+        suffix = f"_mislabel{mislabel_rate:g}"
+    layout = Layout(work / f"{size}_seed{seed}{suffix}")
     layout.out.mkdir(parents=True, exist_ok=True)
     for stage in (synth_stage, shard_stage, train_stage, embed_stage, mine_stage):
         started = time.perf_counter()
@@ -342,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crossfit", type=int, metavar="FOLDS", default=0,
                    help="train the regressor on out-of-fold pseudo-labels (FOLDS backbones, each trained "
                         "without one fold of the identities; see crossfit_labels); 0: the seed's own mining run")
+    p.add_argument("--mislabel-rate", type=float, metavar="R",
+                   help="the synthetic training set's share of mislabelled images (default: the demo's 0.05)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--replot", type=Path, metavar="JSON",
                    help="only redraw the figure and table of a written report (next to it)")
@@ -407,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     wall = time.perf_counter()
     print(f"machine: {describe()}; python {platform.python_version()}, torch {torch.__version__}", flush=True)
-    cfg, layout = prepare(args.size, args.seed, args.work)
+    cfg, layout = prepare(args.size, args.seed, args.work, args.mislabel_rate)
     run = crossfit_labels(cfg, layout, args.crossfit) if args.crossfit else None
     tcfg = regressor_config(cfg, layout, parse_overrides(args.overrides), args.tag, run)
     regressor, spec = load_quality_model(train_regressor(tcfg))
@@ -415,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"erc_{args.split}_seed{args.seed}"
     report = {"split": args.split, "size": args.size, "seed": args.seed, "fmr": args.fmr, "regressor": spec,
-              "crossfit": args.crossfit,
+              "crossfit": args.crossfit, "mislabel_rate": cfg.synth.mislabel_rate,
               "pack_pairs": args.pack_pairs, "pack_seed": PACK_OFFSET + args.seed if args.pack_pairs else None,
               "overrides": args.overrides, "results": as_json(results)}
     figure(results, title(report), stem.with_suffix(".png"))
