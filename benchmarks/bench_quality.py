@@ -113,12 +113,17 @@ def prepare(size: str, seed: int, work: Path, mislabel_rate: float | None = None
         suffix = f"_mislabel{mislabel_rate:g}"
     layout = Layout(work / f"{size}_seed{seed}{suffix}")
     layout.out.mkdir(parents=True, exist_ok=True)
-    for stage in (synth_stage, shard_stage, train_stage, embed_stage, mine_stage):
+    run_stages((synth_stage, shard_stage, train_stage, embed_stage, mine_stage), cfg, layout, f"seed {seed}")
+    return cfg, layout
+
+
+def run_stages(stages: tuple[Any, ...], cfg: Any, layout: Layout, label: str) -> None:
+    """Run (or reuse) demo ``stages`` in order, printing each one's time."""
+    for stage in stages:
         started = time.perf_counter()
         result = stage(cfg, layout)
-        print(f"[seed {seed}] {result.name}: {'reused' if result.skipped else f'{time.perf_counter() - started:.0f} s'}",
+        print(f"[{label}] {result.name}: {'reused' if result.skipped else f'{time.perf_counter() - started:.0f} s'}",
               flush=True)
-    return cfg, layout
 
 
 def crossfit_labels(cfg: Any, layout: Layout, folds: int = 2) -> Path:
@@ -130,7 +135,7 @@ def crossfit_labels(cfg: Any, layout: Layout, folds: int = 2) -> Path:
     pseudo-labels of fold f's images (their intra-class similarities are those of unseen people, their
     negatives as usual). A backbone trained on an image scores it by how well it was memorised, which
     mostly singles out label errors; an unseen person's image is scored by how recognisable it is.
-    Written once to ``OUT/mined_crossfit`` (reused when complete).
+    Written once to ``OUT/mined_crossfit<folds>`` (reused when complete).
     """
     target = layout.out / f"mined_crossfit{folds}"
     if (target / "samples.parquet").is_file():
@@ -144,11 +149,7 @@ def crossfit_labels(cfg: Any, layout: Layout, folds: int = 2) -> Path:
             if not link.exists():
                 link.symlink_to(getattr(layout, name).resolve(), target_is_directory=True)
         fcfg = with_overrides(cfg, train_overrides={"data": {"selection": {"where": f"label % {folds} <> {fold}"}}})
-        for stage in (train_stage, embed_stage, mine_stage):
-            started = time.perf_counter()
-            result = stage(fcfg, flayout)
-            print(f"[crossfit fold {fold}] {result.name}: "
-                  f"{'reused' if result.skipped else f'{time.perf_counter() - started:.0f} s'}", flush=True)
+        run_stages((train_stage, embed_stage, mine_stage), fcfg, flayout, f"crossfit fold {fold}")
         table = rf.read(flayout.mined, "samples", columns=["key", "label", "quality_sdd"]).to_pydict()
         labels.update({k: q for k, lab, q in zip(table["key"], table["label"], table["quality_sdd"])
                        if lab % folds == fold})
