@@ -6,6 +6,7 @@
 * :mod:`fr_data.folders.report_folder`: the review page of a run (``tools/report.py``).
 * :mod:`fr_data.folders.review_file`: ``review.csv``, the decisions exported by the review page.
 * :mod:`fr_data.folders.experiment_folder`: ``results.parquet`` and the report of ``tools/experiment.py``.
+* :mod:`fr_data.folders.pool_folder`: ``pool.parquet`` and the report of ``tools/experiment_pool.py``.
 
 Every reader and writer of these folders goes through its module, so a file name or a column is
 spelled in exactly one place.

@@ -3,7 +3,7 @@ gain, in one command.
 
     python tools/experiment.py --out EXP [--size small|full] [--seeds 0 1 2] [--arms ARM ...]
         [--config configs/experiments/hard_samples.yaml] [--workers N] [--device cpu|cuda]
-        [--validation-only] [--overwrite]
+        [--validation-only] [--overwrite] [--data-seed S]
 
 Stages (each skipped on a rerun when its outputs exist and its inputs are unchanged; an interrupted
 fine-tuning run resumes from its latest checkpoint): synthetic training set, validation and test packs of
@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ from hardmine.experiment.report import write_report
 from hardmine.experiment.stages import Context, Layout, run_stages
 from hardmine.resources import resolve_config
 
-__all__ = ["DEFAULT_CONFIG", "build_parser", "main", "claim_folder", "check_seeds"]
+__all__ = ["DEFAULT_CONFIG", "build_parser", "main", "claim_folder", "check_seeds", "with_data_seed", "verdict_of"]
 
 #: The packaged experiment config (``configs/experiments/hard_samples.yaml``).
 DEFAULT_CONFIG = "experiments/hard_samples.yaml"
@@ -52,6 +53,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="*",
                    help="fine-tuning seeds (default: the size's seeds, 0 1 2 at full)")
     p.add_argument("--arms", nargs="+", help="arms to run (default: every arm of the config)")
+    p.add_argument("--data-seed", type=int, default=None, metavar="S",
+                   help="another draw of the data and backbone: training set synth seed S, validation packs "
+                        "1001*S, test packs 1001*(S+1) (the convention of the shipped configs; S >= 1); for "
+                        "pooling backbones with tools/experiment_pool.py")
     p.add_argument("--config", default=DEFAULT_CONFIG,
                    help="experiment YAML, a file or a packaged name (default experiments/hard_samples.yaml)")
     p.add_argument("--workers", type=int, default=2,
@@ -63,6 +68,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="accept an EXP folder made with another config (stages whose inputs changed are redone)")
     return p
+
+
+def with_data_seed(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """``cfg`` with training set seed ``seed`` and pack seeds ``1001 * seed`` (validation) and
+    ``1001 * (seed + 1)`` (test): other people in each split, as in the shipped configs (3: 3003 / 4004)."""
+    if seed < 1:
+        raise ConfigError(f"--data-seed: must be >= 1 (the packs' seeds 1001*S must differ from the training "
+                          f"set's S), got {seed}")
+    return replace(cfg, synth=replace(cfg.synth, seed=seed),
+                   packs=replace(cfg.packs, validation_seed=1001 * seed, test_seed=1001 * (seed + 1)))
 
 
 def check_seeds(seeds: list[int]) -> list[int]:
@@ -115,6 +130,8 @@ def _main(argv: list[str] | None, prog: str | None) -> int:
     command = f"{prog or 'python tools/experiment.py'} " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         cfg = load_experiment(resolve_config(args.config), args.size)
+        if args.data_seed is not None:
+            cfg = with_data_seed(cfg, args.data_seed)
         arms = list(args.arms) if args.arms else list(cfg.arms)
         check_arms(cfg, arms)
         seeds = check_seeds(cfg.seeds if args.seeds is None else args.seeds)
@@ -133,7 +150,11 @@ def _main(argv: list[str] | None, prog: str | None) -> int:
     except HardmineError as exc:
         print(f"experiment: error: {exc}", file=sys.stderr)
         return 2
-    text = report.read_text()
-    print(text[text.index("## Verdict"):text.index("## Figures")].rstrip())
-    print(f"\nwrote {report} ({time.perf_counter() - started:.0f} s)")
+    print(verdict_of(report) + f"\n\nwrote {report} ({time.perf_counter() - started:.0f} s)")
     return 0
+
+
+def verdict_of(report: Path) -> str:
+    """The verdict section of a written report (what the command prints at the end)."""
+    text = report.read_text()
+    return text[text.index("## Verdict"):text.index("## Figures")].rstrip()

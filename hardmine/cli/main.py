@@ -10,6 +10,7 @@
     hardmine train --config ms1mv3_r50_arcface            (also: torchrun ... -m hardmine train ...)
     hardmine demo --out demo
     hardmine experiment --out exp --size small
+    hardmine experiment-pool --out pool exp exp2 exp3
 
 ``hardmine SUBCOMMAND --help`` describes each one.
 """
@@ -31,6 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a face model from a config (python -m fr_train; torchrun works too)"),
     "demo": ("demo", "the end-to-end demo on synthetic faces"),
     "experiment": ("experiment", "does training on the manifests help hard samples? arms at equal compute, scored"),
+    "experiment-pool": ("experiment_pool", "pool experiment folders (one pretrained backbone each): gains over backbones"),
 }
 
 

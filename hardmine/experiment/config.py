@@ -12,33 +12,42 @@ An arm states only what differs from the fine-tuning recipe (``train:``, merged 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from fr_data.io.config import deep_merge, from_dict, load_yaml_with_bases
 from fr_data.io.errors import ConfigError
+from fr_data.synth import SynthConfig
 
 __all__ = ["SynthSection", "PacksSection", "TrainSection", "FinetuneSection", "ArmConfig", "EvalSection",
            "GoalSection", "TuningEntry", "ExperimentConfig", "load_experiment", "experiment_dict",
-           "differing_keys", "SIZES"]
+           "differing_keys", "SIZES", "SYNTH_PACK_FIELDS"]
 
 #: The sizes every experiment file must define.
 SIZES = ("small", "full")
 
 
+#: SynthConfig's defaults (one home for them).
+_SYNTH_DEFAULTS = {f.name: f.default for f in fields(SynthConfig)}
+
+
 @dataclass
 class SynthSection:
-    """The synthetic training set (``fr_data.synth.SynthConfig`` without packs: those come from other
-    seeds, see :class:`PacksSection`)."""
+    """The synthetic training set: ``fr_data.synth.SynthConfig`` without the pack fields (packs come from
+    other seeds, see :class:`PacksSection`); defaults are SynthConfig's, except the set's size."""
 
     identities: int = 300
     images_per_identity: int = 30
-    seed: int = 0
-    mislabel_rate: float = 0.05
-    duplicate_rate: float = 0.02
-    cross_duplicate_share: float = 0.3
-    split_identity_rate: float = 0.02
+    seed: int = _SYNTH_DEFAULTS["seed"]
+    mislabel_rate: float = _SYNTH_DEFAULTS["mislabel_rate"]
+    duplicate_rate: float = _SYNTH_DEFAULTS["duplicate_rate"]
+    cross_duplicate_share: float = _SYNTH_DEFAULTS["cross_duplicate_share"]
+    split_identity_rate: float = _SYNTH_DEFAULTS["split_identity_rate"]
+
+
+#: SynthConfig fields the experiment does not take from its synth section (the packs are its own section).
+SYNTH_PACK_FIELDS = ("holdout_identities", "pairs")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from hardmine.experiment.scoring import PackScores  # noqa: E402
 from hardmine.experiment.stats import Estimate  # noqa: E402
 
 __all__ = ["FPR_GRID", "mean_roc", "roc_figure", "similarity_figure", "gain_figure", "anatomy_figure",
-           "genuine_and_threshold"]
+           "genuine_and_threshold", "pool_figure"]
 
 #: FPRs the ROC curves are read at (no interpolation: each point is an empirical ROC point).
 FPR_GRID = np.logspace(-3, 0, 61)
@@ -93,22 +93,32 @@ def gain_figure(gains: Mapping[str, Mapping[str, Estimate]], packs: Sequence[str
                 path: str | os.PathLike, ylabel: str = "gain over baseline (TPR points)") -> Path:
     """Grouped bars: per pack (and their hard-pack mean, if given as a pack), one bar per arm, with the
     95% bootstrap interval as error bar and the per-seed extremes as dots."""
+    cells = {arm: {p: (100 * e.value, 100 * e.low, 100 * e.high, [100 * e.seed_min, 100 * e.seed_max])
+                   for p, e in by_pack.items()} for arm, by_pack in gains.items()}
+    return pool_figure(cells, packs, title, path, ylabel)
+
+
+def pool_figure(gains: Mapping[str, Mapping[str, tuple[float, float, float, Sequence[float]]]],
+                packs: Sequence[str], title: str, path: str | os.PathLike,
+                ylabel: str = "gain over baseline (TPR points)") -> Path:
+    """Grouped bars from (value, low, high, dots) per arm and pack, in points: per pack one bar per arm, the
+    interval as error bar, every dot drawn (seed extremes, or one per pretrained backbone when pooled)."""
     arms = list(gains)
     width = 0.8 / max(1, len(arms))
     fig, ax = plt.subplots(figsize=(min(14.0, max(6.0, 0.45 * len(packs) * max(1, len(arms)) + 3)), 4.6))
     x = np.arange(len(packs))
     for i, arm in enumerate(arms):
-        est = [gains[arm][p] for p in packs]
+        cells = [gains[arm][p] for p in packs]
         pos = x - 0.4 + width * (i + 0.5)
-        values = np.array([100 * e.value for e in est])
-        err = np.array([[100 * (e.value - e.low) for e in est], [100 * (e.high - e.value) for e in est]])
+        values = np.array([c[0] for c in cells])
+        err = np.nan_to_num(np.array([[c[0] - c[1] for c in cells], [c[2] - c[0] for c in cells]]))
         ax.bar(pos, values, width, yerr=np.maximum(err, 0), capsize=3, label=arm)
-        ax.scatter(np.repeat(pos, 2), [100 * v for e in est for v in (e.seed_min, e.seed_max)], s=6,
-                   color="black", zorder=3)
+        ax.scatter(np.concatenate([np.full(len(c[3]), q) for q, c in zip(pos, cells)]),
+                   np.concatenate([np.asarray(c[3], float) for c in cells]), s=7, color="black", zorder=3)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(x, packs)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -197,6 +197,9 @@ def verdict_section(ctx: Context, analyses: dict[str, Analysis]) -> list[str]:
     met, checks = verdict(analyses["test"], arm)
     lines += [f"Best DDL arm on the validation packs: `{arm}`. On the test packs:", "", *checks, ""]
     lines.append("**The goal is met.**" if met else "**The goal is not met.**")
+    lines += ["", "One pretrained backbone: the intervals resample pairs and fine-tuning seeds, not pretraining. "
+              "For the spread between backbones, run other draws (`--data-seed S`) and pool the folders with "
+              "`tools/experiment_pool.py`."]
     return lines
 
 

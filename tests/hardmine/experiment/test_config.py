@@ -27,7 +27,8 @@ MINIMAL = {"arms": {"baseline": {}, "clean": {"extends": "baseline", "mining": T
 
 
 @pytest.mark.parametrize("size", ["small", "full"])
-@pytest.mark.parametrize("name", ["hard_samples.yaml", "hard_samples_tuning.yaml", "hard_samples_replication.yaml"])
+@pytest.mark.parametrize("name", ["hard_samples.yaml", "hard_samples_tuning.yaml", "hard_samples_replication.yaml",
+                                  "hard_samples_pose.yaml"])
 def test_the_shipped_configs_load_at_both_sizes_with_valid_arms(name, size):
     cfg = load_experiment(SHIPPED.parent / name, size)
     assert cfg.size == size
@@ -78,3 +79,16 @@ def test_differing_keys_name_nested_added_and_removed_keys():
     new = {"a": 1, "b": {"c": 3, "d": [1, 2], "f": 0}}
     assert differing_keys(old, new) == ["b.c", "b.f", "e"]
     assert differing_keys(old, old) == []
+
+
+def test_the_synth_section_is_synthconfig_without_the_pack_fields():
+    from dataclasses import MISSING, fields
+
+    from fr_data.synth import SynthConfig
+    from hardmine.experiment.config import SYNTH_PACK_FIELDS, SynthSection
+
+    ours = {f.name: f.default for f in fields(SynthSection)}
+    theirs = {f.name: f.default for f in fields(SynthConfig) if f.name not in SYNTH_PACK_FIELDS}
+    assert list(ours) == list(theirs)  # the stages build a SynthConfig from this section's fields
+    assert {k: v for k, v in ours.items() if theirs[k] is not MISSING} == {
+        k: v for k, v in theirs.items() if v is not MISSING}
