@@ -26,7 +26,6 @@ import numpy as np
 import yaml
 
 from fr_data.folders import experiment_folder as folder
-from fr_data.folders import pool_folder
 from fr_data.io.config import from_dict
 from fr_data.io.errors import ConfigError, DataError
 from hardmine.experiment.config import GoalSection, differing_keys
