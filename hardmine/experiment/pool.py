@@ -151,6 +151,10 @@ def check_members(members: Sequence[Member]) -> None:
         seen[m.backbone] = m.path
     first = members[0]
     arms = common_arms(members)
+    if BASELINE not in arms:
+        raise ConfigError(f"`{BASELINE}` is not scored on both splits in every folder ({', '.join(str(m.path) for m in members)}): "
+                          "every gain is taken over it")
+    _check_packs(members, arms)
     for m in members[1:]:
         keys = [k for k in differing_keys(_recipe(first.config, arms), _recipe(m.config, arms))
                 if k not in SEED_KEYS and not k.startswith(FREE_PREFIXES)]
@@ -158,6 +162,18 @@ def check_members(members: Sequence[Member]) -> None:
             shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
             raise ConfigError(f"{m.path / folder.CONFIG}: another recipe than {first.path / folder.CONFIG} "
                               f"(differing keys: {shown}); pool folders that differ only in {', '.join(SEED_KEYS)}")
+
+
+def _check_packs(members: Sequence[Member], arms: Sequence[str]) -> None:
+    """Every pooled arm of every member has a value for each pack of the goal, on both splits."""
+    goal = members[0].goal
+    for m in members:
+        for split in SPLITS:
+            missing = [(a, p) for a in arms for p in (goal.easy_pack, *goal.hard_packs) if (a, p) not in m.means[split]]
+            if missing:
+                arm, pack = missing[0]
+                raise DataError(folder.results_path(m.path, split), f"arm {arm}",
+                                f"no row for pack {pack} ({len(missing)} arm/pack pairs missing)")
 
 
 def _recipe(config: dict[str, Any], arms: Sequence[str]) -> dict[str, Any]:

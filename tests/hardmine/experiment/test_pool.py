@@ -122,6 +122,12 @@ def test_refusals_name_what_is_wrong(tmp_path, members):
     with pytest.raises(DataError, match="experiment.yaml"):
         read_member(tmp_path / "nowhere", METRIC)
     check_members(members)  # seeds differ (3 / 3003 / 4004 vs 5 / 5005 / 6006): accepted
+    drop = {split: {k: v for k, v in vals.items() if k[0] != "baseline"} for split, vals in M2.items()}
+    with pytest.raises(ConfigError, match="`baseline` is not scored"):
+        check_members([members[0], read_member(make_member(tmp_path, "nobase", drop, 11), METRIC)])
+    holed = {split: {k: v for k, v in vals.items() if k != ("ddl", "synth_pose")} for split, vals in M2.items()}
+    with pytest.raises(DataError, match=r"validation.parquet \(arm ddl\): no row for pack synth_pose"):
+        check_members([members[0], read_member(make_member(tmp_path, "holed", holed, 13), METRIC)])
 
 
 def test_an_arm_missing_from_one_member_is_left_out(tmp_path, members):
