@@ -23,7 +23,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -34,12 +33,13 @@ from fr_data.folders import experiment_folder as folder
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import ConfigError, HardmineError
 from hardmine.experiment.arms import check_arms
-from hardmine.experiment.config import ExperimentConfig, differing_keys, experiment_dict, load_experiment
+from hardmine.experiment.config import (ExperimentConfig, differing_keys, experiment_dict, load_experiment,
+                                         with_data_seed)
 from hardmine.experiment.report import write_report
 from hardmine.experiment.stages import Context, Layout, run_stages
 from hardmine.resources import resolve_config
 
-__all__ = ["DEFAULT_CONFIG", "build_parser", "main", "claim_folder", "check_seeds", "with_data_seed", "verdict_of"]
+__all__ = ["DEFAULT_CONFIG", "build_parser", "main", "claim_folder", "check_seeds", "verdict_of"]
 
 #: The packaged experiment config (``configs/experiments/hard_samples.yaml``).
 DEFAULT_CONFIG = "experiments/hard_samples.yaml"
@@ -68,16 +68,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="accept an EXP folder made with another config (stages whose inputs changed are redone)")
     return p
-
-
-def with_data_seed(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
-    """``cfg`` with training set seed ``seed`` and pack seeds ``1001 * seed`` (validation) and
-    ``1001 * (seed + 1)`` (test): other people in each split, as in the shipped configs (3: 3003 / 4004)."""
-    if seed < 1:
-        raise ConfigError(f"--data-seed: must be >= 1 (the packs' seeds 1001*S must differ from the training "
-                          f"set's S), got {seed}")
-    return replace(cfg, synth=replace(cfg.synth, seed=seed),
-                   packs=replace(cfg.packs, validation_seed=1001 * seed, test_seed=1001 * (seed + 1)))
 
 
 def check_seeds(seeds: list[int]) -> list[int]:

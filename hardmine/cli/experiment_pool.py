@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fr_data.io.errors import HardmineError
 from hardmine.cli.experiment import verdict_of
-from hardmine.experiment.pool import check_members, read_member
+from hardmine.experiment.pool import check_members, read_goal, read_member
 from hardmine.experiment.pool_report import write_pool_folder
 
 __all__ = ["build_parser", "main"]
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     command = f"{prog or 'python tools/experiment_pool.py'} " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        metric = args.metric or read_member(args.experiments[0], "tpr_at_fpr_1e_2").goal.metric
+        metric = args.metric or read_goal(args.experiments[0]).metric
         members = [read_member(path, metric) for path in args.experiments]
         check_members(members)
         report = write_pool_folder(members, args.out, args.overwrite, command)

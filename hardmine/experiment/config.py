@@ -12,7 +12,7 @@ An arm states only what differs from the fine-tuning recipe (``train:``, merged 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from fr_data.synth import SynthConfig
 
 __all__ = ["SynthSection", "PacksSection", "TrainSection", "FinetuneSection", "ArmConfig", "EvalSection",
            "GoalSection", "TuningEntry", "ExperimentConfig", "load_experiment", "experiment_dict",
-           "differing_keys", "SIZES", "SYNTH_PACK_FIELDS"]
+           "differing_keys", "with_data_seed", "SIZES", "SYNTH_PACK_FIELDS"]
 
 #: The sizes every experiment file must define.
 SIZES = ("small", "full")
@@ -242,6 +242,16 @@ def load_experiment(path: str | os.PathLike, size: str = "full") -> ExperimentCo
         if name == size:
             chosen = cfg
     return chosen
+
+
+def with_data_seed(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """``cfg`` with training set seed ``seed`` and pack seeds ``1001 * seed`` (validation) and
+    ``1001 * (seed + 1)`` (test): other people in each split, as in the shipped configs (3: 3003 / 4004)."""
+    if seed < 1:
+        raise ConfigError(f"--data-seed: must be >= 1 (the packs' seeds 1001*S must differ from the training "
+                          f"set's S), got {seed}")
+    return replace(cfg, synth=replace(cfg.synth, seed=seed),
+                   packs=replace(cfg.packs, validation_seed=1001 * seed, test_seed=1001 * (seed + 1)))
 
 
 def experiment_dict(cfg: ExperimentConfig) -> dict[str, Any]:

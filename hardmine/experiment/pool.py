@@ -29,9 +29,10 @@ from fr_data.folders import experiment_folder as folder
 from fr_data.io.config import from_dict
 from fr_data.io.errors import ConfigError, DataError
 from hardmine.experiment.config import GoalSection, differing_keys
+from hardmine.experiment.stages import Layout
 from hardmine.experiment.stamps import read_stamp
 
-__all__ = ["Member", "Pooled", "read_member", "check_members", "common_arms", "pooled_gain", "best_arm",
+__all__ = ["Member", "Pooled", "read_member", "read_goal", "check_members", "common_arms", "pooled_gain", "best_arm",
            "goal_checks", "t_quantile", "pool_rows", "dotted", "SEED_KEYS", "BASELINE", "SPLITS"]
 
 BASELINE = "baseline"
@@ -68,7 +69,7 @@ class Member:
 
     @property
     def goal(self) -> GoalSection:
-        return from_dict(GoalSection, dict(self.config.get("goal") or {}), f"{self.path / folder.CONFIG}: goal")
+        return _goal(self.config, self.path)
 
 
 @dataclass(frozen=True)
@@ -102,15 +103,25 @@ def read_member(path: str | os.PathLike, metric: str) -> Member:
     """
     path = Path(path)
     config = _read_config(path / folder.CONFIG)
-    stamp = read_stamp(path / "stages" / "train.json")
+    where = Layout(path).stamp("train")
+    stamp = read_stamp(where)
     if stamp is None or not stamp.get("done") or "sha256" not in stamp.get("info", {}):
-        raise DataError(path / "stages" / "train.json", "", "no finished pretraining stamp (is this an experiment folder?)")
+        raise DataError(where, "", "no finished pretraining stamp (is this an experiment folder?)")
     means, seeds = {}, {}
     for split in SPLITS:
         if not folder.results_path(path, split).is_file():
             raise DataError(folder.results_path(path, split), "", f"missing: the {split} packs were not scored")
         means[split], seeds[split] = _seed_means(folder.read_results(path, split).to_pylist(), metric)
     return Member(path, config, stamp["info"]["sha256"], means, seeds)
+
+
+def read_goal(path: str | os.PathLike) -> GoalSection:
+    """The goal of an experiment folder's stored config (without reading its results)."""
+    return _goal(_read_config(Path(path) / folder.CONFIG), Path(path))
+
+
+def _goal(config: dict[str, Any], path: Path) -> GoalSection:
+    return from_dict(GoalSection, dict(config.get("goal") or {}), f"{path / folder.CONFIG}: goal")
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -14,9 +14,8 @@ import yaml
 from fr_data.folders import pool_folder
 from fr_data.folders.experiment_folder import write_results
 from fr_data.io.errors import ConfigError, DataError
-from hardmine.cli.experiment import with_data_seed
 from hardmine.cli.experiment_pool import main
-from hardmine.experiment.config import GoalSection, experiment_dict, load_experiment
+from hardmine.experiment.config import GoalSection, experiment_dict, load_experiment, with_data_seed
 from hardmine.experiment.pool import (Pooled, best_arm, check_members, common_arms, goal_checks, pooled_gain,
                                       read_member, t_quantile)
 from tests.repo import ROOT
