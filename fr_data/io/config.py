@@ -1,7 +1,9 @@
 """YAML configs: a base file plus small overrides, validated against dataclasses.
 
-A config file may start with ``base: other.yaml`` (relative to the file); keys are merged recursively,
-the override winning. The merged mapping is then turned into the given dataclass: an unknown or
+A config file may start with ``base: other.yaml`` (a file relative to the config file, else the name of
+a packaged config such as ``synth_tiny``: ``fr_data.io.shipped.resolve_config``); keys are merged
+recursively, the override winning. The top-level path is resolved the same way, so every loader accepts
+a packaged name. The merged mapping is then turned into the given dataclass: an unknown or
 misspelt key, or a value of the wrong type, raises ConfigError naming the file and the key path.
 ``dump_config`` writes the resolved config (the thing that actually ran) next to outputs.
 """
@@ -19,13 +21,15 @@ import yaml
 
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import ConfigError
+from fr_data.io.shipped import resolve_config
 
 T = TypeVar("T")
 
 
 def load_yaml_with_bases(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Load ``path`` and the chain of ``base:`` files under it, merged (override wins)."""
-    path = Path(path).resolve()
+    """Load ``path`` (a file or a packaged config name) and the chain of ``base:`` files under it, merged
+    (override wins)."""
+    path = resolve_config(path).resolve()
     if path in _seen:
         raise ConfigError(f"{path}: circular 'base:' chain {[str(p) for p in _seen]}")
     try:
@@ -40,7 +44,13 @@ def load_yaml_with_bases(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) 
     bases = [base] if isinstance(base, str) else list(base)
     merged: dict[str, Any] = {}
     for b in bases:
-        merged = deep_merge(merged, load_yaml_with_bases(path.parent / b, _seen + (path,)))
+        if not isinstance(b, str):
+            raise ConfigError(f"{path}: base: expected a file name or a list of them, got {b!r}")
+        try:
+            base_path = resolve_config(b, path.parent)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: base: {exc}") from exc
+        merged = deep_merge(merged, load_yaml_with_bases(base_path, _seen + (path,)))
     return deep_merge(merged, data)
 
 

@@ -37,7 +37,7 @@ from hardmine.experiment.config import (ExperimentConfig, differing_keys, experi
                                          with_data_seed)
 from hardmine.experiment.report import write_report
 from hardmine.experiment.stages import Context, Layout, run_stages
-from hardmine.resources import resolve_config
+from fr_data.io.shipped import resolve_config
 
 __all__ = ["DEFAULT_CONFIG", "build_parser", "main", "claim_folder", "check_seeds", "verdict_of"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fr_data.io.errors import DataError, HardmineError
 from fr_data.query.views import RunViews, format_table, head_rows, open_run, run_query, write_result
-from hardmine.resources import resolve_query
+from fr_data.io.shipped import resolve_query
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 """``hardmine train --config CONFIG [--set key=value] [--output DIR] [--resume [CKPT]]``: ``python -m fr_train``.
 
 Under torchrun: ``torchrun --nproc_per_node 8 -m hardmine train --config ms1mv3_r50_arcface``. CONFIG is a
-YAML path or the name of a packaged config (``hardmine.resources.resolve_config``).
+YAML path or the name of a packaged config (``fr_data.io.shipped.resolve_config``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from fr_data.io.errors import ConfigError
 from fr_train.__main__ import build_parser as _train_parser
 from fr_train.__main__ import main as _train_main
-from hardmine.resources import resolve_config
+from fr_data.io.shipped import resolve_config
 
 
 def build_parser(prog: str | None = None):

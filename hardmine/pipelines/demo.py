@@ -59,7 +59,7 @@ from fr_train.evaluate import BinEvaluator
 from fr_train.models import get_model
 from fr_train.resume import CheckpointStore, read_state
 from fr_train.trainer import run as train_run
-from hardmine.resources import config_file, query_file
+from fr_data.io.shipped import config_file, query_file
 
 __all__ = ["DemoConfig", "DEMO_SIZES", "Layout", "StageResult", "Stage", "STAGES", "synth_stage",
            "shard_stage", "train_stage", "embed_stage", "mine_stage", "evaluate_stage", "query_stage",

@@ -89,3 +89,12 @@ def test_saved_config_loads_back_equal(tmp_path, base):
 def test_shipped_configs_load(path):
     cfg = load_train_config(path)
     assert isinstance(cfg, TrainConfig) and cfg.data.shards
+
+
+def test_base_names_a_shipped_config_from_another_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text("base: synth_tiny\ntrain: {max_steps: 7}\n")
+    shipped = load_train_config(ROOT / "configs" / "synth_tiny.yaml")
+    mine = load_train_config("mine.yaml")
+    assert mine.train.max_steps == 7 and shipped.train.max_steps != 7
+    assert mine.model == shipped.model

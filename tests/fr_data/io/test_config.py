@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from fr_data.io.config import dump_config, load_config
+from fr_data.io.config import dump_config, load_config, load_yaml_with_bases
 from fr_data.io.errors import ConfigError
 
 
@@ -79,3 +79,45 @@ def test_optional_field_reports_the_inner_error(tmp_path):
         load_config(_write(tmp_path / "d.yaml", {"count": "ten"}), Maybe)
     assert load_config(_write(tmp_path / "e.yaml", {"optim": None, "count": 3}), Maybe) == Maybe(None, 3)
     assert load_config(_write(tmp_path / "f.yaml", {"optim": {"lr": 1}}), Maybe).optim == Optim(lr=1.0)
+
+
+def test_base_names_a_packaged_config_from_any_folder(tmp_path, monkeypatch):
+    from fr_data.io.shipped import config_file
+    from fr_data.mining.config import MiningConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text("base: mining_demo\nclasses:\n  merge_cos: 0.45\n")
+    shipped = load_config(config_file("mining_demo.yaml"), MiningConfig)
+    mine = load_config("mine.yaml", MiningConfig)
+    assert mine.classes.merge_cos == 0.45
+    assert mine.noise == shipped.noise  # everything else comes from the shipped base
+
+
+def test_a_base_file_beside_the_config_wins_over_a_packaged_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "cfgs"
+    folder.mkdir()
+    (folder / "mining_demo.yaml").write_text("a: 7\n")
+    (folder / "top.yaml").write_text("base: mining_demo.yaml\nb: 1\n")
+    assert load_yaml_with_bases(folder / "top.yaml") == {"a": 7, "b": 1}
+
+
+def test_load_config_takes_a_packaged_name_from_any_folder(tmp_path, monkeypatch):
+    from fr_data.mining.config import MiningConfig
+
+    monkeypatch.chdir(tmp_path)
+    assert load_config("mining_demo", MiningConfig) == load_config("configs/mining_demo.yaml", MiningConfig)
+
+
+def test_an_unknown_base_names_the_file_that_asks_for_it(tmp_path):
+    top = tmp_path / "top.yaml"
+    top.write_text("base: no_such_config\n")
+    with pytest.raises(ConfigError, match=r"top\.yaml: base: no_such_config: no such config file"):
+        load_yaml_with_bases(top)
+
+
+def test_a_base_that_is_not_a_name_is_an_error(tmp_path):
+    top = tmp_path / "top.yaml"
+    top.write_text("base: [3]\n")
+    with pytest.raises(ConfigError, match="base: expected a file name"):
+        load_yaml_with_bases(top)

@@ -125,3 +125,12 @@ def test_cli_writes_the_review_page_with_report(emb, tmp_path, capsys):
     with pytest.raises(SystemExit):  # --report needs the shards
         mine_hard.main(["--embeddings", str(keyed), "--out", str(tmp_path / "R2"), "--report", str(page)])
     assert "--report needs --samples" in capsys.readouterr().err
+
+
+def test_config_takes_a_shipped_name_from_another_folder(emb, tmp_path, monkeypatch, capsys):
+    folder, _, _ = emb
+    monkeypatch.chdir(tmp_path)
+    rc = mine_hard.main(["--embeddings", str(folder), "--out", "RUN", "--config", "mining_demo", "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    saved = (tmp_path / "RUN" / "config.yaml").read_text()
+    assert "cos: 0.985" in saved  # mining_demo's duplicate threshold, not the default 0.95

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fr_data.io.errors import ConfigError
-from hardmine.resources import config_file, packaged_configs, query_file, resolve_config, resolve_query
+from fr_data.io.shipped import config_file, packaged_configs, query_file, resolve_config, resolve_query
 from tests.repo import ROOT
 
 

@@ -1,8 +1,12 @@
-"""Files that ship inside the package: the training and mining configs (``configs/`` in the repository)
-and the ready DuckDB queries (``manifests/queries/``).
+"""Files that ship inside the package: the training, mining and experiment configs (``configs/`` in the
+repository) and the ready DuckDB queries (``manifests/queries/``), and the one rule that turns a name into
+such a file.
 
-``pyproject.toml`` maps those folders to the packages ``hardmine.configs`` and ``hardmine.queries``, so
-an installed ``hardmine`` finds them from any working directory, editable or not.
+``pyproject.toml`` maps those folders to the packages ``hardmine.configs`` and ``hardmine.queries`` (data
+packages: nothing of the ``hardmine`` layer is imported to read them), so an installed ``hardmine`` finds
+them from any working directory, editable or not. Every place that reads a config (``--config`` of every
+command, a config file's ``base:`` entries) or a query (``hardmine query --file``) resolves names here,
+so a shipped name works the same way everywhere.
 """
 
 from __future__ import annotations
@@ -27,17 +31,23 @@ def query_file(name: str) -> Path:
     return Path(str(files(QUERY_PACKAGE).joinpath(name)))
 
 
-def resolve_config(arg: str | os.PathLike) -> Path:
-    """A config given on the command line: an existing file as given, else the packaged config of that
-    name (``configs/`` prefix and ``.yaml`` suffix optional), so ``--config ms1mv3_r50_arcface`` works
-    from any folder.
+def resolve_config(arg: str | os.PathLike, relative_to: str | os.PathLike | None = None) -> Path:
+    """A config named on the command line or in a ``base:`` entry: an existing file, else the packaged
+    config of that name (``configs/`` prefix and ``.yaml`` suffix optional), so ``--config mining_demo``
+    and ``base: synth_tiny`` work from any folder.
+
+    Args:
+        arg: a path or a packaged name.
+        relative_to: the folder a relative path is read from (the folder of the config file holding a
+            ``base:`` entry); the working directory when None.
 
     Raises:
         ConfigError: neither a file nor a packaged config.
     """
     path = Path(arg)
-    if path.is_file():
-        return path
+    local = Path(relative_to) / path if relative_to is not None else path
+    if local.is_file():
+        return local
     name = path.as_posix().removeprefix("configs/")
     for candidate in (name, f"{name}.yaml"):
         packaged = config_file(candidate)
