@@ -143,19 +143,21 @@ class Deadline:
             self._timer.cancel()
 
 
-def query_error(exc: duckdb.Error, views: Iterable[str], limits: Limits, deadline: Deadline | None = None,
+def query_error(exc: BaseException, views: Iterable[str], limits: Limits, deadline: Deadline | None = None,
                 what: str = "query failed") -> QueryError:
-    """The one-line :class:`QueryError` for a DuckDB error of a query: a refusal, a limit that was hit,
-    or DuckDB's own message (bounded, without data dumps), followed by the registered views."""
+    """The one-line :class:`QueryError` for a DuckDB error of a query (raised by DuckDB, or by Arrow while
+    a result streams, which carries DuckDB's message): a refusal, a limit that was hit, or DuckDB's own
+    message (bounded, without data dumps), followed by the registered views."""
     views = list(views)
+    text = str(exc)
     if deadline is not None and deadline.fired:
         return QueryError(f"query stopped: it ran past the time limit of {deadline.seconds:g} s "
                           "(raise the time limit, or narrow the query)")
-    if isinstance(exc, duckdb.InterruptException):
-        return QueryError("query interrupted")
-    if isinstance(exc, duckdb.OutOfMemoryException):
+    if isinstance(exc, duckdb.OutOfMemoryException) or text.startswith("Out of Memory Error"):
         return QueryError(f"query stopped: it needs more memory than the limit of {limits.memory_limit} "
                           "(raise the memory limit, or narrow the query)")
+    if isinstance(exc, duckdb.InterruptException) or text.startswith("INTERRUPT Error"):
+        return QueryError("query interrupted")
     refused = refusal(exc, views)
     if refused is not None:
         return refused
@@ -189,10 +191,11 @@ def check_read_only(sql: str) -> None:
                                f"{_head(statement.query)}")
 
 
-def refusal(exc: duckdb.Error, views: Iterable[str]) -> QueryRefused | None:
+def refusal(exc: BaseException, views: Iterable[str]) -> QueryRefused | None:
     """The :class:`QueryRefused` for a DuckDB permission or locked-setting error, else None."""
     text = duckdb_line(exc)
-    if isinstance(exc, duckdb.PermissionException) or "configuration has been locked" in text:
+    if (isinstance(exc, duckdb.PermissionException) or text.startswith("Permission Error")
+            or "configuration has been locked" in text):
         names = ", ".join(views) or "none"
         return QueryRefused(f"query refused: {text} (queries may read only the registered views: {names})")
     return None

@@ -209,15 +209,13 @@ def write_result(reader: pa.RecordBatchReader, path: str | os.PathLike, fmt: str
 
 def _batches(reader: pa.RecordBatchReader, rv: RunViews | None = None,
              deadline: Deadline | None = None) -> Iterator[pa.RecordBatch]:
-    """The reader's batches; a DuckDB or Arrow error while reading becomes a one-line QueryError."""
+    """The reader's batches; a DuckDB or Arrow error while reading (Arrow passes DuckDB's errors on as
+    ``OSError``/``ArrowException`` with DuckDB's message) becomes a one-line QueryError."""
     try:
         yield from reader
-    except (duckdb.Error, pa.ArrowInvalid) as exc:
-        what = "query failed while reading results"
-        if isinstance(exc, duckdb.Error):
-            views, limits = (rv.views, rv.limits) if rv is not None else ([], Limits())
-            raise query_error(exc, views, limits, deadline, what) from None
-        raise QueryError(f"{what}: {duckdb_line(exc)}") from None
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        views, limits = (rv.views, rv.limits) if rv is not None else ([], Limits())
+        raise query_error(exc, views, limits, deadline, "query failed while reading results") from None
 
 
 def _add_view(rv: RunViews, name: str, path: Path) -> None:
