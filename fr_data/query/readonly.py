@@ -72,6 +72,8 @@ class Limits:
     spill_limit: str = "20GB"
 
 
+#: The bounds of user SQL unless the caller says otherwise.
+DEFAULT_LIMITS = Limits()
 #: The bounds of internal queries (fixed SQL over data of any size): more memory, spilling, no time limit.
 INTERNAL = Limits(memory_limit="4GB", timeout_s=None)
 
@@ -84,7 +86,7 @@ class QueryRefused(QueryError):
     """A query that needs more than reading the registered views (a write, a file, a setting)."""
 
 
-def connect(readable: Iterable[str | os.PathLike] = (), limits: Limits = Limits(), *,
+def connect(readable: Iterable[str | os.PathLike] = (), limits: Limits = DEFAULT_LIMITS, *,
             spill: bool = False) -> duckdb.DuckDBPyConnection:
     """A new in-memory connection, already locked: it reads only the files in ``readable``.
 

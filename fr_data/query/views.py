@@ -30,8 +30,17 @@ from fr_data.folders.shard_folder import samples_path
 from fr_data.io.atomic import atomic_path
 from fr_data.io.errors import DataError
 from fr_data.io.parquet import ROW_GROUP_SIZE
-from fr_data.query.readonly import (Deadline, Limits, QueryError, QueryRefused, check_read_only, connect,
-                                    duckdb_line, query_error)
+from fr_data.query.readonly import (
+    DEFAULT_LIMITS,
+    Deadline,
+    Limits,
+    QueryError,
+    QueryRefused,
+    check_read_only,
+    connect,
+    duckdb_line,
+    query_error,
+)
 
 RUN_VIEWS = ("samples", "pairs", "classes")
 # Result batch size: also the Parquet row-group size of --parquet output (DuckDB likes >= 100K rows).
@@ -39,8 +48,8 @@ BATCH_ROWS = ROW_GROUP_SIZE
 
 __all__ = [
     "BATCH_ROWS",
-    "Limits",
     "RUN_VIEWS",
+    "Limits",
     "QueryError",
     "QueryRefused",
     "RunViews",
@@ -71,7 +80,7 @@ class RunViews:
 
 
 def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
-             attributes: str | os.PathLike | None = None, limits: Limits = Limits()) -> RunViews:
+             attributes: str | os.PathLike | None = None, limits: Limits = DEFAULT_LIMITS) -> RunViews:
     """Register the views of a mining run folder.
 
     Args:
@@ -108,7 +117,7 @@ def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
     return rv
 
 
-def open_views(sources: dict[str, Path | tuple[pa.Table, Path]], limits: Limits = Limits()) -> RunViews:
+def open_views(sources: dict[str, Path | tuple[pa.Table, Path]], limits: Limits = DEFAULT_LIMITS) -> RunViews:
     """A read-only connection with one view per source, in order (the one place views are made): a
     Parquet file (read in place), or an in-memory table and the file it came from (shown, not read).
 
@@ -214,7 +223,7 @@ def _batches(reader: pa.RecordBatchReader, rv: RunViews | None = None,
     try:
         yield from reader
     except (duckdb.Error, pa.ArrowException, OSError) as exc:
-        views, limits = (rv.views, rv.limits) if rv is not None else ([], Limits())
+        views, limits = (rv.views, rv.limits) if rv is not None else ([], DEFAULT_LIMITS)
         raise query_error(exc, views, limits, deadline, "query failed while reading results") from None
 
 

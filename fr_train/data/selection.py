@@ -29,6 +29,7 @@ from fr_data.folders.shard_folder import read_input_samples, samples_path
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.parquet import require_non_negative, require_unique, write_table
+from fr_data.query.readonly import DEFAULT_LIMITS
 from fr_data.query.views import Limits, QueryError, RunViews, open_run, run_query
 from fr_data.query.views import open_views as open_view_files
 from fr_train.data import review as review_decisions
@@ -122,7 +123,7 @@ class Selection:
 
 # ------------------------------------------------------------------------------------------------ views
 def open_views(shards_dir: str | os.PathLike, run_dir: str | os.PathLike | None,
-               limits: Limits = Limits()) -> RunViews:
+               limits: Limits = DEFAULT_LIMITS) -> RunViews:
     """DuckDB views: ``shard_samples`` always; ``samples``, ``classes``, ``pairs`` with a run folder.
 
     The connection is read-only (:mod:`fr_data.query.readonly`): a ``query`` or ``where`` from a config
