@@ -9,6 +9,10 @@ Attributes are joined from a Parquet table keyed by one of, in this order of pre
 shard manifest ``samples.parquet``), or ``label`` (per-identity tables: how race labels are published,
 e.g. the RFW / BUPT identity lists). Attribute columns whose names clash with mined columns get the
 prefix ``attr_``. Attribute rows matching no sample are counted, not silently ignored.
+
+Column names are data: every one goes into SQL through :func:`fr_data.query.identifiers.quote_ident`
+(a name DuckDB cannot carry is a DataError naming the file), on a locked connection that reads only the
+attribute file and the shard manifest.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fr_data.io.errors import DataError
+from fr_data.query.identifiers import quote_ident
+from fr_data.query.readonly import INTERNAL, connect
+
+#: Helper columns of the join: an attribute column may not be called like one of them.
+JOIN_HELPERS = ("__jk", "__key", "__row", "__hit")
 
 RESOLUTION_BINS = ("low", "mid", "high")
 POSE_BINS_BY_FLIP = ("profile", "half", "frontal")
@@ -82,14 +91,26 @@ def _join_column(attr_path: Path, names: list[str]) -> str:
     raise DataError(attr_path, "header", f"no join column: need one of key, source_index, label; got {names}")
 
 
+def _check_names(attr_path: Path, names: list[str]) -> None:
+    """Refuse column names SQL cannot carry (see ``quote_ident``), helper names and repeated names."""
+    for name in names:
+        quote_ident(name, attr_path)
+        if name in JOIN_HELPERS:
+            raise DataError(attr_path, f"column {name!r}", f"column names {', '.join(JOIN_HELPERS)} are reserved "
+                                                           "for the join; rename the column")
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise DataError(attr_path, f"column {quote_ident(twice[0])}", "column name occurs more than once")
+
+
 def _check_unique(con: duckdb.DuckDBPyConnection, path: Path, col: str) -> None:
-    sql = f'SELECT "{col}", count(*) FROM attr GROUP BY 1 HAVING count(*) > 1 LIMIT 1'
-    rows = con.execute(sql).fetchall()
+    q = quote_ident(col, path)
+    rows = con.execute(f"SELECT {q}, count(*) FROM attr GROUP BY 1 HAVING count(*) > 1 LIMIT 1").fetchall()
     if rows:
         row = rows[0]
         raise DataError(path, f"{col} {row[0]!r}", f"{row[1]} attribute rows share this {col}; joins need "
                                                    "one row per join value")
-    nulls = _scalar(con, f'SELECT count(*) FROM attr WHERE "{col}" IS NULL')
+    nulls = _scalar(con, f"SELECT count(*) FROM attr WHERE {q} IS NULL")
     if nulls:
         raise DataError(path, f"column {col!r}", f"{nulls} rows with a null join value")
 
@@ -121,27 +142,29 @@ def join_attributes(samples: pa.Table, attr_path: str | Path, shard_manifest: st
     if not attr_path.exists():
         raise DataError(attr_path, "", "attribute file does not exist")
     names = pq.read_schema(attr_path).names
+    _check_names(attr_path, names)
     by = _join_column(attr_path, names)
-    con = duckdb.connect()
+    manifest = Path(shard_manifest) if shard_manifest and by == "source_index" else None
+    con = connect([attr_path] + ([manifest] if manifest is not None else []), INTERNAL, spill=True)
     con.read_parquet(str(attr_path)).create_view("attr")
     _check_unique(con, attr_path, by)
     if by == "source_index":
-        manifest = Path(shard_manifest) if shard_manifest else None
         source, sample_col = _key_source(con, attr_path, manifest), "key"
     else:
-        source, sample_col = f'(SELECT "{by}" AS __jk, * FROM attr)', by
+        source, sample_col = f"(SELECT {quote_ident(by)} AS __jk, * FROM attr)", by
     skip = {"key", "label"} if by == "source_index" else {by}
     added = [c for c in names if c not in skip]
     taken = set(samples.column_names) | set(reserved)
     out_names = [f"attr_{c}" if c in taken else c for c in added]
-    select = "".join(f'a."{c}" AS "{o}", ' for c, o in zip(added, out_names))
+    select = "".join(f"a.{quote_ident(c)} AS {quote_ident(o, attr_path)}, " for c, o in zip(added, out_names))
     con.register("s", samples.append_column("__row", pa.array(np.arange(samples.num_rows))))
     con.execute(f"CREATE VIEW a AS {source}").fetchall()
-    joined = con.sql(f'SELECT s.*, {select}a.__jk IS NOT NULL AS __hit FROM s LEFT JOIN a '
-                     f'ON s."{sample_col}" = a.__jk ORDER BY s.__row').to_arrow_table()
-    unmatched = _scalar(con, f'SELECT count(*) FROM a WHERE a.__jk IS NULL OR a.__jk NOT IN '
-                             f'(SELECT "{sample_col}" FROM s)')
+    on = quote_ident(sample_col)
+    joined = con.sql(f"SELECT s.*, {select}a.__jk IS NOT NULL AS __hit FROM s LEFT JOIN a "
+                     f"ON s.{on} = a.__jk ORDER BY s.__row").to_arrow_table()
+    unmatched = _scalar(con, f"SELECT count(*) FROM a WHERE a.__jk IS NULL OR a.__jk NOT IN (SELECT {on} FROM s)")
     n_attr = _scalar(con, "SELECT count(*) FROM attr")
+    con.close()
     misses = joined.num_rows - int(np.asarray(joined.column("__hit")).sum())
     table = joined.drop_columns(["__row", "__hit"])
     return AttributeJoin(table, by, out_names, int(n_attr), int(unmatched), misses)

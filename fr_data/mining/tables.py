@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,6 +18,7 @@ from fr_data.mining.config import COS_75_DEGREES, MiningConfig
 from fr_data.mining.groups import bias_report, kmeans_class_groups
 from fr_data.mining.noise import Vote, suspects
 from fr_data.mining.splits import join_attributes, pose_bins_from_flip, pose_bins_from_yaw, resolution_bins
+from fr_data.query.readonly import INTERNAL, connect
 
 GROUP_COLUMNS = ("group", "race", "ethnicity")
 
@@ -130,7 +130,7 @@ def classes_table(geo: Any, f: Any, group: np.ndarray) -> pa.Table:
     """One row per label: counts, spread, nearest class, merge flag and the (modal) group."""
     labels, counts = geo.cindex.labels, geo.cindex.counts
     rows = np.bincount(geo.cindex.of_sample, minlength=len(labels))
-    con = duckdb.connect()
+    con = connect((), INTERNAL, spill=True)
     con.register("g", pa.table({"c": geo.cindex.of_sample, "g": _strings(group)}))
     modal = dict(con.sql("SELECT c, mode(g) FROM g WHERE g IS NOT NULL GROUP BY c").fetchall())
     return pa.table({

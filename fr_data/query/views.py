@@ -7,8 +7,9 @@ columns ``fr_data.folders.review_file.REVIEW_SCHEMA``), ``shard_samples`` (the s
 streamed in record batches: printing keeps only the rows shown, files are written batch by batch and
 appear atomically.
 
-The connection is read-only (:mod:`fr_data.query.readonly`): once the views exist it may read only
-their files, change no setting, and run only ``SELECT``/``EXPLAIN`` statements.
+The connection is read-only (:mod:`fr_data.query.readonly`): it may read only the views' files,
+change no setting, and run only ``SELECT``/``EXPLAIN`` statements, within the memory and time limits
+of its :class:`~fr_data.query.readonly.Limits` (the time limit covers reading the result too).
 """
 
 from __future__ import annotations
@@ -29,7 +30,17 @@ from fr_data.folders.shard_folder import samples_path
 from fr_data.io.atomic import atomic_path
 from fr_data.io.errors import DataError
 from fr_data.io.parquet import ROW_GROUP_SIZE
-from fr_data.query.readonly import QueryError, QueryRefused, check_read_only, duckdb_line, lock, refusal
+from fr_data.query.readonly import (
+    DEFAULT_LIMITS,
+    Deadline,
+    Limits,
+    QueryError,
+    QueryRefused,
+    check_read_only,
+    connect,
+    duckdb_line,
+    query_error,
+)
 
 RUN_VIEWS = ("samples", "pairs", "classes")
 # Result batch size: also the Parquet row-group size of --parquet output (DuckDB likes >= 100K rows).
@@ -38,6 +49,7 @@ BATCH_ROWS = ROW_GROUP_SIZE
 __all__ = [
     "BATCH_ROWS",
     "RUN_VIEWS",
+    "Limits",
     "QueryError",
     "QueryRefused",
     "RunViews",
@@ -58,15 +70,17 @@ class RunViews:
         con: the connection.
         views: view name -> Parquet file it reads.
         notes: what was skipped or how a path was found, for the user.
+        limits: the memory and time limits of every query.
     """
 
     con: duckdb.DuckDBPyConnection
     views: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
 
 
 def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
-             attributes: str | os.PathLike | None = None) -> RunViews:
+             attributes: str | os.PathLike | None = None, limits: Limits = DEFAULT_LIMITS) -> RunViews:
     """Register the views of a mining run folder.
 
     Args:
@@ -74,6 +88,7 @@ def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
         shards: shard manifest (``samples.parquet`` or the shard folder holding it); overrides
             ``run.json``'s ``"samples_manifest"``.
         attributes: an attribute Parquet file, registered as ``attributes``.
+        limits: memory and time limits of the queries.
 
     Raises:
         DataError: the run folder, or an explicitly named file, does not exist.
@@ -97,51 +112,60 @@ def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
         if not Path(attributes).is_file():
             raise DataError(attributes, "", "attribute table does not exist")
         files["attributes"] = Path(attributes)
-    rv = open_views(files)
+    rv = open_views(files, limits)
     rv.notes.extend(notes)
     return rv
 
 
-def open_views(sources: dict[str, Path | tuple[pa.Table, Path]]) -> RunViews:
+def open_views(sources: dict[str, Path | tuple[pa.Table, Path]], limits: Limits = DEFAULT_LIMITS) -> RunViews:
     """A read-only connection with one view per source, in order (the one place views are made): a
     Parquet file (read in place), or an in-memory table and the file it came from (shown, not read).
 
     Raises:
         DataError: a file that is not readable Parquet.
+        ConfigError: limits DuckDB does not accept.
     """
-    rv = RunViews(duckdb.connect(":memory:"))
+    files = {name: Path(source).resolve() for name, source in sources.items() if not isinstance(source, tuple)}
+    rv = RunViews(connect(files.values(), limits), limits=limits)
     for name, source in sources.items():
         if isinstance(source, tuple):
             rv.con.register(name, source[0])
             rv.views[name] = source[1]
         else:
-            _add_view(rv, name, Path(source).resolve())
-    lock(rv.con, [path for name, path in rv.views.items() if not isinstance(sources[name], tuple)])
+            _add_view(rv, name, files[name])
     return rv
 
 
-def run_query(rv: RunViews, sql: str) -> pa.RecordBatchReader | None:
-    """Run ``sql`` (one or more ``SELECT`` statements); return a reader over the last result, or None.
+def run_query(rv: RunViews, sql: str, params: dict[str, object] | None = None) -> pa.RecordBatchReader | None:
+    """Run ``sql`` (one or more ``SELECT`` statements, ``$name`` parameters bound from ``params``); return a
+    reader over the last result, or None. The time limit runs until the reader is exhausted.
 
     Raises:
         QueryRefused: a statement that is not a ``SELECT``/``EXPLAIN``, or one that reaches for a file
             outside the views or a setting (one line).
-        QueryError: DuckDB rejected the SQL; the message lists the registered views.
+        QueryError: DuckDB rejected the SQL (the message lists the registered views), or the query hit
+            the memory or time limit (while running or while its result is read).
     """
     check_read_only(sql)
+    deadline = Deadline(rv.con, rv.limits.timeout_s).start()
     try:
-        rel = rv.con.sql(sql)
-        return None if rel is None else rel.to_arrow_reader(BATCH_ROWS)
+        rel = rv.con.sql(sql, params=params)
+        reader = None if rel is None else rel.to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
-        raise _query_error(rv, exc) from None
+        deadline.cancel()
+        raise query_error(exc, rv.views, rv.limits, deadline) from None
+    if reader is None:
+        deadline.cancel()
+        return None
+    return pa.RecordBatchReader.from_batches(reader.schema, _guarded(rv, reader, deadline))
 
 
-def _query_error(rv: RunViews, exc: duckdb.Error) -> QueryError:
-    refused = refusal(exc, rv.views)
-    if refused is not None:
-        return refused
-    views = ", ".join(rv.views) or "none"
-    return QueryError(f"query failed: {duckdb_line(exc)} (registered views: {views})")
+def _guarded(rv: RunViews, reader: pa.RecordBatchReader, deadline: Deadline) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; its errors become one-line QueryErrors; the deadline stops with the reader."""
+    try:
+        yield from _batches(reader, rv, deadline)
+    finally:
+        deadline.cancel()
 
 
 def head_rows(reader: pa.RecordBatchReader, max_rows: int) -> tuple[pa.Table, int]:
@@ -192,20 +216,23 @@ def write_result(reader: pa.RecordBatchReader, path: str | os.PathLike, fmt: str
     return rows
 
 
-def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+def _batches(reader: pa.RecordBatchReader, rv: RunViews | None = None,
+             deadline: Deadline | None = None) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; a DuckDB or Arrow error while reading (Arrow passes DuckDB's errors on as
+    ``OSError``/``ArrowException`` with DuckDB's message) becomes a one-line QueryError."""
     try:
         yield from reader
-    except (duckdb.Error, pa.ArrowInvalid) as exc:
-        refused = refusal(exc, []) if isinstance(exc, duckdb.Error) else None
-        raise refused or QueryError(f"query failed while reading results: {duckdb_line(exc)}") from None
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        views, limits = (rv.views, rv.limits) if rv is not None else ([], DEFAULT_LIMITS)
+        raise query_error(exc, views, limits, deadline, "query failed while reading results") from None
 
 
 def _add_view(rv: RunViews, name: str, path: Path) -> None:
-    literal = str(path).replace("'", "''")
+    """View ``name`` (a fixed name of this module) over the Parquet file ``path`` (never pasted into SQL)."""
     try:
-        rv.con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{literal}')")
+        rv.con.read_parquet(str(path)).create_view(name, replace=True)
     except duckdb.Error as exc:
-        raise DataError(path, "", f"not a readable Parquet file for view {name!r}: {exc}") from exc
+        raise DataError(path, "", f"not a readable Parquet file for view {name!r}: {duckdb_line(exc)}") from None
     rv.views[name] = path
 
 

@@ -1,7 +1,8 @@
 """Attribute values shown with each image: attribute columns the mining run joined into ``samples.parquet``,
 or an attribute table given to the report (joined like mining does: by key, source_index or label).
 
-Only the shown samples are looked up.
+Only the shown samples are looked up. Column names are data: they go into SQL only through
+:func:`fr_data.query.identifiers.quote_ident`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 from fr_data.folders import run_folder as rf
 from fr_data.folders.run_folder import MINED_SAMPLES_SCHEMA
 from fr_data.mining.splits import join_attributes
+from fr_data.query.identifiers import quote_ident
 from fr_data.review.select import RunTables
 
 MAX_COLUMNS = 16
@@ -37,13 +39,14 @@ def _by_key(table: pa.Table, columns: list[str]) -> dict[str, dict[str, str]]:
 
 def run_attributes(t: RunTables, shown: dict[str, Any]) -> dict[str, dict[str, str]]:
     """Values of the extra (attribute) columns of ``samples.parquet`` for the shown keys."""
-    names = pq.read_schema(rf.table_path(t.folder, "samples")).names
+    path = rf.table_path(t.folder, "samples")
+    names = pq.read_schema(path).names
     extra = [c for c in names if c not in MINED_SAMPLES_SCHEMA.names and c not in HIDDEN][:MAX_COLUMNS]
     if not extra or not shown:
         return {}
+    cols = ", ".join(quote_ident(c, path) for c in extra)
     t.con.register("shown_keys", pa.table({"key": pa.array(sorted(shown), pa.string())}))
     try:
-        cols = ", ".join(f'"{c}"' for c in extra)
         table = t.con.sql(f"SELECT key, {cols} FROM samples WHERE key IN (SELECT key FROM shown_keys)")
         return _by_key(table.to_arrow_table(), extra)
     finally:

@@ -20,8 +20,7 @@ neither suspects nor removed duplicates (other samples only fill up labels that 
 from __future__ import annotations
 
 import os
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ import pyarrow.parquet as pq
 from fr_data.folders import run_folder as rf
 from fr_data.io.errors import DataError
 from fr_data.io.parquet import conform
+from fr_data.query.readonly import INTERNAL, connect
 
 #: Run tables (``run_folder.TABLES`` names, also the view names) the page cannot do without; the
 #: sections of the others are left out when their file is missing.
@@ -108,8 +108,9 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, path: Path, schema: pa.
 
 
 def open_tables(run: str | os.PathLike, *, threads: int = 2, memory_limit: str = "256MB") -> RunTables:
-    """Views over a mining run folder (DuckDB limited to ``threads`` and ``memory_limit``: it spills to
-    disk beyond it, so the review page's peak memory stays flat as the run grows).
+    """Views over a mining run folder on a locked connection that reads only the run's table files
+    (DuckDB limited to ``threads`` and ``memory_limit``: it spills to a private temp folder beyond it, so
+    the review page's peak memory stays flat as the run grows).
 
     Raises:
         DataError: the folder, ``samples.parquet`` or ``classes.parquet`` is missing, or a file does not
@@ -118,8 +119,9 @@ def open_tables(run: str | os.PathLike, *, threads: int = 2, memory_limit: str =
     folder = Path(run)
     if not folder.is_dir():
         raise DataError(folder, "", "mining run folder does not exist")
-    config = {"threads": threads, "memory_limit": memory_limit, "temp_directory": tempfile.gettempdir()}
-    con = duckdb.connect(":memory:", config=config)
+    files = [rf.table_path(folder, name) for name in rf.TABLES]
+    limits = replace(INTERNAL, threads=threads, memory_limit=memory_limit)
+    con = connect([f for f in files if f.is_file()], limits, spill=True)
     tables = RunTables(folder, con, run=rf.read_run_info(folder))
     if not tables.run:
         tables.notes.append(f"{folder / rf.RUN_FILE} is missing: counts come from the tables, no config "

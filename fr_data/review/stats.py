@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from fr_data.folders.run_folder import SPLITS
+from fr_data.query.identifiers import quote_ident
 from fr_data.review.select import RunTables
 
 POSE_BINS = ("frontal", "half", "profile")
@@ -28,19 +29,20 @@ class Histogram:
 
 def value_range(t: RunTables, view: str, column: str) -> tuple[float, float] | None:
     """Min and max of a column (None when it holds no value)."""
-    lo, hi = t.con.execute(f'SELECT min("{column}"), max("{column}") FROM {view} '
-                           f'WHERE isfinite("{column}")').fetchall()[0]
+    c, v = quote_ident(column), quote_ident(view)
+    lo, hi = t.con.execute(f"SELECT min({c}), max({c}) FROM {v} WHERE isfinite({c})").fetchall()[0]
     return None if lo is None else (float(lo), float(hi))
 
 
 def histogram(t: RunTables, view: str, column: str, lo: float, hi: float, bins: int, *,
               by: str | None = None, where: str = "true") -> Histogram:
     """Counts of ``column`` in ``bins`` equal bins over ``[lo, hi]`` (values outside go to the end bins),
-    per value of ``by``."""
+    per value of ``by``. ``where`` is a fixed SQL predicate of this module, never data."""
     width = (hi - lo) / bins if hi > lo else 1.0
-    group = f'coalesce(CAST("{by}" AS VARCHAR), \'none\')' if by else "''"
-    sql = (f'SELECT {group} AS g, least(greatest(floor(("{column}" - $lo) / $w), 0), $bins - 1)::INTEGER AS b, '
-           f'count(*) AS n FROM {view} WHERE isfinite("{column}") AND ({where}) GROUP BY ALL')
+    c, v = quote_ident(column), quote_ident(view)
+    group = f"coalesce(CAST({quote_ident(by)} AS VARCHAR), 'none')" if by else "''"
+    sql = (f"SELECT {group} AS g, least(greatest(floor(({c} - $lo) / $w), 0), $bins - 1)::INTEGER AS b, "
+           f"count(*) AS n FROM {v} WHERE isfinite({c}) AND ({where}) GROUP BY ALL")
     counts: dict[str, np.ndarray] = {}
     for g, b, n in t.con.execute(sql, {"lo": lo, "w": width, "bins": bins}).fetchall():
         counts.setdefault(g, np.zeros(bins, np.int64))[b] += n

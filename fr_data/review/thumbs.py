@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
@@ -24,6 +23,7 @@ from fr_data.folders.report_folder import thumb_name
 from fr_data.folders.shard_folder import SHARD_INDEX_FILE, SHARD_INDEX_SCHEMA, SHARD_INDEX_VERSION, list_shards
 from fr_data.io.parquet import read_metadata
 from fr_data.loading.shard_index import ShardIndex, load_or_build, shard_stamps
+from fr_data.query.readonly import INTERNAL, connect
 
 THUMB_SIZE = 112
 JPEG_QUALITY = 85
@@ -49,10 +49,11 @@ def index_rows(folder: str | os.PathLike, keys: Iterable[str]) -> tuple[list[Pat
         table = load_or_build(folder, shards)
         if not _cache_current(folder, shards):  # not writable here: filter the scan in memory
             return shards, table.filter(pc.is_in(table.column("key"), value_set=wanted.column("key")))
-    con = duckdb.connect(":memory:", config={"threads": 2})
+    index_file = folder / SHARD_INDEX_FILE
+    con = connect([index_file], INTERNAL, spill=True)
     con.register("wanted", wanted)
-    literal = str(folder / SHARD_INDEX_FILE).replace("'", "''")
-    rows = con.sql(f"SELECT * FROM read_parquet('{literal}') WHERE key IN (SELECT key FROM wanted)")
+    con.read_parquet(str(index_file)).create_view("shard_index")
+    rows = con.sql("SELECT * FROM shard_index WHERE key IN (SELECT key FROM wanted)")
     table = rows.to_arrow_table().cast(SHARD_INDEX_SCHEMA)
     con.close()
     return shards, table

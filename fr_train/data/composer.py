@@ -145,8 +145,8 @@ def pairs_from_sql(rv: RunViews, selection: Selection, kind: str, predicate: str
                    where: str) -> tuple[FixedPairs, dict[str, int]]:
     """The run's pairs of ``kind`` (and ``predicate``) whose two keys are selected with one new label."""
     extra = f" AND ({predicate})" if predicate else ""
-    sql = f"SELECT key_a, key_b FROM pairs WHERE kind = '{kind}'{extra} ORDER BY key_a, key_b"
-    table = query_table(rv, sql, where)
+    sql = f"SELECT key_a, key_b FROM pairs WHERE kind = $kind{extra} ORDER BY key_a, key_b"
+    table = query_table(rv, sql, where, {"kind": kind})
     a = selection.positions(table.column("key_a").to_numpy(zero_copy_only=False))
     b = selection.positions(table.column("key_b").to_numpy(zero_copy_only=False))
     selected = (a >= 0) & (b >= 0)

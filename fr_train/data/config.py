@@ -43,6 +43,9 @@ class SelectionConfig:
             key, ``keep`` lets a key through the mining filters (split, suspect, duplicate),
             ``merge:A:B`` / ``keep:A:B`` merge or separate two labels whatever ``merge_classes`` says
             (see ``fr_train.data.review``). Counted in the selection report under ``review``.
+        sql_memory_limit: DuckDB memory limit of the selection's queries (``query``, ``where`` and the
+            joins with the mining run); a query needing more ends in a ConfigError.
+        sql_timeout_s: seconds each of those queries may run.
     """
 
     key_list: str | None = None
@@ -53,6 +56,8 @@ class SelectionConfig:
     drop_duplicates: bool = False
     merge_classes: bool = False
     review: str | None = None
+    sql_memory_limit: str = "4GB"
+    sql_timeout_s: float = 300.0
 
 
 @dataclass
@@ -169,6 +174,8 @@ def validate_data_config(cfg: DataConfig) -> None:
         (_scale_ok(cfg.augment.lowres_scale),
          "data.augment.lowres_scale must be [min, max] with 0 < min <= max <= 1, "
          f"got {cfg.augment.lowres_scale}"),
+        (cfg.selection.sql_timeout_s > 0,
+         f"data.selection.sql_timeout_s must be > 0, got {cfg.selection.sql_timeout_s}"),
         (cfg.composer.identities >= 2,
          f"data.composer.identities must be >= 2, got {cfg.composer.identities}"),
         (cfg.composer.pairs >= 1, f"data.composer.pairs must be >= 1, got {cfg.composer.pairs}"),

@@ -29,7 +29,8 @@ from fr_data.folders.shard_folder import read_input_samples, samples_path
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.parquet import require_non_negative, require_unique, write_table
-from fr_data.query.views import QueryError, RunViews, open_run, run_query
+from fr_data.query.readonly import DEFAULT_LIMITS
+from fr_data.query.views import Limits, QueryError, RunViews, open_run, run_query
 from fr_data.query.views import open_views as open_view_files
 from fr_train.data import review as review_decisions
 from fr_train.data.config import SelectionConfig
@@ -121,11 +122,12 @@ class Selection:
 
 
 # ------------------------------------------------------------------------------------------------ views
-def open_views(shards_dir: str | os.PathLike, run_dir: str | os.PathLike | None) -> RunViews:
+def open_views(shards_dir: str | os.PathLike, run_dir: str | os.PathLike | None,
+               limits: Limits = DEFAULT_LIMITS) -> RunViews:
     """DuckDB views: ``shard_samples`` always; ``samples``, ``classes``, ``pairs`` with a run folder.
 
     The connection is read-only (:mod:`fr_data.query.readonly`): a ``query`` or ``where`` from a config
-    can read only these views.
+    can read only these views, within ``limits`` (memory, time per query).
 
     Raises:
         DataError: the shard manifest or the run folder does not exist.
@@ -135,8 +137,8 @@ def open_views(shards_dir: str | os.PathLike, run_dir: str | os.PathLike | None)
         raise DataError(manifest, "", "shard manifest not found (did sharding finish?)")
     check_inputs(manifest, run_dir)
     if run_dir is not None:
-        return open_run(run_dir, shards=manifest)
-    return open_view_files({"shard_samples": manifest})
+        return open_run(run_dir, shards=manifest, limits=limits)
+    return open_view_files({"shard_samples": manifest}, limits)
 
 
 #: The columns training reads from each mining run table, checked before any SQL runs.
@@ -164,10 +166,11 @@ def check_inputs(manifest: Path, run_dir: str | os.PathLike | None) -> None:
                 require_non_negative(table, column, path)
 
 
-def query_table(rv: RunViews, sql: str, where: str) -> pa.Table:
-    """Run ``sql``; a rejected query becomes a ConfigError naming the config field ``where``."""
+def query_table(rv: RunViews, sql: str, where: str, params: dict[str, Any] | None = None) -> pa.Table:
+    """Run ``sql`` (``$name`` parameters bound from ``params``); a rejected query, or one that hits a
+    limit, becomes a ConfigError naming the config field ``where``."""
     try:
-        reader = run_query(rv, sql)
+        reader = run_query(rv, sql, params)
         return reader.read_all() if reader is not None else pa.table({})
     except (QueryError, duckdb.Error) as exc:
         raise ConfigError(f"{where}: {exc}") from None
@@ -340,7 +343,7 @@ def resolve_selection(cfg: SelectionConfig, shards_dir: str | os.PathLike,
         DataError: missing files, keys that are not in the shards, labels that disagree with the run.
     """
     review = read_review(cfg.review) if cfg.review is not None else None
-    rv = open_views(shards_dir, run_dir)
+    rv = open_views(shards_dir, run_dir, Limits(memory_limit=cfg.sql_memory_limit, timeout_s=cfg.sql_timeout_s))
     try:
         cand = load_candidates(rv, run_dir is not None)
         conditions = keep_conditions(cfg, rv, cand, run_dir is not None)

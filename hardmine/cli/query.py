@@ -4,7 +4,8 @@ Views: samples, pairs, classes (RUN/*.parquet), review (RUN/review.csv from the 
 present: key, decision, kind, action, label, other_label, line), shard_samples (run.json
 "samples_manifest" or --shards), attributes (--attributes). Prints an aligned table, or writes --csv / --parquet.
 Queries are read-only: only SELECT statements over the views run (no COPY, ATTACH, INSTALL/LOAD, SET,
-no other file); results leave only through --csv / --parquet, written atomically.
+no other file); results leave only through --csv / --parquet, written atomically. Each query runs under
+a memory limit (--memory-limit, default 2GB) and a time limit (--timeout, default 300 s).
 Exit codes: 0 ok, 2 bad SQL, a refused statement or bad input.
 """
 
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 from fr_data.io.errors import DataError, HardmineError
-from fr_data.query.views import RunViews, format_table, head_rows, open_run, run_query, write_result
+from fr_data.query.views import Limits, RunViews, format_table, head_rows, open_run, run_query, write_result
 from fr_data.io.shipped import resolve_query
 
 
@@ -29,6 +30,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--shards", type=Path, help="shard samples.parquet (or its folder): view shard_samples")
     p.add_argument("--attributes", type=Path, help="attribute Parquet file: view attributes")
     p.add_argument("--max-rows", type=int, default=50, help="rows printed (default 50)")
+    p.add_argument("--memory-limit", default=Limits.memory_limit,
+                   help=f"DuckDB memory limit of the query (default {Limits.memory_limit})")
+    p.add_argument("--timeout", type=float, default=Limits.timeout_s,
+                   help=f"seconds the query may run (default {Limits.timeout_s:g})")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--csv", type=Path, help="write the result to this CSV file")
     out.add_argument("--parquet", type=Path, help="write the result to this Parquet file")
@@ -42,7 +47,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 2
     try:
         sql = args.sql if args.file is None else resolve_query(args.file).read_text()
-        views = open_run(args.run, shards=args.shards, attributes=args.attributes)
+        limits = Limits(memory_limit=args.memory_limit, timeout_s=args.timeout)
+        views = open_run(args.run, shards=args.shards, attributes=args.attributes, limits=limits)
         for note in views.notes:
             print(f"note: {note}", file=sys.stderr)
         _check_output(views, args.csv or args.parquet)

@@ -145,3 +145,21 @@ def test_review_view_when_review_csv_sits_in_the_run_folder(run, capsys):
     (run / "review.csv").write_text("key,decision\nk1,remove\n")
     assert query.main([str(run), "SELECT * FROM review"]) == 2
     assert "review.csv (line 2)" in capsys.readouterr().err
+
+
+def test_memory_and_time_limits_end_a_query_with_one_line(run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / ".tmp" / "secret.txt").write_text("s3cr3t\n")
+    endless = "SELECT count(*) FROM range(10000000) a, range(10000000) b WHERE hash(a.range, b.range) = 0"
+    cases = [(["SELECT list(range) FROM range(1000000000)", "--memory-limit", "100MB"],
+              "query stopped: it needs more memory than the limit of 100MB"),
+             ([endless, "--timeout", "0.2"], "query stopped: it ran past the time limit of 0.2 s"),
+             (["SELECT CAST(content AS INT) FROM read_text('.tmp/secret.txt')"], "query refused: Permission Error"),
+             (["SELECT 1", "--memory-limit", "lots"], "Memory must have a number")]
+    for argv, expected in cases:
+        assert query.main([str(run), *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("error: ") and expected in err and "s3cr3t" not in err
+    args = query.build_parser().parse_args([str(run), "SELECT 1"])
+    assert (args.memory_limit, args.timeout) == ("2GB", 300.0)
