@@ -32,6 +32,8 @@ from tests.repo import ROOT
 #: The longest a process may take to reach its hold point (a guard against a hang, not a timing).
 HANG_GUARD_S = 300
 
+pytestmark = pytest.mark.slow  # about a dozen interpreter starts
+
 
 @pytest.fixture(scope="module")
 def emb(tmp_path_factory) -> Path:
