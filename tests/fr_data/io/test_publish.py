@@ -10,8 +10,15 @@ import signal
 import pytest
 
 from fr_data.io.errors import DataError, WriteError
-from fr_data.io.publish import (check_apart, check_target, lock_path, output_lock, publish, staged_folder,
-                                staging_dir)
+from fr_data.io.publish import (
+    check_apart,
+    check_target,
+    lock_path,
+    output_lock,
+    publish,
+    staged_folder,
+    staging_dir,
+)
 
 
 def test_staged_folder_appears_only_when_complete(tmp_path):
