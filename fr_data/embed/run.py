@@ -6,7 +6,8 @@ Memory is bounded: embeddings go straight into a ``.npy`` memmap at each sample'
 the sorted key list), so only the ``N`` keys and three float columns live in RAM. The whole run is
 written into the staging folder ``.<EMB name>.partial`` beside EMB, which becomes EMB only when
 everything (including run.json) is complete (:mod:`fr_data.io.publish`): an interrupted run leaves
-nothing under the final name.
+nothing under the final name. Rank 0 holds the lock of EMB for the whole run (a second run to the same
+``--out`` is refused); an ``out`` that is, contains or lies inside the shard folder is refused first.
 
 Distributed (``torch.distributed`` initialised, e.g. under ``torchrun``): rank ``r`` embeds shards
 ``i`` with ``i % world == r`` into ``parts/rank-r.npy`` + ``parts/rank-r.parquet`` (each sorted by key);
@@ -16,6 +17,7 @@ finalises the folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -46,7 +48,7 @@ from fr_data.io.atomic import atomic_path
 from fr_data.io.errors import DataError
 from fr_data.io.faults import kill_point
 from fr_data.io.hashing import file_sha256
-from fr_data.io.publish import check_target, prepare_staging, publish, staging_dir
+from fr_data.io.publish import check_apart, check_target, output_lock, prepare_staging, publish, staging_dir
 from fr_data.loading.decode import decode_face
 
 
@@ -106,27 +108,30 @@ def embed_shards(model: nn.Module, shards: Sequence[str | os.PathLike], out: str
     settings = _Settings(batch_size, flip, torch.device(device), workers, amp, progress, read, decode,
                          resolution, quality)
     rank, world = runtime.rank_world()
-    check_target(out, overwrite)
-    staging = staging_dir(out)
-    _prepare_staging(staging, rank, world)
-    started = time.time()
-    try:
-        if world == 1:
-            keys = _plan_keys(shards, manifest, None, read)
-            index = _embed_part(model, shards, keys, staging / ef.EMBEDDINGS_FILE, settings, rank)
-        else:
-            index = _embed_rank_and_merge(model, shards, manifest, staging, settings, rank, world)
-            if index is None:
-                return None
-        info = _run_info(spec, settings, index, world, len(shards), manifest, time.time() - started)
-        if quality is not None:
-            info["quality"] = {"method": "quality model score of the unflipped image (higher = better)",
-                               **(quality_spec or {})}
-        return _finalize(staging, out, index, info, overwrite)
-    except Exception:
-        if world == 1:  # a failed run leaves nothing behind (a killed one leaves the staging folder)
-            shutil.rmtree(staging, ignore_errors=True)
-        raise
+    check_apart(out, *shards, manifest)
+    # rank 0 holds the lock for every rank (the others write only into its staging folder)
+    with output_lock(out, "embeddings folder") if rank == 0 else contextlib.nullcontext():
+        check_target(out, overwrite)
+        staging = staging_dir(out)
+        _prepare_staging(staging, rank, world)
+        started = time.time()
+        try:
+            if world == 1:
+                keys = _plan_keys(shards, manifest, None, read)
+                index = _embed_part(model, shards, keys, staging / ef.EMBEDDINGS_FILE, settings, rank)
+            else:
+                index = _embed_rank_and_merge(model, shards, manifest, staging, settings, rank, world)
+                if index is None:
+                    return None
+            info = _run_info(spec, settings, index, world, len(shards), manifest, time.time() - started)
+            if quality is not None:
+                info["quality"] = {"method": "quality model score of the unflipped image (higher = better)",
+                                   **(quality_spec or {})}
+            return _finalize(staging, out, index, info, overwrite)
+        except Exception:
+            if world == 1:  # a failed run leaves nothing behind (a killed one leaves the staging folder)
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
 
 
 def embed_folder(model: nn.Module, folder: str | os.PathLike, out: str | os.PathLike,
@@ -134,6 +139,7 @@ def embed_folder(model: nn.Module, folder: str | os.PathLike, out: str | os.Path
     """:func:`embed_shards` over a shard folder: its shards (``list_shards``) and, when present, its
     ``samples.parquet`` manifest (which then fixes N and the key order up front)."""
     folder = Path(folder)
+    check_apart(out, folder)
     manifest = samples_path(folder)
     kwargs.setdefault("manifest", manifest if manifest.exists() else None)
     return embed_shards(model, list_shards(folder), out, **kwargs)

@@ -2,7 +2,8 @@
 
 :func:`write_shards` writes the shard folder described in :mod:`fr_data.folders.shard_folder`. Finished
 shards of an interrupted run (their ``.parts/`` sidecars) are skipped; ``samples.parquet`` is written
-last, so its presence marks a finished folder.
+last, so its presence marks a finished folder. The folder is written in place (that is what makes it
+resumable), under its lock: a second run to the same folder is refused while the first one lives.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from fr_data.folders import shard_folder as sf
@@ -25,6 +27,7 @@ from fr_data.ingest.source import Skipped, Source, skipped_of
 from fr_data.io.atomic import remove_stale_temps
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.parquet import concat_parquet, read_table, write_table
+from fr_data.io.publish import output_lock
 
 _WORKER_JOB: ShardJob | None = None
 
@@ -90,11 +93,20 @@ def write_shards(source: Source, out: str | os.PathLike, options: ShardOptions |
 
     Raises:
         ConfigError: ``out`` holds a different plan or unrelated files.
-        DataError: the first bad record (file + key) unless ``options.skip_corrupt``.
+        DataError: the first bad record (file + key) unless ``options.skip_corrupt``; another run is
+            writing ``out`` (:func:`fr_data.io.publish.output_lock`).
     """
     options = options or ShardOptions()
     out = Path(out)
     plan, order = make_plan(source, options)
+    with output_lock(out, "shard folder"):
+        return _write_locked(source, out, options, plan, order, workers, args, progress)
+
+
+def _write_locked(source: Source, out: Path, options: ShardOptions, plan: ShardPlan, order: np.ndarray,
+                  workers: int, args: dict[str, Any] | None, progress: Callable[[ShardRecord], None] | None) -> ShardRun:
+    """:func:`write_shards` holding the lock of ``out`` (a concurrent run would remove this one's
+    temporary files and sidecars)."""
     if _claim_folder(out, plan):
         return _completed_run(out, plan)
     job = ShardJob(source, plan, order, out, options.skip_corrupt)

@@ -4,17 +4,25 @@
 then the process sends itself SIGKILL (no ``finally`` block, no atexit handler, no flush runs). The
 crash-safety tests run ``hardmine embed`` and ``hardmine mine`` killed at each point in turn, rerun them,
 and compare the results with an uninterrupted run. The points are listed in :data:`KILL_POINTS`.
+
+``HARDMINE_HOLD_AT=POINT=FOLDER`` instead makes the process wait at ``POINT``: it writes its pid to
+``FOLDER/held`` and waits until ``FOLDER/release`` exists. The race tests hold one run at a point while
+a second run to the same output starts and ends, so what they check does not depend on timing.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 KILL_ENV = "HARDMINE_KILL_AT"
+HOLD_ENV = "HARDMINE_HOLD_AT"
 
 #: Every point, with where it is (the crash-safety tests cover each).
 KILL_POINTS = {
+    "publish:locked": "a run just took the lock of its output (nothing else written yet)",
     "publish:staging": "a staging folder was just created empty",
     "publish:aside": "an overwrite moved the old output aside; the new one is not in place yet",
     "atomic:replace": "an atomic write's temporary file is complete and synced, not yet renamed",
@@ -28,6 +36,18 @@ KILL_POINTS = {
 
 
 def kill_point(name: str) -> None:
-    """SIGKILL this process when ``HARDMINE_KILL_AT`` names this point (a no-op otherwise)."""
+    """SIGKILL this process when ``HARDMINE_KILL_AT`` names this point, wait there when ``HARDMINE_HOLD_AT``
+    does (a no-op otherwise)."""
     if os.environ.get(KILL_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    point, _, folder = os.environ.get(HOLD_ENV, "").partition("=")
+    if point == name:
+        _hold(Path(folder))
+
+
+def _hold(folder: Path) -> None:
+    """Announce the hold in ``folder/held`` (this pid), then wait for ``folder/release``."""
+    (folder / "held.tmp").write_text(str(os.getpid()))
+    os.replace(folder / "held.tmp", folder / "held")
+    while not (folder / "release").exists():
+        time.sleep(0.02)

@@ -6,11 +6,20 @@ interrupted run leaves only the hidden staging folder, which the next run clears
 replaced only with ``overwrite`` and only once the new folder is complete (the old one is renamed aside
 first, then removed; a run killed between the two renames gets the old folder back on its next start).
 A full disk while staging or publishing is a :class:`~fr_data.io.errors.WriteError` naming the path.
+
+One run at a time per output: a run holds an exclusive ``flock`` on the lock file ``.<name>.lock`` beside
+the target for as long as it writes (:func:`output_lock`; :func:`staged_folder` takes it), so the staging
+name can stay stable (an interrupted shard run resumes from it) while a second run to the same ``--out``
+is refused at once, naming the folder and the holding process, instead of deleting the first run's
+staging folder. The kernel releases the lock when its process dies, however it dies, so a lock file left
+by a killed run never blocks the next one. :func:`check_apart` refuses an output that is, contains or lies
+inside one of the command's inputs, before any work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 import shutil
@@ -20,7 +29,112 @@ from pathlib import Path
 from fr_data.io.errors import DataError, WriteError
 from fr_data.io.faults import kill_point
 
-__all__ = ["check_target", "prepare_staging", "publish", "recover_aside", "staged_folder", "staging_dir"]
+__all__ = ["check_apart", "check_target", "lock_path", "output_lock", "prepare_staging", "publish",
+           "recover_aside", "staged_folder", "staging_dir"]
+
+#: Lock files this process holds (absolute path -> pid): a nested :func:`output_lock` of the same
+#: target is a no-op in the holder, not a conflict with itself (a forked child has another pid).
+_HELD: dict[str, int] = {}
+
+
+def check_apart(out: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
+    """Refuse an output path that is, contains or lies inside one of ``inputs`` (None entries skipped).
+
+    Paths are compared resolved (symlinks followed, ``..`` removed), so ``--out RUN`` for an input
+    ``RUN`` reached through a link is caught as well. Called by every command before any work: an
+    ``--overwrite`` would otherwise delete the input the command is reading.
+
+    Raises:
+        DataError: naming both paths.
+    """
+    real_out = Path(os.path.realpath(out))
+    for given in inputs:
+        if given is None:
+            continue
+        real_in = Path(os.path.realpath(given))
+        if real_out == real_in:
+            relation = "is"
+        elif real_out in real_in.parents:
+            relation = "contains"
+        elif real_in in real_out.parents:
+            relation = "lies inside"
+        else:
+            continue
+        raise DataError(out, "", f"the output {relation} the input {os.fspath(given)} ({real_in}); "
+                                 "choose an output outside the inputs")
+
+
+def lock_path(target: str | os.PathLike) -> Path:
+    """The lock file of ``target``: ``.<name>.lock`` beside it."""
+    target = Path(target)
+    return target.parent / f".{target.name}.lock"
+
+
+@contextlib.contextmanager
+def output_lock(target: str | os.PathLike, what: str = "output folder") -> Iterator[Path]:
+    """Hold the exclusive lock of ``target`` for the block: one run at a time writes it.
+
+    The lock is an ``flock`` on :func:`lock_path`, taken without waiting; the holder's pid is written
+    into the file for the error message of a second run. The kernel drops the lock when the holding
+    process dies (SIGKILL included), so a left-over lock file is simply taken by the next run. On a clean
+    exit the holder removes the file; a run that opened the file just before that checks after locking
+    that the path still names the file it locked, and retries otherwise. Nested use in the holding
+    process is a no-op.
+
+    Raises:
+        DataError: naming ``target`` and the pid of the process holding it.
+        WriteError: the lock file cannot be created (no permission, a full disk).
+    """
+    lock = lock_path(target)
+    key = os.path.abspath(lock)
+    if _HELD.get(key) == os.getpid():
+        yield lock
+        return
+    fd = _acquire(lock, Path(target), what)
+    _HELD[key] = os.getpid()
+    try:
+        kill_point("publish:locked")
+        yield lock
+    finally:
+        del _HELD[key]
+        with contextlib.suppress(OSError):
+            os.unlink(lock)  # still ours: only a holder removes the file
+        os.close(fd)
+
+
+def _acquire(lock: Path, target: Path, what: str) -> int:
+    """Open and ``flock`` ``lock`` (the file the path names when locked); write this pid into it."""
+    while True:
+        with _writing(lock):
+            if not lock.parent.is_dir():
+                lock.parent.mkdir(parents=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            by = f"process {holder}" if holder.isdigit() else "another process"
+            raise DataError(target, "", f"{what} is being written by {by} (lock {lock}); wait for it to end "
+                                        "or choose another --out") from None
+        except OSError as exc:
+            os.close(fd)
+            raise WriteError(lock, exc) from exc
+        if _same_file(fd, lock):
+            break
+        os.close(fd)  # the previous holder removed the file between our open and our lock
+    with _writing(lock):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def check_target(target: str | os.PathLike, overwrite: bool, what: str = "output folder") -> None:
@@ -97,15 +211,17 @@ def _writing(path: Path) -> Iterator[None]:
 def staged_folder(target: str | os.PathLike, overwrite: bool, what: str = "output folder") -> Iterator[Path]:
     """Yield an empty staging folder that becomes ``target`` only if the block completes.
 
-    The target is checked before any work starts (:func:`check_target`); on an exception the staging
-    folder is removed and the target is left as it was.
+    The target's lock is held throughout (:func:`output_lock`: a concurrent run to the same target is
+    refused); the target is checked before any work starts (:func:`check_target`); on an exception the
+    staging folder is removed and the target is left as it was.
     """
     target = Path(target)
-    check_target(target, overwrite, what)
-    staging = prepare_staging(staging_dir(target))
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    publish(staging, target, overwrite, what)
+    with output_lock(target, what):
+        check_target(target, overwrite, what)
+        staging = prepare_staging(staging_dir(target))
+        try:
+            yield staging
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        publish(staging, target, overwrite, what)

@@ -14,7 +14,8 @@ beyond the memmap, never O(N D)):
 The run folder (:mod:`fr_data.folders.run_folder`) is built in the staging folder ``.RUN.partial`` and
 renamed to ``RUN`` only after every file, with ``run.json`` last, is written
 (:func:`fr_data.io.publish.staged_folder`); an interrupted run leaves only the staging folder, which the
-next run clears.
+next run clears. The run holds the lock of ``RUN`` throughout (a second run to the same ``--out`` is
+refused), and an ``out`` that is, contains or lies inside an input is refused first.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from fr_data.io.config import dump_config, to_dict
 from fr_data.io.errors import ConfigError
 from fr_data.io.faults import kill_point
 from fr_data.io.hashing import file_sha256
-from fr_data.io.publish import check_target, staged_folder
+from fr_data.io.publish import check_apart, check_target, output_lock, staged_folder
 from fr_data.mining import centres as ctr
 from fr_data.mining import tables
 from fr_data.mining.config import MiningConfig, validate_config
@@ -290,35 +291,37 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
             its time and flops per stage go to ``run.json`` ``timings``.
         overwrite: replace an existing run folder (only once the new one is complete).
     """
+    check_apart(out, embeddings, samples, attributes)
     cfg = validate_config(config or MiningConfig())
     knn = TimedKnn(knn or default_knn())
-    check_target(out, overwrite, "run folder")
-    timer = StageTimer(knn.totals)
-    with timer.stage("open"):
-        emb = open_embeddings(embeddings)
-        if samples is not None:
-            read_input_samples(samples, ["key", "source_index"])
-        check_quality_input(emb, cfg)
-        digest = file_sha256(emb.array_path)
-        check_recorded_hash(emb, digest)
-    with staged_folder(out, overwrite, "run folder") as tmp:
-        with timer.stage("centres"):
-            cindex, centres, validity = centre_stage(emb, cfg)
-        kill_point("mine:centres")
-        with timer.stage("centre_search"):
-            geo = search_stage(emb, cindex, centres, validity, cfg, knn)
-        with timer.stage("class_pass"):
-            topk, sdd_raw, ext, strategy = class_stage(emb, geo, cfg, knn)
-        with timer.stage("finalise"):
-            found = finalise_stage(emb, geo, topk, sdd_raw, ext, strategy, cfg)
-            pairs = mined_pairs(geo, found, cfg)
-        with timer.stage("tables"):
-            built = tables.build(emb, geo, found, pairs, cfg, samples=samples, attributes=attributes)
-        run = run_info(emb, digest, samples, attributes, knn, strategy, built.report, cfg)
-        with timer.stage("write"):
-            tables.write(tmp, built, run)
-            dump_config(cfg, tmp / rf.CONFIG_FILE)
-        run["timings"] = timer.stages
-        rf.write_run_info(tmp, run)
-        kill_point("mine:run_info")
-    return MiningResult(Path(out), run)
+    with output_lock(out, "run folder"):  # one run at a time; held from the check to the publication
+        check_target(out, overwrite, "run folder")
+        timer = StageTimer(knn.totals)
+        with timer.stage("open"):
+            emb = open_embeddings(embeddings)
+            if samples is not None:
+                read_input_samples(samples, ["key", "source_index"])
+            check_quality_input(emb, cfg)
+            digest = file_sha256(emb.array_path)
+            check_recorded_hash(emb, digest)
+        with staged_folder(out, overwrite, "run folder") as tmp:
+            with timer.stage("centres"):
+                cindex, centres, validity = centre_stage(emb, cfg)
+            kill_point("mine:centres")
+            with timer.stage("centre_search"):
+                geo = search_stage(emb, cindex, centres, validity, cfg, knn)
+            with timer.stage("class_pass"):
+                topk, sdd_raw, ext, strategy = class_stage(emb, geo, cfg, knn)
+            with timer.stage("finalise"):
+                found = finalise_stage(emb, geo, topk, sdd_raw, ext, strategy, cfg)
+                pairs = mined_pairs(geo, found, cfg)
+            with timer.stage("tables"):
+                built = tables.build(emb, geo, found, pairs, cfg, samples=samples, attributes=attributes)
+            run = run_info(emb, digest, samples, attributes, knn, strategy, built.report, cfg)
+            with timer.stage("write"):
+                tables.write(tmp, built, run)
+                dump_config(cfg, tmp / rf.CONFIG_FILE)
+            run["timings"] = timer.stages
+            rf.write_run_info(tmp, run)
+            kill_point("mine:run_info")
+        return MiningResult(Path(out), run)

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.parquet import write_table
+from fr_data.io.publish import output_lock
 from fr_data.formats.recordio import write_insightface
 from fr_data.synth.defects import (LabelPlan, near_duplicate, plan_duplicates, plan_labels, plan_mislabels,
                                    split_images)
@@ -333,14 +334,15 @@ def generate_packs(cfg: SynthConfig, out: str | os.PathLike, workers: int = 1) -
     """
     if not cfg.pairs:
         raise ValueError("generate_packs needs pairs > 0")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "packs.json").unlink(missing_ok=True)
-    packs = {spec.name: write_pack(cfg, i, spec, out, workers) for i, spec in enumerate(PACKS)}
-    info = {"generator": "hardmine.synth", "version": GENERATOR_VERSION, "parameters": asdict(cfg),
-            "packs": packs, "sha256": {f"{name}.bin": file_sha256(out / f"{name}.bin") for name in packs}}
-    atomic_write_text(out / "packs.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
-    return info
+    with output_lock(out, "packs folder"):
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "packs.json").unlink(missing_ok=True)
+        packs = {spec.name: write_pack(cfg, i, spec, out, workers) for i, spec in enumerate(PACKS)}
+        info = {"generator": "hardmine.synth", "version": GENERATOR_VERSION, "parameters": asdict(cfg),
+                "packs": packs, "sha256": {f"{name}.bin": file_sha256(out / f"{name}.bin") for name in packs}}
+        atomic_write_text(out / "packs.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
+        return info
 
 
 def generate(cfg: SynthConfig, out: str | os.PathLike, workers: int = 1) -> dict:
@@ -354,16 +356,17 @@ def generate(cfg: SynthConfig, out: str | os.PathLike, workers: int = 1) -> dict
         out: output folder (created if needed).
         workers: rendering processes; the output does not depend on it.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "synth.json").unlink(missing_ok=True)  # present only once every other file is complete
-    plan = plan_train(cfg)
-    counts = write_train(cfg, plan, out, workers)
-    packs = {spec.name: write_pack(cfg, i, spec, out, workers) for i, spec in enumerate(PACKS)} \
-        if cfg.pairs else {}
-    files = ["train.rec", "train.idx", "property", "attributes.parquet", *(f"{p}.bin" for p in packs)]
-    info = {"generator": "hardmine.synth", "version": GENERATOR_VERSION, "parameters": asdict(cfg),
-            "counts": _summary(plan, counts), "packs": packs,
-            "sha256": {name: file_sha256(out / name) for name in files}}
-    atomic_write_text(out / "synth.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
-    return info
+    with output_lock(out, "synthetic data folder"):
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "synth.json").unlink(missing_ok=True)  # present only once every other file is complete
+        plan = plan_train(cfg)
+        counts = write_train(cfg, plan, out, workers)
+        packs = {spec.name: write_pack(cfg, i, spec, out, workers) for i, spec in enumerate(PACKS)} \
+            if cfg.pairs else {}
+        files = ["train.rec", "train.idx", "property", "attributes.parquet", *(f"{p}.bin" for p in packs)]
+        info = {"generator": "hardmine.synth", "version": GENERATOR_VERSION, "parameters": asdict(cfg),
+                "counts": _summary(plan, counts), "packs": packs,
+                "sha256": {name: file_sha256(out / name) for name in files}}
+        atomic_write_text(out / "synth.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
+        return info

@@ -26,6 +26,7 @@ from fr_data import runtime
 from fr_data.embed.model_spec import NamedModelFactory, resolve_model
 from fr_data.embed.run import embed_folder
 from fr_data.io.errors import HardmineError
+from fr_data.io.publish import check_apart
 
 if TYPE_CHECKING:
     import torch
@@ -74,6 +75,7 @@ def load_quality(path: Path | None) -> tuple[torch.nn.Module | None, dict | None
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     try:
+        check_apart(args.out, args.shards, args.checkpoint, args.quality_model)
         # ranks wait at the barrier for the slowest rank's whole share of the data set: allow hours
         with runtime.process_group(args.device, timeout=timedelta(hours=12)) as device:
             model = resolve_model(args.model, args.checkpoint, named=named_models(args.embedding_size))

@@ -32,6 +32,7 @@ from fr_data import runtime
 from fr_data.folders import experiment_folder as folder
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import ConfigError, HardmineError
+from fr_data.io.publish import output_lock
 from hardmine.experiment.arms import check_arms
 from hardmine.experiment.config import (ExperimentConfig, differing_keys, experiment_dict, load_experiment,
                                          with_data_seed)
@@ -126,17 +127,18 @@ def _main(argv: list[str] | None, prog: str | None) -> int:
         check_arms(cfg, arms)
         seeds = check_seeds(cfg.seeds if args.seeds is None else args.seeds)
         runtime.resolve_device(args.device)  # cuda without a GPU: a config error before any work
-        claim_folder(args.out, cfg, args.overwrite)
-        splits = ("validation",) if args.validation_only else ("validation", "test")
-        ctx = Context(cfg, Layout(args.out.resolve()), arms, seeds, device=args.device, workers=args.workers, splits=splits)
-        started, threads = time.perf_counter(), torch.get_num_threads()
-        torch.set_num_threads(1)  # one thread per process, ``--workers`` processes (hardmine.experiment.jobs)
-        try:
-            results = run_stages(ctx)
-        finally:
-            torch.set_num_threads(threads)
-        times = {r.name: (r.seconds, r.info["stage_cpu_seconds"]) for r in results}
-        report = write_report(ctx, times, command)
+        with output_lock(args.out, "experiment folder"):  # one run at a time (a rerun resumes)
+            claim_folder(args.out, cfg, args.overwrite)
+            splits = ("validation",) if args.validation_only else ("validation", "test")
+            ctx = Context(cfg, Layout(args.out.resolve()), arms, seeds, device=args.device, workers=args.workers, splits=splits)
+            started, threads = time.perf_counter(), torch.get_num_threads()
+            torch.set_num_threads(1)  # one thread per process, ``--workers`` processes (hardmine.experiment.jobs)
+            try:
+                results = run_stages(ctx)
+            finally:
+                torch.set_num_threads(threads)
+            times = {r.name: (r.seconds, r.info["stage_cpu_seconds"]) for r in results}
+            report = write_report(ctx, times, command)
     except HardmineError as exc:
         print(f"experiment: error: {exc}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from fr_data.io.errors import HardmineError
+from fr_data.io.publish import check_apart
 from hardmine.cli.experiment import verdict_of
 from hardmine.experiment.pool import check_members, read_goal, read_member
 from hardmine.experiment.pool_report import write_pool_folder
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     command = f"{prog or 'python tools/experiment_pool.py'} " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
+        check_apart(args.out, *args.experiments)
         metric = args.metric or read_goal(args.experiments[0]).metric
         members = [read_member(path, metric) for path in args.experiments]
         check_members(members)

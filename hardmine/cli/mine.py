@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fr_data.io.config import load_config
 from fr_data.io.errors import HardmineError
+from fr_data.io.publish import check_apart
 from fr_data.mining import MiningConfig, mine
 from fr_data.mining.report import format_summary
 from fr_data.review import build_report
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error("--report needs --samples SHARDS/samples.parquet (the shards hold the images)")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
+        check_apart(args.out, args.embeddings, args.samples, args.attributes, args.config)
+        if args.report is not None:
+            check_apart(args.report, args.out, args.embeddings, args.samples, args.attributes, args.config)
         cfg = load_config(args.config, MiningConfig) if args.config else MiningConfig()
         result = mine(args.embeddings, args.out, cfg, samples=args.samples, attributes=args.attributes,
                       overwrite=args.overwrite)

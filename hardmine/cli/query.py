@@ -15,9 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from fr_data.io.errors import DataError, HardmineError
-from fr_data.query.views import Limits, RunViews, format_table, head_rows, open_run, run_query, write_result
+from fr_data.io.errors import HardmineError
+from fr_data.io.publish import check_apart
 from fr_data.io.shipped import resolve_query
+from fr_data.query.views import Limits, RunViews, format_table, head_rows, open_run, run_query, write_result
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -59,9 +60,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 def _check_output(views: RunViews, target: Path | None) -> None:
-    """Refuse an output file that is one of the files the views read."""
-    if target is not None and target.resolve() in {Path(p).resolve() for p in views.views.values()}:
-        raise DataError(target, "", "refusing to overwrite a file the query reads; choose another output")
+    """Refuse an output file that is (or a folder that holds) one of the files the views read."""
+    if target is not None:
+        check_apart(target, *views.views.values())
 
 
 def _emit(reader, args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from fr_data.ingest.image_folder import NOT_AN_IMAGE
 from fr_data.ingest.plan import DEFAULT_DECODE_CHECK, ShardOptions
 from fr_data.ingest.sharding import ShardRun, write_shards
 from fr_data.io.errors import ConfigError, DataError
+from fr_data.io.publish import check_apart
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from fr_data.ingest.sources import open_source  # imported late: the CLI help works without it
 
     try:
+        check_apart(args.out, args.src)
         options = _options(args)
         source = open_source(args.src, skip_corrupt=args.skip_corrupt, repair_idx=args.repair_idx)
         resolved = {**vars(args), "src": os.path.abspath(args.src), "out": os.path.abspath(args.out)}

@@ -49,6 +49,7 @@ from fr_data.io.atomic import atomic_write_text
 from fr_data.io.config import load_config, to_dict
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.hashing import file_sha256
+from fr_data.io.publish import output_lock
 from fr_data.mining import MiningConfig, mine
 from fr_data.mining.groundtruth import TARGETS, format_report, score_run
 from fr_data.query.views import format_table, head_rows, open_run, run_query
@@ -431,22 +432,23 @@ def format_summary(summary: dict[str, Any], quality_table: str) -> str:
 def run_demo(cfg: DemoConfig, out: str | os.PathLike, *,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) every stage into ``out``; write and return ``summary.json``'s content."""
-    layout = Layout(Path(out))
-    layout.out.mkdir(parents=True, exist_ok=True)
-    started, results = time.perf_counter(), []
-    for stage in STAGES:
-        name = stage.__name__.removesuffix("_stage")
-        log(f"[demo] {name} ...")
-        t0 = time.perf_counter()
-        result = stage(cfg, layout)
-        result.seconds = 0.0 if result.skipped else time.perf_counter() - t0
-        log(f"[demo] {name}: {'already complete, skipped' if result.skipped else f'{result.seconds:.1f} s'}")
-        results.append(result)
-    summary = build_summary(results, layout, time.perf_counter() - started)
-    atomic_write_text(layout.summary, json.dumps(summary, indent=2, default=str) + "\n")
-    log(layout.queries.read_text())
-    log(format_summary(summary, results[STAGES.index(evaluate_stage)].info["mining_quality_table"]))
-    return summary
+    with output_lock(out, "demo folder"):  # one run at a time (a rerun resumes)
+        layout = Layout(Path(out))
+        layout.out.mkdir(parents=True, exist_ok=True)
+        started, results = time.perf_counter(), []
+        for stage in STAGES:
+            name = stage.__name__.removesuffix("_stage")
+            log(f"[demo] {name} ...")
+            t0 = time.perf_counter()
+            result = stage(cfg, layout)
+            result.seconds = 0.0 if result.skipped else time.perf_counter() - t0
+            log(f"[demo] {name}: {'already complete, skipped' if result.skipped else f'{result.seconds:.1f} s'}")
+            results.append(result)
+        summary = build_summary(results, layout, time.perf_counter() - started)
+        atomic_write_text(layout.summary, json.dumps(summary, indent=2, default=str) + "\n")
+        log(layout.queries.read_text())
+        log(format_summary(summary, results[STAGES.index(evaluate_stage)].info["mining_quality_table"]))
+        return summary
 
 
 def with_overrides(cfg: DemoConfig, **changes: Any) -> DemoConfig:

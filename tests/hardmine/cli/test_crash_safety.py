@@ -4,7 +4,8 @@ Killed: each command runs in forked children (``tests/hardmine/cli/killrun.py``,
 per child) that SIGKILL themselves at the named points of ``fr_data.io.faults`` in turn, each kill a rerun
 of the one before; after every kill no folder with the final name exists; the last, uninterrupted rerun
 equals an uninterrupted run made beside it. Then an ``--overwrite`` killed between its two renames gets
-the old folder back on the next run, which completes the overwrite. Compared: ``embeddings.npy``,
+the old folder back on the next run, which completes the overwrite. The first point, ``publish:locked``,
+leaves the output's lock file behind: the rerun takes it over (the kernel dropped the dead run's lock). Compared: ``embeddings.npy``,
 ``index.parquet`` and ``config.yaml`` byte for byte; ``run.json`` without its clock fields (``created``,
 ``seconds``, ``images_per_second``, ``timings``); each run-folder Parquet table by the Arrow IPC bytes of
 its schema and values, and its key-value metadata (the run report) without ``created``.
@@ -36,8 +37,8 @@ from tests.hardmine.cli.test_embed import TINY, shards  # noqa: F401 (shards: th
 from tests.repo import ROOT
 
 CLOCK_FIELDS = {"created", "seconds", "images_per_second", "timings"}
-EMBED_POINTS = ["publish:staging", "embed:batch", "atomic:replace", "embed:index", "embed:run_info"]
-MINE_POINTS = ["publish:staging", "mine:centres", "atomic:replace", "mine:tables", "mine:run_info"]
+EMBED_POINTS = ["publish:locked", "publish:staging", "embed:batch", "atomic:replace", "embed:index", "embed:run_info"]
+MINE_POINTS = ["publish:locked", "publish:staging", "mine:centres", "atomic:replace", "mine:tables", "mine:run_info"]
 
 
 @pytest.fixture(scope="module")

@@ -65,7 +65,8 @@ def test_cli_reports_bad_config_and_bad_input(emb, tmp_path, capsys):
     argv = ["--embeddings", str(folder), "--out", str(tmp_path / "R1"), "--config", str(bad)]
     assert mine_hard.main(argv) == 2
     assert "vote" in capsys.readouterr().err
-    assert mine_hard.main(["--embeddings", str(tmp_path), "--out", str(tmp_path / "R2"), "--quiet"]) == 2
+    (tmp_path / "empty").mkdir()  # a folder without embeddings (beside the output, not around it)
+    assert mine_hard.main(["--embeddings", str(tmp_path / "empty"), "--out", str(tmp_path / "R2"), "--quiet"]) == 2
     assert "embeddings file does not exist" in capsys.readouterr().err
     assert not (tmp_path / "R1").exists() and not (tmp_path / "R2").exists()
 

@@ -30,7 +30,8 @@ def test_bad_input_exits_2_with_a_one_line_error(data, tmp_path, capsys):
     assert report.main([str(tmp_path / "nope"), "--shards", str(data.shards), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "mining run folder does not exist" in err[-1]
-    assert report.main([str(data.run), "--shards", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    (tmp_path / "empty").mkdir()  # a folder without shards (beside the output, not around it)
+    assert report.main([str(data.run), "--shards", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
     assert "no shard" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
