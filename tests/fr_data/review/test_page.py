@@ -78,7 +78,7 @@ def test_keys_are_escaped_and_images_are_local():
     assert thumb_name(NASTY) in sources and all(s.startswith("img/") for s in sources)
     assert not [a for a in page.having("href") if "://" in a["href"]]
     assert not [a for a in page.having("src") if "://" in a["src"]]
-    assert [a["content"] for a in page.having("http-equiv")][0].startswith("default-src 'none'")
+    assert next(a["content"] for a in page.having("http-equiv")).startswith("default-src 'none'")
 
 
 def test_missing_and_undecodable_images_are_placeholders_listed_in_missing():
