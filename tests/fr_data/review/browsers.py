@@ -5,12 +5,22 @@ never a Playwright browser download); Firefox (Debian's ``firefox-esr``) through
 protocol (``marionette.py``). A missing browser skips its test, except where ``HARDMINE_CI`` is set
 (``.ci/run`` installs both browsers, so there a missing one is a failure). ``run_counts`` counts a run's
 flagged items with pyarrow, independently of the page builder, for both tests.
+
+Chromium helpers for any test: ``chromium()`` launches it (skipping when absent), ``open_page(browser,
+index)`` opens a page from disk in a fresh context and records every request, page error, console error
+and Content-Security-Policy violation (``Opened``); ``tests/fr_data/review/conftest.py`` shares one
+browser per module as the fixture ``chromium``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -37,3 +47,61 @@ def run_counts(run) -> dict[str, int]:
     pairs = {frozenset((r["label"], r["nearest_label"])) for r in c if r["merge_candidate"]}
     return {"suspects": sum(s["suspect_mislabel"]), "duplicates": sum(k is not None for k in s["duplicate_of"]),
             "merges": len(pairs)}
+
+
+#: Runs in every document before its own scripts (Playwright init scripts are not subject to the page's CSP).
+RECORD_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', function (e) {
+  window.__cspViolations.push({directive: e.effectiveDirective, blocked: e.blockedURI, sample: e.sample});
+}, true);
+"""
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Chromium (Debian's, through Playwright); skips where it is not installed."""
+    from playwright.sync_api import sync_playwright
+
+    path = browser_or_skip("chromium")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class Opened:
+    """A page opened by ``open_page`` and what it did (requests, with the reason of those that failed, page
+    errors, console errors and warnings)."""
+
+    context: Any
+    page: Any
+    requests: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+
+    def violations(self) -> list[dict]:
+        """CSP violations reported in the current document (since its last load)."""
+        return self.page.evaluate("window.__cspViolations")
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def open_page(browser, index: Path, width: int = 1400, height: int = 900) -> Opened:
+    """Open ``index`` (a file) in a new context with downloads allowed, recording what it does."""
+    context = browser.new_context(accept_downloads=True, viewport={"width": width, "height": height})
+    context.add_init_script(RECORD_VIOLATIONS)
+    page = context.new_page()
+    opened = Opened(context, page)
+    page.on("request", lambda r: opened.requests.append(r.url))
+    page.on("requestfailed", lambda r: opened.failed.update({r.url: r.failure}))
+    page.on("pageerror", lambda e: opened.errors.append(str(e)))
+    page.on("console", lambda m: opened.console.append(m.text) if m.type in ("error", "warning") else None)
+    page.goto(index.as_uri())
+    page.wait_for_load_state("load")
+    return opened

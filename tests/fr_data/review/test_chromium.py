@@ -7,37 +7,14 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
-import pytest
-from playwright.sync_api import sync_playwright
 
-from fr_data.io.config import deep_merge
 from fr_data.folders.review_file import read_review
+from fr_data.io.config import deep_merge
 from fr_data.review import build_report
 from fr_train.config import load_train_config
 from fr_train.trainer import run as train_run
 from tests.demo_run import TINY
-from tests.fr_data.review.browsers import CHROMIUM_ARGS, browser_or_skip, run_counts
-
-
-@pytest.fixture(scope="module")
-def browser():
-    path = browser_or_skip("chromium")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-def open_page(browser, index):
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    requests: list[str] = []
-    errors: list[str] = []
-    page.on("request", lambda r: requests.append(r.url))
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(index.as_uri())
-    page.wait_for_load_state("load")
-    return context, page, requests, errors
+from tests.fr_data.review.browsers import open_page, run_counts
 
 
 def image_states(page) -> list[list]:
@@ -48,21 +25,22 @@ def item_counts(page) -> dict[str, int]:
     return {sid: page.locator(f"#{sid} .item[data-key]").count() for sid in ("suspects", "duplicates", "merges")}
 
 
-def test_counts_are_capped_at_n(browser, tiny_demo, tmp_path):
+def test_counts_are_capped_at_n(chromium, tiny_demo, tmp_path):
     out = tiny_demo[0]
     expected = run_counts(out / "mined")
     assert expected["duplicates"] > 3 and expected["merges"] >= 1
     small = build_report(out / "mined", out / "shards", tmp_path / "report", per_section=3)
-    context, page, requests, errors = open_page(browser, small.index)
-    assert item_counts(page) == {k: min(3, v) for k, v in expected.items()}
-    assert all(done and width > 0 for done, width, _ in image_states(page)) and errors == []
-    context.close()
+    opened = open_page(chromium, small.index)
+    assert item_counts(opened.page) == {k: min(3, v) for k, v in expected.items()}
+    assert all(done and width > 0 for done, width, _ in image_states(opened.page)) and opened.errors == []
+    opened.close()
 
 
-def test_review_in_chromium_then_train_with_the_exported_file(browser, tiny_demo, tmp_path):
+def test_review_in_chromium_then_train_with_the_exported_file(chromium, tiny_demo, tmp_path):
     out = tiny_demo[0]
     index = out / "report" / "index.html"
-    context, page, requests, errors = open_page(browser, index)
+    opened = open_page(chromium, index)
+    page, requests, errors = opened.page, opened.requests, opened.errors
     expected = run_counts(out / "mined")
     assert item_counts(page) == {k: min(200, v) for k, v in expected.items()}
     images = image_states(page)
@@ -96,7 +74,8 @@ def test_review_in_chromium_then_train_with_the_exported_file(browser, tiny_demo
     assert errors == []
     assert all(url.startswith("file://") for url in requests), requests
     assert [url for url in requests if url.startswith("file://")]
-    context.close()
+    assert opened.violations() == [] and opened.console == []
+    opened.close()
 
     overrides = deep_merge(TINY.train_overrides, {
         "data": {"shards": str(out / "shards"), "run": str(out / "mined"), "selection": {"review": str(csv)}},

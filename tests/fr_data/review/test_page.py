@@ -1,13 +1,17 @@
-"""The page's element contracts, escaping, placeholders and the nothing-flagged notice, read back with
-Python's HTML parser."""
+"""The page's element contracts, escaping, placeholders, the nothing-flagged notice and its safety (a page
+whose every value is markup holds no element or handler from it; the CSP allows only the page's own script
+and style), read back with Python's HTML parser."""
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
 from fr_data.folders.report_folder import thumb_name
+from fr_data.review.markup import csp_hash
 from fr_data.review.page import PageData, render
 from fr_data.review.select import Picks
+from tests.fr_data.review.hostile import COLUMN, FOLDER, PAGE_TAGS, hostile_run_info, payload
 
 NASTY = 'k"<script>alert(1)</script>&,x'
 TOTALS = {"samples": 10, "valid_vectors": 10, "suspects": 0, "duplicates": 0, "cross_class_duplicates": 0,
@@ -74,7 +78,7 @@ def test_keys_are_escaped_and_images_are_local():
     assert thumb_name(NASTY) in sources and all(s.startswith("img/") for s in sources)
     assert not [a for a in page.having("href") if "://" in a["href"]]
     assert not [a for a in page.having("src") if "://" in a["src"]]
-    assert [a["content"] for a in page.having("http-equiv")][0].startswith("default-src 'none'")
+    assert next(a["content"] for a in page.having("http-equiv")).startswith("default-src 'none'")
 
 
 def test_missing_and_undecodable_images_are_placeholders_listed_in_missing():
@@ -104,3 +108,52 @@ def test_a_flagged_run_has_no_nothing_flagged_notice():
 def test_attributes_show_with_the_image():
     text = render(PageData("r", "RUN", flagged(), attributes={"d1": {"yaw": "31.5", "group": "A"}}))
     assert "yaw=31.5" in text and "yaw 31.5 \u00b7 group A" in text
+
+
+# ------------------------------------------------------------------------------------------------ safety
+def hostile_page() -> PageData:
+    """Every string the page shows carries markup (labels are integers in the run schemas)."""
+    p = flagged()
+    p.suspects[0]["key"] = payload(1)
+    p.duplicates[0].update(key=payload(2), duplicate_of=payload(3), duplicate_kind=payload(4))
+    p.low_quality = [{"key": payload(5), "label": 0, "quality_cr": payload(6), "quality_sdd": 0.1,
+                      "difficulty": None, "pose_bin": payload(7), "resolution_bin": payload(8)}]
+    p.hard_pos = [{"key_a": payload(9), "key_b": payload(10), "label_a": 0, "label_b": 0, "cos": payload(11)}]
+    p.central = {0: [payload(12)], 1: [payload(13), payload(14)], 2: [payload(15)]}
+    run = hostile_run_info({"thresholds": {"target_fpr": 1e-4}})
+    return PageData(payload(16), FOLDER, p, missing=[payload(3)], failed={payload(15): payload(17)},
+                    attributes={payload(13): {COLUMN: payload(18)}}, run=run, notes=[payload(19)],
+                    inputs={payload(20): payload(21), "run": f"/data/{FOLDER}", "files": ["pairs"]},
+                    splits={payload(22): 3})
+
+
+def csp_of(text: str) -> dict[str, list[str]]:
+    content = next(a["content"] for a in Elements(text).having("http-equiv", "Content-Security-Policy"))
+    return {d.split()[0]: d.split()[1:] for d in content.split(";")}
+
+
+def test_every_value_of_a_hostile_page_is_text():
+    text = render(hostile_page())
+    page = Elements(text)
+    assert {tag for tag, _ in page.tags} <= PAGE_TAGS
+    assert [(tag, name) for tag, a in page.tags for name in a if name.startswith("on")] == []
+    assert [tag for tag, _ in page.tags].count("script") == 1
+    assert all(a["src"].startswith("img/") for a in page.having("src"))
+    assert all(a["href"].startswith("#") for a in page.having("href"))
+    shown = "".join(page.text) + " ".join(v or "" for _, a in page.tags for v in a.values())
+    info = hostile_page().run
+    expected = [FOLDER, COLUMN, *(payload(i) for i in range(1, 23) if i not in (10, 11)), *info["thresholds"],
+                *info["timings"], info["thresholds"]["duplicate_cos"]]
+    assert [s for s in expected if s not in shown] == []
+
+
+def test_the_html_has_no_inline_handler_and_its_csp_allows_only_its_own_script_and_style():
+    text = render(PageData("r", "RUN", flagged(), missing=["d0"], failed={"c2": "bad"}))
+    assert re.search(r"\son\w+\s*=", text, re.IGNORECASE) is None
+    csp = csp_of(text)
+    script = re.search(r"<script>(.*)</script>", text, re.DOTALL).group(1)
+    style = re.search(r"<style>(.*)</style>", text, re.DOTALL).group(1)
+    assert csp["script-src"] == [csp_hash(script)] and csp["style-src"] == [csp_hash(style)]
+    assert "'unsafe-inline'" not in text.split("<body")[0]
+    assert csp["default-src"] == csp["object-src"] == csp["base-uri"] == csp["form-action"] == ["'none'"]
+    assert csp["img-src"] == ["'self'", "file:"]

@@ -1,0 +1,91 @@
+"""The one escaping path of the review page: HTML is built only from constant templates and escaped values.
+
+Every value the page shows comes from data or the file system (keys, bins, group names, notes holding
+paths, ``run.json`` entries, file names) and may hold markup. ``html(template, *values)`` fills a constant
+template and escapes each value for text and attribute context alike (``& < > " '``), except values that
+are already :class:`Markup` (HTML this module built). A forgotten :class:`Markup` therefore shows escaped
+text twice, never runs as HTML. ``inline(tag, text)`` embeds the page's own CSS and JS and refuses text that
+could end its element early; ``csp_hash`` is the Content-Security-Policy source that allows exactly that text.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html as _html
+import re
+import string
+from collections.abc import Iterable
+from typing import Any
+
+
+class Markup(str):
+    """Text known to be safe HTML (built by this module from constant templates and escaped values)."""
+
+    __slots__ = ()
+
+    def __add__(self, other: Any) -> Markup:
+        return Markup(str.__add__(self, esc(other)))
+
+    def __radd__(self, other: Any) -> Markup:
+        return Markup(str.__add__(esc(other), self))
+
+
+def esc(value: Any) -> Markup:
+    """``value`` as HTML text or attribute value (``Markup`` passes unchanged)."""
+    if isinstance(value, Markup):
+        return value
+    return Markup(_html.escape(str(value), quote=True))
+
+
+class _Escaping(string.Formatter):
+    """``str.format`` whose every replacement field is escaped unless it is ``Markup``."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, Markup):
+            if format_spec:
+                raise ValueError("a format spec on Markup would format HTML as text")
+            return value
+        return esc(format(value, format_spec))
+
+
+_ESCAPING = _Escaping()
+
+
+def html(template: str, *values: Any, **named: Any) -> Markup:
+    """Fill ``template`` (a constant of this package, never data) with escaped ``values``."""
+    return Markup(_ESCAPING.vformat(template, values, named))
+
+
+def join(parts: Iterable[Any], sep: str = "") -> Markup:
+    """``parts`` (each escaped unless ``Markup``) joined by the constant HTML ``sep``."""
+    return Markup(sep.join(esc(p) for p in parts))
+
+
+def local_src(path: str) -> str:
+    """``path`` when it is a relative path inside the report folder (the only URLs the page loads).
+
+    Raises:
+        ValueError: a scheme (``javascript:``, ``http:``), an absolute path, a query or ``..``.
+    """
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)*", path) or ".." in path.split("/"):
+        raise ValueError(f"not a relative path inside the report folder: {path!r}")
+    return path
+
+
+def inline(tag: str, text: str) -> Markup:
+    """``<tag>text</tag>`` for the page's own ``style`` or ``script`` text (a package file, not data).
+
+    Raises:
+        ValueError: ``text`` contains ``</tag`` or ``<!--`` (either would end or change the element early,
+            so its CSP hash would not describe what the browser runs).
+    """
+    if re.search(rf"</{tag}|<!--", text, re.IGNORECASE):
+        raise ValueError(f"inline {tag} text must not contain '</{tag}' or '<!--'")
+    return Markup(f"<{tag}>{text}</{tag}>")
+
+
+def csp_hash(text: str) -> str:
+    """The CSP source expression (``'sha256-...'``) allowing the inline element whose text is ``text``."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
