@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import DataError
@@ -39,7 +40,7 @@ SAMPLES_FILE = "samples.parquet"
 REJECTED_FILE = "rejected.parquet"
 PARTS_DIR = ".parts"
 SHARD_INDEX_FILE = "shard_index.parquet"
-SHARD_INDEX_VERSION = 1
+SHARD_INDEX_VERSION = 2  # 2: built with every shard checked against samples.parquet
 
 #: One row per stored sample, in shard order.
 SAMPLES_SCHEMA = pa.schema([
@@ -122,6 +123,35 @@ def read_input_samples(path: str | os.PathLike, columns: list[str]) -> pa.Table:
     if "label" in columns:
         require_non_negative(table, "label", path)
     return table
+
+
+def manifest_keys_by_shard(folder: str | os.PathLike) -> dict[str, tuple[list[str], list[str]]] | None:
+    """``{shard file name: (keys, image extensions)}`` in the order ``samples.parquet`` lists them: what
+    each shard must hold. None when the folder has no manifest or the manifest has no ``shard`` column
+    (a bare set of tars, or a hand-made manifest of keys and labels): then there is nothing to agree with.
+
+    Extensions are empty strings when the manifest has no ``ext`` column.
+
+    Raises:
+        SchemaError: (a DataError) the manifest's ``key``/``shard``/``ext`` columns are malformed.
+    """
+    path = samples_path(folder)
+    if not path.is_file():
+        return None
+    names = set(pq.read_schema(path).names)
+    if not {"key", "shard"} <= names:
+        return None
+    columns = [c for c in ("key", "shard", "ext") if c in names]
+    table = read_table(path, SAMPLES_SCHEMA, columns=columns)
+    shards = [s.rsplit("/", 1)[-1] for s in table.column("shard").to_pylist()]
+    keys = table.column("key").to_pylist()
+    exts = table.column("ext").to_pylist() if "ext" in names else [""] * len(keys)
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for key, shard, ext in zip(keys, shards, exts):
+        listed = out.setdefault(shard, ([], []))
+        listed[0].append(key)
+        listed[1].append(ext)
+    return out
 
 
 def read_rejected(folder: str | os.PathLike) -> pa.Table:
