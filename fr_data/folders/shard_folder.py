@@ -20,6 +20,7 @@ Layout of a folder ``OUT`` written by :func:`fr_data.ingest.sharding.write_shard
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -164,6 +165,25 @@ def load_listing(folder: str | os.PathLike) -> dict[str, Any]:
     if not is_finished(folder):
         raise DataError(folder, "", "no shards.json/samples.parquet: sharding did not finish here")
     return json.loads((Path(folder) / LISTING_FILE).read_text())
+
+
+def fingerprint(folder: str | os.PathLike) -> str | None:
+    """The identity of a finished shard folder's content: sha256 of the name, sample count, size and
+    content sha256 of every shard ``shards.json`` lists, in order (paths and run arguments left out, so a
+    moved or copied folder keeps it). None when the folder has no ``shards.json`` (a bare set of tars).
+
+    Recorded in ``EMB/run.json`` by embedding (``shards_fingerprint``) and compared by mining and the
+    review page, so a manifest of another data set is refused even when its keys overlap.
+    """
+    path = Path(folder) / LISTING_FILE
+    if not path.is_file():
+        return None
+    try:
+        shards = json.loads(path.read_text())["shards"]
+        rows = [[s["name"], s["count"], s["bytes"], s["sha256"]] for s in shards]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(path, "", f"not a shard listing ({type(exc).__name__}: {exc})") from None
+    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
 
 
 def write_listing(folder: str | os.PathLike, listing: dict[str, Any]) -> None:
