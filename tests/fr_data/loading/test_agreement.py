@@ -4,7 +4,8 @@ Four crafted disagreements of the first shard of a real shard folder (``tests/fr
 one sample more than ``samples.parquet`` lists, a sample stored under ``sub/dir/KEY``, the last listed sample
 missing, and a sample renamed to a key the manifest does not hold. Each is read by the sequential reader
 (embedding), the DDP train stream, the random-access index (training's reader, evaluation, the review
-page) and the training data pipeline; the embed and report commands are run once each on one of them.
+page), the training data pipeline and ``verify`` (which lists it as a problem); the embed and report commands
+are run once each on one of them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 
 from fr_data.folders.shard_folder import SHARD_INDEX_FILE, list_shards
 from fr_data.formats.tario import TarWriter, group_members
+from fr_data.ingest.verify import verify_shards
 from fr_data.io.errors import DataError
 from fr_data.loading.loader import ShardStream, iter_samples
 from fr_data.loading.shard_index import ShardIndex
@@ -114,6 +116,13 @@ def test_training_data_pipeline(crafted):
     with pytest.raises(DataError) as error:
         build_train_data(tiny_data_config(data), rank=0, world_size=1)
     assert_names(error, shard, member)
+
+
+def test_verify_names_the_shard_and_the_sample(crafted):
+    data, shard, member = crafted
+    key = member.rsplit(".", 1)[0]
+    problems = verify_shards(data.shards)
+    assert any(p.startswith(f"{shard.name}: ") and key in p for p in problems), problems
 
 
 def test_embed_command(clean, tmp_path, capsys):
