@@ -111,6 +111,6 @@ def check_shards_of_run(shards: str | os.PathLike, run: str | os.PathLike) -> No
                         "shard folder this run was mined from")
     differ = shared.filter(pc.not_equal(shared.column("label"), shared.column("shard_label")))
     if differ.num_rows:
-        key = sorted(differ.column("key").to_pylist())[0]
+        key = min(differ.column("key").to_pylist())
         raise DataError(manifest, f"key {key}", f"label differs from {rf.table_path(run, 'samples')}: not "
                         "the shard folder this run was mined from")

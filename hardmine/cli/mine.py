@@ -63,7 +63,7 @@ def _report(run: Path, args: argparse.Namespace) -> int:
     """Write the review page of the published run ``run``; a failure says the run itself is complete."""
     try:
         page = build_report(run, args.samples.parent, args.report, overwrite=args.overwrite)
-    except Exception as exc:  # the run is published whatever went wrong: say so, on one line
+    except Exception as exc:  # noqa: BLE001 - the run is published whatever went wrong: say so, on one line
         reason = one_line(exc) if isinstance(exc, HardmineError) else f"{type(exc).__name__}: {one_line(exc)}"
         print(f"error: the mining run is complete and published at {run}; the review page failed: {reason}",
               file=sys.stderr)

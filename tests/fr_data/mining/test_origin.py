@@ -84,7 +84,7 @@ def test_mine_refuses_another_data_set_by_fingerprint(inputs, tmp_path):
 
 @pytest.mark.parametrize("which, where", [("relabelled", "label of key"), ("shorter", "samples but")])
 def test_mine_without_a_recorded_fingerprint_checks_keys_count_and_labels(inputs, tmp_path, which, where):
-    emb, ours, other, relabelled, shorter = inputs
+    emb, _, other, relabelled, shorter = inputs
     assert mine_with(emb, other, tmp_path / "ok", fingerprint_of=None)[0] == 0  # same keys and labels
     samples = {"relabelled": relabelled, "shorter": shorter}[which]
     rc, err = mine_with(emb, samples, tmp_path / "RUN", fingerprint_of=None)

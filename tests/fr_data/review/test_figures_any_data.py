@@ -101,7 +101,7 @@ def test_the_review_page_of_a_math_like_group(tmp_path, capsys):
 
 @pytest.mark.parametrize("failure, code", [(DataError("x.parquet", "", "bad"), 2), (RuntimeError("boom"), 1)])
 def test_mine_report_failure_says_the_run_is_complete(tmp_path, monkeypatch, capsys, failure, code):
-    run, shards = mined_with_shards(tmp_path / "d", [0, 0, 1, 1])
+    _, shards = mined_with_shards(tmp_path / "d", [0, 0, 1, 1])
     emb = tmp_path / "d" / "EMB"
 
     def fail(*args, **kwargs):
