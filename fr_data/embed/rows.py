@@ -50,18 +50,20 @@ class RowWriter:
     def _checked_positions(self, batch: ImageBatch) -> np.ndarray:
         """Rows of the batch's keys; unknown, duplicate or relabelled keys raise DataError."""
         pos, found = self.keys.lookup(batch.keys)
-        problems = (
-            (~found, f"sample is not listed in {self.keys.source}"),
-            (self.filled[pos] | _repeated(pos),
-             "duplicate sample key (seen earlier in this or another shard)"),
-            (found & (self.keys.labels[np.minimum(pos, len(self.keys) - 1)] != batch.labels.numpy()),
-             f"label differs from the one in {self.keys.source}"),
-        )
-        for mask, reason in problems:
-            bad = _first(mask)
-            if bad is not None:
-                raise DataError(batch.shards[bad], f"key {batch.keys[bad]}", reason)
+        self._raise_first(batch, ~found, f"sample is not listed in {self.keys.source}")
+        # every key is found from here on, so ``pos`` indexes the rows (a key sorting past the last one
+        # has pos == N and must not reach the arrays)
+        self._raise_first(batch, self.filled[pos] | _repeated(pos),
+                          "duplicate sample key (seen earlier in this or another shard)")
+        self._raise_first(batch, self.keys.labels[pos] != batch.labels.numpy(),
+                          f"label differs from the one in {self.keys.source}")
         return pos
+
+    @staticmethod
+    def _raise_first(batch: ImageBatch, mask: np.ndarray, reason: str) -> None:
+        bad = _first(mask)
+        if bad is not None:
+            raise DataError(batch.shards[bad], f"key {batch.keys[bad]}", reason)
 
     @staticmethod
     def _check_features(batch: ImageBatch, out: BatchEmbedding) -> None:

@@ -43,7 +43,7 @@ from fr_data.embed.parts import merge_parts
 from fr_data.embed.resolution import DEFAULT_MAX_FACTOR, DEFAULT_TOLERANCE, estimate_resolution
 from fr_data.embed.rows import RowWriter
 from fr_data.folders import embeddings_folder as ef
-from fr_data.folders.shard_folder import list_shards, samples_path
+from fr_data.folders.shard_folder import fingerprint, list_shards, samples_path
 from fr_data.io.atomic import atomic_path
 from fr_data.io.errors import DataError
 from fr_data.io.faults import kill_point
@@ -123,7 +123,7 @@ def embed_shards(model: nn.Module, shards: Sequence[str | os.PathLike], out: str
                 index = _embed_rank_and_merge(model, shards, manifest, staging, settings, rank, world)
                 if index is None:
                     return None
-            info = _run_info(spec, settings, index, world, len(shards), manifest, time.time() - started)
+            info = _run_info(spec, settings, index, world, shards, manifest, time.time() - started)
             if quality is not None:
                 info["quality"] = {"method": "quality model score of the unflipped image (higher = better)",
                                    **(quality_spec or {})}
@@ -207,7 +207,13 @@ def _prepare_staging(staging: Path, rank: int, world: int) -> None:
         dist.barrier()
 
 
-def _run_info(spec: dict[str, Any] | None, settings: _Settings, index: pa.Table, world: int, n_shards: int,
+def _shards_fingerprint(shards: list[Path], manifest: str | os.PathLike | None) -> str | None:
+    """The fingerprint (``shard_folder.fingerprint``) of the one shard folder embedded, else None."""
+    folders = {Path(manifest).parent} if manifest is not None else {s.parent for s in shards}
+    return fingerprint(folders.pop()) if len(folders) == 1 else None
+
+
+def _run_info(spec: dict[str, Any] | None, settings: _Settings, index: pa.Table, world: int, shards: list[Path],
               manifest: str | os.PathLike | None, seconds: float) -> dict[str, Any]:
     return {
         "spec": spec or {},
@@ -220,8 +226,9 @@ def _run_info(spec: dict[str, Any] | None, settings: _Settings, index: pa.Table,
         "amp": settings.amp,
         "batch_size": settings.batch_size,
         "world_size": world,
-        "shards": n_shards,
+        "shards": len(shards),
         "manifest": os.fspath(manifest) if manifest is not None else None,
+        "shards_fingerprint": _shards_fingerprint(shards, manifest),
         "seconds": round(seconds, 3),
         "images_per_second": round(index.num_rows / seconds, 2) if seconds > 0 else None,
         "torch": torch.__version__,

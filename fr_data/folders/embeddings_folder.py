@@ -12,7 +12,8 @@ Layout (written by :func:`fr_data.embed.run.embed_shards`)::
                          (OPTIONAL_INDEX_SCHEMA): quality = the score of a face-quality model
                          (``--quality-model``, e.g. an SDD-FIQA regressor; higher = better), written
                          only when one was given, so folders written before it still read
-    EMB/run.json         model spec, dims, count, sha256 of embeddings.npy, timing, settings
+    EMB/run.json         model spec, dims, count, sha256 of embeddings.npy, timing, settings, and
+                         ``shards_fingerprint`` (``shard_folder.fingerprint`` of the shards embedded)
     EMB/parts/           per-rank parts of a distributed run (staging folder only)
 
 Mining needs only ``key`` and ``label`` from the index (REQUIRED_INDEX_SCHEMA), so any tool that writes

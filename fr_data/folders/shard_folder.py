@@ -20,12 +20,14 @@ Layout of a folder ``OUT`` written by :func:`fr_data.ingest.sharding.write_shard
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import DataError
@@ -39,7 +41,7 @@ SAMPLES_FILE = "samples.parquet"
 REJECTED_FILE = "rejected.parquet"
 PARTS_DIR = ".parts"
 SHARD_INDEX_FILE = "shard_index.parquet"
-SHARD_INDEX_VERSION = 1
+SHARD_INDEX_VERSION = 2  # 2: built with every shard checked against samples.parquet
 
 #: One row per stored sample, in shard order.
 SAMPLES_SCHEMA = pa.schema([
@@ -124,6 +126,35 @@ def read_input_samples(path: str | os.PathLike, columns: list[str]) -> pa.Table:
     return table
 
 
+def manifest_keys_by_shard(folder: str | os.PathLike) -> dict[str, tuple[list[str], list[str]]] | None:
+    """``{shard file name: (keys, image extensions)}`` in the order ``samples.parquet`` lists them: what
+    each shard must hold. None when the folder has no manifest or the manifest has no ``shard`` column
+    (a bare set of tars, or a hand-made manifest of keys and labels): then there is nothing to agree with.
+
+    Extensions are empty strings when the manifest has no ``ext`` column.
+
+    Raises:
+        SchemaError: (a DataError) the manifest's ``key``/``shard``/``ext`` columns are malformed.
+    """
+    path = samples_path(folder)
+    if not path.is_file():
+        return None
+    names = set(pq.read_schema(path).names)
+    if not {"key", "shard"} <= names:
+        return None
+    columns = [c for c in ("key", "shard", "ext") if c in names]
+    table = read_table(path, SAMPLES_SCHEMA, columns=columns)
+    shards = [s.rsplit("/", 1)[-1] for s in table.column("shard").to_pylist()]
+    keys = table.column("key").to_pylist()
+    exts = table.column("ext").to_pylist() if "ext" in names else [""] * len(keys)
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for key, shard, ext in zip(keys, shards, exts):
+        listed = out.setdefault(shard, ([], []))
+        listed[0].append(key)
+        listed[1].append(ext)
+    return out
+
+
 def read_rejected(folder: str | os.PathLike) -> pa.Table:
     """Read and validate ``folder/rejected.parquet``."""
     return read_table(Path(folder) / REJECTED_FILE, REJECTED_SCHEMA)
@@ -134,6 +165,25 @@ def load_listing(folder: str | os.PathLike) -> dict[str, Any]:
     if not is_finished(folder):
         raise DataError(folder, "", "no shards.json/samples.parquet: sharding did not finish here")
     return json.loads((Path(folder) / LISTING_FILE).read_text())
+
+
+def fingerprint(folder: str | os.PathLike) -> str | None:
+    """The identity of a finished shard folder's content: sha256 of the name, sample count, size and
+    content sha256 of every shard ``shards.json`` lists, in order (paths and run arguments left out, so a
+    moved or copied folder keeps it). None when the folder has no ``shards.json`` (a bare set of tars).
+
+    Recorded in ``EMB/run.json`` by embedding (``shards_fingerprint``) and compared by mining and the
+    review page, so a manifest of another data set is refused even when its keys overlap.
+    """
+    path = Path(folder) / LISTING_FILE
+    if not path.is_file():
+        return None
+    try:
+        shards = json.loads(path.read_text())["shards"]
+        rows = [[s["name"], s["count"], s["bytes"], s["sha256"]] for s in shards]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(path, "", f"not a shard listing ({type(exc).__name__}: {exc})") from None
+    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
 
 
 def write_listing(folder: str | os.PathLike, listing: dict[str, Any]) -> None:

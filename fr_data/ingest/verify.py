@@ -78,7 +78,8 @@ def _check_members(name: str, path: Path, rows: list[dict[str, Any]]) -> list[st
     except DataError as exc:
         return problems + [f"{name}: unreadable: {exc}"]
     if count != len(rows):
-        problems.append(f"{name}: {count} samples in the tar, {len(rows)} in the manifest")
+        missing = f" (first missing: {rows[count]['key']}.{rows[count]['ext']})" if count < len(rows) else ""
+        problems.append(f"{name}: {count} samples in the tar, {len(rows)} in the manifest{missing}")
     return problems
 
 

@@ -62,6 +62,12 @@ def _naming(target: Path, always: bool) -> Iterator[None]:
         raise
 
 
+def naming_write_errors(target: str | os.PathLike) -> contextlib.AbstractContextManager[None]:
+    """A full disk (or another :data:`WRITE_ERRNOS` error) inside the block becomes a WriteError naming
+    ``target``: for files written inside a staging folder, which need no atomic rename of their own."""
+    return _naming(Path(target), always=False)
+
+
 @contextlib.contextmanager
 def atomic_open(target: str | os.PathLike, mode: str = "wb") -> Iterator:
     """Open a temporary file for writing; it replaces ``target`` only when the block succeeds."""

@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from fr_data.folders.shard_folder import list_shards, listed_counts
 from fr_data.formats.images import MEMBER_EXTS
-from fr_data.formats.tario import group_members
 from fr_data.io.errors import ConfigError, DataError
+from fr_data.loading.agreement import agreeing_samples
 from fr_data.loading.decode import FACE_SIZE, decode_into
 
 
@@ -51,9 +51,13 @@ def iter_samples(shards: Sequence[str | os.PathLike]) -> Iterator[dict]:
 
     ``jpg`` holds the stored image bytes (JPEG, or PNG for PNG sources). No shuffling, no splitting:
     meant for embedding a whole data set in a reproducible order.
+
+    Raises:
+        DataError: a malformed sample, or a shard that disagrees with its folder's ``samples.parquet``
+            (:mod:`fr_data.loading.agreement`), naming the shard and the member.
     """
     for shard in shards:
-        for key, members in group_members(shard):
+        for key, members in agreeing_samples(shard):
             yield _sample_dict(Path(shard), key, members)
 
 
@@ -65,7 +69,7 @@ def shard_counts(shards: Sequence[str | os.PathLike]) -> list[int]:
         if shard.parent not in listings:
             listings[shard.parent] = listed_counts(shard.parent)
         known = listings[shard.parent].get(shard.name)
-        counts.append(known if known is not None else sum(1 for _ in group_members(shard)))
+        counts.append(known if known is not None else sum(1 for _ in agreeing_samples(shard)))
     return counts
 
 
@@ -125,11 +129,11 @@ def _read_segments(shards: Sequence[Path], segs: Sequence[Segment]) -> Iterator[
     """Samples of each segment in turn; a shard shorter than its listed count is an error.
 
     A short shard would give this rank fewer batches than the others and hang DDP, so it must not
-    pass silently.
+    pass silently; every sample read is checked against the folder's manifest (``agreeing_samples``).
     """
     for seg in segs:
         path, position = shards[seg.shard], 0
-        samples = group_members(path)
+        samples = agreeing_samples(path)
         for position, (key, members) in enumerate(samples, start=1):
             if position > seg.start:
                 yield _sample_dict(path, key, members)

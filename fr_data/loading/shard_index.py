@@ -35,6 +35,7 @@ from fr_data.formats.images import MEMBER_EXTS
 from fr_data.formats.tario import BLOCK, iter_headers, iter_members
 from fr_data.io.errors import DataError
 from fr_data.io.parquet import read_metadata, read_table, write_table
+from fr_data.loading.agreement import ManifestCheck
 
 MAX_OPEN_FILES = 64
 
@@ -88,9 +89,10 @@ def index_shard(path: str | os.PathLike) -> Iterator[dict]:
     """Index rows (``SHARD_INDEX_SCHEMA`` as dicts) of one shard, in file order.
 
     Raises:
-        DataError: a sample whose members are not adjacent, or without exactly one image member.
+        DataError: a sample whose members are not adjacent, or without exactly one image member; a shard
+            that disagrees with its folder's ``samples.parquet`` (:mod:`fr_data.loading.agreement`).
     """
-    path, seen = Path(path), set()
+    path, seen, check = Path(path), set(), ManifestCheck(path)
     key, members = None, []
     for member in scan_members(path):
         k, ext = _split_name(path, member.name)
@@ -99,11 +101,13 @@ def index_shard(path: str | os.PathLike) -> Iterator[dict]:
                 yield _sample_row(path, key, members)
             if k in seen:
                 raise DataError(path, f"member {member.name}", f"members of sample {k} are not adjacent")
+            check.sample(k, member.name)
             seen.add(k)
             key, members = k, []
         members.append((ext, member))
     if key is not None:
         yield _sample_row(path, key, members)
+    check.end()
 
 
 def shard_stamps(shards: Sequence[Path]) -> list[dict]:

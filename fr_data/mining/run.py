@@ -59,6 +59,7 @@ from fr_data.mining.neighbours import (
     visitors_by_class,
 )
 from fr_data.mining.noise import knn_vote, suspects
+from fr_data.mining.origin import check_samples_of_embeddings
 from fr_data.mining.pairs import PositiveExtremes, hard_negatives, mine_pairs
 from fr_data.mining.quality import SddCollector, certainty_ratio, instance_fpr, sdd_scores, unified_threshold
 
@@ -285,7 +286,8 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
         embeddings: EMB folder (``embeddings.npy``, ``index.parquet``, optional ``run.json``).
         out: run folder to create; it must not exist unless ``overwrite``.
         config: thresholds and sizes (defaults: ``MiningConfig()``).
-        samples: shard manifest ``samples.parquet`` (maps ``source_index`` to sample keys).
+        samples: shard manifest ``samples.parquet`` (maps ``source_index`` to sample keys); it must be the
+            manifest the embeddings were made from (:mod:`fr_data.mining.origin`), else a DataError.
         attributes: attribute table keyed by ``key``, ``source_index`` or ``label``.
         knn: k-NN function (default ``knnfn.default_knn()``: ``knn_search`` with the tuned backend);
             its time and flops per stage go to ``run.json`` ``timings``.
@@ -299,8 +301,10 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
         timer = StageTimer(knn.totals)
         with timer.stage("open"):
             emb = open_embeddings(embeddings)
+            samples_fingerprint = None
             if samples is not None:
                 read_input_samples(samples, ["key", "source_index"])
+                samples_fingerprint = check_samples_of_embeddings(samples, emb)
             check_quality_input(emb, cfg)
             digest = file_sha256(emb.array_path)
             check_recorded_hash(emb, digest)
@@ -318,6 +322,7 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
             with timer.stage("tables"):
                 built = tables.build(emb, geo, found, pairs, cfg, samples=samples, attributes=attributes)
             run = run_info(emb, digest, samples, attributes, knn, strategy, built.report, cfg)
+            run["inputs"]["samples_fingerprint"] = samples_fingerprint
             with timer.stage("write"):
                 tables.write(tmp, built, run)
                 dump_config(cfg, tmp / rf.CONFIG_FILE)

@@ -25,6 +25,7 @@ from fr_data.folders.report_folder import INDEX_FILE, publish, write_manifest
 from fr_data.folders.shard_folder import samples_path
 from fr_data.io.hashing import file_sha256
 from fr_data.io.publish import check_apart
+from fr_data.mining.origin import check_shards_of_run
 from fr_data.review import figures, page, select, stats, thumbs
 from fr_data.review.attributes import attribute_values
 
@@ -96,7 +97,8 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
     Raises:
         ConfigError: ``per_section`` below 0.
         DataError: a missing or malformed run file, shard folder or attribute table; ``out`` is, contains
-            or lies inside ``run``, ``shards`` or ``attributes``.
+            or lies inside ``run``, ``shards`` or ``attributes``; a shard folder that is not the one the run
+            was mined from (:mod:`fr_data.mining.origin`).
     """
     check_apart(out, run, shards, attributes)
     if per_section < 0:
@@ -104,6 +106,7 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
     run, shards, timer = Path(run), Path(shards), Timer()
     with timer.stage("select"):
         tables = select.open_tables(run, threads=workers)
+        check_shards_of_run(shards, run)
         picks = select.select(tables, per_section)
         shown = picks.keys()
         attrs = attribute_values(tables, shown, attributes, samples_path(shards))

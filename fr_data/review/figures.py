@@ -1,24 +1,59 @@
 """Charts of the review page as PNG files (matplotlib's Agg canvas, no pyplot state, no display needed).
 
 Each chart function returns a Figure, or None when there is no data (the page then says so). Every chart
-has a title, axis labels and units.
+has a title, axis labels and units. Charts of any data render: a run of one identity or one image has
+NaN rates and empty histograms, which are left out, never passed to an axis. Every text is shown as
+written (:func:`save_figure`): a group or arm name such as ``$\\frac{x$`` is not read as math.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from fr_data.folders.report_folder import figure_name
+from fr_data.io.atomic import naming_write_errors
 from fr_data.review.stats import POSE_BINS, RESOLUTION_BINS, Histogram, Stats, ordered_splits
 
 SPLIT_COLOURS = {"easy": "#2a9d8f", "medium": "#e9c46a", "hard": "#e76f51", "none": "#999999"}
 KIND_COLOURS = {"easy_pos": "#2a9d8f", "hard_pos": "#e76f51", "hard_neg": "#457b9d"}
 DPI = 110
+#: matplotlib settings under which text is never parsed as math or handed to TeX.
+LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, **kwargs: Any) -> None:
+    """``fig.savefig(path)`` with every text shown literally: the texts made so far are switched off math
+    parsing, and those made while drawing (tick labels) are made under :data:`LITERAL_TEXT`. A full disk
+    is a WriteError naming ``path``."""
+    with matplotlib.rc_context(LITERAL_TEXT), naming_write_errors(path):
+        for text in fig.findobj(Text):
+            text.set_parse_math(False)
+        fig.savefig(path, **kwargs)
+
+
+def literal_text(draw: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a figure-drawing function under :data:`LITERAL_TEXT`, so every text it makes (and measures, as
+    ``tight_layout`` does) is shown as written."""
+    @functools.wraps(draw)
+    def drawing(*args: Any, **kwargs: Any) -> Any:
+        with matplotlib.rc_context(LITERAL_TEXT):
+            return draw(*args, **kwargs)
+    return drawing
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and math.isfinite(value)
 
 
 def _figure(width: float = 6.4, height: float = 3.6, cols: int = 1, sharey: bool = True) -> tuple[Figure, list]:
@@ -104,17 +139,18 @@ def difficulty_bins_chart(stats: Stats) -> Figure | None:
 
 def group_fpr_chart(stats: Stats) -> Figure | None:
     """False positive rate per group at the one global threshold, with the overall target as a line."""
-    rows = [g for g in stats.groups if g["fpr"] is not None]
+    rows = [g for g in stats.groups if _finite(g["fpr"])]  # NaN: a group without negatives (one identity)
     if not rows:
         return None
     fig, (ax,) = _figure(6.4, max(2.4, 0.35 * len(rows) + 1.2))
     names, fpr = [str(g["group"]) for g in rows], [g["fpr"] for g in rows]
     bars = ax.barh(names, fpr, color="#457b9d")
-    ax.bar_label(bars, labels=[f"{v:.2g} (x{g['fpr_ratio']:.2f})" if g["fpr_ratio"] is not None else f"{v:.2g}"
+    ax.bar_label(bars, labels=[f"{v:.2g} (x{g['fpr_ratio']:.2f})" if _finite(g["fpr_ratio"]) else f"{v:.2g}"
                                for v, g in zip(fpr, rows)], padding=3, fontsize=8)
-    ax.set_xlim(0, 1.3 * max(fpr + [stats.target_fpr or 0.0]) or 1e-4)
-    if stats.target_fpr is not None:
-        ax.axvline(stats.target_fpr, color="#e76f51", linestyle="--", label=f"overall target {stats.target_fpr:g}")
+    target = stats.target_fpr if _finite(stats.target_fpr) else None
+    ax.set_xlim(0, 1.3 * max(fpr + [target or 0.0]) or 1e-4)
+    if target is not None:
+        ax.axvline(target, color="#e76f51", linestyle="--", label=f"overall target {target:g}")
         ax.legend(loc="lower right")
     ax.invert_yaxis()
     source = rows[0].get("source", "")
@@ -171,8 +207,9 @@ def draw_all(stats: Stats, folder: Path) -> dict[str, str]:
     """Draw every chart that has data into ``folder``; return chart name -> path relative to it."""
     drawn = {}
     for name, draw in CHARTS.items():
-        fig = draw(stats)
+        with matplotlib.rc_context(LITERAL_TEXT):
+            fig = draw(stats)
         if fig is not None:
             drawn[name] = figure_name(name)
-            fig.savefig(folder / drawn[name])
+            save_figure(fig, folder / drawn[name])
     return drawn

@@ -21,6 +21,7 @@ from PIL import Image
 
 from fr_data.folders.report_folder import thumb_name
 from fr_data.folders.shard_folder import SHARD_INDEX_FILE, SHARD_INDEX_SCHEMA, SHARD_INDEX_VERSION, list_shards
+from fr_data.io.atomic import naming_write_errors
 from fr_data.io.parquet import read_metadata
 from fr_data.loading.shard_index import ShardIndex, load_or_build, shard_stamps
 from fr_data.query.readonly import INTERNAL, connect
@@ -113,7 +114,8 @@ def write_thumbnails(located: Located, folder: Path, *, size: int = THUMB_SIZE, 
                 if isinstance(out, str):
                     failed[key] = out
                 else:
-                    (folder / thumb_name(key)).write_bytes(out)
+                    with naming_write_errors(folder / thumb_name(key)):
+                        (folder / thumb_name(key)).write_bytes(out)
             if progress is not None:
                 progress(len(batch))
     index.close()

@@ -6,8 +6,8 @@
 Writes RUN/{samples,classes,pairs,groups,sweep}.parquet, RUN/run.json and RUN/config.yaml atomically
 (the folder appears only when complete). Prints the reconciled counts and the threshold sweep. With
 --report DIR it then writes the review page of the run (as ``hardmine report`` does, thumbnails from
-the shard folder of --samples).
-Exit codes: 0 ok, 2 bad input or config.
+the shard folder of --samples); if only the page fails, the error line says the run is complete.
+Exit codes: 0 ok, 2 bad input or config (or a review page refused), 1 a review page that crashed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from fr_data.io.config import load_config
-from fr_data.io.errors import HardmineError
+from fr_data.io.errors import HardmineError, one_line
 from fr_data.io.publish import check_apart
 from fr_data.mining import MiningConfig, mine
 from fr_data.mining.report import format_summary
@@ -57,12 +57,22 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                       overwrite=args.overwrite)
         print(format_summary(result.run))
         print(f"wrote {result.folder}")
-        if args.report is not None:
-            page = build_report(result.folder, args.samples.parent, args.report, overwrite=args.overwrite)
-            print(f"wrote the review page {page.index}")
     except HardmineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0 if args.report is None else _report(result.folder, args)
+
+
+def _report(run: Path, args: argparse.Namespace) -> int:
+    """Write the review page of the published run ``run``; a failure says the run itself is complete."""
+    try:
+        page = build_report(run, args.samples.parent, args.report, overwrite=args.overwrite)
+    except Exception as exc:  # noqa: BLE001 - the run is published whatever went wrong: say so, on one line
+        reason = one_line(exc) if isinstance(exc, HardmineError) else f"{type(exc).__name__}: {one_line(exc)}"
+        print(f"error: the mining run is complete and published at {run}; the review page failed: {reason}",
+              file=sys.stderr)
+        return 2 if isinstance(exc, HardmineError) else 1
+    print(f"wrote the review page {page.index}")
     return 0
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from fr_data.ingest.image_folder import NOT_AN_IMAGE
 from fr_data.ingest.plan import DEFAULT_DECODE_CHECK, ShardOptions
 from fr_data.ingest.sharding import ShardRun, write_shards
-from fr_data.io.errors import ConfigError, DataError
+from fr_data.io.errors import HardmineError
 from fr_data.io.publish import check_apart
 
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         with tqdm(unit="shard", desc="sharding", disable=None) as bar:  # silent when not on a terminal
             run = write_shards(source, args.out, options, workers=args.workers, args=resolved,
                                progress=lambda record: bar.update(1))
-    except (ConfigError, DataError) as exc:
+    except HardmineError as exc:  # bad input or config, or a full disk (WriteError naming the file)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _print_summary(run)

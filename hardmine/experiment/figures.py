@@ -1,6 +1,7 @@
 """The experiment's figures (matplotlib, Agg backend, PNG): ROC per pack, the similarity histograms of
 easy vs hard pairs before and after fine-tuning (the DDL paper's figure on our data), and the gains
-over the baseline with their intervals."""
+over the baseline with their intervals. Arm, pack and model names are shown as written, never read as
+math (``literal_text``, ``save_figure``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fr_data.review.figures import literal_text, save_figure  # noqa: E402
 from fr_train.eval import tpr_at_fpr  # noqa: E402
 from hardmine.experiment.scoring import PackScores  # noqa: E402
 from hardmine.experiment.stats import Estimate  # noqa: E402
@@ -36,11 +38,12 @@ def mean_roc(runs: Sequence[Mapping[str, PackScores]], pack: str) -> tuple[np.nd
 
 def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)  # arm and pack names shown literally, never as math
     plt.close(fig)
     return Path(path)
 
 
+@literal_text
 def roc_figure(runs: Runs, packs: Sequence[str], title: str, path: str | os.PathLike) -> Path:
     """One panel per pack, one curve per model (mean TPR over seeds at each FPR)."""
     fig, axes = plt.subplots(1, len(packs), figsize=(5 * len(packs), 4.2), squeeze=False)
@@ -66,6 +69,7 @@ def _hist(ax: plt.Axes, values: np.ndarray, label: str, **style) -> None:
     ax.hist(values, bins=np.linspace(-0.4, 1.0, 57), histtype="step", density=True, label=label, **style)
 
 
+@literal_text
 def similarity_figure(models: Mapping[str, Mapping[str, PackScores]], easy: str, hard: Sequence[str],
                       title: str, path: str | os.PathLike) -> Path:
     """Rows = models (e.g. pretrained, baseline, ddl), columns = hard packs: the genuine and impostor
@@ -89,6 +93,7 @@ def similarity_figure(models: Mapping[str, Mapping[str, PackScores]], easy: str,
     return _save(fig, path)
 
 
+@literal_text
 def gain_figure(gains: Mapping[str, Mapping[str, Estimate]], packs: Sequence[str], title: str,
                 path: str | os.PathLike, ylabel: str = "gain over baseline (TPR points)") -> Path:
     """Grouped bars: per pack (and their hard-pack mean, if given as a pack), one bar per arm, with the
@@ -98,6 +103,7 @@ def gain_figure(gains: Mapping[str, Mapping[str, Estimate]], packs: Sequence[str
     return pool_figure(cells, packs, title, path, ylabel)
 
 
+@literal_text
 def pool_figure(gains: Mapping[str, Mapping[str, tuple[float, float, float, Sequence[float]]]],
                 packs: Sequence[str], title: str, path: str | os.PathLike,
                 ylabel: str = "gain over baseline (TPR points)") -> Path:
@@ -132,6 +138,7 @@ def genuine_and_threshold(pack: PackScores, fpr: float = 1e-2) -> tuple[float, f
     return float(np.median(pack.scores[pack.issame])), float(roc.thresholds[0])
 
 
+@literal_text
 def anatomy_figure(runs: Runs, packs: Sequence[str], title: str, path: str | os.PathLike,
                    fpr: float = 1e-2) -> Path:
     """Why TPR at a low FPR moves: per pack, each model (mean over seeds) as a point at (median genuine

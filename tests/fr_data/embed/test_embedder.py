@@ -214,7 +214,7 @@ def test_manifest_key_missing_from_shards(tmp_path):
     table = pq.read_table(folder / "samples.parquet")
     extra = pa.table({"key": ["999999"], "label": [0], "shard": ["shard-000000.tar"]})
     pq.write_table(pa.concat_tables([table, extra]), folder / "samples.parquet")
-    message = r"samples.parquet \(key 999999\): 1 sample\(s\) listed here are missing"
+    message = r"shard-000000\.tar \(member 999999\): missing: samples.parquet lists 4 samples"
     with pytest.raises(DataError, match=message):
         embed_folder(make_tiny(), folder, tmp_path / "E", progress=False)
     assert not (tmp_path / "E").exists()
@@ -227,7 +227,7 @@ def test_shard_key_missing_from_manifest(tmp_path):
     victim = samples[2][0]
     kept = table.filter(pa.compute.not_equal(table.column("key"), victim))
     pq.write_table(kept, folder / "samples.parquet")
-    with pytest.raises(DataError, match=rf"shard-00000\d\.tar \(key {victim}\): sample is not listed"):
+    with pytest.raises(DataError, match=rf"shard-00000\d\.tar \(member {victim}\.cls\): sample '{victim}' is not listed"):
         embed_folder(make_tiny(), folder, tmp_path / "E", progress=False)
 
 
