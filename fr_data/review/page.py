@@ -330,6 +330,11 @@ def run_tables(page: PageData) -> str:
     if thresholds:
         blocks.append("<div><h3>Thresholds</h3>" + table([(esc(k), num(v, 4)) for k, v in thresholds.items()],
                                                           ("threshold", "value")) + "</div>")
+    bins = run.get("bins") or {}
+    if bins.get("pose_source") or bins.get("resolution_source"):  # which signal the pose bins came from
+        rows = [("pose bins", esc(bins.get("pose_source") or "\u2013")),
+                ("resolution bins", esc(bins.get("resolution_source") or "\u2013"))]
+        blocks.append("<div><h3>Bins from</h3>" + table(rows, ("bins", "source")) + "</div>")
     timings = run.get("timings") or {}
     if timings:
         rows = [(esc(name), num(s.get("wall_s"), 2), num(s.get("peak_rss_mb"), 0)) for name, s in timings.items()]
