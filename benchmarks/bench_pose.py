@@ -1,4 +1,5 @@
-"""Benchmark: does the pose estimate see pose? Landmark yaw (``embed --pose``) beside ``flip_cos`` on synthetic faces.
+"""Benchmark: does the pose estimate see pose? Landmark yaw (``embed --pose``) beside ``flip_cos``
+on synthetic faces.
 
     python benchmarks/bench_pose.py [--small] [--work DIR] [--seed S]
 
@@ -114,17 +115,21 @@ def bin_scores(predicted: np.ndarray, true_bins: np.ndarray) -> tuple[float, dic
 
 def table(d: dict[str, np.ndarray], bins: BinConfig, subsets: dict[str, np.ndarray]) -> str:
     """The markdown table of the module docstring."""
-    lines = ["| samples | n | estimate | Spearman with \\|yaw\\| | bin accuracy | recall frontal / half / profile |",
+    lines = ["| samples | n | estimate | Spearman with \\|yaw\\| | bin accuracy "
+             "| recall frontal / half / profile |",
              "|---|---:|---|---:|---:|---|"]
     for name, keep in subsets.items():
         truth = pose_bins_from_yaw(d["yaw"][keep], bins.yaw_edges)
         for label, est, predicted in (
                 ("landmarks \\|yaw\\|", np.abs(d["yaw_est"][keep]),
                  pose_bins_from_yaw(d["yaw_est"][keep], bins.yaw_edges)),
-                ("flip_cos", d["flip_cos"][keep], pose_bins_from_flip(d["flip_cos"][keep], bins.flip_cos_edges))):
+                ("flip_cos", d["flip_cos"][keep],
+                 pose_bins_from_flip(d["flip_cos"][keep], bins.flip_cos_edges))):
             accuracy, recall = bin_scores(predicted, truth)
-            lines.append(f"| {name} | {int(keep.sum())} | {label} | {spearman(est, np.abs(d['yaw'][keep])):+.3f} "
-                         f"| {accuracy:.3f} | " + " / ".join(f"{recall[b]:.2f}" for b in POSE_BINS_BY_YAW) + " |")
+            rho = spearman(est, np.abs(d["yaw"][keep]))
+            recalls = " / ".join(f"{recall[b]:.2f}" for b in POSE_BINS_BY_YAW)
+            n = int(keep.sum())
+            lines.append(f"| {name} | {n} | {label} | {rho:+.3f} | {accuracy:.3f} | {recalls} |")
     return "\n".join(lines)
 
 
@@ -149,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         full = d["scale"] >= 1
         print(f"landmarks, full resolution: Spearman with signed yaw "
               f"{spearman(d['yaw_est'][full], d['yaw'][full]):+.3f}, with roll "
-              f"{spearman(d['roll_est'][full], d['roll'][full]):+.3f}; median |estimate| where true |yaw| >= 60: "
+              f"{spearman(d['roll_est'][full], d['roll'][full]):+.3f}; "
+              f"median |estimate| where true |yaw| >= 60: "
               f"{np.median(np.abs(d['yaw_est'][full & (np.abs(d['yaw']) >= 60)])):.1f} degrees")
         print(f"dlib's frontal detector finds a face in {seen.mean():.3f} of the crops "
               f"({seen[np.abs(d['yaw']) < 30].mean():.3f} at true |yaw| < 30)")

@@ -97,7 +97,8 @@ def pose_from_landmarks(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def to_uint8_rgb(images: torch.Tensor) -> np.ndarray:
-    """``(B, 3, H, W)`` images (uint8, or float normalised as ``(x/255 - 0.5)/0.5``) as ``(B, H, W, 3)`` uint8."""
+    """``(B, 3, H, W)`` images (uint8, or floats normalised as ``(x/255 - 0.5)/0.5``) as ``(B, H, W, 3)``
+    uint8."""
     x = images.detach().cpu()
     if x.dtype != torch.uint8:
         x = (x.float() * 127.5 + 127.5).round().clamp(0, 255).to(torch.uint8)
@@ -120,7 +121,7 @@ class LandmarkPose:
         rgb = to_uint8_rgb(images)
         size = rgb.shape[1]
         scale = UPSCALE * size / 112
-        box = self._dlib.rectangle(*(int(round(v * scale)) for v in FACE_BOX))
+        box = self._dlib.rectangle(*(round(v * scale) for v in FACE_BOX))
         out = np.empty((len(rgb), 5, 2), np.float64)
         for i, image in enumerate(rgb):
             big = Image.fromarray(image).resize((size * UPSCALE, size * UPSCALE), Image.BILINEAR)

@@ -118,7 +118,8 @@ def test_the_real_face_is_frontal_and_its_mirror_flips_the_yaw_sign(astronaut):
 
 def test_a_rotated_real_face_reads_its_roll_and_the_mirror_flips_it(astronaut):
     crop, estimator = astronaut
-    clockwise = np.asarray(Image.fromarray(crop).rotate(-15, resample=Image.BILINEAR))  # PIL: + = anticlockwise
+    # PIL's angle: + = anticlockwise
+    clockwise = np.asarray(Image.fromarray(crop).rotate(-15, resample=Image.BILINEAR))
     yaws, rolls = _estimate(estimator, crop, clockwise, clockwise[:, ::-1])
     (yaw0, yaw, _), (roll0, roll, roll_mirrored) = yaws, rolls
     assert abs(roll0) < 3  # alignment levels the eyes

@@ -50,8 +50,8 @@ def test_a_missing_landmark_estimate_gives_no_pose_bin(tmp_path):
 def test_a_yaw_attribute_wins_over_the_landmark_estimate(tmp_path):
     folder, truth = _planted(tmp_path, _cycle)
     attr = tmp_path / "attributes.parquet"
-    pq.write_table(pa.table({"key": truth.keys, "yaw": pa.array(np.full(len(truth.keys), 80.0), pa.float32())}),
-                   attr)
+    yaw = pa.array(np.full(len(truth.keys), 80.0), pa.float32())
+    pq.write_table(pa.table({"key": truth.keys, "yaw": yaw}), attr)
     res = mine(folder, tmp_path / "RUN", attributes=attr, knn=brute_knn)
     assert res.run["bins"]["pose_source"] == "attribute"
     bins = pq.read_table(res.folder / "samples.parquet").column("pose_bin").to_pylist()

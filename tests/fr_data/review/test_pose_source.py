@@ -19,7 +19,7 @@ def test_a_run_without_bins_has_no_source_table():
 
 
 def test_the_difficulty_chart_labels_the_pose_source():
-    data = stats.Stats(difficulty_bins=[{"pose_bin": "frontal", "resolution_bin": "high", "mean": 0.2, "n": 3}],
-                       pose_source="flip_cos")
+    cell = {"pose_bin": "frontal", "resolution_bin": "high", "mean": 0.2, "n": 3}
+    data = stats.Stats(difficulty_bins=[cell], pose_source="flip_cos")
     fig = figures.difficulty_bins_chart(data)
     assert fig.axes[0].get_ylabel() == "pose bin (from flip_cos)"

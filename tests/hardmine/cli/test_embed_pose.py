@@ -76,8 +76,10 @@ def test_embed_pose_with_dlib_feeds_the_pose_bins(shards, tmp_path):
             "--workers", "0", "--no-progress", "--pose"]
     assert embed.main(argv) == 0
     index = read_index(out)
-    assert np.isfinite(index.column("yaw").to_numpy()).all() and np.isfinite(index.column("roll").to_numpy()).all()
-    assert json.loads((out / RUN_FILE).read_text())["pose"]["model"].endswith("shape_predictor_5_face_landmarks.dat")
+    for name in ("yaw", "roll"):
+        assert np.isfinite(index.column(name).to_numpy()).all()
+    spec = json.loads((out / RUN_FILE).read_text())["pose"]
+    assert spec["model"].endswith("shape_predictor_5_face_landmarks.dat")
     assert mine.main(["--embeddings", str(out), "--out", str(tmp_path / "RUN"), "--quiet"]) == 0
     run = json.loads((tmp_path / "RUN" / "run.json").read_text())
     assert run["bins"]["pose_source"] == "landmarks"
