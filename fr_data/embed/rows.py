@@ -11,7 +11,7 @@ import torch
 from fr_data.embed.forward import BatchEmbedding
 from fr_data.embed.images import ImageBatch
 from fr_data.embed.keys import KeyTable
-from fr_data.folders.embeddings_folder import EMBEDDINGS_INDEX_SCHEMA, OPTIONAL_INDEX_SCHEMA
+from fr_data.folders.embeddings_folder import EMBEDDINGS_INDEX_SCHEMA, OPTIONAL_INDEX_SCHEMA, POSE_COLUMNS
 from fr_data.io.atomic import reserve
 from fr_data.io.errors import DataError
 
@@ -19,7 +19,7 @@ from fr_data.io.errors import DataError
 class RowWriter:
     """Write embedded batches into their key rows of a ``.npy`` memmap (opened once D is known)."""
 
-    def __init__(self, path: Path, keys: KeyTable, flip: bool, quality: bool = False):
+    def __init__(self, path: Path, keys: KeyTable, flip: bool, quality: bool = False, pose: bool = False):
         self.path, self.keys, self.flip = path, keys, flip
         n = len(keys)
         self.array: np.memmap | None = None
@@ -28,9 +28,11 @@ class RowWriter:
         self.flip_cos = np.full(n, np.nan, dtype=np.float32)
         self.resolution = np.zeros(n, dtype=np.float32)
         self.quality = np.full(n, np.nan, dtype=np.float32) if quality else None
+        self.pose = {name: np.full(n, np.nan, dtype=np.float32) for name in POSE_COLUMNS} if pose else None
 
     def write(self, batch: ImageBatch, out: BatchEmbedding, resolution: torch.Tensor,
-              quality: torch.Tensor | None = None) -> None:
+              quality: torch.Tensor | None = None,
+              pose: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         pos = self._checked_positions(batch)
         self._check_features(batch, out)
         features = out.features.cpu().numpy().astype(np.float16)
@@ -46,6 +48,9 @@ class RowWriter:
         self.resolution[pos] = resolution.cpu().numpy()
         if self.quality is not None and quality is not None:
             self.quality[pos] = quality.cpu().numpy()
+        if self.pose is not None and pose is not None:
+            for name, values in zip(POSE_COLUMNS, pose):
+                self.pose[name][pos] = values
 
     def _checked_positions(self, batch: ImageBatch) -> np.ndarray:
         """Rows of the batch's keys; unknown, duplicate or relabelled keys raise DataError."""
@@ -97,12 +102,15 @@ class RowWriter:
                             "resolution": pa.array(self.resolution)}, n)
 
     def _table(self, columns: dict, n: int) -> pa.Table:
-        """The index table: the declared columns, plus ``quality`` when scoring (null where NaN)."""
-        if self.quality is None:
-            return pa.table(columns, schema=EMBEDDINGS_INDEX_SCHEMA)
-        quality = pa.array(self.quality[:n], pa.float32(), from_pandas=True)
-        schema = EMBEDDINGS_INDEX_SCHEMA.append(OPTIONAL_INDEX_SCHEMA.field("quality"))
-        return pa.table({**columns, "quality": quality}, schema=schema)
+        """The index table: the declared columns, plus ``quality`` when scoring and ``yaw`` / ``roll`` when
+        estimating pose (null where NaN)."""
+        extra = {"quality": self.quality} if self.quality is not None else {}
+        extra.update(self.pose or {})
+        schema = EMBEDDINGS_INDEX_SCHEMA
+        for name in extra:
+            schema = schema.append(OPTIONAL_INDEX_SCHEMA.field(name))
+        return pa.table({**columns, **{name: pa.array(values[:n], pa.float32(), from_pandas=True)
+                                       for name, values in extra.items()}}, schema=schema)
 
 
 def _repeated(pos: np.ndarray) -> np.ndarray:

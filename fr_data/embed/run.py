@@ -51,6 +51,9 @@ from fr_data.io.hashing import file_sha256
 from fr_data.io.publish import check_apart, check_target, output_lock, prepare_staging, publish, staging_dir
 from fr_data.loading.decode import decode_face
 
+#: ``(B, 3, H, W)`` aligned crops -> ``(yaw, roll)`` arrays in degrees (e.g. :mod:`fr_data.embed.pose`).
+PoseEstimator = Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]]
+
 
 @dataclass(frozen=True)
 class _Settings:
@@ -64,6 +67,7 @@ class _Settings:
     decode: Decoder
     resolution: Callable[[torch.Tensor], torch.Tensor]
     quality: nn.Module | None = None
+    pose: PoseEstimator | None = None
 
 
 def embed_shards(model: nn.Module, shards: Sequence[str | os.PathLike], out: str | os.PathLike, *,
@@ -73,6 +77,7 @@ def embed_shards(model: nn.Module, shards: Sequence[str | os.PathLike], out: str
                  progress: bool = True, read: ShardReader = read_shard, decode: Decoder = decode_face,
                  resolution: Callable[[torch.Tensor], torch.Tensor] = estimate_resolution,
                  quality: nn.Module | None = None, quality_spec: dict[str, Any] | None = None,
+                 pose: PoseEstimator | None = None, pose_spec: dict[str, Any] | None = None,
                  ) -> dict[str, Any] | None:
     """Embed every sample of ``shards`` with ``model`` into the folder ``out`` (module docstring).
 
@@ -95,6 +100,9 @@ def embed_shards(model: nn.Module, shards: Sequence[str | os.PathLike], out: str
             e.g. :func:`fr_train.quality.load_quality_model`); its score of every unflipped image becomes
             the index's optional ``quality`` column. None: no such column.
         quality_spec: how the quality model was built, recorded in run.json under ``quality``.
+        pose: a head-pose estimator (:func:`fr_data.embed.pose.load_landmark_pose`); its yaw and roll of
+            every unflipped image become the index's optional ``yaw`` and ``roll`` columns. None: none.
+        pose_spec: how the pose was estimated, recorded in run.json under ``pose``.
 
     Returns:
         The run.json content on rank 0; None on other ranks.
@@ -106,7 +114,7 @@ def embed_shards(model: nn.Module, shards: Sequence[str | os.PathLike], out: str
     """
     out, shards = Path(out), [Path(s) for s in shards]
     settings = _Settings(batch_size, flip, torch.device(device), workers, amp, progress, read, decode,
-                         resolution, quality)
+                         resolution, quality, pose)
     rank, world = runtime.rank_world()
     check_apart(out, *shards, manifest)
     # rank 0 holds the lock for every rank (the others write only into its staging folder)
@@ -127,6 +135,8 @@ def embed_shards(model: nn.Module, shards: Sequence[str | os.PathLike], out: str
             if quality is not None:
                 info["quality"] = {"method": "quality model score of the unflipped image (higher = better)",
                                    **(quality_spec or {})}
+            if pose is not None:
+                info["pose"] = dict(pose_spec or {"method": "head-pose estimator of the unflipped image"})
             return _finalize(staging, out, index, info, overwrite)
         except Exception:
             if world == 1:  # a failed run leaves nothing behind (a killed one leaves the staging folder)
@@ -180,13 +190,15 @@ def _embed_part(model: nn.Module, shards: list[Path], keys: KeyTable, target: Pa
     bar = tqdm(total=len(keys), unit="img", desc=f"embed rank {rank}", dynamic_ncols=True,
                disable=not settings.progress or rank != 0)
     with atomic_path(target) as tmp, bar:
-        writer = RowWriter(tmp, keys, settings.flip, quality=scorer is not None)
+        writer = RowWriter(tmp, keys, settings.flip, quality=scorer is not None,
+                           pose=settings.pose is not None)
         for batch in loader:
             _raise_batch_errors(batch)
             images = batch.images.to(settings.device, non_blocking=True)
             out = embed_batch(model, images, flip=settings.flip, amp=settings.amp)
             scores = quality_batch(scorer, images, amp=settings.amp) if scorer is not None else None
-            writer.write(batch, out, settings.resolution(images), scores)
+            angles = settings.pose(batch.images) if settings.pose is not None else None
+            writer.write(batch, out, settings.resolution(images), scores, angles)
             kill_point("embed:batch")
             bar.update(len(batch.keys))
         return writer.finish(allow_empty)

@@ -11,7 +11,9 @@ Layout (written by :func:`fr_data.embed.run.embed_shards`)::
                          resolution (fr_data.embed.resolution estimate in (0, 1]); optional
                          (OPTIONAL_INDEX_SCHEMA): quality = the score of a face-quality model
                          (``--quality-model``, e.g. an SDD-FIQA regressor; higher = better), written
-                         only when one was given, so folders written before it still read
+                         only when one was given, so folders written before it still read; yaw and
+                         roll = head pose in degrees from dlib's 5-point landmarks (``--pose``,
+                         fr_data.embed.pose; + yaw = face turned to the image right), only with --pose
     EMB/run.json         model spec, dims, count, sha256 of embeddings.npy, timing, settings, and
                          ``shards_fingerprint`` (``shard_folder.fingerprint`` of the shards embedded)
     EMB/parts/           per-rank parts of a distributed run (staging folder only)
@@ -51,10 +53,16 @@ EMBEDDINGS_INDEX_SCHEMA = pa.schema([
 ])
 
 #: Index columns present only when computed: ``quality`` (a quality model's score of the unflipped image,
-#: higher = better; null where not scored). Checked like the declared columns when present.
+#: higher = better; null where not scored); ``yaw`` and ``roll`` (head pose of the unflipped image from
+#: face landmarks, ``--pose``). Checked like the declared columns when present.
 OPTIONAL_INDEX_SCHEMA = pa.schema([
     pa.field("quality", pa.float32(), nullable=True),
+    pa.field("yaw", pa.float32(), nullable=True),  # degrees, + = face turned to the image right
+    pa.field("roll", pa.float32(), nullable=True),  # degrees, + = face turned clockwise in the image
 ])
+
+#: The head-pose columns (``--pose``, :mod:`fr_data.embed.pose`), written together or not at all.
+POSE_COLUMNS = ("yaw", "roll")
 
 #: The columns mining needs from the index (other writers may omit the rest).
 REQUIRED_INDEX_SCHEMA = pa.schema([
@@ -119,7 +127,7 @@ class Embeddings:
         folder: the EMB folder.
         vectors: N x D memmap (float16 or float32), row i described by ``index`` row i.
         index: the index table (``key``, ``label`` and optional ``norm``, ``flip_cos``, ``resolution``,
-            ``quality``).
+            ``quality``, ``yaw``, ``roll``).
         labels: int64 labels, length N.
         run_info: parsed ``EMB/run.json`` (empty if absent).
     """

@@ -67,13 +67,25 @@ def samples_table(emb: Any, geo: Any, f: Any) -> pa.Table:
     })
 
 
+def pose_yaw(emb: Any, attribute_yaw: np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
+    """The yaw the pose bins use and its source: a joined ``yaw`` attribute (``attribute``) first, else
+    the embeddings index's landmark estimate (``landmarks``, ``embed --pose``); ``(None, None)`` when
+    neither exists (the bins then fall back to ``flip_cos``)."""
+    if attribute_yaw is not None:
+        return attribute_yaw, "attribute"
+    landmarks = emb.column("yaw")
+    return (landmarks, "landmarks") if landmarks is not None else (None, None)
+
+
 def add_bins(table: pa.Table, emb: Any, cfg: MiningConfig, yaw: np.ndarray | None) -> tuple[pa.Table, dict]:
-    """Resolution and pose bins; pose from |yaw| when a yaw column was joined, else from flip_cos."""
+    """Resolution and pose bins; pose from |yaw| (a joined attribute, else the landmark estimate of the
+    embeddings index), else from flip_cos."""
     n = table.num_rows
     res = emb.column("resolution")
     flip = emb.column("flip_cos")
     res = np.full(n, np.nan, np.float32) if res is None else res
     flip = np.full(n, np.nan, np.float32) if flip is None else flip
+    yaw, pose_source = pose_yaw(emb, yaw)
     pose = pose_bins_from_yaw(yaw, cfg.bins.yaw_edges) if yaw is not None else \
         pose_bins_from_flip(flip, cfg.bins.flip_cos_edges)
     cols = {"resolution": _f32(res),
@@ -81,7 +93,7 @@ def add_bins(table: pa.Table, emb: Any, cfg: MiningConfig, yaw: np.ndarray | Non
             "flip_cos": _f32(flip), "pose_bin": _strings(pose)}
     for name, arr in cols.items():
         table = table.append_column(name, arr)
-    info = {"pose_source": "yaw" if yaw is not None else ("flip_cos" if not np.isnan(flip).all() else None),
+    info = {"pose_source": pose_source or ("flip_cos" if not np.isnan(flip).all() else None),
             "resolution_source": None if np.isnan(res).all() else "embeddings index",
             "resolution_bin": _value_counts(table.column("resolution_bin")),
             "pose_bin": _value_counts(table.column("pose_bin"))}

@@ -132,7 +132,7 @@ def difficulty_bins_chart(stats: Stats) -> Figure | None:
     ax.set_xticks(range(len(resolutions)), resolutions)
     ax.set_yticks(range(len(poses)), poses)
     ax.set(title="Mean difficulty by pose and resolution bin", xlabel="resolution bin (effective resolution)",
-           ylabel="pose bin (yaw or flip consistency)")
+           ylabel=f"pose bin (from {stats.pose_source or 'yaw or flip consistency'})")
     fig.colorbar(image, ax=ax, label="mean difficulty (0-1)")
     return fig
 

@@ -347,6 +347,11 @@ def run_tables(page: PageData) -> Markup:
     if isinstance(thresholds, dict) and thresholds:
         blocks.append(titled_table("Thresholds", [(k, num(v, 4)) for k, v in thresholds.items()],
                                    ("threshold", "value")))
+    bins = run.get("bins") or {}
+    if isinstance(bins, dict) and (bins.get("pose_source") or bins.get("resolution_source")):
+        rows = [("pose bins", bins.get("pose_source") or "\u2013"),
+                ("resolution bins", bins.get("resolution_source") or "\u2013")]
+        blocks.append(titled_table("Bins from", rows, ("bins", "source")))
     timings = run.get("timings") or {}
     if isinstance(timings, dict) and timings:
         rows = [(name, *((num(s.get("wall_s"), 2), num(s.get("peak_rss_mb"), 0)) if isinstance(s, dict)

@@ -60,6 +60,7 @@ class Stats:
     target_fpr: float | None = None
     similarity: dict[str, Histogram] = field(default_factory=dict)
     pair_cos: Histogram | None = None
+    pose_source: str | None = None
     splits: dict[str, int] = field(default_factory=dict)
 
 
@@ -96,6 +97,7 @@ def collect(t: RunTables) -> Stats:
         s.groups = t.rows('SELECT "group", source, n_samples, n_classes, fpr, fpr_ratio FROM groups '
                           'ORDER BY "group"')
     s.target_fpr = (t.run.get("thresholds") or {}).get("target_fpr")
+    s.pose_source = (t.run.get("bins") or {}).get("pose_source")
     s.similarity = similarity_histograms(t)
     if "pairs" in t.present:
         span = value_range(t, "pairs", "cos")

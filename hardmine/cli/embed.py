@@ -1,7 +1,7 @@
 """Embed every image of a shard folder with a face backbone.
 
     python tools/embed.py --shards DIR --model SPEC --out EMB [--checkpoint CKPT] [--batch-size B]
-        [--no-flip] [--device auto|cpu|cuda] [--workers W] [--overwrite] [--quality-model QCKPT]
+        [--no-flip] [--device auto|cpu|cuda] [--workers W] [--overwrite] [--quality-model QCKPT] [--pose]
     torchrun --nproc_per_node G tools/embed.py ...   # rank r embeds shards i % G == r, rank 0 merges
 
 SPEC: an ``fr_train`` backbone name (``iresnet50``, ``tiny``, ...; arcface_torch ``backbone.pth`` state
@@ -10,7 +10,9 @@ a TorchScript file (``.pt``/``.ts``). Writes ``EMB/embeddings.npy``, ``EMB/index
 ``EMB/run.json`` (see ``fr_data.folders.embeddings_folder``). ``--quality-model`` names a quality
 regressor's checkpoint folder, or its training run folder (latest checkpoint; trained with
 ``configs/sdd_fiqa_synth.yaml`` or ``sdd_fiqa_r50.yaml``): its score of every image goes into the index's
-``quality`` column (``fr_train.quality_model``).
+``quality`` column (``fr_train.quality_model``). ``--pose`` adds ``yaw`` and ``roll`` columns from dlib's
+5-point face landmarks (``fr_data.embed.pose``; needs the optional extra ``pip install "hardmine[pose]"``),
+which mining's pose bins then use.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from fr_data import runtime
 from fr_data.embed.model_spec import NamedModelFactory, resolve_model
+from fr_data.embed.pose import load_landmark_pose
 from fr_data.embed.run import embed_folder
 from fr_data.io.errors import HardmineError
 from fr_data.io.publish import check_apart
@@ -50,6 +53,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     parser.add_argument("--quality-model", type=Path, metavar="CKPT",
                         help="quality regressor checkpoint (or its run folder): adds a quality column")
+    parser.add_argument("--pose", action="store_true",
+                        help="add yaw and roll columns from face landmarks (needs the pose extra)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -82,10 +87,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             spec = {"model": args.model, "checkpoint": os.fspath(args.checkpoint) if args.checkpoint else None,
                     "embedding_size": args.embedding_size}
             quality, quality_spec = load_quality(args.quality_model)
+            pose = load_landmark_pose() if args.pose else None
             info = embed_folder(model, args.shards, args.out, batch_size=args.batch_size,
                                 flip=not args.no_flip, device=device, workers=args.workers, spec=spec,
                                 amp=args.amp, overwrite=args.overwrite, progress=not args.no_progress,
-                                quality=quality, quality_spec=quality_spec)
+                                quality=quality, quality_spec=quality_spec,
+                                pose=pose, pose_spec=pose.describe() if pose is not None else None)
     except HardmineError as exc:
         print(f"embed.py: error: {exc}", file=sys.stderr)
         return 2

@@ -228,7 +228,7 @@ def test_attributes_by_source_index_give_groups_and_real_yaw(tmp_path):
     assert a["joined_by"] == "source_index"
     assert (a["unmatched_attribute_rows"], a["samples_without_attributes"]) == (2, 3)
     assert res.run["groups"]["source"] == "attribute:attr_group"
-    assert res.run["bins"]["pose_source"] == "yaw"
+    assert res.run["bins"]["pose_source"] == "attribute"
     s = pq.read_table(res.folder / "samples.parquet").to_pydict()
     assert s["attr_duplicate_of"][0] is None and "yaw" in s
     profile = [p == "profile" for p in s["pose_bin"]]
