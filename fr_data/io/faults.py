@@ -4,14 +4,20 @@
 then the process sends itself SIGKILL (no ``finally`` block, no atexit handler, no flush runs). The
 crash-safety tests run ``hardmine embed`` and ``hardmine mine`` killed at each point in turn, rerun them,
 and compare the results with an uninterrupted run. The points are listed in :data:`KILL_POINTS`.
+
+``HARDMINE_HOLD_AT=name`` instead holds the process at that point: it prints ``held at NAME`` on stderr and
+waits until a signal ends it, so a test can send Ctrl-C (SIGINT) at a known point without timing.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
+import time
 
 KILL_ENV = "HARDMINE_KILL_AT"
+HOLD_ENV = "HARDMINE_HOLD_AT"
 
 #: Every point, with where it is (the crash-safety tests cover each).
 KILL_POINTS = {
@@ -28,6 +34,17 @@ KILL_POINTS = {
 
 
 def kill_point(name: str) -> None:
-    """SIGKILL this process when ``HARDMINE_KILL_AT`` names this point (a no-op otherwise)."""
+    """SIGKILL this process when ``HARDMINE_KILL_AT`` names this point, hold it when ``HARDMINE_HOLD_AT``
+    does (a no-op otherwise)."""
     if os.environ.get(KILL_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(HOLD_ENV) == name:
+        _hold(name)
+
+
+def _hold(name: str) -> None:
+    """Announce the point on stderr, then wait for a signal (a short sleep in a loop: a signal that
+    arrives between two sleeps is still handled within one)."""
+    print(f"held at {name}", file=sys.stderr, flush=True)
+    while True:
+        time.sleep(0.05)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
+from fr_data.io.argtypes import CommandParser, existing_file, existing_folder, output_folder, parquet_file
+from fr_data.io.command import command, fail
 from fr_data.io.config import load_config
 from fr_data.io.errors import HardmineError
 from fr_data.mining import MiningConfig, mine
@@ -25,22 +25,23 @@ from fr_data.review import build_report
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+    p = CommandParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--embeddings", type=Path, required=True,
+    p.add_argument("--embeddings", type=existing_folder, required=True,
                    help="EMB folder (embeddings.npy, index.parquet)")
-    p.add_argument("--out", type=Path, required=True, help="run folder to create (manifests/RUN)")
-    p.add_argument("--samples", type=Path, help="shard manifest samples.parquet (source_index -> key)")
-    p.add_argument("--attributes", type=Path, help="attribute Parquet keyed by key, source_index or label")
-    p.add_argument("--config", type=Path, help="mining YAML (default: built-in defaults)")
+    p.add_argument("--out", type=output_folder, required=True, help="run folder to create (manifests/RUN)")
+    p.add_argument("--samples", type=parquet_file, help="shard manifest samples.parquet (source_index -> key)")
+    p.add_argument("--attributes", type=parquet_file, help="attribute Parquet keyed by key, source_index or label")
+    p.add_argument("--config", type=existing_file, help="mining YAML (default: built-in defaults)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder when done")
     p.add_argument("--quiet", action="store_true", help="no per-stage log lines")
-    p.add_argument("--report", type=Path, metavar="DIR",
+    p.add_argument("--report", type=output_folder, metavar="DIR",
                    help="also write the review page of the run to DIR (needs --samples: its folder holds "
                         "the shards)")
     return p
 
 
+@command("hardmine mine")
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -57,8 +58,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             page = build_report(result.folder, args.samples.parent, args.report, overwrite=args.overwrite)
             print(f"wrote the review page {page.index}")
     except HardmineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     return 0
 
 
