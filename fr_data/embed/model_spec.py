@@ -111,7 +111,7 @@ def _call_factory(factory: Callable[[], nn.Module], spec: str) -> nn.Module:
         model = factory()
     except KeyError as exc:
         raise ConfigError(f"unknown model {spec!r}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - any callable may be named: its failure is the user's config
+    except Exception as exc:  # any callable may be named: its failure is the user's config
         raise ConfigError(f"model {spec!r}: calling the factory failed: {type(exc).__name__}: "
                           f"{one_line(exc)}") from exc
     if not isinstance(model, nn.Module):
