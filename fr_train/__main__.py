@@ -15,29 +15,30 @@ exits). Both through :func:`fr_data.runtime.process_group`, the one device/proce
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from fr_data import runtime
+from fr_data.io.argtypes import CommandParser, existing_file, positive_int
+from fr_data.io.command import command, fail
 from fr_data.io.errors import ConfigError, DataError
 from fr_train.config import load_train_config, parse_overrides
 from fr_train.trainer import run
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog or "python -m fr_train", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path, help="training config YAML")
+    parser = CommandParser(prog=prog or "python -m fr_train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=existing_file, help="training config YAML")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.epochs=2 (value read as YAML)")
     parser.add_argument("--output", help="run folder (overrides train.output)")
     parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                         help="resume from a checkpoint folder, or (no value) from the run folder's latest")
-    parser.add_argument("--stop-after", type=int, help="stop with a checkpoint after this many steps in all")
+    parser.add_argument("--stop-after", type=positive_int, help="stop with a checkpoint after this many steps in all")
     return parser
 
 
+@command("python -m fr_train")
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     try:
@@ -46,15 +47,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             overrides.setdefault("train", {})["output"] = args.output
         cfg = load_train_config(args.config, overrides)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     try:
         with runtime.process_group(cfg.train.device):
             rank, world = runtime.rank_world()
             result = run(cfg, resume=args.resume, stop_after=args.stop_after)
     except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     print(f"rank {rank}/{world}: done at step {result.state.step}, checkpoint {result.checkpoint}",
           flush=True)
     return 0

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fr_data.io.errors import ConfigError, DataError
+from fr_data.io.errors import ConfigError, DataError, one_line
 from fr_data.embed.weights import load_weights
 
 __all__ = ["TORCHSCRIPT_SUFFIXES", "NamedModelFactory", "load_checkpoint", "load_factory",
@@ -111,6 +111,9 @@ def _call_factory(factory: Callable[[], nn.Module], spec: str) -> nn.Module:
         model = factory()
     except KeyError as exc:
         raise ConfigError(f"unknown model {spec!r}: {exc}") from exc
+    except Exception as exc:  # any callable may be named: its failure is the user's config
+        raise ConfigError(f"model {spec!r}: calling the factory failed: {type(exc).__name__}: "
+                          f"{one_line(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model {spec!r} built a {type(model).__name__}, not a torch.nn.Module")
     return model

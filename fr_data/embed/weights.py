@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fr_data.io.errors import DataError
+from fr_data.io.errors import DataError, one_line
 
 __all__ = ["load_state_dict", "load_weights", "WRAPPER_KEYS", "STRIP_PREFIXES"]
 
@@ -59,8 +59,10 @@ def load_state_dict(path: str | os.PathLike,
     path = Path(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as err:
-        raise DataError(path, "", f"cannot load as a weights-only checkpoint: {err}") from err
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError, KeyError, IndexError, TypeError,
+            AttributeError, MemoryError) as err:  # a file that is not a torch.save archive fails in many ways
+        raise DataError(path, "", f"cannot load as a weights-only checkpoint: {type(err).__name__}: "
+                        f"{one_line(err)}") from err
     state = _unwrap(obj, path)
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):

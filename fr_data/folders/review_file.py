@@ -22,7 +22,9 @@ one row per decided item:
 
 ``A`` and ``B`` are integer labels, ``A != B``. A sample key has at most one sample row, a label pair
 (either order) at most one merge row; a key may have both a sample row and a merge row (they decide
-different things). Blank lines are ignored. Errors name the file and the line (the header is line 1).
+different things). Blank lines are ignored. A quoted key may span line breaks (at most
+``MAX_LINES_PER_ROW`` lines); no cell may hold a NUL. Errors name the file and the line (the header is
+line 1); a file is read line by line and reading stops at the first error.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,21 +140,74 @@ def parse_decision(key: str, cell: str, line: int, path: Path) -> Decision:
     return Decision(key, "merge", parts[0], label, other, line)
 
 
-def parse_review(text: str, path: str | os.PathLike = "<review>") -> Review:
-    """Parse review CSV text (see the module docstring).
+#: Lines one row may span (a quoted key may hold line breaks): an unterminated quote is reported after
+#: this many lines rather than after reading the rest of the file.
+MAX_LINES_PER_ROW = 16
+
+
+class _Lines:
+    """A review file's lines for ``csv.reader``, counted, decoded one at a time (a bad byte is named by
+    its line), a NUL refused (it would not survive a round trip: numpy strips trailing NULs from keys)."""
+
+    def __init__(self, source: Iterable[str | bytes], path: Path):
+        self.source, self.path = source, path
+        self.number = 0      # lines handed out so far
+        self.row_start = 1   # the line the row being read starts on
+
+    def __iter__(self) -> Iterator[str]:
+        offset = 0
+        for raw in self.source:
+            self.number += 1
+            if self.number - self.row_start >= MAX_LINES_PER_ROW:
+                raise _unterminated(self.path, self.row_start)
+            line = raw if isinstance(raw, str) else self._decode(raw, offset)
+            offset += len(raw)
+            if self.number == 1:
+                line = line.removeprefix("\ufeff")
+            if "\x00" in line:
+                raise DataError(self.path, f"line {self.number}", "a NUL character; keys and decisions may not "
+                                                                   "hold NUL")
+            yield line
+
+    def _decode(self, raw: bytes, offset: int) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(self.path, f"line {self.number}, byte {offset + exc.start}", "not UTF-8 text") from None
+
+
+def _unterminated(path: Path, line: int) -> DataError:
+    return DataError(path, f"line {line}", "unterminated quote: a quoted cell opened on this line never closes")
+
+
+def _next_row(rows: Iterator[list[str]], lines: _Lines) -> list[str] | None:
+    """The next CSV row (None at the end), its lines counted from ``lines.number + 1``."""
+    lines.row_start = lines.number + 1
+    try:
+        return next(rows, None)
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc) or "field larger than field limit" in str(exc):
+            raise _unterminated(lines.path, lines.row_start) from None
+        raise DataError(lines.path, f"line {lines.number}", f"not valid CSV: {exc}") from None
+
+
+def parse_review_lines(lines: Iterable[str | bytes], path: str | os.PathLike = "<review>") -> Review:
+    """Parse a review file given line by line (text, or UTF-8 bytes), stopping at the first error:
+    nothing after the bad line is read.
 
     Raises:
         DataError: naming the file and line of a bad header, a row without two cells, a bad decision,
-            or a repeated key / label pair.
+            a repeated key / label pair, an unterminated quote, a NUL or a byte that is not UTF-8.
     """
     path = Path(path)
-    rows = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    header = next(rows, None)
+    counted = _Lines(lines, path)
+    rows = csv.reader(counted, strict=True)
+    header = _next_row(rows, counted)
     if header is None or tuple(c.strip() for c in header) != HEADER:
         raise DataError(path, "line 1", f"header must be 'key,decision', got {header!r}")
     decisions, seen = [], {}
-    for row in rows:
-        line = rows.line_num
+    while (row := _next_row(rows, counted)) is not None:
+        line = counted.row_start
         if not row or row == [""]:
             continue
         if len(row) != 2:
@@ -166,8 +222,13 @@ def parse_review(text: str, path: str | os.PathLike = "<review>") -> Review:
     return Review(path, decisions)
 
 
+def parse_review(text: str, path: str | os.PathLike = "<review>") -> Review:
+    """Parse review CSV text (see the module docstring and :func:`parse_review_lines`)."""
+    return parse_review_lines(io.StringIO(text, newline=""), path)
+
+
 def read_review(path: str | os.PathLike) -> Review:
-    """Read and validate a review file.
+    """Read and validate a review file, streaming: a bad line 2 is reported without reading further.
 
     Raises:
         DataError: the file is missing, not UTF-8, or breaks the format (file and line named).
@@ -175,11 +236,8 @@ def read_review(path: str | os.PathLike) -> Review:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "", "review file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"byte {exc.start}", "not UTF-8 text") from None
-    return parse_review(text, path)
+    with path.open("rb") as handle:
+        return parse_review_lines(handle, path)
 
 
 def format_review(decisions: list[Decision]) -> str:

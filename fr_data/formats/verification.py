@@ -8,7 +8,9 @@ numpy ``uint8`` arrays instead of ``bytes``.
 Pickles can run arbitrary code, so :func:`load_bin` never uses ``pickle.load``: :class:`PackUnpickler`
 resolves only the few globals a pack legitimately needs (numpy array and dtype reconstruction, latin-1
 byte-string decoding, ``bytes``/``bytearray``) and refuses every other global *before* anything is
-called, so a malicious pack is rejected with nothing executed.
+called, so a malicious pack is rejected with nothing executed. What the allowed constructors may allocate
+is bounded by the file's size (:class:`AllocationBudget`): a 47-byte pickle cannot ask for
+``bytearray(3_000_000_000)``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import _compat_pickle
 import codecs
 import io
+import math
+import operator
 import os
 import pickle
 from collections.abc import Callable, Sequence
@@ -28,12 +32,12 @@ from PIL import Image
 
 from fr_data.formats.images import header_size
 from fr_data.io.atomic import atomic_write_bytes
-from fr_data.io.errors import DataError
+from fr_data.io.errors import DataError, one_line
 
 if TYPE_CHECKING:  # torch is imported lazily: the synthetic generator writes packs without it
     import torch
 
-__all__ = ["PackUnpickler", "VerificationPack", "check_images", "decode_pack", "decode_pack_uint8", "load_bin",
+__all__ = ["ALLOCATION_FACTOR", "AllocationBudget", "PackUnpickler", "VerificationPack", "check_images", "decode_pack", "decode_pack_uint8", "load_bin",
            "save_bin"]
 
 
@@ -96,6 +100,91 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
 }
 
 
+#: A pack's pickle may allocate at most this many times its file's size in all (each object at most once it):
+#: every image of a real pack is stored in the file, so what it builds is about the file's size.
+ALLOCATION_FACTOR = 4
+
+
+class AllocationBudget:
+    """What the constructors a pack calls may allocate: each object at most ``limit`` bytes (the file's
+    size), all of them together at most ``ALLOCATION_FACTOR * limit``.
+
+    Args:
+        path: the file, named in errors.
+        limit: the file's size in bytes.
+    """
+
+    def __init__(self, path: str, limit: int):
+        self.path, self.limit, self.total = path, limit, 0
+        self._array = self._ndarray()
+
+    def charge(self, nbytes: int, what: str) -> None:
+        """Count an allocation of ``nbytes`` by ``what``, or refuse it.
+
+        Raises:
+            DataError: naming the file, the constructor and the size asked for.
+        """
+        if nbytes > self.limit:
+            raise DataError(self.path, what, f"refused: asks for {nbytes} bytes, more than the file's own "
+                                             f"{self.limit} bytes")
+        if self.total + nbytes > ALLOCATION_FACTOR * self.limit:
+            raise DataError(self.path, what, f"refused: allocations reach {self.total + nbytes} bytes, more than "
+                                             f"{ALLOCATION_FACTOR} times the file's {self.limit} bytes")
+        self.total += nbytes
+
+    def bounded(self, key: tuple[str, str], target: Any) -> Any:
+        """``target`` (the object an allowed global resolves to), charging what a call to it allocates."""
+        if target is bytes or target is bytearray:
+            return self._sized(target)
+        if target is np.ndarray:
+            return self._array
+        if key[1] == "_reconstruct":
+            return self._reconstruct(target)
+        return target
+
+    def _sized(self, kind: type) -> Callable[..., Any]:
+        def build(*args: Any) -> Any:
+            size = _as_size(args[0]) if args else None
+            if size is not None:  # bytes(N) / bytearray(N): N zero bytes
+                self.charge(size, f"{kind.__name__}({size})")
+            return kind(*args)
+        return build
+
+    def _ndarray(self) -> Callable[..., Any]:
+        def build(shape: Any, dtype: Any = float, buffer: Any = None, *args: Any, **kwargs: Any) -> np.ndarray:
+            if buffer is None:
+                self.charge(_array_bytes(shape, dtype), f"numpy.ndarray({shape!r})")
+            return np.ndarray(shape, dtype, buffer, *args, **kwargs)
+        return build
+
+    def _reconstruct(self, reconstruct: Callable[..., Any]) -> Callable[..., Any]:
+        def build(subtype: Any, shape: Any, dtype: Any) -> Any:
+            subtype = np.ndarray if subtype is self._array else subtype  # the class, not its bounded call
+            self.charge(_array_bytes(shape, dtype), f"numpy array of shape {shape!r}")
+            return reconstruct(subtype, shape, dtype)
+        return build
+
+
+def _as_size(value: Any) -> int | None:
+    """The N of ``bytes(N)``: an integer argument (a buffer, text or sequence is copied, not sized)."""
+    if isinstance(value, (bytes, bytearray, memoryview, str, list, tuple, np.ndarray)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def _array_bytes(shape: Any, dtype: Any) -> int:
+    """Bytes of an array of ``shape`` and ``dtype`` (a bad shape or dtype is left to numpy to refuse)."""
+    try:
+        dims = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
+        itemsize = np.dtype(dtype.decode("latin-1") if isinstance(dtype, bytes) else dtype).itemsize
+    except (TypeError, ValueError):
+        return 0
+    return math.prod(max(d, 0) for d in dims) * max(itemsize, 1)
+
+
 class PackUnpickler(pickle.Unpickler):
     """Unpickler that resolves only :data:`ALLOWED_GLOBALS` and refuses anything else.
 
@@ -103,11 +192,19 @@ class PackUnpickler(pickle.Unpickler):
         file: binary file positioned at the pickle.
         path: the file name used in error messages.
         encoding: how Python-2 byte strings are decoded (``"ASCII"``, ``"bytes"`` or ``"latin1"``).
+        limit: the file's size in bytes (what the pickle may allocate, see :class:`AllocationBudget`);
+            measured from ``file`` when not given.
     """
 
-    def __init__(self, file: io.BufferedIOBase, path: str | os.PathLike, encoding: str = "ASCII"):
+    def __init__(self, file: io.BufferedIOBase, path: str | os.PathLike, encoding: str = "ASCII",
+                 limit: int | None = None):
         super().__init__(file, encoding=encoding)
         self._path = os.fspath(path)
+        if limit is None:
+            here = file.tell()
+            limit = file.seek(0, io.SEEK_END)
+            file.seek(here)
+        self._budget = AllocationBudget(self._path, limit)
 
     def find_class(self, module: str, name: str) -> Any:
         key = (module, name)
@@ -119,7 +216,7 @@ class PackUnpickler(pickle.Unpickler):
             raise DataError(self._path, f"global {module}.{name}",
                             "refused: a verification pack may only hold bytes, numpy uint8 arrays and "
                             "booleans; this pickle references another global and was not executed")
-        return ALLOWED_GLOBALS[key]()
+        return self._budget.bounded(key, ALLOWED_GLOBALS[key]())
 
     def persistent_load(self, pid: Any) -> Any:
         raise DataError(self._path, "persistent id", "refused: persistent references are not allowed")
@@ -155,7 +252,7 @@ def _unpickle(data: bytes, path: Path) -> Any:
     last: Exception | None = None
     for encoding in ("ASCII", "bytes", "latin1"):
         try:
-            return PackUnpickler(io.BytesIO(data), path, encoding=encoding).load()
+            return PackUnpickler(io.BytesIO(data), path, encoding=encoding, limit=len(data)).load()
         except DataError:
             raise
         except UnicodeDecodeError as exc:  # Python 2 byte strings: retry with another encoding
@@ -163,9 +260,14 @@ def _unpickle(data: bytes, path: Path) -> Any:
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
                 IndexError, KeyError, MemoryError) as exc:
             if encoding == "ASCII":
-                raise DataError(path, "", f"not a valid verification pack pickle: {exc}") from exc
+                raise DataError(path, "", f"not a valid verification pack pickle: {_describe(exc)}") from exc
             last = exc
-    raise DataError(path, "", f"cannot decode Python-2 pickle: {last}")
+    raise DataError(path, "", f"cannot decode Python-2 pickle: {_describe(last)}")
+
+
+def _describe(exc: BaseException | None) -> str:
+    """An exception as ``Type: message`` on one line (a MemoryError's message is empty)."""
+    return "unknown error" if exc is None else f"{type(exc).__name__}: {one_line(exc)}"
 
 
 def _as_issame(issame: Any, path: Path) -> np.ndarray:

@@ -5,15 +5,18 @@ then the process sends itself SIGKILL (no ``finally`` block, no atexit handler, 
 crash-safety tests run ``hardmine embed`` and ``hardmine mine`` killed at each point in turn, rerun them,
 and compare the results with an uninterrupted run. The points are listed in :data:`KILL_POINTS`.
 
-``HARDMINE_HOLD_AT=POINT=FOLDER`` instead makes the process wait at ``POINT``: it writes its pid to
-``FOLDER/held`` and waits until ``FOLDER/release`` exists. The race tests hold one run at a point while
-a second run to the same output starts and ends, so what they check does not depend on timing.
+``HARDMINE_HOLD_AT=POINT`` instead holds the process at that point: it prints ``held at POINT`` on stderr and
+waits until a signal ends it, so a test can send Ctrl-C (SIGINT) at a known point without timing.
+``HARDMINE_HOLD_AT=POINT=FOLDER`` holds it until ``FOLDER/release`` exists, after writing its pid to
+``FOLDER/held``: the race tests hold one run at a point while a second run to the same output starts and
+ends, so what they check does not depend on timing.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -36,18 +39,8 @@ KILL_POINTS = {
 
 
 def kill_point(name: str) -> None:
-    """SIGKILL this process when ``HARDMINE_KILL_AT`` names this point, wait there when ``HARDMINE_HOLD_AT``
-    does (a no-op otherwise)."""
-    if os.environ.get(KILL_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-    point, _, folder = os.environ.get(HOLD_ENV, "").partition("=")
-    if point == name:
-        _hold(Path(folder))
-
-
-def _hold(folder: Path) -> None:
-    """Announce the hold in ``folder/held`` (this pid), then wait for ``folder/release``."""
-    (folder / "held.tmp").write_text(str(os.getpid()))
-    os.replace(folder / "held.tmp", folder / "held")
-    while not (folder / "release").exists():
-        time.sleep(0.02)
+``HARDMINE_HOLD_AT=POINT`` instead holds the process at that point: it prints ``held at POINT`` on stderr and
+waits until a signal ends it, so a test can send Ctrl-C (SIGINT) at a known point without timing.
+``HARDMINE_HOLD_AT=POINT=FOLDER`` holds it until ``FOLDER/release`` exists, after writing its pid to
+``FOLDER/held``: the race tests hold one run at a point while a second run to the same output starts and
+ends, so what they check does not depend on timing.

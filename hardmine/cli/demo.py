@@ -13,12 +13,11 @@ summary (also written to OUT/summary.json) ending with the path of the review pa
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
+from fr_data.io.argtypes import CommandParser, non_negative_int, output_folder, positive_int
+from fr_data.io.command import command, fail
 from fr_data.io.errors import HardmineError
 from hardmine.pipelines.demo import demo_config, run_demo
-
 
 #: The demo's last line: where to go from mining to a measured training gain.
 NEXT = ("Next: does training on these manifests help hard samples? python tools/experiment.py --out exp "
@@ -26,19 +25,20 @@ NEXT = ("Next: does training on these manifests help hard samples? python tools/
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+    p = CommandParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="output folder (created; reused to resume)")
+    p.add_argument("--out", type=output_folder, required=True, help="output folder (created; reused to resume)")
     p.add_argument("--small", action="store_true", help="the ~1 minute size instead of the full demo")
-    p.add_argument("--workers", type=int, help="rendering/sharding processes (default 2)")
-    p.add_argument("--steps", type=int, help="training steps (overrides the size's default)")
-    p.add_argument("--seed", type=int, help="seed of the synthetic data set, shuffle and training order "
+    p.add_argument("--workers", type=positive_int, help="rendering/sharding processes (default 2)")
+    p.add_argument("--steps", type=positive_int, help="training steps (overrides the size's default)")
+    p.add_argument("--seed", type=non_negative_int, help="seed of the synthetic data set, shuffle and training order "
                                             "(default 0)")
     p.add_argument("--train-config", help="training YAML (default configs/synth_tiny_cosface.yaml)")
     p.add_argument("--mining-config", help="mining YAML (default configs/mining_demo.yaml)")
     return p
 
 
+@command("hardmine demo")
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     cfg = demo_config("small" if args.small else "full", seed=args.seed, steps=args.steps,
@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         run_demo(cfg, args.out)
     except HardmineError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     print(NEXT)
     return 0
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +27,16 @@ from fr_data import runtime
 from fr_data.embed.model_spec import NamedModelFactory, resolve_model
 from fr_data.embed.pose import load_landmark_pose
 from fr_data.embed.run import embed_folder
+from fr_data.io.argtypes import (
+    CommandParser,
+    existing_file,
+    existing_folder,
+    existing_path,
+    non_negative_int,
+    output_folder,
+    positive_int,
+)
+from fr_data.io.command import command, fail
 from fr_data.io.errors import HardmineError
 from fr_data.io.publish import check_apart
 
@@ -36,22 +45,22 @@ if TYPE_CHECKING:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shards", required=True, type=Path,
+    parser = CommandParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shards", required=True, type=existing_folder,
                         help="shard folder (shard-*.tar, samples.parquet)")
     parser.add_argument("--model", required=True,
                         help="fr_train name, package.module:factory, or TorchScript file")
-    parser.add_argument("--checkpoint", type=Path,
+    parser.add_argument("--checkpoint", type=existing_file,
                         help="state dict for a name/factory SPEC (weights_only load)")
-    parser.add_argument("--embedding-size", type=int, help="embedding_size passed to an fr_train backbone")
-    parser.add_argument("--out", required=True, type=Path, help="the EMB folder to create")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--embedding-size", type=positive_int, help="embedding_size passed to an fr_train backbone")
+    parser.add_argument("--out", required=True, type=output_folder, help="the EMB folder to create")
+    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--no-flip", action="store_true", help="embed f(x) only (no flip-sum, no flip_cos)")
     parser.add_argument("--device", choices=runtime.DEVICE_CHOICES, default="auto")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader decode processes")
+    parser.add_argument("--workers", type=non_negative_int, default=2, help="DataLoader decode processes")
     parser.add_argument("--amp", action="store_true", help="autocast the forward (float16 on CUDA)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    parser.add_argument("--quality-model", type=Path, metavar="CKPT",
+    parser.add_argument("--quality-model", type=existing_path, metavar="CKPT",
                         help="quality regressor checkpoint (or its run folder): adds a quality column")
     parser.add_argument("--pose", action="store_true",
                         help="add yaw and roll columns from face landmarks (needs the pose extra)")
@@ -77,6 +86,7 @@ def load_quality(path: Path | None) -> tuple[torch.nn.Module | None, dict | None
     return load_quality_model(path)
 
 
+@command("hardmine embed")
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     try:
@@ -94,8 +104,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                 quality=quality, quality_spec=quality_spec,
                                 pose=pose, pose_spec=pose.describe() if pose is not None else None)
     except HardmineError as exc:
-        print(f"embed.py: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     if info is not None:
         print(f"embedded {info['count']} images x {info['dims']} dims in {info['seconds']:.1f} s "
               f"({info['images_per_second']} img/s) -> {args.out}")

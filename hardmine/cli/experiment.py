@@ -30,37 +30,44 @@ import yaml
 
 from fr_data import runtime
 from fr_data.folders import experiment_folder as folder
+from fr_data.io.argtypes import CommandParser, non_negative_int, output_folder, positive_int
 from fr_data.io.atomic import atomic_write_text
+from fr_data.io.command import command, fail
 from fr_data.io.errors import ConfigError, HardmineError
 from fr_data.io.publish import output_lock
 from hardmine.experiment.arms import check_arms
-from hardmine.experiment.config import (ExperimentConfig, differing_keys, experiment_dict, load_experiment,
-                                         with_data_seed)
+from hardmine.experiment.config import (
+    ExperimentConfig,
+    differing_keys,
+    experiment_dict,
+    load_experiment,
+    with_data_seed,
+)
 from hardmine.experiment.report import write_report
 from hardmine.experiment.stages import Context, Layout, run_stages
 from fr_data.io.shipped import resolve_config
 
-__all__ = ["DEFAULT_CONFIG", "build_parser", "main", "claim_folder", "check_seeds", "verdict_of"]
+__all__ = ["DEFAULT_CONFIG", "build_parser", "check_seeds", "claim_folder", "main", "verdict_of"]
 
 #: The packaged experiment config (``configs/experiments/hard_samples.yaml``).
 DEFAULT_CONFIG = "experiments/hard_samples.yaml"
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="experiment folder (created; rerun to resume)")
+    p = CommandParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=output_folder, required=True, help="experiment folder (created; rerun to resume)")
     p.add_argument("--size", choices=["small", "full"], default="full",
                    help="small: a quick look (<= 10 min on 2 cores); full: the documented result")
-    p.add_argument("--seeds", type=int, nargs="*",
+    p.add_argument("--seeds", type=non_negative_int, nargs="*",
                    help="fine-tuning seeds (default: the size's seeds, 0 1 2 at full)")
     p.add_argument("--arms", nargs="+", help="arms to run (default: every arm of the config)")
-    p.add_argument("--data-seed", type=int, default=None, metavar="S",
+    p.add_argument("--data-seed", type=positive_int, default=None, metavar="S",
                    help="another draw of the data and backbone: training set synth seed S, validation packs "
                         "1001*S, test packs 1001*(S+1) (the convention of the shipped configs; S >= 1); for "
                         "pooling backbones with tools/experiment_pool.py")
     p.add_argument("--config", default=DEFAULT_CONFIG,
                    help="experiment YAML, a file or a packaged name (default experiments/hard_samples.yaml)")
-    p.add_argument("--workers", type=int, default=2,
+    p.add_argument("--workers", type=positive_int, default=2,
                    help="processes for rendering, sharding, fine-tuning runs and scoring, one torch thread each "
                         "(default 2)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="training and scoring device")
@@ -106,6 +113,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds like Ctrl-C: the worker processes are stopped, not orphaned
 
 
+@command("hardmine experiment")
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if threading.current_thread() is not threading.main_thread():
         return _main(argv, prog)
@@ -140,8 +148,7 @@ def _main(argv: list[str] | None, prog: str | None) -> int:
             times = {r.name: (r.seconds, r.info["stage_cpu_seconds"]) for r in results}
             report = write_report(ctx, times, command)
     except HardmineError as exc:
-        print(f"experiment: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     print(verdict_of(report) + f"\n\nwrote {report} ({time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from pathlib import Path
 
+from fr_data.io.argtypes import CommandParser, existing_folder, output_folder
+from fr_data.io.command import command, fail
 from fr_data.io.errors import HardmineError
 from fr_data.io.publish import check_apart
 from hardmine.cli.experiment import verdict_of
@@ -27,15 +28,16 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("experiments", type=Path, nargs="+", help="experiment folders (one pretrained backbone each)")
-    p.add_argument("--out", type=Path, required=True, help="pool folder (written once complete)")
+    p = CommandParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiments", type=existing_folder, nargs="+", help="experiment folders (one pretrained backbone each)")
+    p.add_argument("--out", type=output_folder, required=True, help="pool folder (written once complete)")
     p.add_argument("--metric", default=None,
                    help="results column to pool (default: the goal's metric in the members' config)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     return p
 
 
+@command("hardmine experiment-pool")
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     command = f"{prog or 'python tools/experiment_pool.py'} " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -46,7 +48,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         check_members(members)
         report = write_pool_folder(members, args.out, args.overwrite, command)
     except HardmineError as exc:
-        print(f"experiment-pool: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     print(verdict_of(report) + f"\n\nwrote {report}")
     return 0

@@ -17,31 +17,36 @@ import logging
 import sys
 from pathlib import Path
 
+from fr_data.io.argtypes import CommandParser, existing_folder, output_folder, parquet_file
+from fr_data.io.command import command, fail
 from fr_data.io.config import load_config
 from fr_data.io.errors import HardmineError, one_line
 from fr_data.io.publish import check_apart
+from fr_data.io.shipped import resolve_config
 from fr_data.mining import MiningConfig, mine
 from fr_data.mining.report import format_summary
 from fr_data.review import build_report
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+    p = CommandParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--embeddings", type=Path, required=True,
+    p.add_argument("--embeddings", type=existing_folder, required=True,
                    help="EMB folder (embeddings.npy, index.parquet)")
-    p.add_argument("--out", type=Path, required=True, help="run folder to create (manifests/RUN)")
-    p.add_argument("--samples", type=Path, help="shard manifest samples.parquet (source_index -> key)")
-    p.add_argument("--attributes", type=Path, help="attribute Parquet keyed by key, source_index or label")
-    p.add_argument("--config", type=Path, help="mining YAML (default: built-in defaults)")
+    p.add_argument("--out", type=output_folder, required=True, help="run folder to create (manifests/RUN)")
+    p.add_argument("--samples", type=parquet_file, help="shard manifest samples.parquet (source_index -> key)")
+    p.add_argument("--attributes", type=parquet_file, help="attribute Parquet keyed by key, source_index or label")
+    p.add_argument("--config", help="mining YAML, or the name of a shipped one such as mining_demo "
+                   "(default: built-in defaults)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder when done")
     p.add_argument("--quiet", action="store_true", help="no per-stage log lines")
-    p.add_argument("--report", type=Path, metavar="DIR",
+    p.add_argument("--report", type=output_folder, metavar="DIR",
                    help="also write the review page of the run to DIR (needs --samples: its folder holds "
                         "the shards)")
     return p
 
 
+@command("hardmine mine")
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -49,28 +54,28 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error("--report needs --samples SHARDS/samples.parquet (the shards hold the images)")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
-        check_apart(args.out, args.embeddings, args.samples, args.attributes, args.config)
+        config = resolve_config(args.config) if args.config else None
+        check_apart(args.out, args.embeddings, args.samples, args.attributes, config)
         if args.report is not None:
-            check_apart(args.report, args.out, args.embeddings, args.samples, args.attributes, args.config)
-        cfg = load_config(args.config, MiningConfig) if args.config else MiningConfig()
+            check_apart(args.report, args.out, args.embeddings, args.samples, args.attributes, config)
+        cfg = load_config(config, MiningConfig) if config else MiningConfig()
         result = mine(args.embeddings, args.out, cfg, samples=args.samples, attributes=args.attributes,
                       overwrite=args.overwrite)
         print(format_summary(result.run))
         print(f"wrote {result.folder}")
     except HardmineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0 if args.report is None else _report(result.folder, args)
+        return fail(prog, exc)
+    return 0 if args.report is None else _report(result.folder, args, prog)
 
 
-def _report(run: Path, args: argparse.Namespace) -> int:
+def _report(run: Path, args: argparse.Namespace, prog: str) -> int:
     """Write the review page of the published run ``run``; a failure says the run itself is complete."""
     try:
         page = build_report(run, args.samples.parent, args.report, overwrite=args.overwrite)
     except Exception as exc:  # noqa: BLE001 - the run is published whatever went wrong: say so, on one line
         reason = one_line(exc) if isinstance(exc, HardmineError) else f"{type(exc).__name__}: {one_line(exc)}"
-        print(f"error: the mining run is complete and published at {run}; the review page failed: {reason}",
-              file=sys.stderr)
+        print(f"{prog}: error: the mining run is complete and published at {run}; the review page failed: "
+              f"{reason}", file=sys.stderr)
         return 2 if isinstance(exc, HardmineError) else 1
     print(f"wrote the review page {page.index}")
     return 0

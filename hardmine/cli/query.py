@@ -15,39 +15,50 @@ import argparse
 import sys
 from pathlib import Path
 
-from fr_data.io.errors import HardmineError
+from fr_data.io.argtypes import (
+    CommandParser,
+    existing_folder,
+    existing_path,
+    non_blank,
+    non_negative_int,
+    output_file,
+    parquet_file,
+    positive_float,
+)
+from fr_data.io.command import command, fail
+from fr_data.io.errors import ConfigError, DataError, HardmineError
 from fr_data.io.publish import check_apart
 from fr_data.io.shipped import resolve_query
 from fr_data.query.views import Limits, RunViews, format_table, head_rows, open_run, run_query, write_result
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+    p = CommandParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", type=Path, help="mining run folder (manifests/RUN)")
-    p.add_argument("sql", nargs="?", help="SQL text (or use --file)")
+    p.add_argument("run", type=existing_folder, help="mining run folder (manifests/RUN)")
+    p.add_argument("sql", nargs="?", type=non_blank, help="SQL text (or use --file)")
     p.add_argument("--file", type=Path, help="run the SQL in this file (or a packaged query by name, e.g. "
                    "suspects_per_class)")
-    p.add_argument("--shards", type=Path, help="shard samples.parquet (or its folder): view shard_samples")
-    p.add_argument("--attributes", type=Path, help="attribute Parquet file: view attributes")
-    p.add_argument("--max-rows", type=int, default=50, help="rows printed (default 50)")
+    p.add_argument("--shards", type=existing_path, help="shard samples.parquet (or its folder): view shard_samples")
+    p.add_argument("--attributes", type=parquet_file, help="attribute Parquet file: view attributes")
+    p.add_argument("--max-rows", type=non_negative_int, default=50, help="rows printed (default 50)")
     p.add_argument("--memory-limit", default=Limits.memory_limit,
                    help=f"DuckDB memory limit of the query (default {Limits.memory_limit})")
-    p.add_argument("--timeout", type=float, default=Limits.timeout_s,
+    p.add_argument("--timeout", type=positive_float, default=Limits.timeout_s,
                    help=f"seconds the query may run (default {Limits.timeout_s:g})")
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--csv", type=Path, help="write the result to this CSV file")
-    out.add_argument("--parquet", type=Path, help="write the result to this Parquet file")
+    out.add_argument("--csv", type=output_file, help="write the result to this CSV file")
+    out.add_argument("--parquet", type=output_file, help="write the result to this Parquet file")
     return p
 
 
+@command("hardmine query")
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     if (args.sql is None) == (args.file is None):
-        print("error: give either SQL text or --file", file=sys.stderr)
-        return 2
+        return fail(prog, ConfigError("give either SQL text or --file"))
     try:
-        sql = args.sql if args.file is None else resolve_query(args.file).read_text()
+        sql = args.sql if args.file is None else _read_sql_file(args.file)
         limits = Limits(memory_limit=args.memory_limit, timeout_s=args.timeout)
         views = open_run(args.run, shards=args.shards, attributes=args.attributes, limits=limits)
         for note in views.notes:
@@ -55,8 +66,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         _check_output(views, args.csv or args.parquet)
         return _emit(run_query(views, sql), args)
     except (HardmineError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
+
+
+def _read_sql_file(name: Path) -> str:
+    """The SQL of ``--file`` (a file or a packaged query's name); an empty file is refused."""
+    path = resolve_query(name)
+    sql = path.read_text()
+    if not sql.strip():
+        raise DataError(path, "", "the SQL file is empty")
+    return sql
 
 
 def _check_output(views: RunViews, target: Path | None) -> None:

@@ -13,23 +13,24 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
+from fr_data.io.argtypes import CommandParser, existing_folder, output_folder, parquet_file, positive_int
+from fr_data.io.command import command, fail
 from fr_data.io.errors import HardmineError
 from fr_data.review import DEFAULT_PER_SECTION, build_report
 from fr_data.review.build import format_summary
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+    p = CommandParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="mining run folder (manifests/RUN)")
-    p.add_argument("--shards", type=Path, required=True, help="shard folder the run was mined from")
-    p.add_argument("--out", type=Path, required=True, help="report folder to create")
-    p.add_argument("--per-section", type=int, default=DEFAULT_PER_SECTION, metavar="N",
+    p.add_argument("--shards", type=existing_folder, required=True, help="shard folder the run was mined from")
+    p.add_argument("--out", type=output_folder, required=True, help="report folder to create")
+    p.add_argument("--per-section", type=positive_int, default=DEFAULT_PER_SECTION, metavar="N",
                    help=f"items shown per section, best ranked first (default {DEFAULT_PER_SECTION})")
-    p.add_argument("--attributes", type=Path,
+    p.add_argument("--attributes", type=parquet_file,
                    help="attribute Parquet (keyed by key, source_index or label) whose values are shown "
                         "with the images (default: attribute columns of the run)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder when done")
@@ -37,6 +38,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+@command("hardmine report")
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -45,8 +47,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         result = build_report(args.run, args.shards, args.out, per_section=args.per_section,
                               attributes=args.attributes, overwrite=args.overwrite)
     except HardmineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     print(format_summary(result))
     print(f"wrote {result.index}")
     return 0

@@ -13,7 +13,6 @@ import argparse
 import logging
 import os
 import re
-import sys
 from collections import Counter
 
 from tqdm import tqdm
@@ -21,23 +20,32 @@ from tqdm import tqdm
 from fr_data.ingest.image_folder import NOT_AN_IMAGE
 from fr_data.ingest.plan import DEFAULT_DECODE_CHECK, ShardOptions
 from fr_data.ingest.sharding import ShardRun, write_shards
+from fr_data.io.argtypes import (
+    CommandParser,
+    existing_path,
+    fraction,
+    non_negative_int,
+    output_folder,
+    positive_int,
+)
+from fr_data.io.command import command, fail
 from fr_data.io.errors import HardmineError
 from fr_data.io.publish import check_apart
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+    parser = CommandParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--src", required=True, help="RecordIO folder, .rec file, or image folder")
-    parser.add_argument("--out", required=True, help="output folder for the shards and manifests")
+    parser.add_argument("--src", required=True, type=existing_path, help="RecordIO folder, .rec file, or image folder")
+    parser.add_argument("--out", required=True, type=output_folder, help="output folder for the shards and manifests")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--per-shard", type=int, help="samples per shard (default 10000)")
-    size.add_argument("--shard-bytes", type=int, help="approximate bytes per shard instead")
-    parser.add_argument("--workers", type=int, default=1, help="processes writing shards (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the global shuffle (default 0)")
-    parser.add_argument("--limit", type=int, help="keep only this many samples (a seeded random subset)")
-    parser.add_argument("--world-size", type=int, default=1, help="training ranks the shards must divide among")
-    parser.add_argument("--loader-workers", type=int, default=1,
+    size.add_argument("--per-shard", type=positive_int, help="samples per shard (default 10000)")
+    size.add_argument("--shard-bytes", type=positive_int, help="approximate bytes per shard instead")
+    parser.add_argument("--workers", type=positive_int, default=1, help="processes writing shards (default 1)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the global shuffle (default 0)")
+    parser.add_argument("--limit", type=positive_int, help="keep only this many samples (a seeded random subset)")
+    parser.add_argument("--world-size", type=positive_int, default=1, help="training ranks the shards must divide among")
+    parser.add_argument("--loader-workers", type=positive_int, default=1,
                         help="DataLoader workers per rank; shard count becomes a multiple of world-size x this")
     parser.add_argument("--skip-corrupt", action="store_true",
                         help="record bad records in OUT/rejected.parquet and continue instead of aborting; "
@@ -46,7 +54,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="RecordIO: check the .idx against a scan of the .rec and repair it in memory "
                              "(bad lines and damaged spans are listed in OUT/rejected.parquet)")
     check = parser.add_mutually_exclusive_group()
-    check.add_argument("--decode-check", type=float, default=DEFAULT_DECODE_CHECK, metavar="FRACTION",
+    check.add_argument("--decode-check", type=fraction, default=DEFAULT_DECODE_CHECK, metavar="FRACTION",
                        help="fraction of images fully decoded with PIL (1 = every image; default "
                             f"{DEFAULT_DECODE_CHECK}); every image's header is parsed for its size")
     check.add_argument("--no-decode-check", dest="decode_check", action="store_const", const=0.0,
@@ -79,6 +87,7 @@ def _print_summary(run: ShardRun) -> None:
         print(f"skipped {not_images} non-image file(s) (reason {NOT_AN_IMAGE!r} in {run.out / 'rejected.parquet'})")
 
 
+@command("hardmine shard")
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")  # the sources' notes
@@ -93,8 +102,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             run = write_shards(source, args.out, options, workers=args.workers, args=resolved,
                                progress=lambda record: bar.update(1))
     except HardmineError as exc:  # bad input or config, or a full disk (WriteError naming the file)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     _print_summary(run)
     return 0
 

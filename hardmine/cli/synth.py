@@ -9,31 +9,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
+from fr_data.io.argtypes import CommandParser, fraction, non_negative_int, output_folder, positive_int
+from fr_data.io.command import command, fail
 from fr_data.synth import SynthConfig, generate
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The command-line interface."""
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--identities", type=int, required=True, help="training identities")
-    p.add_argument("--images-per-identity", type=int, required=True, help="base images per identity")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mislabel-rate", type=float, default=0.05, help="share of images with a wrong label")
-    p.add_argument("--duplicate-rate", type=float, default=0.02, help="near-duplicates added (share)")
-    p.add_argument("--cross-duplicate-share", type=float, default=0.3,
+    p = CommandParser(prog=prog, description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, type=output_folder, help="output folder")
+    p.add_argument("--identities", type=positive_int, required=True, help="training identities")
+    p.add_argument("--images-per-identity", type=positive_int, required=True, help="base images per identity")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--mislabel-rate", type=fraction, default=0.05, help="share of images with a wrong label")
+    p.add_argument("--duplicate-rate", type=fraction, default=0.02, help="near-duplicates added (share)")
+    p.add_argument("--cross-duplicate-share", type=fraction, default=0.3,
                    help="share of near-duplicates stored under another identity's label")
-    p.add_argument("--split-identity-rate", type=float, default=0.02,
+    p.add_argument("--split-identity-rate", type=fraction, default=0.02,
                    help="share of identities split under two labels")
-    p.add_argument("--holdout-identities", type=int, default=100, help="identities for the .bin packs")
-    p.add_argument("--pairs", type=int, default=600, help="pairs per verification pack (0: no packs)")
-    p.add_argument("--workers", type=int, default=1, help="rendering processes (output is identical)")
+    p.add_argument("--holdout-identities", type=non_negative_int, default=100, help="identities for the .bin packs")
+    p.add_argument("--pairs", type=non_negative_int, default=600, help="pairs per verification pack (0: no packs)")
+    p.add_argument("--workers", type=positive_int, default=1, help="rendering processes (output is identical)")
     return p
 
 
+@command("hardmine synth")
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the generator; print the counts of ``synth.json``."""
     args = build_parser(prog).parse_args(argv)
@@ -44,8 +45,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                           split_identity_rate=args.split_identity_rate,
                           holdout_identities=args.holdout_identities, pairs=args.pairs)
     except ValueError as exc:
-        print(f"synth: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     info = generate(cfg, args.out, workers=args.workers)
     print(json.dumps(info["counts"], sort_keys=True))
     return 0

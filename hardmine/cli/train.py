@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from fr_data.io.command import command, fail
 from fr_data.io.errors import ConfigError
 from fr_train.__main__ import build_parser as _train_parser
 from fr_train.__main__ import main as _train_main
@@ -18,14 +19,14 @@ def build_parser(prog: str | None = None):
     return _train_parser(prog)
 
 
+@command("hardmine train")
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Resolve ``--config`` against the packaged configs, then run the training entry point."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         argv = _with_resolved_config(argv)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     return _train_main(argv, prog=prog)
 
 

@@ -14,24 +14,26 @@ import sys
 
 from fr_data.folders.shard_folder import load_listing
 from fr_data.ingest.verify import verify_shards
+from fr_data.io.argtypes import CommandParser
+from fr_data.io.command import command, fail
 from fr_data.io.errors import DataError
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+    parser = CommandParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", help="folder holding shard-*.tar, shards.json and samples.parquet")
     return parser
 
 
+@command("hardmine verify")
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     try:
         problems = verify_shards(args.out)
         listing = load_listing(args.out)
     except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     for problem in problems:
         print(f"MISMATCH {problem}")
     if problems:

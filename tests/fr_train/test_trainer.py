@@ -289,5 +289,5 @@ def test_damaged_inputs_stop_hardmine_train_before_anything_is_written(tiny, tmp
     err = capsys.readouterr().err.strip()
     want = (f"{tmp_path / 'mini.bin'} (image 3)" if damage == "bin_pack"
             else f"{shards / 'samples.parquet'} (column 'label', row 0)")
-    assert err.count("\n") == 0 and err.startswith(f"error: {want}"), err
+    assert err.count("\n") == 0 and err.startswith(f"hardmine train: error: {want}"), err
     assert not (tmp_path / "out").exists()

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from fr_data.folders.review_file import (
+    MAX_LINES_PER_ROW,
+    REVIEW_SCHEMA,
+    Decision,
+    format_review,
+    merge_decision,
+    parse_review,
+    parse_review_lines,
+    read_review,
+    write_review,
+)
 from fr_data.io.errors import DataError
-from fr_data.folders.review_file import (REVIEW_SCHEMA, Decision, format_review, merge_decision, parse_review,
-                                         read_review, write_review)
 
 
 def test_sample_and_merge_rows_parse_into_kinds_actions_and_labels(tmp_path):
@@ -75,3 +84,66 @@ def test_missing_and_non_utf8_files_are_errors(tmp_path):
 def test_merge_decision_cell():
     assert merge_decision("keep", 12, 40) == "keep:12:40"
     assert Decision("k", "merge", "merge", 40, 12).pair == (12, 40)
+
+
+def _lines_counted(head: list[str], filler: str):
+    """``head`` then ``filler`` forever, counting what the parser took: proof it stopped early."""
+    taken = []
+
+    def lines():
+        for line in head:
+            taken.append(line)
+            yield line
+        while True:
+            taken.append(filler)
+            yield filler
+    return lines(), taken
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ("k,delete\n", "decision 'delete' is not keep"),
+    ("k,drop,extra\n", "expected 2 cells"),
+    ("k\x00,drop\n", "a NUL character"),
+])
+def test_reading_stops_at_the_first_bad_line(bad, reason):
+    lines, taken = _lines_counted(["key,decision\n", bad], "x,drop\n")
+    with pytest.raises(DataError, match=reason) as err:
+        parse_review_lines(lines, "r.csv")
+    assert err.value.where == "line 2" and len(taken) == 2
+
+
+def test_an_unterminated_quote_is_named_with_its_line():
+    lines, taken = _lines_counted(["key,decision\n", "a,drop\n", '"k,drop\n'], "x,drop\n")
+    with pytest.raises(DataError) as err:
+        parse_review_lines(lines, "r.csv")
+    assert err.value.where == "line 3" and err.value.reason.startswith("unterminated quote")
+    assert len(taken) == 3 + MAX_LINES_PER_ROW  # the row may span MAX_LINES_PER_ROW lines, not one more
+    with pytest.raises(DataError, match="unterminated quote") as err:  # at the end of the text
+        parse_review('key,decision\nk,drop\n"j,keep\n')
+    assert err.value.where == "line 3"
+
+
+@pytest.mark.parametrize("key", ["k\x00", "\x00k", "a\x00b"])
+def test_a_key_with_a_nul_is_refused_not_changed(tmp_path, key):
+    path = tmp_path / "review.csv"
+    write_review(path, [Decision("ok", "sample", "keep"), Decision(key, "sample", "drop")])
+    with pytest.raises(DataError, match="NUL") as err:
+        read_review(path)
+    assert err.value.where == "line 3"
+
+
+def test_a_large_file_bad_on_line_2_is_not_read_further(tmp_path):
+    # the tail is not UTF-8: reading the whole file (as before) reports that instead of line 2
+    path = tmp_path / "review.csv"
+    path.write_bytes(b"key,decision\nk,delete\n" + b"x,drop\n" * 300_000 + b"\xff\xfe,drop\n")
+    with pytest.raises(DataError) as err:
+        read_review(path)
+    assert err.value.where == "line 2" and "decision 'delete'" in err.value.reason
+
+
+def test_a_bad_byte_is_named_by_line_and_offset(tmp_path):
+    path = tmp_path / "review.csv"
+    path.write_bytes(b"key,decision\nk,drop\nj\xff,keep\n")
+    with pytest.raises(DataError, match="not UTF-8") as err:
+        read_review(path)
+    assert err.value.where == "line 3, byte 21"

@@ -15,7 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
-from fr_data.formats.verification import VerificationPack, check_images, decode_pack, load_bin, save_bin
+from fr_data.formats.verification import (
+    _RECONSTRUCT,
+    VerificationPack,
+    check_images,
+    decode_pack,
+    load_bin,
+    save_bin,
+)
 from fr_data.io.errors import DataError
 from tests.damage import BYTE_KINDS, damage_bytes
 
@@ -178,3 +185,57 @@ def test_check_images_names_a_damaged_image(tmp_path):
     pack = VerificationPack(images, np.array([True, False]), "p.bin")
     with pytest.raises(DataError, match=r"p\.bin \(image 2\): no JPEG or PNG"):
         check_images(pack)
+
+
+class _Call:
+    """Pickles as ``func(*args)``: how a crafted pack asks an allowed global for memory."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def _crafted(tmp_path, obj, name="crafted.bin"):
+    path = tmp_path / name
+    path.write_bytes(pickle.dumps(obj, protocol=2))
+    return path
+
+
+@pytest.mark.parametrize("kind", [bytearray, bytes])
+@pytest.mark.parametrize("size", [3_000_000_000, 10**30])
+def test_a_pack_asking_for_more_than_its_size_is_refused(tmp_path, kind, size):
+    path = _crafted(tmp_path, ([_Call(kind, size)] * 2, [True]))
+    assert path.stat().st_size < 100
+    with pytest.raises(DataError) as err:
+        load_bin(path)
+    assert err.value.path == str(path) and err.value.where == f"{kind.__name__}({size})"
+    assert err.value.reason == f"refused: asks for {size} bytes, more than the file's own " \
+                               f"{path.stat().st_size} bytes"
+
+
+def test_many_allocations_each_within_the_size_are_refused_together(tmp_path):
+    path = _crafted(tmp_path, ([_Call(bytes, 900 + i) for i in range(100)], [True] * 50))
+    size = path.stat().st_size
+    assert 900 < size < 3000  # each bytes(N) alone fits the file; 100 of them are far more than 4x it
+    with pytest.raises(DataError, match="more than 4 times the file's"):
+        load_bin(path)
+
+
+def test_numpy_arrays_asking_for_more_than_the_file_are_refused(tmp_path):
+    reconstruct = _RECONSTRUCT()
+    huge = _crafted(tmp_path, ([_Call(reconstruct, np.ndarray, (10**12,), b"b")] * 2, [True]), "r.bin")
+    with pytest.raises(DataError, match=r"numpy array of shape \(1000000000000,\).*refused: asks for"):
+        load_bin(huge)
+    direct = _crafted(tmp_path, ([_Call(np.ndarray, (10**6, 1000))] * 2, [True]), "n.bin")
+    with pytest.raises(DataError, match=r"numpy.ndarray\(\(1000000, 1000\)\).*refused"):
+        load_bin(direct)
+
+
+def test_small_allocations_within_the_file_size_still_load(tmp_path):
+    img = _jpeg(3)
+    images = [img, bytearray(img), np.frombuffer(img, np.uint8).copy(), bytes(img)]
+    path = _crafted(tmp_path, (images, [True, False]))
+    pack = load_bin(path)
+    assert pack.images == [img] * 4 and pack.issame.tolist() == [True, False]

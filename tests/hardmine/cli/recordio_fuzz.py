@@ -233,7 +233,7 @@ def _check_missing(ref: Reference, case: Case, out: Path) -> tuple[list[int], Co
 def run_case(ref: Reference, case: Case, work: Path) -> Outcome:
     strict_out, skip_out = work / f"out{case.seed}s", work / f"out{case.seed}k"
     rc, err = _run(["--src", str(case.folder), "--out", str(strict_out), *SHARD_ARGS])
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    lines = [line for line in err.splitlines() if line.startswith("hardmine shard: error:")]
     outcome = Outcome(case, rc, lines[-1] if lines else "", -1)
     if rc == 2:
         named = any(str(case.folder / n) in outcome.strict_error for n in ("train.rec", "train.idx"))

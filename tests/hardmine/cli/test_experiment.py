@@ -21,7 +21,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
     config = write_tiny(tmp_path)
     assert main(["--out", str(tmp_path / "exp"), "--config", str(config), *extra]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("experiment: error: ") and err.count("\n") == 1
+    assert err.startswith("hardmine experiment: error: ") and err.count("\n") == 1
     assert re.search(message, err), err
     assert not (tmp_path / "exp").exists()  # nothing was started
 

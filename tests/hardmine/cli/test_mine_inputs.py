@@ -46,7 +46,7 @@ def _check(rc: int, err: str, out, path, row: bool) -> None:
     assert not (out.parent / f".{out.name}.partial").exists()  # no staging left either way
     if rc == 2:
         line = err.strip().splitlines()[-1]
-        assert line.startswith(f"error: {path}") and err.strip().count("\n") == 0, err
+        assert line.startswith(f"hardmine mine: error: {path}") and err.strip().count("\n") == 0, err
         assert "row" in line or not row, line
         assert not out.exists()
 

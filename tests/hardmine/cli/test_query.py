@@ -57,7 +57,9 @@ def test_bad_sql_exits_2(run, capsys):
     assert query.main([str(run), "SELECT nope FROM samples"]) == 2
     assert "nope" in capsys.readouterr().err
     assert query.main([str(run)]) == 2  # neither SQL nor --file
-    assert query.main([str(run.parent / "missing"), "SELECT 1"]) == 2
+    with pytest.raises(SystemExit) as stop:  # refused while parsing the command line
+        query.main([str(run.parent / "missing"), "SELECT 1"])
+    assert stop.value.code == 2
 
 
 def test_runs_as_a_script(run):
@@ -112,7 +114,7 @@ def test_writes_files_and_settings_are_refused_with_one_line(guarded, tmp_path, 
     sql = template.format(run=run, tmp=tmp_path)
     assert query.main([str(run), sql]) == 2
     out, err = capsys.readouterr()
-    assert err.startswith("error: query refused: ") and err.count("\n") == 1, err
+    assert err.startswith("hardmine query: error: query refused: ") and err.count("\n") == 1, err
     assert out == ""
     assert _digests(tmp_path) == before  # no file changed, none appeared
 

@@ -29,18 +29,18 @@ def test_writes_the_page_and_prints_its_path(data, tmp_path, capsys):
 def test_bad_input_exits_2_with_a_one_line_error(data, tmp_path, capsys):
     assert report.main([str(tmp_path / "nope"), "--shards", str(data.shards), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and "mining run folder does not exist" in err[-1]
+    assert err[-1].startswith("hardmine report: error: ") and "mining run folder does not exist" in err[-1]
     (tmp_path / "empty").mkdir()  # a folder without shards (beside the output, not around it)
     assert report.main([str(data.run), "--shards", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
     assert "no shard" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 
-def test_defaults_and_required_options():
-    args = report.build_parser().parse_args(["RUN", "--shards", "S", "--out", "D"])
+def test_defaults_and_required_options(tmp_path):
+    args = report.build_parser().parse_args([str(tmp_path), "--shards", str(tmp_path), "--out", "D"])
     assert args.per_section == 200 and args.attributes is None and not args.overwrite
     with pytest.raises(SystemExit):
-        report.build_parser().parse_args(["RUN", "--out", "D"])
+        report.build_parser().parse_args([str(tmp_path), "--out", "D"])
 
 
 def test_tools_report_runs_as_a_script(data, tmp_path):

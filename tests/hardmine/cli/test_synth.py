@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from fr_data.formats.verification import load_bin
 from fr_data.io.parquet import read_table
 from fr_data.synth import ATTRIBUTES_SCHEMA
@@ -29,9 +31,10 @@ def test_main_generates_a_complete_data_set(tmp_path, capsys):
 
 
 def test_invalid_rate_is_a_usage_error(tmp_path, capsys):
-    rc = synth.main(["--out", str(tmp_path), "--identities", "2", "--images-per-identity", "2",
-                     "--mislabel-rate", "1.5"])
-    assert rc == 2 and "mislabel_rate" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        synth.main(["--out", str(tmp_path), "--identities", "2", "--images-per-identity", "2",
+                    "--mislabel-rate", "1.5"])
+    assert stop.value.code == 2 and "--mislabel-rate" in capsys.readouterr().err
     assert not (tmp_path / "train.rec").exists()
 
 

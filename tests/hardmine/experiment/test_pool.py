@@ -158,7 +158,7 @@ def test_the_cli_writes_the_pool_folder_and_refuses_bad_input(tmp_path, capsys):
     assert main(["--out", str(out), *map(str, paths)]) == 2  # exists, no --overwrite
     assert main(["--out", str(tmp_path / "p2"), str(paths[0])]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(line.startswith("experiment-pool: error:") for line in err)
+    assert len(err) == 2 and all(line.startswith("hardmine experiment-pool: error:") for line in err)
 
 
 def test_data_seed_follows_the_shipped_convention():
