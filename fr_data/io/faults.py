@@ -39,8 +39,23 @@ KILL_POINTS = {
 
 
 def kill_point(name: str) -> None:
-``HARDMINE_HOLD_AT=POINT`` instead holds the process at that point: it prints ``held at POINT`` on stderr and
-waits until a signal ends it, so a test can send Ctrl-C (SIGINT) at a known point without timing.
-``HARDMINE_HOLD_AT=POINT=FOLDER`` holds it until ``FOLDER/release`` exists, after writing its pid to
-``FOLDER/held``: the race tests hold one run at a point while a second run to the same output starts and
-ends, so what they check does not depend on timing.
+    """SIGKILL this process when ``HARDMINE_KILL_AT`` names this point, hold it when ``HARDMINE_HOLD_AT``
+    does (a no-op otherwise)."""
+    if os.environ.get(KILL_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    point, _, folder = os.environ.get(HOLD_ENV, "").partition("=")
+    if point == name:
+        _hold(name, Path(folder) if folder else None)
+
+
+def _hold(name: str, folder: Path | None) -> None:
+    """Hold the process at ``name``: until ``folder/release`` exists (announced in ``folder/held``, this
+    pid), or without a folder until a signal ends it (announced on stderr). A short sleep in a loop: a
+    signal that arrives between two sleeps is still handled within one."""
+    if folder is None:
+        print(f"held at {name}", file=sys.stderr, flush=True)
+    else:
+        (folder / "held.tmp").write_text(str(os.getpid()))
+        os.replace(folder / "held.tmp", folder / "held")
+    while folder is None or not (folder / "release").exists():
+        time.sleep(0.02)
