@@ -20,7 +20,7 @@ from pathlib import Path
 from fr_data.io.config import load_config
 from fr_data.io.errors import HardmineError
 from fr_data.mining import MiningConfig, mine
-from fr_data.mining.report import format_summary
+from fr_data.mining.report import format_summary, warning_lines
 from fr_data.review import build_report
 
 
@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if args.report is not None:
             page = build_report(result.folder, args.samples.parent, args.report, overwrite=args.overwrite)
             print(f"wrote the review page {page.index}")
+        for line in warning_lines(result.run):
+            print(f"warning: {line}", file=sys.stderr)
     except HardmineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
