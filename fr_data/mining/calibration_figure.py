@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fr_data.folders.run_folder import CALIBRATION_FIGURE_FILE
 from fr_data.io.atomic import atomic_write_bytes
 from fr_data.mining.calibration import Calibration
 
-FIGURE_FILE = "calibration.png"
+FIGURE_FILE = CALIBRATION_FIGURE_FILE
 
 _AXES = {
     "duplicates.cos": ("cosine distance to the nearest neighbour", lambda v: 1.0 - v, True),
