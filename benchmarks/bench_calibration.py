@@ -16,9 +16,9 @@ skipped.
 from __future__ import annotations
 
 import argparse
-import warnings
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fr_data.mining import MiningConfig  # noqa: E402
-from tests.fr_data.mining.planted import GEOMETRIES, Truth, geometry_spec, make_planted  # noqa: E402
-from tests.fr_data.mining.test_geometries import mine_geometry  # noqa: E402
-
-
-def absolute_config() -> MiningConfig:
-    """The fixed thresholds mining used before calibration."""
-    cfg = MiningConfig()
-    cfg.classes.merge_cos, cfg.duplicates.cos, cfg.noise.margin_max = 0.5, 0.95, 0.0
-    return cfg
+from tests.fr_data.mining.planted import GEOMETRIES, Truth, geometry_spec, make_planted
+from tests.fr_data.mining.test_geometries import mine_geometry
+from tests.golden.scenario import absolute_thresholds
 
 
 def cleanlab_figures(x: np.ndarray, truth: Truth, k: int = 10) -> dict[str, float]:
@@ -91,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in GEOMETRIES:
             for seed in args.seeds:
                 res, f = mine_geometry(name, Path(tmp) / f"{name}{seed}", seed=seed)
-                _, old = mine_geometry(name, Path(tmp) / f"{name}{seed}abs", seed=seed, config=absolute_config())
+                _, old = mine_geometry(name, Path(tmp) / f"{name}{seed}abs", seed=seed, config=absolute_thresholds())
                 cal = res.run["calibration"]
                 thr = ", ".join(f"{cal[k]['value']:.4f}" for k in ("duplicates.cos", "classes.merge_cos",
                                                                    "noise.margin_max"))

@@ -31,7 +31,7 @@ import numpy as np
 
 from fr_data.mining.config import AUTO, MiningConfig
 
-__all__ = ["Calibration", "SplitHalves", "duplicate_cos", "merge_cos", "margin_max", "fixed", "calibrate"]
+__all__ = ["Calibration", "SplitHalves", "calibrate", "duplicate_cos", "fixed", "margin_max", "merge_cos"]
 
 
 @dataclass

@@ -9,6 +9,7 @@ from fr_data.folders.run_folder import CLASSES_SCHEMA, MINED_SAMPLES_SCHEMA
 from fr_data.io.parquet import read_table
 from fr_data.mining import MiningConfig, mine
 from tests.fr_data.mining.planted import GEOMETRIES, Truth, brute_knn, geometry_spec, make_planted, write_emb
+from tests.golden.scenario import absolute_thresholds
 
 
 def goal_figures(samples: dict, classes: dict, truth: Truth) -> dict[str, float]:
@@ -69,8 +70,6 @@ def test_run_json_says_how_every_threshold_was_obtained(mined):
 def test_the_old_absolute_thresholds_fail_where_the_scale_moves(tmp_path):
     """Why calibrate: the fixed cosines (merge 0.5, duplicate 0.95) flag most classes on the crowded
     geometry; the run says so."""
-    cfg = MiningConfig()
-    cfg.classes.merge_cos, cfg.duplicates.cos, cfg.noise.margin_max = 0.5, 0.95, 0.0
-    res, f = mine_geometry("cone", tmp_path, config=cfg)
+    res, f = mine_geometry("cone", tmp_path, config=absolute_thresholds())
     assert f["merge_precision"] < 0.5 and f["duplicate_precision"] < 0.9, f
     assert not res.run["plausibility"]["plausible"]
