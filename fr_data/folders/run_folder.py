@@ -36,6 +36,9 @@ GROUPS_FILE = "groups.parquet"
 SWEEP_FILE = "sweep.parquet"
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
+#: The calibrated thresholds' distributions (``fr_data.mining.calibration_figure``; absent with
+#: ``calibration.figure: false`` or when no distribution was measured).
+CALIBRATION_FIGURE_FILE = "calibration.png"
 #: Parquet key-value metadata key holding the run report.
 METADATA_KEY = "hardmine_mining"
 

@@ -1,9 +1,10 @@
 """Mining thresholds and sizes, one dataclass per concern, with the public source of every default.
 
-All cosine thresholds depend on the model that made the embeddings; the defaults below are the values
-used in public face-data cleaning (sources in ``docs/mining.md``) and the run writes a
-sweep of how many samples or classes each candidate threshold would flag, so they can be re-chosen
-from the curve, as insightface's ``dataset_merge.py`` did.
+All cosine thresholds depend on the model that made the embeddings, so the decision thresholds default
+to ``auto``: calibrated from the run's own similarity distributions at the rate stated in
+``calibration`` (``fr_data.mining.calibration``; sources in ``docs/mining.md``). A number overrides the
+calibration. The run also writes a sweep of how many samples or classes each candidate threshold would
+flag, so an override can be read off the curve, as insightface's ``dataset_merge.py`` did.
 
 Load from YAML with ``fr_data.io.config.load_config(path, MiningConfig)`` (unknown keys are errors).
 """
@@ -11,13 +12,18 @@ Load from YAML with ``fr_data.io.config.load_config(path, MiningConfig)`` (unkno
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from fr_data.io.errors import ConfigError
 
 #: Sub-center ArcFace drop rule (insightface ``recognition/subcenter_arcface/drop.py``): keep samples
 #: within 75 degrees of the dominant centre.
 COS_75_DEGREES = math.cos(math.radians(75.0))
+
+#: The config value that asks for a threshold calibrated from the run (``fr_data.mining.calibration``).
+AUTO = "auto"
+Auto = Literal["auto"]
 
 
 @dataclass
@@ -47,14 +53,16 @@ class ClassConfig:
 
     Attributes:
         merge_cos: two labels are a merge candidate (likely one person) when their centres have at
-            least this cosine. 0.5 is MS-Celeb-1M_WashList's "same person with a high probability";
-            insightface's dataset_merge.py uses 0.3 to drop overlapping identities across data sets and
-            0.4 to exclude test identities (both appear in the sweep). null: rule off.
+            least this cosine. ``auto`` (default): the ``calibration.merge_split_quantile`` of the run's
+            split-half centre cosines. A number overrides it: 0.5 is MS-Celeb-1M_WashList's "same person
+            with a high probability"; insightface's dataset_merge.py uses 0.3 to drop overlapping
+            identities across data sets and 0.4 to exclude test identities (all in the sweep; they fit a
+            well-trained backbone only). null: rule off.
         merge_mix: ... or when the two labels' k-NN votes cross between them at least this share of what
             one person split in two would give (1 expected; see ``fr_data.mining.merges``). null: off.
     """
 
-    merge_cos: float | None = 0.5
+    merge_cos: float | Auto | None = AUTO
     merge_mix: float | None = 0.8
 
 
@@ -65,23 +73,53 @@ class NoiseConfig:
     A sample is a suspect when the plurality label of its self-excluded k nearest neighbours differs
     from its own label with at least ``vote_min`` of the votes (cleanlab's feature-based label check is
     the same self-excluded k-NN vote) and it is closer to another class centre than to its own
-    leave-one-out centre by more than ``-margin_max`` (``margin < margin_max``).
+    leave-one-out centre by more than ``-margin_max`` (``margin < margin_max``). ``margin_max`` ``auto``
+    (default): minus ``calibration.margin_ratio`` times the median margin of the samples whose own label
+    wins their vote; a number overrides it (0.0 was the fixed default before calibration).
     """
 
     vote_min: float = 0.5
-    margin_max: float = 0.0
+    margin_max: float | Auto = AUTO
 
 
 @dataclass
 class DuplicateConfig:
     """Near duplicates: neighbours with cosine >= ``cos``.
 
-    There is no published absolute face-embedding threshold (FiftyOne uses 0.1-0.25 distance on
-    mean-centred vectors, cleanlab 0.13 x the median NN distance); 0.95 is a conservative ArcFace-space
-    value for re-encoded or resized copies of one photo, checked by the sweep.
+    ``auto`` (default): cleanlab's relative rule, ``1 - calibration.duplicate_nn_ratio x`` the run's median
+    nearest-neighbour cosine distance. There is no published absolute face-embedding threshold (FiftyOne
+    uses 0.1-0.25 distance on mean-centred vectors); 0.95 (the fixed default before calibration) is a
+    conservative ArcFace-space value for re-encoded or resized copies of one photo.
     """
 
-    cos: float = 0.95
+    cos: float | Auto = AUTO
+
+
+@dataclass
+class CalibrationConfig:
+    """The stated rates of the ``auto`` thresholds and the flag rates that make a run implausible.
+
+    Attributes:
+        duplicate_nn_ratio: duplicates below this share of the median nearest-neighbour cosine distance
+            (cleanlab's near-duplicate ``threshold``, 0.13).
+        merge_split_quantile: quantile of the split-half centre cosines used as ``classes.merge_cos``.
+            0.1: the centre-cosine rule is the precision-first one; the neighbour-mix rule carries recall.
+        margin_ratio: ``noise.margin_max`` = minus this share of the median centre margin of the samples
+            whose own label wins their k-NN vote (0.25; on the planted geometries 0 cost precision on the
+            crowded one, 0.2-0.3 kept recall everywhere).
+        warn_merge_share: warn when more than this share of the classes are merge candidates.
+        warn_duplicate_share: ... more than this share of the samples are removed as duplicates.
+        warn_suspect_share: ... more than this share of the samples are suspected mislabels.
+        figure: draw the distributions with their thresholds into ``calibration.png``.
+    """
+
+    duplicate_nn_ratio: float = 0.13
+    merge_split_quantile: float = 0.1
+    margin_ratio: float = 0.25
+    warn_merge_share: float = 0.2
+    warn_duplicate_share: float = 0.1
+    warn_suspect_share: float = 0.2
+    figure: bool = True
 
 
 @dataclass
@@ -190,6 +228,7 @@ class MiningConfig:
     classes: ClassConfig = field(default_factory=ClassConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     duplicates: DuplicateConfig = field(default_factory=DuplicateConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     difficulty: DifficultyConfig = field(default_factory=DifficultyConfig)
     bins: BinConfig = field(default_factory=BinConfig)
@@ -205,10 +244,15 @@ def validate_config(cfg: MiningConfig) -> MiningConfig:
         ("neighbours.candidate_classes", 0 <= cfg.neighbours.candidate_classes <= cfg.neighbours.centre_k),
         ("neighbours.centre_k", cfg.neighbours.centre_k >= 1),
         ("neighbours.chunk_rows", cfg.neighbours.chunk_rows >= 1),
-        ("classes.merge_cos", cfg.classes.merge_cos is None or -1.0 <= cfg.classes.merge_cos <= 1.0),
+        ("classes.merge_cos", cfg.classes.merge_cos in (None, AUTO) or -1.0 <= cfg.classes.merge_cos <= 1.0),
         ("classes.merge_mix", cfg.classes.merge_mix is None or cfg.classes.merge_mix > 0.0),
         ("noise.vote_min", 0.0 <= cfg.noise.vote_min <= 1.0),
-        ("duplicates.cos", -1.0 <= cfg.duplicates.cos <= 1.0),
+        ("duplicates.cos", cfg.duplicates.cos == AUTO or -1.0 <= cfg.duplicates.cos <= 1.0),
+        ("calibration.duplicate_nn_ratio", 0.0 < cfg.calibration.duplicate_nn_ratio < 1.0),
+        ("calibration.merge_split_quantile", 0.0 <= cfg.calibration.merge_split_quantile <= 1.0),
+        ("calibration.margin_ratio", cfg.calibration.margin_ratio >= 0.0),
+        *((f"calibration.{k}", 0.0 <= getattr(cfg.calibration, k) <= 1.0)
+          for k in ("warn_merge_share", "warn_duplicate_share", "warn_suspect_share")),
         ("quality.sdd_samples", cfg.quality.sdd_samples >= 1),
         ("quality.sdd_rounds", cfg.quality.sdd_rounds >= 1),
         ("quality.sdd_reference", cfg.quality.sdd_reference >= 1),
@@ -227,3 +271,11 @@ def validate_config(cfg: MiningConfig) -> MiningConfig:
     if bad:
         raise ConfigError(f"mining config: value out of range for {bad}")
     return cfg
+
+
+def with_thresholds(cfg: MiningConfig, merge_cos: float | None, duplicate_cos: float,
+                    margin_max: float) -> MiningConfig:
+    """A copy of ``cfg`` with the thresholds in force (calibrated or overridden) in place of ``auto``."""
+    return replace(cfg, classes=replace(cfg.classes, merge_cos=merge_cos),
+                   duplicates=replace(cfg.duplicates, cos=duplicate_cos),
+                   noise=replace(cfg.noise, margin_max=margin_max))

@@ -19,14 +19,20 @@ import numpy as np
 
 
 class PositiveExtremes:
-    """ClassVisitor recording each sample's hardest and easiest same-class partner (rows; -1 = none)."""
+    """ClassVisitor recording each sample's hardest and easiest same-class partner (rows; -1 = none).
 
-    def __init__(self, n: int, duplicate_cos: float):
+    The duplicate threshold may only be known after the class pass (it is calibrated from the k-NN graph
+    the pass builds), so the visit keeps each sample's ``easy_candidates`` most similar partners and
+    :meth:`settle` picks the most similar one below the threshold.
+    """
+
+    def __init__(self, n: int, easy_candidates: int = 4):
         self.hard_id = np.full(n, -1, dtype=np.int64)
         self.hard_cos = np.full(n, np.nan, dtype=np.float32)
+        self.top_id = np.full((n, easy_candidates), -1, dtype=np.int64)
+        self.top_cos = np.full((n, easy_candidates), -np.inf, dtype=np.float32)
         self.easy_id = np.full(n, -1, dtype=np.int64)
         self.easy_cos = np.full(n, np.nan, dtype=np.float32)
-        self.duplicate_cos = duplicate_cos
 
     def visit(self, c: int, rows: np.ndarray, x: np.ndarray, gram: np.ndarray) -> None:
         if len(rows) < 2:
@@ -35,11 +41,20 @@ class PositiveExtremes:
         np.fill_diagonal(g, np.inf)
         j = np.argmin(g, axis=1)
         self.hard_id[rows], self.hard_cos[rows] = rows[j], g[np.arange(len(rows)), j]
-        g[g >= self.duplicate_cos] = -np.inf
-        j = np.argmax(g, axis=1)
-        best = g[np.arange(len(rows)), j]
-        has = np.isfinite(best)
-        self.easy_id[rows[has]], self.easy_cos[rows[has]] = rows[j[has]], best[has]
+        np.fill_diagonal(g, -np.inf)
+        m = min(self.top_id.shape[1], len(rows) - 1)
+        order = np.argsort(-g, axis=1, kind="stable")[:, :m]
+        self.top_id[rows, :m] = rows[order]
+        self.top_cos[rows, :m] = np.take_along_axis(g, order, axis=1)
+
+    def settle(self, duplicate_cos: float) -> None:
+        """Easy partner = the most similar kept candidate with cosine below ``duplicate_cos``."""
+        ok = (self.top_id >= 0) & (self.top_cos < duplicate_cos)
+        j = np.argmax(ok, axis=1)
+        rows = np.arange(len(ok))
+        has = ok[rows, j]
+        self.easy_id = np.where(has, self.top_id[rows, j], -1)
+        self.easy_cos = np.where(has, self.top_cos[rows, j], np.nan).astype(np.float32)
 
 
 @dataclass

@@ -14,6 +14,19 @@ def format_sweep(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_calibration(run: dict[str, Any]) -> str:
+    """One line: each decision threshold in force and how it was obtained."""
+    cal = run.get("calibration") or {}
+    parts = [f"{key} {'off' if c['value'] is None else format(c['value'], '.4f')} ({c['method']})"
+             for key, c in cal.items()]
+    return "thresholds: " + ", ".join(parts)
+
+
+def warning_lines(run: dict[str, Any]) -> list[str]:
+    """The run's implausible-flag-rate warnings (``run.json`` ``plausibility``), one line each."""
+    return list((run.get("plausibility") or {}).get("warnings", []))
+
+
 def format_summary(run: dict[str, Any]) -> str:
     """Counts, thresholds, groups and the sweep of a ``run.json`` dict."""
     c = run["counts"]
@@ -28,6 +41,8 @@ def format_summary(run: dict[str, Any]) -> str:
         f"neighbour search: {run['neighbour_strategy']}; unified FPR threshold "
         f"{run['thresholds']['unified_fpr_threshold']} at FPR {run['thresholds']['target_fpr']}",
     ]
+    if run.get("calibration"):
+        lines.append(format_calibration(run))
     attrs = run.get("attributes")
     if attrs:
         lines.append(f"attributes joined by {attrs['joined_by']}: {attrs['rows']} rows, "

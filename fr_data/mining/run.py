@@ -8,7 +8,9 @@ beyond the memmap, never O(N D)):
    nearest other class, candidate classes, instance-FPR negatives. Centre-to-centre nearest classes.
 3. ``class_pass``: class-major sweep: within-class Gram matrices (SDD-FIQA intra distribution,
    positive pairs) and the sample k-NN graph (see ``neighbours`` for exact vs candidate search).
-4. ``finalise``: label vote, suspects, duplicates, quality scores, difficulty split.
+4. ``finalise``: label vote, thresholds calibrated from the run's own distributions (``calibration``:
+   duplicates, merges, mislabel margin; config numbers override), suspects, duplicates, quality scores,
+   difficulty split.
 5. ``tables``: bins, attribute join (DuckDB), groups and bias report, pairs, sweep; then write.
 
 The run folder (:mod:`fr_data.folders.run_folder`) is built in the staging folder ``.RUN.partial`` and
@@ -43,9 +45,10 @@ from fr_data.io.errors import ConfigError
 from fr_data.io.faults import kill_point
 from fr_data.io.hashing import file_sha256
 from fr_data.io.publish import check_apart, check_target, output_lock, staged_folder
+from fr_data.mining import calibration_figure, tables
 from fr_data.mining import centres as ctr
-from fr_data.mining import tables
-from fr_data.mining.config import MiningConfig, validate_config
+from fr_data.mining.calibration import Calibration, SplitHalves, calibrate
+from fr_data.mining.config import MiningConfig, validate_config, with_thresholds
 from fr_data.mining.difficulty import difficulty_score, split_by_quantile
 from fr_data.mining.duplicates import find_duplicates
 from fr_data.mining.inputs import Validity, iter_chunks, read_rows, validity_from_masks
@@ -61,6 +64,7 @@ from fr_data.mining.neighbours import (
 from fr_data.mining.noise import knn_vote, suspects
 from fr_data.mining.origin import check_samples_of_embeddings
 from fr_data.mining.pairs import PositiveExtremes, hard_negatives, mine_pairs
+from fr_data.mining.plausibility import flag_rates
 from fr_data.mining.quality import SddCollector, certainty_ratio, instance_fpr, sdd_scores, unified_threshold
 
 log = logging.getLogger(__name__)
@@ -158,16 +162,27 @@ def reference_set(geo: Geometry, size: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(valid, size=min(size, len(valid)), replace=False))
 
 
-def class_stage(emb: Embeddings, geo: Geometry, cfg: MiningConfig,
-                knn: KnnFn) -> tuple[TopK, np.ndarray, PositiveExtremes, str]:
-    """Stage 3: class-major pass (SDD-FIQA, positive extremes) and the sample k-NN graph."""
+@dataclass
+class ClassPass:
+    """Results of stage 3."""
+
+    topk: TopK
+    sdd_raw: np.ndarray
+    extremes: PositiveExtremes
+    strategy: str
+    split_half_cos: np.ndarray
+
+
+def class_stage(emb: Embeddings, geo: Geometry, cfg: MiningConfig, knn: KnnFn) -> ClassPass:
+    """Stage 3: class-major pass (SDD-FIQA, positive extremes, split halves) and the sample k-NN graph."""
     n, q = emb.n, cfg.quality
     ref = reference_set(geo, q.sdd_reference, cfg.seed)
     sdd = SddCollector(n, read_rows(emb.vectors, ref), geo.cindex.of_sample[ref], q.sdd_samples,
                        q.sdd_rounds, cfg.seed + 1)
-    ext = PositiveExtremes(n, cfg.duplicates.cos)
+    ext = PositiveExtremes(n)
+    halves = SplitHalves(geo.cindex.num_classes, cfg.seed)
     valid_rows = np.flatnonzero(geo.validity.ok)
-    visitors: list[Any] = [sdd, ext]
+    visitors: list[Any] = [sdd, ext, halves]
     if len(valid_rows) <= cfg.neighbours.exact_max_n:
         strategy = "exact"
         class_pass(emb.vectors, geo.cindex, visitors)
@@ -178,7 +193,7 @@ def class_stage(emb: Embeddings, geo: Geometry, cfg: MiningConfig,
                                    visitors_by_class(geo.candidates, geo.cindex.num_classes))
         class_pass(emb.vectors, geo.cindex, [cand, *visitors])
         topk = cand.topk
-    return topk, sdd.raw, ext, strategy
+    return ClassPass(topk, sdd.raw, ext, strategy, halves.cos)
 
 
 @dataclass
@@ -194,14 +209,30 @@ class Findings:
     strategy: str
     same_person: np.ndarray
     class_mix: np.ndarray
+    calibration: dict[str, Calibration]
+    config: MiningConfig
 
 
-def finalise_stage(emb: Embeddings, geo: Geometry, topk: TopK, sdd_raw: np.ndarray, ext: PositiveExtremes,
-                   strategy: str, cfg: MiningConfig) -> Findings:
-    """Stage 4: vote, suspects, duplicates, quality, instance FPR, difficulty and split."""
+def thresholds_stage(geo: Geometry, cp: ClassPass, vote: Any, margin: np.ndarray,
+                     cfg: MiningConfig) -> tuple[dict[str, Calibration], MiningConfig]:
+    """The thresholds in force (``calibration.calibrate``) and the config with them filled in."""
     class_of, ok = geo.cindex.of_sample, geo.validity.ok
+    top1 = cp.topk.sims[:, 0] if cp.topk.sims.shape[1] else np.zeros(len(class_of), np.float32)
+    top1 = np.where(ok & (cp.topk.ids[:, 0] >= 0), top1, np.nan) if cp.topk.ids.shape[1] else top1
+    cal = calibrate(cfg, top1, cp.split_half_cos, margin, ok & (vote.winner == class_of))
+    resolved = with_thresholds(cfg, cal["classes.merge_cos"].value, cal["duplicates.cos"].value,
+                               cal["noise.margin_max"].value)
+    return cal, resolved
+
+
+def finalise_stage(emb: Embeddings, geo: Geometry, cp: ClassPass, cfg: MiningConfig) -> Findings:
+    """Stage 4: vote, calibrated thresholds, suspects, duplicates, quality, instance FPR, difficulty, split."""
+    class_of, ok = geo.cindex.of_sample, geo.validity.ok
+    topk, ext = cp.topk, cp.extremes
     margin = (geo.center_cos - geo.nearest_other_cos).astype(np.float32)
     vote = knn_vote(topk.ids, class_of)
+    cal, cfg = thresholds_stage(geo, cp, vote, margin, cfg)
+    ext.settle(cfg.duplicates.cos)
     mix = neighbour_mix(topk.ids, class_of, geo.class_nearest)
     merge = merge_candidates(geo.class_nearest_cos, cfg.classes.merge_cos, mix, cfg.classes.merge_mix)
     partner = np.where(merge, geo.class_nearest, -1)
@@ -219,13 +250,13 @@ def finalise_stage(emb: Embeddings, geo: Geometry, topk: TopK, sdd_raw: np.ndarr
         "nearest_other_cos": geo.nearest_other_cos, "margin": margin, "knn_agreement": vote.agreement,
         "suspect_mislabel": suspect, "suspected": np.where(suspect, vote.winner, -1),
         "duplicate_of": dups.of, "duplicate_cos": dups.cos, "duplicate_kind": dups.kinds(class_of),
-        "quality_sdd": sdd_scores(sdd_raw),
+        "quality_sdd": sdd_scores(cp.sdd_raw),
         "quality_cr": quality_cr,
         "instance_fpr": instance_fpr(geo.negatives, thr.value, num_other),
         "difficulty": difficulty, "split": split, "vote_winner": vote.winner, "vote_share": vote.winner_share,
     }
     eligible = ok & ~suspect & (dups.of < 0)
-    return Findings(cols, class_of, eligible, thr, topk, ext, strategy, partner, mix)
+    return Findings(cols, class_of, eligible, thr, topk, ext, cp.strategy, partner, mix, cal, cfg)
 
 
 def check_quality_input(emb: Embeddings, cfg: MiningConfig) -> None:
@@ -260,6 +291,13 @@ def _knn_name(knn: KnnFn) -> str:
 
 def _resolved(path: str | os.PathLike | None) -> str | None:
     return str(Path(path).resolve()) if path else None
+
+
+def calibration_report(found: Findings, report: dict[str, Any], cfg: MiningConfig) -> dict[str, Any]:
+    """``run.json``'s ``calibration`` (how each threshold was obtained) and ``plausibility`` (flag rates,
+    warnings)."""
+    return {"calibration": {k: c.record() for k, c in found.calibration.items()},
+            "plausibility": flag_rates(report["counts"], cfg.calibration)}
 
 
 def run_info(emb: Embeddings, digest: str, samples: Any, attributes: Any, knn: KnnFn, strategy: str,
@@ -315,17 +353,21 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
             with timer.stage("centre_search"):
                 geo = search_stage(emb, cindex, centres, validity, cfg, knn)
             with timer.stage("class_pass"):
-                topk, sdd_raw, ext, strategy = class_stage(emb, geo, cfg, knn)
+                cp = class_stage(emb, geo, cfg, knn)
             with timer.stage("finalise"):
-                found = finalise_stage(emb, geo, topk, sdd_raw, ext, strategy, cfg)
-                pairs = mined_pairs(geo, found, cfg)
+                found = finalise_stage(emb, geo, cp, cfg)
+                pairs = mined_pairs(geo, found, found.config)
             with timer.stage("tables"):
-                built = tables.build(emb, geo, found, pairs, cfg, samples=samples, attributes=attributes)
-            run = run_info(emb, digest, samples, attributes, knn, strategy, built.report, cfg)
+                built = tables.build(emb, geo, found, pairs, found.config, samples=samples, attributes=attributes)
+                built.report.update(calibration_report(found, built.report, cfg))
+            run = run_info(emb, digest, samples, attributes, knn, cp.strategy, built.report, cfg)
             run["inputs"]["samples_fingerprint"] = samples_fingerprint
             with timer.stage("write"):
                 tables.write(tmp, built, run)
                 dump_config(cfg, tmp / rf.CONFIG_FILE)
+                if cfg.calibration.figure:
+                    drawn = calibration_figure.draw(found.calibration, tmp / calibration_figure.FIGURE_FILE)
+                    run["calibration_figure"] = drawn.name if drawn else None
             run["timings"] = timer.stages
             rf.write_run_info(tmp, run)
             kill_point("mine:run_info")

@@ -24,7 +24,7 @@ from fr_data.io.errors import HardmineError, one_line
 from fr_data.io.publish import check_apart
 from fr_data.io.shipped import resolve_config
 from fr_data.mining import MiningConfig, mine
-from fr_data.mining.report import format_summary
+from fr_data.mining.report import format_summary, warning_lines
 from fr_data.review import build_report
 
 
@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                       overwrite=args.overwrite)
         print(format_summary(result.run))
         print(f"wrote {result.folder}")
+        for line in warning_lines(result.run):
+            print(f"warning: {line}", file=sys.stderr)
     except HardmineError as exc:
         return fail(prog, exc)
     return 0 if args.report is None else _report(result.folder, args, prog)

@@ -17,6 +17,14 @@ Model of an embedding (then L2-normalised)::
   person: not duplicates), and split identities (one person under two labels: merge candidates).
 
 Truly hard = |yaw| >= 60 or scale <= 1/4 (the issue's definition).
+
+**Geometries** (``GEOMETRIES``, :func:`geometry_spec`): backbones differ in how tight they keep a person's
+images (``noise_scale`` multiplies every within-identity offset: noise, degradation shifts, confuser
+pulls, and the perturbation of copies and bursts, since a backbone that maps different photos of one person
+closer also maps re-encoded copies closer), how close look-alike identities sit
+(``lookalike_pull``) and where the cosine scale sits (``cone``: every vector gets a shared component of that
+weight before normalising, so all cosines crowd towards 1, as with a small or briefly trained backbone).
+The default spec is the ``base`` geometry (unchanged vectors).
 """
 
 from __future__ import annotations
@@ -52,7 +60,26 @@ class PlantedSpec:
     lookalike_pairs: int = 10
     scale_probs: tuple[float, ...] = (0.6, 0.3, 0.07, 0.03)
     yaw_sd: float = 28.0
+    noise_scale: float = 1.0
+    lookalike_pull: float = 0.35
+    cone: float = 0.0
     seed: int = 0
+
+
+#: Three backbone geometries for the calibration goal (see the module docstring).
+#: ``base``: the default planted set; ``tight``: a well-trained backbone (tight classes, look-alikes
+#: closer); ``cone``: a small backbone (loose classes, every cosine crowded towards 1: class centres at
+#: 0.8-0.99, as with the demo's tiny backbone).
+GEOMETRIES: dict[str, dict[str, float]] = {
+    "base": {},
+    "tight": {"noise_scale": 0.6, "lookalike_pull": 0.6},
+    "cone": {"noise_scale": 1.15, "lookalike_pull": 0.5, "cone": 2.0},
+}
+
+
+def geometry_spec(name: str, **overrides) -> PlantedSpec:
+    """The planted spec of geometry ``name`` (``GEOMETRIES``), other fields from ``overrides``."""
+    return PlantedSpec(**{**GEOMETRIES[name], **overrides})
 
 
 @dataclass
@@ -89,7 +116,7 @@ def identity_centres(spec: PlantedSpec, rng: np.random.Generator) -> tuple[np.nd
     pairs = rng.choice(spec.identities, size=(spec.lookalike_pairs, 2), replace=False) \
         if 2 * spec.lookalike_pairs <= spec.identities else np.zeros((0, 2), int)
     for a, b in pairs:
-        mu[b] = _unit(0.35 * mu[a] + 0.85 * mu[b])
+        mu[b] = _unit(spec.lookalike_pull * mu[a] + 0.85 * mu[b])
     return mu.astype(np.float32), group
 
 
@@ -103,19 +130,27 @@ def _degradation(spec: PlantedSpec, n: int, rng: np.random.Generator):
 
 def sample_vectors(mu: np.ndarray, ident: np.ndarray, q: np.ndarray, p: np.ndarray, yaw: np.ndarray,
                    confuser: np.ndarray, gamma: np.ndarray, dirs: np.ndarray,
-                   rng: np.random.Generator) -> np.ndarray:
-    """Unit vectors for samples of identities ``ident`` with severities q (resolution), p (pose)."""
+                   rng: np.random.Generator, noise_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors for samples of identities ``ident`` with severities q (resolution), p (pose), and
+    each sample's ``stretch``: how much longer a within-identity offset of the same raw size comes out
+    on the unit sphere than at ``noise_scale`` 1 (1 there), so copies scale like the class's own spread."""
     n, d = len(ident), mu.shape[1]
     sigma = (0.75 + 0.5 * q + 0.5 * p)[:, None]
     eps = rng.standard_normal((n, d)).astype(np.float32) / np.sqrt(d)
     pose_dir = np.where((yaw >= 0)[:, None], dirs[1], dirs[2])
-    x = mu[ident] + sigma * eps + (0.6 * q)[:, None] * dirs[0] + (0.6 * p)[:, None] * pose_dir
-    x += gamma[:, None] * mu[np.maximum(confuser, 0)]
-    return _unit(x).astype(np.float32)
+    offset = sigma * eps + (0.6 * q)[:, None] * dirs[0] + (0.6 * p)[:, None] * pose_dir
+    offset += gamma[:, None] * mu[np.maximum(confuser, 0)]
+    if noise_scale == 1.0:
+        return _unit(mu[ident] + offset).astype(np.float32), np.ones(n, np.float32)
+    x = mu[ident] + noise_scale * offset
+    stretch = noise_scale * np.linalg.norm(mu[ident] + offset, axis=1) / np.linalg.norm(x, axis=1)
+    return _unit(x).astype(np.float32), stretch.astype(np.float32)
 
 
-def _copies(x: np.ndarray, tau_lo: float, tau_hi: float, rng: np.random.Generator) -> np.ndarray:
+def _copies(x: np.ndarray, tau_lo: float, tau_hi: float, rng: np.random.Generator,
+            stretch: np.ndarray | None = None) -> np.ndarray:
     tau = rng.uniform(tau_lo, tau_hi, size=(len(x), 1))
+    tau = tau if stretch is None else tau * stretch[:, None]
     return _unit(x + tau * rng.standard_normal(x.shape).astype(np.float32) / np.sqrt(x.shape[1]))
 
 
@@ -142,7 +177,7 @@ def make_planted(spec: PlantedSpec = PlantedSpec()) -> tuple[np.ndarray, Truth]:
     confuser = _relabel_same_group(ident, group, spec.identities, rng)
     gamma = np.where(confused, rng.uniform(0.2, 0.7, n), 0.0) + spec.severity_pull * (q + p)
     gamma = gamma.astype(np.float32)
-    x = sample_vectors(mu, ident, q, p, yaw, confuser, gamma, dirs, rng)
+    x, stretch = sample_vectors(mu, ident, q, p, yaw, confuser, gamma, dirs, rng, spec.noise_scale)
     labels = ident.copy()
     split_pairs = _split_identities(spec, labels, ident, rng)
     mislabeled = rng.random(n) < spec.mislabel_rate
@@ -150,7 +185,7 @@ def make_planted(spec: PlantedSpec = PlantedSpec()) -> tuple[np.ndarray, Truth]:
     labels[mislabeled & (labels == ident)] = (ident[mislabeled & (labels == ident)] + 1) % spec.identities
     base = Truth(labels, ident, mislabeled, np.full(n, -1), np.full(n, -1), _is_hard(yaw, scale), yaw, scale,
                  *_proxies(yaw, scale, rng), group[ident], split_pairs)
-    return _add_copies(x, base, spec, group, rng)
+    return _add_copies(x, base, spec, group, rng, stretch)
 
 
 def _split_identities(spec: PlantedSpec, labels: np.ndarray, ident: np.ndarray,
@@ -176,13 +211,14 @@ def _proxies(yaw: np.ndarray, scale: np.ndarray, rng: np.random.Generator) -> tu
 
 
 def _add_copies(x: np.ndarray, t: Truth, spec: PlantedSpec, group: np.ndarray,
-                rng: np.random.Generator) -> tuple[np.ndarray, Truth]:
+                rng: np.random.Generator, stretch: np.ndarray) -> tuple[np.ndarray, Truth]:
     """Append near-duplicates (some under another label) and bursts after the originals."""
     n = len(x)
     dup_src = np.flatnonzero(rng.random(n) < spec.duplicate_rate)
     burst_src = np.flatnonzero(rng.random(n) < spec.burst_rate)
-    dup_x = _copies(x[dup_src], 0.08, 0.28, rng)
-    burst_x = _copies(x[burst_src], 0.35, 0.6, rng)
+    same = spec.noise_scale == 1.0
+    dup_x = _copies(x[dup_src], 0.08, 0.28, rng, None if same else stretch[dup_src])
+    burst_x = _copies(x[burst_src], 0.35, 0.6, rng, None if same else stretch[burst_src])
     src = np.concatenate([dup_src, burst_src])
     new_labels = t.labels[src].copy()
     cross = np.zeros(len(src), bool)
@@ -199,7 +235,15 @@ def _add_copies(x: np.ndarray, t: Truth, spec: PlantedSpec, group: np.ndarray,
                   dup_of, burst_of, cat(t.hard), cat(t.yaw), cat(t.scale), cat(t.flip_cos),
                   cat(t.resolution), cat(t.group), t.split_pairs)
     truth.mislabeled = truth.labels != _true_label(truth)
-    return np.concatenate([x, dup_x, burst_x]).astype(np.float32), truth
+    return _in_cone(np.concatenate([x, dup_x, burst_x]), spec.cone, rng), truth
+
+
+def _in_cone(x: np.ndarray, cone: float, rng: np.random.Generator) -> np.ndarray:
+    """Add a shared random direction of weight ``cone`` and re-normalise (0: unchanged, no draw)."""
+    if cone == 0:
+        return x.astype(np.float32)
+    common = _unit(rng.standard_normal(x.shape[1])).astype(np.float32)
+    return _unit(x + cone * common).astype(np.float32)
 
 
 def _true_label(t: Truth) -> np.ndarray:

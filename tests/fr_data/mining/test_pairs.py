@@ -10,13 +10,26 @@ def test_positive_extremes_skip_duplicates_for_easy_pairs():
                      [0.99, 1.0, 0.6, 0.2],
                      [0.5, 0.6, 1.0, 0.3],
                      [0.1, 0.2, 0.3, 1.0]])
-    ext = PositiveExtremes(6, duplicate_cos=0.95)
+    ext = PositiveExtremes(6)
     rows = np.array([1, 2, 4, 5])
     ext.visit(0, rows, None, gram)
+    ext.settle(0.95)
     assert ext.hard_id[rows].tolist() == [5, 5, 5, 1]
     assert ext.easy_id[rows].tolist() == [4, 4, 2, 4]  # 0.99 is a duplicate, not an easy pair
     np.testing.assert_allclose(ext.easy_cos[rows], [0.5, 0.6, 0.6, 0.3])
     assert ext.hard_id[0] == -1
+
+
+def test_settle_applies_a_threshold_known_only_after_the_visit():
+    gram = np.array([[1.0, 0.9, 0.5], [0.9, 1.0, 0.4], [0.5, 0.4, 1.0]])
+    ext = PositiveExtremes(3, easy_candidates=2)
+    ext.visit(0, np.arange(3), None, gram)
+    ext.settle(0.95)
+    assert ext.easy_id.tolist() == [1, 0, 0]
+    ext.settle(0.85)  # 0.9 is now a duplicate: the next candidate is taken
+    assert ext.easy_id.tolist() == [2, 2, 0]
+    ext.settle(0.3)  # nothing below: no easy partner
+    assert ext.easy_id.tolist() == [-1, -1, -1] and np.isnan(ext.easy_cos).all()
 
 
 def test_top_per_group():
@@ -39,9 +52,10 @@ def test_hard_negatives_skip_same_class_ineligible_and_merge_partners():
 
 
 def test_mine_pairs_dedupes_unordered_pairs_and_caps_per_class():
-    ext = PositiveExtremes(4, 0.95)
+    ext = PositiveExtremes(4)
     ext.visit(0, np.array([0, 1, 2, 3]), None, np.array([
         [1, .8, .3, .2], [.8, 1, .4, .1], [.3, .4, 1, .7], [.2, .1, .7, 1.0]]))
+    ext.settle(0.95)
     neg_id, neg_cos = np.full(4, -1), np.full(4, np.nan)
     p = mine_pairs(ext, neg_id, neg_cos, np.ones(4, bool), np.zeros(4, int), (1, 5, 1))
     kinds = p.kind.tolist()

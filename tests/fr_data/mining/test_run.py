@@ -117,8 +117,9 @@ def test_run_json_metadata_config_and_sweep(mined, planted):
     assert to_dict(load_config(res.folder / "config.yaml", MiningConfig)) == run["config"]
     sweep = read_table(res.folder / "sweep.parquet", SWEEP_SCHEMA).to_pylist()
     default = {r["threshold"]: r["flagged"] for r in sweep if r["is_default"]}
-    cfg = MiningConfig()
-    by_cos = [c is not None and c >= cfg.classes.merge_cos for c in classes["nearest_cos"]]
+    cfg, used = MiningConfig(), run["thresholds"]
+    assert used["merge_cos"] == run["calibration"]["classes.merge_cos"]["value"]
+    by_cos = [c is not None and c >= used["merge_cos"] for c in classes["nearest_cos"]]
     by_mix = [m is not None and m >= cfg.classes.merge_mix for m in classes["neighbour_mix"]]
     assert classes["merge_candidate"] == [a or b for a, b in zip(by_cos, by_mix)]
     assert default["classes.merge_cos"] == sum(by_cos) and default["classes.merge_mix"] == sum(by_mix)

@@ -185,7 +185,7 @@ def test_mine_disk_full_at_each_write(emb, tmp_path, monkeypatch, capsys):
     out = tmp_path / "RUN"
     written = count_writes(monkeypatch, lambda: mine.main(mine_argv(emb, tmp_path / "clean" / "RUN")))
     assert sorted(p.name for p in written) == sorted([f for f, _ in rf.TABLES.values()]
-                                                     + [rf.CONFIG_FILE, rf.RUN_FILE])
+                                                     + [rf.CONFIG_FILE, rf.RUN_FILE, rf.CALIBRATION_FIGURE_FILE])
     capsys.readouterr()
     for call, target in enumerate(written, start=1):
         full_disk_at(monkeypatch, call)

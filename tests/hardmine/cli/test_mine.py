@@ -36,11 +36,14 @@ def test_cli_writes_a_complete_run_with_config_and_attributes(emb, tmp_path, cap
     assert rc == 0
     printed = capsys.readouterr().out
     assert "classes.merge_cos" in printed and "0.4500*" in printed and f"wrote {out}" in printed
-    assert sorted(p.name for p in out.iterdir()) == ["classes.parquet", "config.yaml", "groups.parquet",
-                                                     "pairs.parquet", "run.json", "samples.parquet",
-                                                     "sweep.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["calibration.png", "classes.parquet", "config.yaml",
+                                                     "groups.parquet", "pairs.parquet", "run.json",
+                                                     "samples.parquet", "sweep.parquet"]
     run = json.loads((out / "run.json").read_text())
     assert run["thresholds"]["merge_cos"] == 0.45
+    assert run["calibration"]["classes.merge_cos"]["method"] == "override"
+    dup = run["calibration"]["duplicates.cos"]
+    assert dup["method"] == "nn_distance_ratio" and run["thresholds"]["duplicate_cos"] == dup["value"]
     assert run["attributes"]["joined_by"] == "label" and run["groups"]["source"] == "attribute:race"
     groups = pq.read_table(out / "groups.parquet").column("group").to_pylist()
     assert groups == ["A", "B", "C"]
@@ -135,3 +138,16 @@ def test_config_takes_a_shipped_name_from_another_folder(emb, tmp_path, monkeypa
     assert rc == 0, capsys.readouterr().err
     saved = (tmp_path / "RUN" / "config.yaml").read_text()
     assert "cos: 0.985" in saved  # mining_demo's duplicate threshold, not the default 0.95
+
+
+def test_implausible_flag_rates_end_the_output_with_a_warning(emb, tmp_path, capsys):
+    folder, _, _ = emb
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text("classes: {merge_cos: -1.0}\n")  # every class a merge candidate: implausible
+    out = tmp_path / "RUN"
+    assert mine_hard.main(["--embeddings", str(folder), "--out", str(out), "--config", str(cfg), "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("warning: implausible flag rate:") and "merge candidate classes" in err[-1]
+    run = json.loads((out / "run.json").read_text())
+    assert run["plausibility"]["plausible"] is False
+    assert run["plausibility"]["rates"]["merge_candidate_classes"]["rate"] == 1.0

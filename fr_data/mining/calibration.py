@@ -1,0 +1,164 @@
+"""Decision thresholds calibrated from the run's own similarity distributions.
+
+An absolute cosine (merge at 0.5, duplicate at 0.95) belongs to the backbone it was read off: a small or
+briefly trained backbone crowds every cosine towards 1, a well-trained one keeps classes tight. So by
+default (``auto`` in the config) each threshold is a stated quantile or ratio of a distribution measured in
+this run, and an explicit number in the config overrides it. Every calibrator returns the value and a
+:class:`Calibration` record of how it was obtained (method, statistic, quantile or ratio, sample size),
+which the run writes to ``run.json`` under ``calibration``.
+
+* **duplicates** (:func:`duplicate_cos`): cleanlab's near-duplicate rule, relative to the typical
+  nearest-neighbour distance: a pair is a near duplicate when its cosine distance is below ``ratio`` (0.13)
+  times the median over samples of the distance to the nearest neighbour
+  (``cleanlab/datalab/internal/issue_manager/duplicate.py``, https://github.com/cleanlab/cleanlab).
+* **merges** (:func:`merge_cos`): the genuine distribution of "one person under two labels", made from the
+  run itself: every class with at least four samples is split into two random halves (:class:`SplitHalves`)
+  and the cosine of the two half-centres is recorded; the threshold is its ``quantile`` (a low one: that
+  share of such split identities would be missed by the centre-cosine rule alone).
+* **mislabels** (:func:`margin_max`): the centre margin (own leave-one-out centre cosine minus nearest
+  other centre cosine) of a suspect must be below ``-ratio`` times the median margin of the samples whose
+  own label wins their k-NN vote: nearer another centre than its own by a stated share of a typical
+  correctly labelled sample's margin, whatever the backbone's cosine scale (a crowded backbone has
+  margins five times smaller than a well-trained one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fr_data.mining.config import AUTO, MiningConfig
+
+__all__ = ["Calibration", "SplitHalves", "calibrate", "duplicate_cos", "fixed", "margin_max", "merge_cos"]
+
+
+@dataclass
+class Calibration:
+    """How one threshold was obtained.
+
+    Attributes:
+        key: the config key it stands for (``duplicates.cos``, ...).
+        value: the threshold in force (None: rule off).
+        method: ``override`` (the config's number), ``off``, or the calibration rule's name.
+        statistic: what was measured (empty for an override).
+        params: the stated rate: quantile, ratio, cap.
+        sample_size: how many values the statistic was computed from (0 for an override).
+        source: where the rule comes from.
+        values: the distribution itself (kept for the figure; not written to run.json).
+    """
+
+    key: str
+    value: float | None
+    method: str
+    statistic: str = ""
+    params: dict[str, float] = field(default_factory=dict)
+    sample_size: int = 0
+    source: str = ""
+    values: np.ndarray | None = field(default=None, repr=False)
+
+    def record(self) -> dict[str, Any]:
+        """The JSON record (without the distribution)."""
+        out = asdict(self)
+        out.pop("values")
+        return out
+
+
+def fixed(key: str, value: float | None) -> Calibration:
+    """An explicit config value (or None: the rule is off)."""
+    return Calibration(key, None if value is None else float(value), "off" if value is None else "override")
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x[np.isfinite(x)]
+
+
+def duplicate_cos(top1_sims: np.ndarray, ratio: float) -> Calibration:
+    """``1 - ratio * median(1 - cos to the nearest neighbour)`` over samples with a neighbour."""
+    sims = _finite(top1_sims)
+    if len(sims) == 0:
+        return Calibration("duplicates.cos", None, "nn_distance_ratio", "no sample has a neighbour",
+                           {"ratio": ratio})
+    dist = 1.0 - sims
+    median = float(np.median(dist))
+    value = float(1.0 - ratio * max(median, np.finfo(np.float32).eps))
+    return Calibration("duplicates.cos", value, "nn_distance_ratio",
+                       f"median cosine distance to the nearest neighbour = {median:.6g}",
+                       {"ratio": ratio, "median_nn_distance": median}, len(dist),
+                       "cleanlab near-duplicate rule (distance < 0.13 x median NN distance)", dist)
+
+
+class SplitHalves:
+    """ClassVisitor: cosine between the centres of two random halves of every class with >= 4 samples.
+
+    The halves of class c come from ``default_rng([seed, c])``, so the result does not depend on the order
+    the classes are visited in. NaN for smaller classes.
+    """
+
+    def __init__(self, num_classes: int, seed: int):
+        self.cos = np.full(num_classes, np.nan, dtype=np.float64)
+        self.seed = seed
+
+    def visit(self, c: int, rows: np.ndarray, x: np.ndarray, gram: np.ndarray) -> None:
+        n = len(rows)
+        if n < 4:
+            return
+        perm = np.random.default_rng([self.seed, c]).permutation(n)
+        a, b = perm[:n // 2], perm[n // 2:]
+        g = gram.astype(np.float64)
+        ab, aa, bb = g[np.ix_(a, b)].sum(), g[np.ix_(a, a)].sum(), g[np.ix_(b, b)].sum()
+        if aa > 0 and bb > 0:
+            self.cos[c] = float(np.clip(ab / np.sqrt(aa * bb), -1.0, 1.0))
+
+
+def merge_cos(split_half_cos: np.ndarray, quantile: float) -> Calibration:
+    """The ``quantile`` of the split-half centre cosines (None when no class has four samples)."""
+    vals = _finite(split_half_cos)
+    if len(vals) == 0:
+        return Calibration("classes.merge_cos", None, "split_half_quantile",
+                           "no class has 4 or more valid samples: centre-cosine rule off", {"quantile": quantile})
+    value = float(np.quantile(vals, quantile))
+    return Calibration("classes.merge_cos", value, "split_half_quantile",
+                       "cosine between the centres of two random halves of each class",
+                       {"quantile": quantile}, len(vals),
+                       "this project: the run's own genuine 'one person, two labels' distribution", vals)
+
+
+def margin_max(margin: np.ndarray, own_wins: np.ndarray, ratio: float) -> Calibration:
+    """``-ratio x median margin of the samples whose own label wins the k-NN vote`` (0 if none or the
+    median is not positive)."""
+    vals = _finite(np.asarray(margin)[np.asarray(own_wins, dtype=bool)])
+    if len(vals) == 0:
+        return Calibration("noise.margin_max", 0.0, "genuine_margin_ratio",
+                           "no sample's own label wins its vote: 0 is used", {"ratio": ratio})
+    median = float(np.median(vals))
+    return Calibration("noise.margin_max", -ratio * max(median, 0.0), "genuine_margin_ratio",
+                       f"median centre margin of samples whose own label wins the k-NN vote = {median:.6g}",
+                       {"ratio": ratio, "median_margin": median}, len(vals),
+                       "this project: relative to the run's typical margin of a correctly voted sample", vals)
+
+
+def calibrate(cfg: MiningConfig, top1_sims: np.ndarray, split_half_cos: np.ndarray, margin: np.ndarray,
+              own_wins: np.ndarray) -> dict[str, Calibration]:
+    """Every decision threshold: calibrated where the config says ``auto``, else the config's value.
+
+    Args:
+        top1_sims: each sample's cosine to its nearest neighbour (NaN / -inf where none).
+        split_half_cos: per class, the cosine between the centres of two random halves (NaN if < 4 samples).
+        margin: per sample, leave-one-out own-centre cosine minus nearest other-centre cosine.
+        own_wins: per sample, whether its own label wins its k-NN vote (valid samples only).
+    """
+    c = cfg.calibration
+    out = {
+        "duplicates.cos": duplicate_cos(top1_sims, c.duplicate_nn_ratio) if cfg.duplicates.cos == AUTO
+        else fixed("duplicates.cos", cfg.duplicates.cos),
+        "classes.merge_cos": merge_cos(split_half_cos, c.merge_split_quantile) if cfg.classes.merge_cos == AUTO
+        else fixed("classes.merge_cos", cfg.classes.merge_cos),
+        "noise.margin_max": margin_max(margin, own_wins, c.margin_ratio) if cfg.noise.margin_max == AUTO
+        else fixed("noise.margin_max", cfg.noise.margin_max),
+    }
+    if out["duplicates.cos"].value is None:  # no neighbours at all: nothing can be a duplicate
+        out["duplicates.cos"].value = 1.0
+    return out
