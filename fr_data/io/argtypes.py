@@ -26,6 +26,7 @@ __all__ = [
     "parquet_file",
     "positive_float",
     "positive_int",
+    "shipped_config",
 ]
 
 
@@ -129,6 +130,18 @@ def parquet_file(text: str) -> Path:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise argparse.ArgumentTypeError(f"{text!r} is not a Parquet file ({first})") from None
     return path
+
+
+def shipped_config(text: str) -> Path:
+    """A config file, or the name of a shipped config (``mining_demo``): resolved as every config loader
+    does (:func:`fr_data.io.shipped.resolve_config`)."""
+    from fr_data.io.errors import ConfigError
+    from fr_data.io.shipped import resolve_config
+
+    try:
+        return resolve_config(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def non_blank(text: str) -> str:

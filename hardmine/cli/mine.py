@@ -17,12 +17,11 @@ import logging
 import sys
 from pathlib import Path
 
-from fr_data.io.argtypes import CommandParser, existing_folder, output_folder, parquet_file
+from fr_data.io.argtypes import CommandParser, existing_folder, output_folder, parquet_file, shipped_config
 from fr_data.io.command import command, fail
 from fr_data.io.config import load_config
 from fr_data.io.errors import HardmineError, one_line
 from fr_data.io.publish import check_apart
-from fr_data.io.shipped import resolve_config
 from fr_data.mining import MiningConfig, mine
 from fr_data.mining.report import format_summary, warning_lines
 from fr_data.review import build_report
@@ -36,7 +35,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", type=output_folder, required=True, help="run folder to create (manifests/RUN)")
     p.add_argument("--samples", type=parquet_file, help="shard manifest samples.parquet (source_index -> key)")
     p.add_argument("--attributes", type=parquet_file, help="attribute Parquet keyed by key, source_index or label")
-    p.add_argument("--config", help="mining YAML, or the name of a shipped one such as mining_demo "
+    p.add_argument("--config", type=shipped_config, help="mining YAML, or the name of a shipped one such as mining_demo "
                    "(default: built-in defaults)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder when done")
     p.add_argument("--quiet", action="store_true", help="no per-stage log lines")
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error("--report needs --samples SHARDS/samples.parquet (the shards hold the images)")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
-        config = resolve_config(args.config) if args.config else None
+        config = args.config
         check_apart(args.out, args.embeddings, args.samples, args.attributes, config)
         if args.report is not None:
             check_apart(args.report, args.out, args.embeddings, args.samples, args.attributes, config)

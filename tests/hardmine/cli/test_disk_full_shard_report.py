@@ -26,7 +26,8 @@ def no_space(*args, **kwargs):
 
 def one_line_naming(err: str, path: Path) -> None:
     line = err.strip()
-    assert line.count("\n") == 0 and line.startswith("error: ") and str(path) in line, err
+    assert line.count("\n") == 0 and str(path) in line, err
+    assert line.startswith(("hardmine shard: error: ", "hardmine report: error: ")), err
     assert "No space left on device" in line, err
 
 

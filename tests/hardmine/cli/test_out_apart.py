@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from hardmine.cli import embed, experiment_pool, mine, query, report, shard
@@ -28,7 +30,10 @@ def inputs(tmp_path) -> Path:
     for name, file in [("RUN", "samples.parquet"), ("SHARDS", "samples.parquet"), ("EMB", "embeddings.npy"),
                        ("SRC", "train.rec"), ("EXP1", "results.parquet")]:
         (tmp_path / name).mkdir()
-        (tmp_path / name / file).write_bytes(b"input " + name.encode())
+        if file.endswith(".parquet"):  # a real table: the command line reads Parquet footers
+            pq.write_table(pa.table({"input": [name]}), tmp_path / name / file)
+        else:
+            (tmp_path / name / file).write_bytes(b"input " + name.encode())
     (tmp_path / "ln").symlink_to(tmp_path / "RUN")
     return tmp_path
 
@@ -66,9 +71,13 @@ def test_an_out_overlapping_an_input_is_refused_before_any_work(case, inputs, ca
     assert sorted(p.name for p in inputs.iterdir()) == ["EMB", "EXP1", "RUN", "SHARDS", "SRC", "ln"]
 
 
-def test_query_refuses_an_output_folder_that_holds_a_file_it_reads(run, capsys):  # noqa: F811
+def test_query_refuses_an_output_that_is_a_file_it_reads(run, capsys):  # noqa: F811
     before = digests(run)
-    assert query.main([str(run), "SELECT 1 AS x", "--csv", str(run)]) == 2
+    target = run / "samples.parquet"
+    assert query.main([str(run), "SELECT 1 AS x", "--parquet", str(target)]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
-    assert len(errors) == 1 and f"{run}: the output contains the input {run / 'samples.parquet'} " in errors[0]
+    assert len(errors) == 1 and f"{target}: the output is the input {target} " in errors[0], errors
+    with pytest.raises(SystemExit) as stop:  # an output folder is refused while parsing the command line
+        query.main([str(run), "SELECT 1 AS x", "--csv", str(run)])
+    assert stop.value.code == 2 and "is a folder, not a file" in capsys.readouterr().err
     assert digests(run) == before

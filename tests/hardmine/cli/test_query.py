@@ -162,6 +162,6 @@ def test_memory_and_time_limits_end_a_query_with_one_line(run, tmp_path, monkeyp
     for argv, expected in cases:
         assert query.main([str(run), *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
-        assert err.startswith("error: ") and expected in err and "s3cr3t" not in err
+        assert err.startswith("hardmine query: error: ") and expected in err and "s3cr3t" not in err
     args = query.build_parser().parse_args([str(run), "SELECT 1"])
     assert (args.memory_limit, args.timeout) == ("2GB", 300.0)
