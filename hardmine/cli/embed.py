@@ -10,7 +10,7 @@ a TorchScript file (``.pt``/``.ts``). Writes ``EMB/embeddings.npy``, ``EMB/index
 ``EMB/run.json`` (see ``fr_data.folders.embeddings_folder``). ``--quality-model`` names a quality
 regressor's checkpoint folder, or its training run folder (latest checkpoint; trained with
 ``configs/sdd_fiqa_synth.yaml`` or ``sdd_fiqa_r50.yaml``): its score of every image goes into the index's
-``quality`` column (``fr_train.quality_model``).
+``quality`` column (``fr_train.objective.quality``).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def load_quality(path: Path | None) -> tuple[torch.nn.Module | None, dict | None
     """The quality model of ``--quality-model`` and its spec, or ``(None, None)``."""
     if path is None:
         return None, None
-    from fr_train.quality_model import load_quality_model
+    from fr_train.objective.quality import load_quality_model
     return load_quality_model(path)
 
 

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fr_train.eval import tpr_at_fpr  # noqa: E402
+from fr_train.evaluation.verification import tpr_at_fpr  # noqa: E402
 from hardmine.experiment.scoring import PackScores  # noqa: E402
 from hardmine.experiment.stats import Estimate  # noqa: E402
 
