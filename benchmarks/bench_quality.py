@@ -11,14 +11,14 @@ regressor on the mining run's ``quality_sdd`` pseudo-labels (``configs/sdd_fiqa_
 that run, initialised from the recognition backbone; ``--set`` overrides its keys), then scores every
 image of the held-out verification packs and of any ``--bin`` pack with
 
-* ``regressor``: the SDD-FIQA regressor (:func:`fr_train.quality_model.load_quality_model`);
+* ``regressor``: the SDD-FIQA regressor (:func:`fr_train.objective.quality.load_quality_model`);
 * ``feature_norm``: ``||f(x)||`` of the recognition backbone (the MagFace / AdaFace quality proxy);
 * ``flip_consistency``: ``cos(f(x), f(flip x))``;
 * ``random``: uniform random qualities (seeded; the curve is the mean of ``--draws`` draws);
 * ``ground_truth`` (synthetic packs only, the ceiling): ``min(1 / downsample, cos(yaw))`` from the capture
   parameters the pack was rendered with (:func:`fr_data.synth.packs.pack_variations`),
 
-and compares their error-versus-discard curves (:func:`fr_train.eval.erc`: threshold fixed at FMR
+and compares their error-versus-discard curves (:func:`fr_train.evaluation.erc.erc`: threshold fixed at FMR
 ``--fmr`` over all impostor pairs, pair quality = the minimum of the two images', the lowest-quality
 genuine pairs discarded) by the area under the curve over reject fractions 0, 0.01, ..., 0.95 (trapezoid
 rule; the last 5% are left out because a 600-pair pack then keeps fewer than 15 genuine pairs), and by the
@@ -65,10 +65,10 @@ from fr_data.formats.verification import check_images, decode_pack, load_bin
 from fr_data.io.config import deep_merge
 from fr_data.synth import PACKS, SynthConfig, generate_packs
 from fr_data.synth.packs import pack_variations
+from fr_train.checkpoints.resume import CheckpointStore, read_state
 from fr_train.config import TrainConfig, load_train_config, parse_overrides
-from fr_train.eval import ErcCurve, erc, pair_quality
-from fr_train.quality_model import load_quality_model
-from fr_train.resume import CheckpointStore, read_state
+from fr_train.evaluation.erc import ErcCurve, erc, pair_quality
+from fr_train.objective.quality import load_quality_model
 from fr_train.trainer import run as train_run
 from hardmine.pipelines.demo import (
     DEMO_SIZES,

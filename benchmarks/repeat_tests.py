@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 GLOO_TESTS = (
-    "tests/fr_train/test_partial_fc.py::test_two_gloo_ranks_equal_one_process_on_the_concatenated_batch",
+    "tests/fr_train/objective/test_partial_fc.py"
+    "::test_two_gloo_ranks_equal_one_process_on_the_concatenated_batch",
     "tests/fr_train/test_ddp_scaling.py::test_ddp_gradient_equals_single_process_gradient",
 )
 

@@ -33,19 +33,19 @@ from torch import nn
 from fr_data import runtime
 from fr_data.io.errors import ConfigError, DataError
 from fr_train import dist
-from fr_train.checkpoint import load_weights
+from fr_train.checkpoints.resume import (CheckpointStore, TrainState, capture_rng, load_tensors, rank_name,
+                                         read_state, restore_rng, save_tensors)
+from fr_train.checkpoints.weights import load_weights
 from fr_train.config import TrainConfig, save_train_config
 from fr_train.data import ImageBatch, TrainData, build_train_data
-from fr_train.evaluate import Evaluator, build_evaluators, run_evaluators
-from fr_train.head_init import init_head
+from fr_train.evaluation.evaluators import Evaluator, build_evaluators, run_evaluators
 from fr_train.logs import MetricsLog, Progress, ThroughputMeter, truncate_metrics
 from fr_train.models import get_model
 from fr_train.objective import Inputs, Objective, build_inputs, build_objective
 from fr_train.objective.batch import Need
 from fr_train.objective.build import check_objective_settings
+from fr_train.objective.head_init import init_head
 from fr_train.optim import build_optimizer, build_schedule
-from fr_train.resume import (CheckpointStore, TrainState, capture_rng, load_tensors, rank_name, read_state,
-                             restore_rng, save_tensors)
 
 __all__ = ["TrainModule", "Precision", "Trainer", "TrainResult", "build_module", "build_trainer",
            "planned_images_per_step", "run", "seed_all"]

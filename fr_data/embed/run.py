@@ -97,8 +97,8 @@ def embed_shards(model: nn.Module, shards: Sequence[str | os.PathLike], out: str
         progress: show a tqdm bar (rank 0).
         read, decode, resolution: injected shard reader, image decoder and resolution estimator.
         quality: a face-quality model (images ``(B, 3, 112, 112)`` -> ``(B,)`` scores, higher = better,
-            e.g. :func:`fr_train.quality.load_quality_model`); its score of every unflipped image becomes
-            the index's optional ``quality`` column. None: no such column.
+            e.g. :func:`fr_train.objective.quality.load_quality_model`); its score of every unflipped image
+            becomes the index's optional ``quality`` column. None: no such column.
         quality_spec: how the quality model was built, recorded in run.json under ``quality``.
         pose: a head-pose estimator (:func:`fr_data.embed.pose.load_landmark_pose`); its yaw and roll of
             every unflipped image become the index's optional ``yaw`` and ``roll`` columns. None: none.

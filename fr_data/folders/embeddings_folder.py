@@ -43,7 +43,7 @@ INDEX_FILE = "index.parquet"
 RUN_FILE = "run.json"
 PARTS_DIR = "parts"
 
-#: The index written by ``tools/embed.py``.
+#: The index written by ``hardmine embed``.
 EMBEDDINGS_INDEX_SCHEMA = pa.schema([
     pa.field("key", pa.string(), nullable=False),
     pa.field("label", pa.int64(), nullable=False),

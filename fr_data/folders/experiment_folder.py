@@ -1,4 +1,4 @@
-"""The experiment folder of ``tools/experiment.py``: file names, the results schema, read and write.
+"""The experiment folder of ``hardmine experiment``: file names, the results schema, read and write.
 
 Layout of an experiment folder ``EXP`` (what each stage writes is described in
 ``hardmine.experiment.stages``)::

@@ -1,4 +1,4 @@
-"""The pooled-experiment folder of ``tools/experiment_pool.py``: several experiment folders of one recipe,
+"""The pooled-experiment folder of ``hardmine experiment-pool``: several experiment folders of one recipe,
 each with its own pretrained backbone, summarised together.
 
 Layout of ``POOL``::

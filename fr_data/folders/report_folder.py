@@ -1,4 +1,4 @@
-"""The review page folder written by ``tools/report.py`` (and ``tools/mine_hard.py --report``).
+"""The review page folder written by ``hardmine report`` (and ``hardmine mine --report``).
 
 Layout::
 

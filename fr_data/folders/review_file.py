@@ -1,7 +1,7 @@
 """``review.csv``: a curator's decisions from the review page, read back by training and by DuckDB.
 
-The review page (``tools/report.py``) exports this file; training applies it with
-``data.selection.review: review.csv``; ``tools/query.py`` shows it as the ``review`` view when it sits
+The review page (``hardmine report``) exports this file; training applies it with
+``data.selection.review: review.csv``; ``hardmine query`` shows it as the ``review`` view when it sits
 in the mining run folder.
 
 Format: UTF-8 CSV (RFC 4180 quoting, so keys may hold commas or quotes), header exactly ``key,decision``,
@@ -46,7 +46,7 @@ HEADER = ("key", "decision")
 SAMPLE_ACTIONS = ("keep", "drop")
 MERGE_ACTIONS = ("merge", "keep")
 
-#: The parsed file, one row per decision (the ``review`` view of ``tools/query.py``).
+#: The parsed file, one row per decision (the ``review`` view of ``hardmine query``).
 REVIEW_SCHEMA = pa.schema([
     pa.field("key", pa.string(), nullable=False),
     pa.field("decision", pa.string(), nullable=False),  # as written in the file

@@ -83,7 +83,7 @@ MINED_SAMPLES_SCHEMA = pa.schema([
 ])
 
 #: Samples columns written only when their input exists: ``quality``, the quality-model score carried
-#: over from the embeddings index (``tools/embed.py --quality-model``; higher = better).
+#: over from the embeddings index (``hardmine embed --quality-model``; higher = better).
 OPTIONAL_SAMPLES_SCHEMA = pa.schema([
     pa.field("quality", pa.float32()),
 ])

@@ -1,6 +1,6 @@
 """Random access by sample key into WebDataset tar shards, from one scan of the tar headers.
 
-Each sample of a shard is a run of adjacent tar members ``KEY.EXT`` (see :mod:`fr_data.ingest.shards`). One pass
+Each sample of a shard is a run of adjacent tar members ``KEY.EXT`` (see :mod:`fr_data.folders.shard_folder`). One pass
 over the 512-byte headers (the member data is skipped, never read) records per sample: its shard, the
 byte span ``[start, stop)`` holding all its members, and the data offset and size of its image
 member. The table is cached as ``shard_index.parquet`` beside the shards (``SHARD_INDEX_SCHEMA``); the

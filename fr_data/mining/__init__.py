@@ -2,7 +2,7 @@
 or duplicated, and cut variation splits, into Parquet manifests for DuckDB and for training.
 
 Entry point: ``mine(embeddings, out, config, samples=..., attributes=..., knn=...)`` (what
-``tools/mine_hard.py`` runs). Modules, one concept each: ``centres`` (class centres, leave-one-out
+``hardmine mine`` runs). Modules, one concept each: ``centres`` (class centres, leave-one-out
 centre cosine, nearest classes, merge candidates), ``neighbours`` (sample k-NN, exact or candidate
 search), ``noise`` (k-NN label vote, suspects), ``duplicates``, ``merges``, ``quality`` (SDD-FIQA,
 CR-FIQA, instance FPR), ``difficulty``, ``pairs``, ``splits`` (bins, attribute joins), ``groups``

@@ -151,7 +151,7 @@ class DifficultyConfig:
         resolution_weight: weight of the capture term (rank of ``1 - resolution``) against the model
             term's 1 in the difficulty (``fr_data.mining.difficulty``); 0 = model term only.
         quality_weight: weight of the quality-model term (rank of ``-quality``, the embeddings index's
-            ``quality`` column written by ``tools/embed.py --quality-model``); 0 = off (the default, so
+            ``quality`` column written by ``hardmine embed --quality-model``); 0 = off (the default, so
             runs without a quality model are unchanged); > 0 needs that column.
     """
 
@@ -221,7 +221,7 @@ class SweepConfig:
 
 @dataclass
 class MiningConfig:
-    """Everything ``tools/mine_hard.py`` can be told; see ``configs/mining.yaml``."""
+    """Everything ``hardmine mine`` can be told; see ``configs/mining.yaml``."""
 
     seed: int = 0
     neighbours: NeighbourConfig = field(default_factory=NeighbourConfig)

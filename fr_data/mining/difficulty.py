@@ -10,13 +10,13 @@ Two kinds of evidence say a sample is hard:
   between two identities, while low-quality (low resolution, large yaw) samples, the ones a
   teacher/student split is for, mainly lose CCS.
 * **in the capture**: ``1 - resolution``, the image-based effective-resolution estimate of
-  ``tools/embed.py`` (``fr_data.embed.resolution``). A backbone that is still weak on a variation places its
+  ``hardmine embed`` (``fr_data.embed.resolution``). A backbone that is still weak on a variation places its
   degraded images no further from their centres than ordinary ones (measured on the synthetic faces with
   the demo's small backbone: images at 1/4 resolution had the same mean CCS as full-resolution ones), so
   the model term alone misses them; the capture term does not depend on the model.
 
 A third, optional term is **a quality model's verdict**: ``-quality``, the score a face-quality regressor
-gave the image (the embeddings index's ``quality`` column, ``tools/embed.py --quality-model``, e.g. the
+gave the image (the embeddings index's ``quality`` column, ``hardmine embed --quality-model``, e.g. the
 SDD-FIQA regressor of ``configs/sdd_fiqa_synth.yaml``); low quality is hard.
 
 ``difficulty`` is the weighted mean of the terms' percentile ranks over the samples where each is defined

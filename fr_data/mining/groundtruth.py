@@ -1,8 +1,8 @@
 """Score a mining run against the ground truth of a synthetic data set (issue 3, point 6).
 
-A mining run (``tools/mine_hard.py``) labels every sample: suspected mislabel, near-duplicate of a kept
+A mining run (``hardmine mine``) labels every sample: suspected mislabel, near-duplicate of a kept
 twin, its class a merge candidate, its difficulty split, its resolution estimate and flip consistency.
-A synthetic data set (``tools/synth.py``) knows the truth of each of these in ``attributes.parquet``,
+A synthetic data set (``hardmine synth``) knows the truth of each of these in ``attributes.parquet``,
 keyed by the RecordIO ``source_index``; the shard manifest ``samples.parquet`` maps sample keys to
 source indices. :func:`score_run` joins the three and measures:
 

@@ -1,4 +1,4 @@
-"""Human-readable summary of a mining run (what ``tools/mine_hard.py`` prints)."""
+"""Human-readable summary of a mining run (what ``hardmine mine`` prints)."""
 
 from __future__ import annotations
 

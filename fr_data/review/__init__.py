@@ -1,4 +1,4 @@
-"""The static review page of a mining run (``tools/report.py``), torch-free.
+"""The static review page of a mining run (``hardmine report``), torch-free.
 
 ``build_report(run, shards, out)`` writes the folder; modules, one idea each: ``select`` (bounded, ranked
 picks per section with DuckDB), ``stats`` (chart aggregates), ``thumbs`` (thumbnails by key through the

@@ -138,7 +138,7 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
 
 
 def format_summary(result: ReportResult) -> str:
-    """What ``tools/report.py`` prints."""
+    """What ``hardmine report`` prints."""
     m = result.manifest
     parts = [f"{name} {c['shown']}/{c['total']}" for name, c in m["sections"].items()]
     lines = ["shown/flagged: " + ", ".join(parts),

@@ -1,6 +1,6 @@
 """Procedural synthetic face data sets with ground truth (identities, pose, resolution, label defects).
 
-Entry point: :func:`generate` (CLI: ``tools/synth.py``). Modules: ``identity`` (appearance priors of four
+Entry point: :func:`generate` (CLI: ``hardmine synth``). Modules: ``identity`` (appearance priors of four
 demographic-like groups), ``texture`` (per-identity face texture), ``render`` (numpy ray-casting renderer),
 ``variation`` (pose, lighting, resolution loss, noise, JPEG), ``defects`` (mislabels, near-duplicates, split
 identities), ``packs`` (verification pairs) and ``dataset`` (orchestration and output files).

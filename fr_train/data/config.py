@@ -39,10 +39,10 @@ class SelectionConfig:
         drop_suspects: drop samples with ``suspect_mislabel``.
         drop_duplicates: drop samples whose ``duplicate_of`` is set (the kept twin stays).
         merge_classes: merge ``merge_candidate`` classes into their ``nearest_label`` (transitively).
-        review: a ``review.csv`` exported by the review page (``tools/report.py``): ``drop`` removes a
+        review: a ``review.csv`` exported by the review page (``hardmine report``): ``drop`` removes a
             key, ``keep`` lets a key through the mining filters (split, suspect, duplicate),
             ``merge:A:B`` / ``keep:A:B`` merge or separate two labels whatever ``merge_classes`` says
-            (see ``fr_train.data.review``). Counted in the selection report under ``review``.
+            (see ``fr_data.review.decisions``). Counted in the selection report under ``review``.
         sql_memory_limit: DuckDB memory limit of the selection's queries (``query``, ``where`` and the
             joins with the mining run); a query needing more ends in a ConfigError.
         sql_timeout_s: seconds each of those queries may run.

@@ -32,7 +32,7 @@ from fr_data.io.parquet import require_non_negative, require_unique, write_table
 from fr_data.query.readonly import DEFAULT_LIMITS
 from fr_data.query.views import Limits, QueryError, RunViews, open_run, run_query
 from fr_data.query.views import open_views as open_view_files
-from fr_train.data import review as review_decisions
+from fr_data.review import decisions as review_decisions
 from fr_train.data.config import SelectionConfig
 
 #: Old label -> new label, saved beside a training run for reproducibility.

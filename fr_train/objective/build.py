@@ -1,8 +1,8 @@
 """An :class:`Objective` from the typed ``objective:`` config section, and the checks of that section.
 
 ``build_objective(cfg, embedding_size=512, num_classes=C)`` fills the classification slot (the head of
-``cfg.head`` from :data:`fr_train.heads.HEADS`, through Partial FC when ``cfg.partial_fc.enabled``) and
-the terms of ``cfg.terms`` (:data:`fr_train.objective.terms.TERMS`). :func:`check_objective_config` runs
+``cfg.head`` from :data:`fr_train.objective.heads.HEADS`, through Partial FC when ``cfg.partial_fc.enabled``)
+and the terms of ``cfg.terms`` (:data:`fr_train.objective.terms.TERMS`). :func:`check_objective_config` runs
 at config load: head and term settings, ranges (:func:`check_objective_settings`), and that every
 declared need can be met.
 """
@@ -17,12 +17,12 @@ from torch import nn
 
 from fr_data.io.config import from_dict
 from fr_data.io.errors import ConfigError
-from fr_train.heads import build_head
 from fr_train.objective.batch import Need
 from fr_train.objective.config import HeadConfig, ObjectiveConfig
+from fr_train.objective.heads import build_head
 from fr_train.objective.objective import Objective
+from fr_train.objective.partial_fc import PartialFC
 from fr_train.objective.terms import TermContext, build_terms, check_terms
-from fr_train.partial_fc import PartialFC
 
 __all__ = ["build_objective", "build_classification", "check_objective_config", "check_objective_settings",
            "objective_config"]

@@ -26,9 +26,10 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fr_train.kd import LowResDistillation
-from fr_train.losses import DistributionDistillationLoss, EKDLoss, OTLoss, QualityRegression
 from fr_train.models.config import ModelConfig
+from fr_train.objective.kd import LowResDistillation
+from fr_train.objective.losses import DistributionDistillationLoss, EKDLoss, OTLoss
+from fr_train.objective.quality import QualityRegression
 
 __all__ = ["HeadConfig", "PartialFCConfig", "TermConfig", "DDLConfig", "OTConfig", "EKDConfig",
            "LowResKDConfig", "QualityConfig", "TermsConfig", "ObjectiveConfig"]
@@ -41,7 +42,7 @@ def _default(loss: type, name: str) -> Any:
 
 @dataclass
 class HeadConfig:
-    """The margin head of the classification slot (:data:`fr_train.heads.HEADS`).
+    """The margin head of the classification slot (:data:`fr_train.objective.heads.HEADS`).
 
     Attributes:
         name: ``arcface``, ``cosface``, ``curricularface`` or ``cifp``.
@@ -68,7 +69,8 @@ class PartialFCConfig:
     """Partial FC (https://arxiv.org/abs/2010.05222): class centres sharded over ranks, sampled negatives.
 
     Attributes:
-        enabled: the classification slot is a :class:`fr_train.partial_fc.PartialFC` around the head.
+        enabled: the classification slot is a :class:`fr_train.objective.partial_fc.PartialFC` around the
+            head.
         sample_rate: fraction of each rank's centres used per step (1.0 = model parallel, no sampling).
     """
 
@@ -89,7 +91,7 @@ class TermConfig:
 
 @dataclass
 class DDLConfig(TermConfig):
-    """DDL (:class:`fr_train.losses.DistributionDistillationLoss`); needs composer branches."""
+    """DDL (:class:`fr_train.objective.losses.DistributionDistillationLoss`); needs composer branches."""
 
     num_bins: int = _default(DistributionDistillationLoss, "num_bins")
     sigma: float = _default(DistributionDistillationLoss, "sigma")
@@ -101,7 +103,7 @@ class DDLConfig(TermConfig):
 
 @dataclass
 class OTConfig(TermConfig):
-    """OT after OTFace (:class:`fr_train.losses.OTLoss`).
+    """OT after OTFace (:class:`fr_train.objective.losses.OTLoss`).
 
     Attributes:
         reference: what hard anchors are transported onto: ``branches`` (the composer's easy branch;
@@ -118,7 +120,7 @@ class OTConfig(TermConfig):
 
 @dataclass
 class EKDConfig(TermConfig):
-    """EKD (:class:`fr_train.losses.EKDLoss`); needs teacher embeddings (``objective.teacher``)."""
+    """EKD (:class:`fr_train.objective.losses.EKDLoss`); needs teacher embeddings (``objective.teacher``)."""
 
     fprs: list[float] = field(default_factory=lambda: list(_default(EKDLoss, "fprs")))
     momentum: float = _default(EKDLoss, "momentum")
@@ -130,7 +132,8 @@ class EKDConfig(TermConfig):
 
 @dataclass
 class LowResKDConfig(TermConfig):
-    """Low-resolution distillation (:class:`fr_train.kd.LowResDistillation`); needs a low-resolution copy.
+    """Low-resolution distillation (:class:`fr_train.objective.kd.LowResDistillation`); needs a low-resolution
+    copy.
 
     Attributes:
         classifier: checkpoint holding the high-resolution teacher's classifier, trained on the same
@@ -148,8 +151,8 @@ class LowResKDConfig(TermConfig):
 
 @dataclass
 class QualityConfig(TermConfig):
-    """SDD-FIQA quality regression (:class:`fr_train.losses.QualityRegression`): a scalar head on the
-    embedding fitted to per-sample targets (the mining run's ``objective.target_column``); needs
+    """SDD-FIQA quality regression (:class:`fr_train.objective.quality.QualityRegression`): a scalar head on
+    the embedding fitted to per-sample targets (the mining run's ``objective.target_column``); needs
     ``data.run``. With ``head: null`` it is the whole objective (a quality regressor); beside a head, a
     multi-task model.
 

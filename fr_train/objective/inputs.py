@@ -24,9 +24,9 @@ from torch import nn
 from fr_data.folders import run_folder as rf
 from fr_data.io.errors import ConfigError, DataError
 from fr_train.data import ImageBatch
-from fr_train.kd import FrozenTeacher, LowResCopy
 from fr_train.objective.batch import Batch, Need
 from fr_train.objective.config import ObjectiveConfig
+from fr_train.objective.kd import FrozenTeacher, LowResCopy
 
 __all__ = ["Provider", "BranchFeatures", "LowResFeatures", "TeacherFeatures", "RunTargets", "Inputs",
            "InputContext", "PROVIDERS", "build_inputs"]

@@ -1,10 +1,11 @@
 """The training objective: a classification slot plus weighted auxiliary terms.
 
 ``head_weight * CE + sum_k weight_k * term_k(batch)``. The classification slot holds a local margin head
-(:data:`fr_train.heads.HEADS`; cross-entropy of its logits) or a :class:`fr_train.partial_fc.PartialFC`
-around one (its class centres sharded over ranks; it computes the cross-entropy itself). Each term is a
-:class:`~fr_train.objective.terms.Term`: a loss with ``batch_loss(batch)`` that sees the
-:class:`~fr_train.objective.batch.Batch` restricted to the needs it declared.
+(:data:`fr_train.objective.heads.HEADS`; cross-entropy of its logits) or a
+:class:`fr_train.objective.partial_fc.PartialFC` around one (its class centres sharded over ranks; it computes
+the cross-entropy itself). Each term is a :class:`~fr_train.objective.terms.Term`: a loss with
+``batch_loss(batch)`` that sees the :class:`~fr_train.objective.batch.Batch` restricted to the needs it
+declared.
 
 State: the local head and the terms' buffers are equal on every rank (``objective.pt``); Partial FC's
 shard is not (``classifier.pt``, one per rank): :meth:`Objective.replicated_state_dict` and
@@ -21,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fr_train.losses.functional import LossOutput
 from fr_train.objective.batch import Batch, Need
+from fr_train.objective.losses.functional import LossOutput
+from fr_train.objective.partial_fc import PartialFC
 from fr_train.objective.terms import Term
-from fr_train.partial_fc import PartialFC
 
 __all__ = ["AuxiliaryLoss", "Objective", "ObjectiveOutput", "SHARDED"]
 
@@ -51,8 +52,8 @@ class Objective(nn.Module):
 
     Args:
         classification: a margin head (``forward(embeddings, labels) -> logits``), a
-            :class:`~fr_train.partial_fc.PartialFC` (``forward(embeddings, labels) -> loss``), or None
-            for no classification term. Kept as ``head`` or as ``classifier`` (sharded) respectively.
+            :class:`~fr_train.objective.partial_fc.PartialFC` (``forward(embeddings, labels) -> loss``), or
+            None for no classification term. Kept as ``head`` or as ``classifier`` (sharded) respectively.
         terms: the auxiliary terms (unique names, not ``ce``).
         head_weight: weight of the cross-entropy term.
         gather: give the auxiliary terms the batch all-gathered across ranks (classification stays

@@ -6,10 +6,10 @@ trainer provides exactly the union of the declared needs, and each term sees onl
 
 :data:`TERMS` maps every ``objective.terms.<name>`` to its :class:`TermSpec`: the config class, the needs
 of a config, and how to build and check the loss. DDL, OT and EKD come from the
-:data:`fr_train.losses.LOSSES` registry (their config keys are the loss's constructor arguments);
-``kd_lowres`` loads the teacher's classifier (:mod:`fr_train.kd`); ``quality`` (the SDD-FIQA regression
-head, :class:`fr_train.losses.QualityRegression`) is built for the embedding width and needs per-sample
-targets. A new term is a loss with
+:data:`fr_train.objective.losses.LOSSES` registry (their config keys are the loss's constructor arguments);
+``kd_lowres`` loads the teacher's classifier (:mod:`fr_train.objective.kd`); ``quality`` (the SDD-FIQA
+regression head, :class:`fr_train.objective.quality.QualityRegression`) is built for the embedding width and
+needs per-sample targets. A new term is a loss with
 ``batch_loss(batch)``, a config dataclass (:mod:`fr_train.objective.config`) and a row here.
 """
 
@@ -22,11 +22,12 @@ from typing import Any
 from torch import nn
 
 from fr_data.io.errors import ConfigError
-from fr_train.kd import LowResDistillation, load_classifier
-from fr_train.losses import LOSSES, QualityRegression
 from fr_train.objective.batch import Need
 from fr_train.objective.config import (DDLConfig, EKDConfig, LowResKDConfig, OTConfig, QualityConfig,
                                        TermConfig, TermsConfig)
+from fr_train.objective.kd import LowResDistillation, load_classifier
+from fr_train.objective.losses import LOSSES
+from fr_train.objective.quality import QualityRegression
 
 __all__ = ["Term", "TermContext", "TermSpec", "TERMS", "build_terms", "check_terms", "active_terms"]
 

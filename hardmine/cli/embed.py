@@ -10,7 +10,7 @@ a TorchScript file (``.pt``/``.ts``). Writes ``EMB/embeddings.npy``, ``EMB/index
 ``EMB/run.json`` (see ``fr_data.folders.embeddings_folder``). ``--quality-model`` names a quality
 regressor's checkpoint folder, or its training run folder (latest checkpoint; trained with
 ``configs/sdd_fiqa_synth.yaml`` or ``sdd_fiqa_r50.yaml``): its score of every image goes into the index's
-``quality`` column (``fr_train.quality_model``). ``--pose`` adds ``yaw`` and ``roll`` columns from dlib's
+``quality`` column (``fr_train.objective.quality``). ``--pose`` adds ``yaw`` and ``roll`` columns from dlib's
 5-point face landmarks (``fr_data.embed.pose``; needs the optional extra ``pip install "hardmine[pose]"``),
 which mining's pose bins then use.
 """
@@ -82,7 +82,7 @@ def load_quality(path: Path | None) -> tuple[torch.nn.Module | None, dict | None
     """The quality model of ``--quality-model`` and its spec, or ``(None, None)``."""
     if path is None:
         return None, None
-    from fr_train.quality_model import load_quality_model
+    from fr_train.objective.quality import load_quality_model
     return load_quality_model(path)
 
 

@@ -4,7 +4,7 @@ Example:
     python tools/shard.py --src data/synth --out data/shards --per-shard 2000 --workers 2 --seed 0
 
 Writes OUT/shard-NNNNNN.tar, OUT/samples.parquet, OUT/shards.json, OUT/rejected.parquet (see
-fr_data.ingest.shards). Rerun with the same arguments to resume an interrupted run.
+fr_data.folders.shard_folder). Rerun with the same arguments to resume an interrupted run.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The hard-sample experiment (``tools/experiment.py``): does training on the mining manifests beat plain
+"""The hard-sample experiment (``hardmine experiment``): does training on the mining manifests beat plain
 training at equal compute, on held-out hard verification packs?
 
 Modules: ``config`` (the experiment YAML), ``arms`` (arm training configs and equal-compute step counts),

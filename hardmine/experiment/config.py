@@ -84,7 +84,7 @@ class FinetuneSection(TrainSection):
             low-resolution copies): each arm's step count is ``round(images / images_per_step)``.
         tolerance: largest allowed relative difference of an arm's images from ``images``.
         init_head: start every arm's classification head from the pretrained run's classifier (merged
-            classes averaged; ``fr_train.head_init``) instead of a random one; an arm may still say
+            classes averaged; ``fr_train.objective.head_init``) instead of a random one; an arm may still say
             ``init: {head: null}``.
     """
 

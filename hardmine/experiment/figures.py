@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fr_data.review.figures import literal_text, save_figure  # noqa: E402
-from fr_train.eval import tpr_at_fpr  # noqa: E402
+from fr_train.evaluation.verification import tpr_at_fpr  # noqa: E402
 from hardmine.experiment.scoring import PackScores  # noqa: E402
 from hardmine.experiment.stats import Estimate  # noqa: E402
 

@@ -20,8 +20,8 @@ from fr_data.formats.verification import VerificationPack, decode_pack_uint8, lo
 from fr_data.io.atomic import atomic_path
 from fr_data.io.config import from_dict, load_yaml_with_bases
 from fr_data.io.errors import ConfigError, DataError
-from fr_train.checkpoint import load_weights
-from fr_train.eval import flip_sum_embeddings, tpr_at_fpr, verify_distances
+from fr_train.checkpoints.weights import load_weights
+from fr_train.evaluation.verification import flip_sum_embeddings, tpr_at_fpr, verify_distances
 from fr_train.models import get_model
 from fr_train.models.config import ModelConfig
 

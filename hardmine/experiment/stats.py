@@ -4,9 +4,9 @@ A bootstrap replicate resamples the pack's pairs with replacement, i.e. gives ev
 multinomial draw; :func:`draw_counts`). The same counts are applied to every model scored on the pack,
 so the mean over seeds and the difference between two arms are computed replicate by replicate (a
 paired bootstrap: the pairs both arms saw are the same). TPR at a target FPR of a weighted pair set is
-computed exactly as :func:`fr_train.eval.tpr_at_fpr` computes it on the resampled list (the threshold is
-the (k+1)-th highest impostor score counting repeats, k = floor(FPR * impostors)), vectorised over
-replicates (:func:`bootstrap_tpr`). Intervals are percentile intervals.
+computed exactly as :func:`fr_train.evaluation.verification.tpr_at_fpr` computes it on the resampled list (the
+threshold is the (k+1)-th highest impostor score counting repeats, k = floor(FPR * impostors)), vectorised
+over replicates (:func:`bootstrap_tpr`). Intervals are percentile intervals.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import numpy as np
 __all__ = ["draw_counts", "pack_seed", "bootstrap_tpr", "percentile_interval", "Estimate", "Draws",
            "tpr_draws"]
 
-#: As in fr_train.eval.tpr_at_fpr: a target FPR times the impostor count is rounded down after this
-#: relative nudge, so that 0.01 * 4000 allows 40 false accepts, not 39.
+#: As in fr_train.evaluation.verification.tpr_at_fpr: a target FPR times the impostor count is rounded down
+#: after this relative nudge, so that 0.01 * 4000 allows 40 false accepts, not 39.
 FLOOR_NUDGE = 1 + 1e-12
 
 

@@ -1,11 +1,11 @@
 """The end-to-end demo on synthetic faces: synth -> shards -> train -> embed -> mine -> evaluate -> query
 -> report.
 
-Every stage calls the library behind the corresponding tool (``fr_data.synth``, ``fr_data.ingest.shards``,
-``fr_train.trainer``, ``fr_data.embed.run``, ``fr_data.mining``, ``fr_train.evaluate``,
+Every stage calls the library behind the corresponding tool (``fr_data.synth``, ``fr_data.ingest.sharding``,
+``fr_train.trainer``, ``fr_data.embed.run``, ``fr_data.mining``, ``fr_train.evaluation.evaluators``,
 ``fr_data.mining.groundtruth``, ``fr_data.query.views``, ``fr_data.review``) and skips itself when its
 output already exists, is complete and was made from the current inputs, so an interrupted demo resumes
-where it stopped (training resumes from its latest checkpoint). ``tools/demo.py`` is the command line;
+where it stopped (training resumes from its latest checkpoint). ``hardmine demo`` is the command line;
 :func:`run_demo` the whole pipeline.
 
 Layout of the output folder ``OUT``::
@@ -55,10 +55,10 @@ from fr_data.mining.groundtruth import TARGETS, format_report, score_run
 from fr_data.query.views import format_table, head_rows, open_run, run_query
 from fr_data.review import build_report
 from fr_data.synth import PACKS, SynthConfig, generate
+from fr_train.checkpoints.resume import CheckpointStore, read_state
 from fr_train.config import TrainConfig, load_train_config
-from fr_train.evaluate import BinEvaluator
+from fr_train.evaluation.evaluators import BinEvaluator
 from fr_train.models import get_model
-from fr_train.resume import CheckpointStore, read_state
 from fr_train.trainer import run as train_run
 from fr_data.io.shipped import config_file, query_file
 
@@ -258,7 +258,7 @@ def _last_metrics(train_dir: Path) -> dict[str, Any]:
 
 
 def load_backbone(cfg: DemoConfig, layout: Layout) -> tuple[nn.Module, dict[str, Any]]:
-    """The trained backbone and its spec (resolved as ``tools/embed.py`` does: registry name + checkpoint)."""
+    """The trained backbone and its spec (resolved as ``hardmine embed`` does: registry name + checkpoint)."""
     tcfg = train_config(cfg, layout)
     checkpoint = final_checkpoint(tcfg)
     if checkpoint is None:

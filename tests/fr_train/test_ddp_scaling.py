@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from fr_train.losses import DistributionDistillationLoss, EKDLoss, OTLoss
 from fr_train.objective import Batch, Need, Objective, Term
+from fr_train.objective.losses import DistributionDistillationLoss, EKDLoss, OTLoss
 from tests.fr_train._ranks import run_ranks
 
 PARTS = ("hard", "easy", "easy_a", "easy_b", "hard_a", "hard_b")

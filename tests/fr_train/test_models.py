@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fr_data.io.errors import ConfigError, DataError
-from fr_train.checkpoint import load_state_dict, load_weights, save_state_dict
+from fr_train.checkpoints.weights import load_state_dict, load_weights, save_state_dict
 from fr_train.models import MODELS, get_model, register_model
 from fr_train.models.iresnet import LAYERS
 

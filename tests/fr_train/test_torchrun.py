@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from fr_train.__main__ import main
+from fr_train.checkpoints.resume import load_tensors, read_state
 from fr_train.logs import read_metrics
-from fr_train.resume import load_tensors, read_state
-from tests.fr_train.test_trainer import CONFIG, tiny  # noqa: F401  (fixture)
+from tests.fr_train.helpers import CONFIG, tiny  # noqa: F401  (fixture)
 from tests.repo import ROOT
 
 REPO = ROOT

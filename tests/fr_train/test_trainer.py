@@ -5,48 +5,30 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
-from torch import nn
 
 from fr_data.formats.verification import save_bin
-from fr_data.io.config import deep_merge
 from fr_data.io.errors import DataError
-from fr_train.config import TrainConfig, load_train_config
+from fr_train.checkpoints.resume import load_tensors, read_state
+from fr_train.config import load_train_config
 from fr_train.data import Branch, ImageBatch
 from fr_train.objective import Need, Objective, Term
 from fr_train.objective.inputs import BranchFeatures, Inputs
-from fr_train.resume import load_tensors, read_state
 from fr_train.trainer import Precision, TrainModule, planned_images_per_step, run
-from tests.fr_train.data.builders import face_jpeg, make_tiny_data
-from tests.repo import ROOT
-
-CONFIG = ROOT / "configs" / "synth_tiny.yaml"
-
-
-def tiny_overrides(tiny, output: Path, **sections: Any) -> dict[str, Any]:
-    """Overrides of synth_tiny.yaml for the 6 x 6 tiny shards: batch 4, few steps, no progress bar."""
-    base = {"data": {"shards": str(tiny.shards), "run": str(tiny.run), "batch_size": 4, "num_workers": 0},
-            "model": {"embedding_size": 16},
-            "schedule": {"warmup_steps": 2},
-            "train": {"max_steps": 6, "log_every": 1, "ckpt_every": 0, "output": str(output),
-                      "progress": False}}
-    return deep_merge(base, sections)
-
-
-def tiny_config(tiny, output: Path, **sections: Any) -> TrainConfig:
-    return load_train_config(CONFIG, tiny_overrides(tiny, output, **sections))
-
+from tests.fr_train.data.builders import face_jpeg
+from tests.fr_train.helpers import (
+    CONFIG,
+    Identity,
+    Probe,
+    pixels,
+    tiny,  # noqa: F401  (fixture)
+    tiny_config,
+    tiny_overrides,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_data(tmp_path_factory.mktemp("tiny"))
 
 
 def losses(result) -> list[float]:
@@ -162,40 +144,13 @@ def test_lowres_kd_uses_the_teacher_classifier(tiny, tmp_path):
     assert record["loss"] == pytest.approx(record["ce"] + 0.5 * record["kd_lowres"], rel=1e-6)
 
 
-class _Probe(nn.Module):
-    """An auxiliary 'loss' that records the Batch it is given and returns 0."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen = None
-
-    def batch_loss(self, batch):
-        self.seen = batch
-        return batch.embeddings.sum() * 0.0
-
-
-class _Identity(nn.Module):
-    """Backbone whose embedding of an image is its first pixel's three channels (traceable rows)."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
-
-    def forward(self, x):
-        return x[:, :, 0, 0] * self.scale
-
-
-def _images(values: list[float]) -> torch.Tensor:
-    return torch.tensor(values).view(-1, 1, 1, 1).expand(-1, 3, 2, 2).clone()
-
-
 def test_module_fills_branches_and_reference_from_one_backbone_pass():
-    probe = _Probe()
+    probe = Probe()
     objective = Objective(None, [Term("probe", probe, needs=frozenset({Need.BRANCHES}))])
-    module = TrainModule(_Identity(), objective, Inputs([BranchFeatures()]))
-    easy = Branch(_images([10, 11]), torch.tensor([0, 1]), _images([12]), _images([13]), torch.tensor([2]))
-    hard = Branch(_images([20, 21]), torch.tensor([3, 4]), _images([22]), _images([23]), torch.tensor([5]))
-    batch = ImageBatch(_images([1, 2, 3]), torch.tensor([7, 8, 9]), ["a", "b", "c"], [easy, hard])
+    module = TrainModule(Identity(), objective, Inputs([BranchFeatures()]))
+    easy = Branch(pixels([10, 11]), torch.tensor([0, 1]), pixels([12]), pixels([13]), torch.tensor([2]))
+    hard = Branch(pixels([20, 21]), torch.tensor([3, 4]), pixels([22]), pixels([23]), torch.tensor([5]))
+    batch = ImageBatch(pixels([1, 2, 3]), torch.tensor([7, 8, 9]), ["a", "b", "c"], [easy, hard])
     loss, parts = module(batch)
     seen = probe.seen
     first = lambda t: t[:, 0].tolist()  # noqa: E731
@@ -207,9 +162,9 @@ def test_module_fills_branches_and_reference_from_one_backbone_pass():
 
 
 def test_module_refuses_a_need_no_input_provides():
-    objective = Objective(None, [Term("probe", _Probe(), needs=frozenset({Need.TEACHER}))])
+    objective = Objective(None, [Term("probe", Probe(), needs=frozenset({Need.TEACHER}))])
     with pytest.raises(ValueError, match="teacher embeddings"):
-        TrainModule(_Identity(), objective)
+        TrainModule(Identity(), objective)
 
 
 def test_bad_loss_stops_with_a_clear_error(tiny, tmp_path):

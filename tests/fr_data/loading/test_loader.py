@@ -25,7 +25,7 @@ from fr_data.loading.loader import (
     segments,
     shard_counts,
 )
-from tests.fr_data.ingest.test_shards import FakeSource
+from tests.fr_data.ingest.helpers import FakeSource
 
 
 def encode(pixels: np.ndarray, fmt: str = "PNG") -> bytes:

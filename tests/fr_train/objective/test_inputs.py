@@ -12,20 +12,20 @@ from torch import nn
 
 from fr_data.io.errors import ConfigError, DataError
 from fr_train.data import ImageBatch
-from fr_train.kd import FrozenTeacher, LowResCopy
 from fr_train.models import get_model
 from fr_train.objective import Need, objective_config
 from fr_train.objective.inputs import (BranchFeatures, Inputs, LowResFeatures, RunTargets, TeacherFeatures,
-                                      build_inputs)
-from tests.fr_train.test_trainer import _Identity, _images
+                                       build_inputs)
+from fr_train.objective.kd import FrozenTeacher, LowResCopy
+from tests.fr_train.helpers import Identity, pixels
 
 
 class _Counting(nn.Module):
-    """``_Identity`` that records the size of every pass."""
+    """``Identity`` that records the size of every pass."""
 
     def __init__(self):
         super().__init__()
-        self.inner, self.passes = _Identity(), []
+        self.inner, self.passes = Identity(), []
 
     def forward(self, x):
         self.passes.append(len(x))
@@ -62,7 +62,7 @@ def test_teacher_embeds_the_classification_images_without_gradient():
 
 def test_branches_need_a_batch_with_branches():
     with pytest.raises(ValueError, match="composer branches"):
-        Inputs([BranchFeatures()]).features(_Identity(), _batch())
+        Inputs([BranchFeatures()]).features(Identity(), _batch())
 
 
 def test_build_inputs_makes_exactly_the_needed_providers(tmp_path):
@@ -84,7 +84,7 @@ def test_build_inputs_makes_exactly_the_needed_providers(tmp_path):
 def test_one_provider_per_need():
     with pytest.raises(ValueError, match="one provider per need"):
         Inputs([BranchFeatures(), BranchFeatures()])
-    assert _images([1.0]).shape == (1, 3, 2, 2)
+    assert pixels([1.0]).shape == (1, 3, 2, 2)
 
 
 def _run_with_targets(tmp_path, values: dict[str, float | None], column: str = "quality_sdd"):
@@ -101,8 +101,8 @@ def test_targets_come_from_the_run_by_key_with_nan_for_unknown_keys(tmp_path):
     run = _run_with_targets(tmp_path, {"b": 2.0, "a": 1.0, "c": None})
     (provider,) = build_inputs(objective_config({}), {Need.TARGETS}, run=run).providers
     assert isinstance(provider, RunTargets)
-    batch = ImageBatch(_images([0.0, 0.0, 0.0, 0.0]), torch.zeros(4, dtype=torch.long), ["c", "a", "zz", "b"])
-    out = Inputs([provider]).features(_Identity(), batch)
+    batch = ImageBatch(pixels([0.0, 0.0, 0.0, 0.0]), torch.zeros(4, dtype=torch.long), ["c", "a", "zz", "b"])
+    out = Inputs([provider]).features(Identity(), batch)
     torch.testing.assert_close(out.targets, torch.tensor([float("nan"), 1.0, float("nan"), 2.0]),
                                equal_nan=True)
     with pytest.raises(ConfigError, match="set data.run"):

@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from fr_data.io.errors import ConfigError
-from fr_train.losses import LOSSES, DistributionDistillationLoss, EKDLoss, OTLoss
 from fr_train.objective import (NEED_FIELDS, TERMS, Batch, Need, Objective, Term, TermContext, TermsConfig,
                                 build_objective, check_objective_config, objective_config)
-from fr_train.partial_fc import PartialFC
-from tests.fr_train.test_trainer import _Probe
+from fr_train.objective.losses import LOSSES, DistributionDistillationLoss, EKDLoss, OTLoss
+from fr_train.objective.partial_fc import PartialFC
+from tests.fr_train.helpers import Probe
 
 D, C = 8, 6
 
@@ -169,7 +169,7 @@ def test_terms_declare_their_needs():
 
 
 def test_each_term_sees_only_the_fields_of_its_needs():
-    probes = {need: _Probe() for need in Need}
+    probes = {need: Probe() for need in Need}
     terms = [Term(need.name, probe, needs=frozenset({need})) for need, probe in probes.items()]
     batch = _batch()
     batch.lowres_embeddings = batch.embeddings + 1.0

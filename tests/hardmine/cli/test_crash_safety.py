@@ -33,7 +33,7 @@ from fr_data.io import atomic
 from fr_data.io.faults import KILL_POINTS
 from hardmine.cli import embed, mine
 from tests.fr_data.mining.planted import PlantedSpec, make_planted, write_emb
-from tests.hardmine.cli.test_embed import TINY, shards  # noqa: F401 (shards: the shard-folder fixture)
+from tests.hardmine.cli.helpers import TINY, shards  # noqa: F401 (shards: the shard-folder fixture)
 from tests.repo import ROOT
 
 CLOCK_FIELDS = {"created", "seconds", "images_per_second", "timings"}

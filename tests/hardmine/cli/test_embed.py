@@ -16,20 +16,11 @@ import torch
 from fr_data.folders.embeddings_folder import EMBEDDINGS_FILE, RUN_FILE, read_index
 from fr_train.models import get_model
 from hardmine.cli import embed as embed
-from tests.fr_data.embed.test_embedder import EMB_DIM, make_shards, make_tiny
+from tests.fr_data.embed.helpers import EMB_DIM, make_tiny
+from tests.hardmine.cli.helpers import TINY, shards  # noqa: F401  (shards: fixture)
 from tests.repo import ROOT
 
 REPO = ROOT
-TINY = "tests.fr_data.embed.test_embedder:make_tiny"
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("shards")
-    make_shards(folder, n=10, n_shards=3)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def single(shards, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("single") / "EMB"

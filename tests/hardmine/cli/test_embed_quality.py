@@ -12,17 +12,16 @@ import pytest
 import torch
 
 from fr_data.folders.embeddings_folder import RUN_FILE, read_index
-from fr_data.mining.difficulty import difficulty_score
 from fr_data.loading.decode import decode_face
+from fr_data.mining.difficulty import difficulty_score
 from fr_train.config import load_train_config, save_train_config
-from fr_train.losses import QualityRegression
 from fr_train.models import get_model
-from fr_train.quality_model import load_quality_model
+from fr_train.objective.quality import QualityRegression, load_quality_model
 from hardmine.cli import embed, mine
-from tests.fr_data.embed.test_embedder import make_shards
+from tests.fr_data.embed.helpers import make_shards
 from tests.repo import ROOT
 
-TINY = "tests.fr_data.embed.test_embedder:make_tiny"
+TINY = "tests.fr_data.embed.helpers:make_tiny"
 
 
 def write_quality_checkpoint(folder: Path, embedding_size: int = 8) -> Path:

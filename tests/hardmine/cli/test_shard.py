@@ -16,7 +16,7 @@ from fr_data.ingest.verify import verify_shards
 from fr_data.io.parquet import read_table
 from hardmine.cli import shard as shard
 from hardmine.cli import synth as synth
-from tests.fr_data.ingest.test_shards import TRUNCATED, tiny_image
+from tests.fr_data.ingest.helpers import TRUNCATED, tiny_image
 from tests.repo import ROOT
 
 REPO = ROOT

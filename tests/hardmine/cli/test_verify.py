@@ -7,7 +7,7 @@ import json
 from fr_data.ingest.plan import ShardOptions
 from fr_data.ingest.sharding import write_shards
 from hardmine.cli import verify as verify_shards
-from tests.fr_data.ingest.test_shards import FakeSource
+from tests.fr_data.ingest.helpers import FakeSource
 
 
 def test_verify_ok_then_reports_each_mismatch(tmp_path, capsys):

@@ -8,8 +8,8 @@ import torch
 import yaml
 
 from fr_data.io.errors import ConfigError
+from fr_train.checkpoints.resume import save_tensors
 from fr_train.models import get_model
-from fr_train.resume import save_tensors
 from hardmine.experiment.scoring import load_backbone
 
 MODEL = {"name": "tiny", "embedding_size": 8}

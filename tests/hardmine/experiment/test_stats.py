@@ -1,5 +1,6 @@
-"""Bootstrap intervals: the vectorised weighted TPR against fr_train.eval.tpr_at_fpr on resampled lists,
-and the bootstrap distribution against the exact one (every resample of a tiny pack enumerated)."""
+"""Bootstrap intervals: the vectorised weighted TPR against fr_train.evaluation.verification.tpr_at_fpr on
+resampled lists, and the bootstrap distribution against the exact one (every resample of a tiny pack
+enumerated)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from fr_train.eval import tpr_at_fpr
+from fr_train.evaluation.verification import tpr_at_fpr
 from hardmine.experiment.stats import Draws, bootstrap_tpr, draw_counts, percentile_interval, tpr_draws
 
 # 5 pairs: genuine 0.9, 0.4, 0.6; impostor 0.5, 0.3 (a tie with nothing; hand-checkable)

@@ -1,0 +1,98 @@
+"""A curator's decisions (``review.csv``, exported by the review page) applied to the training selection.
+
+``data.selection.review: review.csv`` (format: ``fr_data.folders.review_file``):
+
+* ``drop`` removes the key; it is counted under the drop reason ``review``, the last one, so the count
+  says what the review removed beyond the other filters;
+* ``keep`` lets the key through the mining filters (``splits``, ``drop_suspects``, ``drop_duplicates``)
+  that would have dropped it (counted as ``kept_by_review``); the user's own filters (``key_list``,
+  ``query``, ``where``) still apply;
+* ``merge:A:B`` merges labels ``A`` and ``B`` whatever ``merge_classes`` says;
+* ``keep:A:B`` keeps ``A`` and ``B`` apart even when ``merge_classes`` would merge them.
+
+Every key must be in the shards and a merge row's key must carry label ``A`` there: a review of other
+data is an error naming the file and line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fr_data.folders.review_file import Decision, Review
+from fr_data.io.errors import DataError
+
+MINING_REASONS = ("split", "suspect", "duplicate")
+
+
+def _positions(review: Review, rows: list[Decision], keys: np.ndarray) -> np.ndarray:
+    """Positions of the rows' keys in ``keys`` (sorted).
+
+    Raises:
+        DataError: naming the review file and the line of the first key the shards do not hold.
+    """
+    wanted = np.asarray([d.key for d in rows], dtype=str)
+    pos = np.searchsorted(keys, wanted)
+    pos[pos >= len(keys)] = 0
+    known = keys[pos] == wanted if len(keys) else np.zeros(len(wanted), bool)
+    if not known.all():
+        bad = rows[int(np.flatnonzero(~known)[0])]
+        raise DataError(review.path, f"line {bad.line}", f"key {bad.key!r} is not in the shards")
+    return pos
+
+
+def _mask(review: Review, action: str, keys: np.ndarray) -> np.ndarray:
+    rows = [d for d in review.decisions if d.kind == "sample" and d.action == action]
+    mask = np.zeros(len(keys), bool)
+    mask[_positions(review, rows, keys)] = True
+    return mask
+
+
+def apply_filters(review: Review, keys: np.ndarray, conditions: dict[str, np.ndarray]) -> dict[str, int]:
+    """Let ``keep`` keys pass the mining conditions and add the ``review`` condition (in place).
+
+    Args:
+        review: the decisions.
+        keys: the candidate keys, sorted.
+        conditions: drop reason -> mask of the samples passing it (``selection.keep_conditions``).
+    """
+    keep, drop = _mask(review, "keep", keys), _mask(review, "drop", keys)
+    would_drop = np.zeros(len(keys), bool)
+    for reason in MINING_REASONS:
+        if reason in conditions:
+            would_drop |= ~conditions[reason]
+            conditions[reason] = conditions[reason] | keep
+    conditions["review"] = ~drop
+    return {"kept_by_review": int((keep & would_drop).sum())}
+
+
+def apply_merges(review: Review, keys: np.ndarray, labels: np.ndarray,
+                 pairs: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], dict[str, int]]:
+    """The label pairs to merge: ``pairs`` (from ``merge_classes``) without the pairs the review keeps
+    apart, plus the pairs it merges.
+
+    Raises:
+        DataError: a merge row whose key is not in the shards, whose key has another label than ``A``,
+            or whose label ``B`` has no sample.
+    """
+    rows = review.merges()
+    found = labels[_positions(review, rows, keys)] if rows else np.zeros(0, np.int64)
+    known = set(np.unique(labels).tolist())
+    for d, label in zip(rows, found.tolist()):
+        if label != d.label:
+            raise DataError(review.path, f"line {d.line}", f"key {d.key!r} has label {label} in the shards, "
+                                                           f"not {d.label}")
+        if d.other_label not in known:
+            raise DataError(review.path, f"line {d.line}", f"label {d.other_label} has no sample in the shards")
+    apart = set(review.pairs("keep"))
+    kept = [p for p in pairs if (min(p), max(p)) not in apart]
+    added = review.pairs("merge")
+    report = {"merges_added": len(added),
+              "merge_candidates_kept_apart": len({(min(p), max(p)) for p in pairs} & apart)}
+    return kept + added, report
+
+
+def review_report(review: Review, dropped: int, filters: dict[str, int], merges: dict[str, int]) -> dict[str, Any]:
+    """The ``review`` entry of the selection report."""
+    return {"file": str(review.path), "rows": review.counts(), "dropped_by_review": dropped, **filters, **merges}
