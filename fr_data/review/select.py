@@ -1,9 +1,9 @@
 """Bounded, ranked picks of a mining run for the review page (DuckDB over the run's Parquet files).
 
 Each section's list is a :class:`Query` (declared with its section in ``fr_data.review.page.SECTIONS``)
-that reads only the columns it needs and returns at most ``n`` rows (``ORDER BY
-... LIMIT n`` runs as a top-N operator that holds ``n`` rows, not the table); counts are aggregates. No
-query materialises a whole table, so memory follows ``n``, not the run's size.
+that reads only the columns it needs and returns at most ``n`` rows (``ORDER BY ... LIMIT n`` runs as a
+top-N operator that holds ``n`` rows, not the table); counts are aggregates. No query materialises a
+whole table, so memory follows ``n``, not the run's size.
 
 Rankings (the page says them too):
 
