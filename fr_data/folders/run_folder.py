@@ -12,8 +12,10 @@ Layout (written atomically by :func:`fr_data.mining.run.mine`; every column is d
     RUN/config.yaml       the resolved mining config
 
 Tables may carry extra columns after the declared ones (attribute columns joined in by the user). Columns
-of :data:`OPTIONAL` are written only when their input exists (``samples.quality``: the embeddings index
-had a ``quality`` column) and checked like the declared ones when present.
+of :data:`OPTIONAL` may be absent (``samples.quality`` is written only when the embeddings index had a
+``quality`` column; ``samples.nn_cos`` is missing from runs mined before it existed) and are checked like
+the declared ones when present. The columns of ``samples``, ``classes`` and ``pairs`` are declared in
+:mod:`fr_data.folders.run_signals`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from fr_data.folders import run_signals
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.jsonfile import read_json_object
 from fr_data.io.parquet import read_table, write_table
@@ -42,65 +45,21 @@ CALIBRATION_FIGURE_FILE = "calibration.png"
 #: Parquet key-value metadata key holding the run report.
 METADATA_KEY = "hardmine_mining"
 
+#: The signal tables' schemas come from their declarations (:mod:`fr_data.folders.run_signals`, where each
+#: column's type, nullability, meaning and producing stage are declared once).
 #: One row per label of the input index.
-CLASSES_SCHEMA = pa.schema([
-    pa.field("label", pa.int64(), nullable=False),
-    pa.field("n", pa.int64(), nullable=False),
-    pa.field("n_invalid", pa.int64(), nullable=False),
-    pa.field("spread", pa.float32()),
-    pa.field("nearest_label", pa.int64()),
-    pa.field("nearest_cos", pa.float32()),
-    pa.field("neighbour_mix", pa.float32()),
-    pa.field("merge_candidate", pa.bool_(), nullable=False),
-    pa.field("group", pa.string()),
-])
+CLASSES_SCHEMA = run_signals.schema("classes")
 
 #: One row per input embedding row, in the order of ``EMB/index.parquet``.
-MINED_SAMPLES_SCHEMA = pa.schema([
-    pa.field("key", pa.string(), nullable=False),
-    pa.field("label", pa.int64(), nullable=False),
-    pa.field("vector_ok", pa.bool_(), nullable=False),
-    pa.field("center_cos", pa.float32()),
-    pa.field("nearest_other_label", pa.int64()),
-    pa.field("nearest_other_cos", pa.float32()),
-    pa.field("margin", pa.float32()),
-    pa.field("knn_agreement", pa.float32()),
-    pa.field("suspect_mislabel", pa.bool_(), nullable=False),
-    pa.field("suspected_label", pa.int64()),
-    pa.field("duplicate_of", pa.string()),
-    pa.field("duplicate_kind", pa.string()),
-    pa.field("duplicate_cos", pa.float32()),
-    pa.field("quality_sdd", pa.float32()),
-    pa.field("quality_cr", pa.float32()),
-    pa.field("instance_fpr", pa.float32()),
-    pa.field("difficulty", pa.float32()),
-    pa.field("split", pa.string()),
-    pa.field("resolution", pa.float32()),
-    pa.field("resolution_bin", pa.string()),
-    pa.field("flip_cos", pa.float32()),
-    pa.field("pose_bin", pa.string()),
-    pa.field("group", pa.string()),
-])
+MINED_SAMPLES_SCHEMA = run_signals.schema("samples")
 
-#: Samples columns written only when their input exists: ``quality``, the quality-model score carried
-#: over from the embeddings index (``hardmine embed --quality-model``; higher = better).
-OPTIONAL_SAMPLES_SCHEMA = pa.schema([
-    pa.field("quality", pa.float32()),
-])
+#: Samples columns readers accept a file without: ``quality``, the quality-model score carried over from
+#: the embeddings index (written only when the index has it), and signals added after runs existed
+#: (``nn_cos``; written by every run since).
+OPTIONAL_SAMPLES_SCHEMA = run_signals.schema("samples", optional=True)
 
 #: Teacher (easy) and student (hard) pairs for DDL / OT training.
-PAIRS_SCHEMA = pa.schema([
-    pa.field("key_a", pa.string(), nullable=False),
-    pa.field("key_b", pa.string(), nullable=False),
-    pa.field("label_a", pa.int64(), nullable=False),
-    pa.field("label_b", pa.int64(), nullable=False),
-    pa.field("cos", pa.float32(), nullable=False),
-    pa.field("kind", pa.string(), nullable=False),
-    pa.field("pose_bin_a", pa.string()),
-    pa.field("pose_bin_b", pa.string()),
-    pa.field("resolution_bin_a", pa.string()),
-    pa.field("resolution_bin_b", pa.string()),
-])
+PAIRS_SCHEMA = run_signals.schema("pairs")
 
 #: FPR per group at one global threshold (bias report).
 GROUPS_SCHEMA = pa.schema([

@@ -63,9 +63,10 @@ from fr_data.mining.neighbours import (
 )
 from fr_data.mining.noise import knn_vote, suspects
 from fr_data.mining.origin import check_samples_of_embeddings
-from fr_data.mining.pairs import PositiveExtremes, hard_negatives, mine_pairs
+from fr_data.mining.pairs import Pairs, PositiveExtremes, hard_negatives, mine_pairs
 from fr_data.mining.plausibility import flag_rates
 from fr_data.mining.quality import SddCollector, certainty_ratio, instance_fpr, sdd_scores, unified_threshold
+from fr_data.mining.results import Findings, Geometry
 
 log = logging.getLogger(__name__)
 
@@ -99,22 +100,6 @@ class StageTimer:
                              "knn_s": round(self.knn.seconds - s0, 3),
                              "knn_gflop": round((self.knn.flops - f0) / 1e9, 3)}
         log.info("stage %-14s %8.2f s  peak RSS %.0f MB", name, self.stages[name]["wall_s"], rss)
-
-
-@dataclass
-class Geometry:
-    """Results of stages 1-2 (class ids, not labels)."""
-
-    cindex: ctr.ClassIndex
-    centres: ctr.Centres
-    validity: Validity
-    center_cos: np.ndarray
-    nearest_other: np.ndarray
-    nearest_other_cos: np.ndarray
-    candidates: np.ndarray
-    negatives: np.ndarray
-    class_nearest: np.ndarray
-    class_nearest_cos: np.ndarray
 
 
 def centre_stage(emb: Embeddings, cfg: MiningConfig) -> tuple[ctr.ClassIndex, ctr.Centres, Validity]:
@@ -196,23 +181,6 @@ def class_stage(emb: Embeddings, geo: Geometry, cfg: MiningConfig, knn: KnnFn) -
     return ClassPass(topk, sdd.raw, ext, strategy, halves.cos)
 
 
-@dataclass
-class Findings:
-    """Per-sample results of stage 4 plus the run-level numbers behind them."""
-
-    cols: dict[str, np.ndarray]
-    class_of: np.ndarray
-    eligible: np.ndarray
-    threshold: Any
-    topk: TopK
-    extremes: PositiveExtremes
-    strategy: str
-    same_person: np.ndarray
-    class_mix: np.ndarray
-    calibration: dict[str, Calibration]
-    config: MiningConfig
-
-
 def thresholds_stage(geo: Geometry, cp: ClassPass, vote: Any, margin: np.ndarray,
                      cfg: MiningConfig) -> tuple[dict[str, Calibration], MiningConfig]:
     """The thresholds in force (``calibration.calibrate``) and the config with them filled in."""
@@ -266,7 +234,7 @@ def check_quality_input(emb: Embeddings, cfg: MiningConfig) -> None:
                           f"{emb.folder / INDEX_FILE} has no quality column (embed with --quality-model)")
 
 
-def mined_pairs(geo: Geometry, f: Findings, cfg: MiningConfig) -> Any:
+def mined_pairs(geo: Geometry, f: Findings, cfg: MiningConfig) -> Pairs:
     """Pairs of the three kinds, skipping merge-candidate class pairs for hard negatives."""
     neg_id, neg_cos = hard_negatives(f.topk.ids, f.topk.sims, f.eligible, f.class_of, f.same_person)
     p = cfg.pairs

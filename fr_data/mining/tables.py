@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fr_data.folders import run_folder as rf
+from fr_data.folders import run_signals
+from fr_data.folders.embeddings_folder import Embeddings
 from fr_data.folders.run_folder import MINED_SAMPLES_SCHEMA, OPTIONAL_SAMPLES_SCHEMA, SWEEP_SCHEMA
+from fr_data.folders.run_signals import Signal
 from fr_data.io.errors import ConfigError
 from fr_data.io.faults import kill_point
 from fr_data.mining.config import COS_75_DEGREES, MiningConfig
 from fr_data.mining.groups import bias_report, kmeans_class_groups
+from fr_data.mining.nearest import nearest_sample_cos
 from fr_data.mining.noise import Vote, suspects
-from fr_data.mining.splits import join_attributes, pose_bins_from_flip, pose_bins_from_yaw, resolution_bins
+from fr_data.mining.pairs import Pairs
+from fr_data.mining.results import Findings, Geometry
+from fr_data.mining.splits import (
+    AttributeJoin,
+    join_attributes,
+    pose_bins_from_flip,
+    pose_bins_from_yaw,
+    resolution_bins,
+)
 from fr_data.query.readonly import INTERNAL, connect
 
 GROUP_COLUMNS = ("group", "race", "ethnicity")
@@ -48,26 +61,73 @@ def _strings(x: np.ndarray) -> pa.Array:
     return pa.array(x, type=pa.string())
 
 
-def samples_table(emb: Any, geo: Any, f: Any) -> pa.Table:
-    """The mined columns, one row per input row, in index order (bins and groups added later)."""
-    c, labels, keys = f.cols, geo.cindex.labels, emb.index.column("key")
-    dup = c["duplicate_of"]
-    return pa.table({
-        "key": keys, "label": pa.array(emb.labels, type=pa.int64()),
-        "vector_ok": pa.array(geo.validity.ok), "center_cos": _f32(c["center_cos"]),
-        "nearest_other_label": _labels(labels, c["nearest_other"]),
-        "nearest_other_cos": _f32(c["nearest_other_cos"]), "margin": _f32(c["margin"]),
-        "knn_agreement": _f32(c["knn_agreement"]), "suspect_mislabel": pa.array(c["suspect_mislabel"]),
-        "suspected_label": _labels(labels, c["suspected"]),
-        "duplicate_of": pc.take(keys, pa.array(np.maximum(dup, 0), mask=dup < 0)),
-        "duplicate_kind": _strings(c["duplicate_kind"]), "duplicate_cos": _f32(c["duplicate_cos"]),
-        "quality_sdd": _f32(c["quality_sdd"]), "quality_cr": _f32(c["quality_cr"]),
-        "instance_fpr": _f32(c["instance_fpr"]), "difficulty": _f32(c["difficulty"]),
-        "split": _strings(c["split"]),
-    })
+Columns = dict[str, pa.Array | pa.ChunkedArray]
+#: How a signal's columns are filled from the stage results: one function per signal of
+#: ``fr_data.folders.run_signals`` computed before the ``tables`` stage.
+Fill = Callable[[Embeddings, Geometry, Findings], Columns]
 
 
-def pose_yaw(emb: Any, attribute_yaw: np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
+def _identity(emb: Embeddings, geo: Geometry, f: Findings) -> Columns:
+    return {"key": emb.index.column("key"), "label": pa.array(emb.labels, type=pa.int64())}
+
+
+def _nearest_other(emb: Embeddings, geo: Geometry, f: Findings) -> Columns:
+    return {"nearest_other_label": _labels(geo.cindex.labels, f.cols["nearest_other"]),
+            "nearest_other_cos": _f32(f.cols["nearest_other_cos"])}
+
+
+def _suspects(emb: Embeddings, geo: Geometry, f: Findings) -> Columns:
+    return {"suspect_mislabel": pa.array(f.cols["suspect_mislabel"]),
+            "suspected_label": _labels(geo.cindex.labels, f.cols["suspected"])}
+
+
+def _duplicates(emb: Embeddings, geo: Geometry, f: Findings) -> Columns:
+    dup = f.cols["duplicate_of"]
+    return {"duplicate_of": pc.take(emb.index.column("key"), pa.array(np.maximum(dup, 0), mask=dup < 0)),
+            "duplicate_kind": _strings(f.cols["duplicate_kind"]), "duplicate_cos": _f32(f.cols["duplicate_cos"])}
+
+
+def _floats(*names: str) -> Fill:
+    """A signal whose columns are the float32 findings of the same names."""
+    return lambda emb, geo, f: {n: _f32(f.cols[n]) for n in names}
+
+
+SAMPLE_FILLS: dict[str, Fill] = {
+    "identity": _identity,
+    "vector_ok": lambda emb, geo, f: {"vector_ok": pa.array(geo.validity.ok)},
+    "center_cos": _floats("center_cos"),
+    "nearest_other": _nearest_other,
+    "margin": _floats("margin"),
+    "knn_agreement": _floats("knn_agreement"),
+    "suspects": _suspects,
+    "duplicates": _duplicates,
+    "quality_sdd": _floats("quality_sdd"),
+    "quality_cr": _floats("quality_cr"),
+    "instance_fpr": _floats("instance_fpr"),
+    "difficulty": lambda emb, geo, f: {"difficulty": _f32(f.cols["difficulty"]), "split": _strings(f.cols["split"])},
+    "nn_cos": lambda emb, geo, f: {"nn_cos": _f32(nearest_sample_cos(f.topk))},
+}
+
+
+def filled(signal: Signal, columns: Columns) -> Columns:
+    """``columns`` when they are exactly the ones ``signal`` declares (else an internal error)."""
+    if tuple(columns) != signal.names:
+        raise RuntimeError(f"internal error: signal {signal.name!r} filled {list(columns)}, "
+                           f"declared {list(signal.names)}")
+    return columns
+
+
+def samples_table(emb: Embeddings, geo: Geometry, f: Findings) -> pa.Table:
+    """The mined columns, one row per input row, in index order: every samples signal produced before
+    the ``tables`` stage, filled by its ``SAMPLE_FILLS`` entry (bins and groups are added later)."""
+    cols: Columns = {}
+    for signal in run_signals.signals_of("samples"):
+        if signal.stage != "tables":
+            cols.update(filled(signal, SAMPLE_FILLS[signal.name](emb, geo, f)))
+    return pa.table(cols)
+
+
+def pose_yaw(emb: Embeddings, attribute_yaw: np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
     """The yaw the pose bins use and its source: a joined ``yaw`` attribute (``attribute``) first, else
     the embeddings index's landmark estimate (``landmarks``, ``embed --pose``); ``(None, None)`` when
     neither exists (the bins then fall back to ``flip_cos``)."""
@@ -77,7 +137,7 @@ def pose_yaw(emb: Any, attribute_yaw: np.ndarray | None) -> tuple[np.ndarray | N
     return (landmarks, "landmarks") if landmarks is not None else (None, None)
 
 
-def add_bins(table: pa.Table, emb: Any, cfg: MiningConfig, yaw: np.ndarray | None) -> tuple[pa.Table, dict]:
+def add_bins(table: pa.Table, emb: Embeddings, cfg: MiningConfig, yaw: np.ndarray | None) -> tuple[pa.Table, dict]:
     """Resolution and pose bins; pose from |yaw| (a joined attribute, else the landmark estimate of the
     embeddings index), else from flip_cos."""
     n = table.num_rows
@@ -100,7 +160,7 @@ def add_bins(table: pa.Table, emb: Any, cfg: MiningConfig, yaw: np.ndarray | Non
     return table, info
 
 
-def add_quality(table: pa.Table, emb: Any) -> pa.Table:
+def add_quality(table: pa.Table, emb: Embeddings) -> pa.Table:
     """The embeddings index's ``quality`` column, when it has one (an optional samples column)."""
     quality = emb.column("quality")
     return table if quality is None else table.append_column("quality", _f32(quality))
@@ -110,7 +170,7 @@ def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
     return {str(v["values"]): int(v["counts"]) for v in pc.value_counts(col).to_pylist()}
 
 
-def _group_column(join: Any, cfg: MiningConfig) -> str | None:
+def _group_column(join: AttributeJoin | None, cfg: MiningConfig) -> str | None:
     """Name (in the joined table) of the attribute column holding groups, or None."""
     if cfg.groups.column is not None:
         wanted = [cfg.groups.column, f"attr_{cfg.groups.column}"]
@@ -126,7 +186,7 @@ def _group_column(join: Any, cfg: MiningConfig) -> str | None:
     return None
 
 
-def sample_groups(table: pa.Table, geo: Any, join: Any, cfg: MiningConfig) -> tuple[np.ndarray, str]:
+def sample_groups(table: pa.Table, geo: Geometry, join: AttributeJoin | None, cfg: MiningConfig) -> tuple[np.ndarray, str]:
     """Per-sample group names and their source (an attribute column, else k-means over centres)."""
     col = _group_column(join, cfg)
     if col is not None:
@@ -138,7 +198,7 @@ def sample_groups(table: pa.Table, geo: Any, join: Any, cfg: MiningConfig) -> tu
     return per_class[geo.cindex.of_sample], "kmeans"
 
 
-def classes_table(geo: Any, f: Any, group: np.ndarray) -> pa.Table:
+def classes_table(geo: Geometry, f: Findings, group: np.ndarray) -> pa.Table:
     """One row per label: counts, spread, nearest class, merge flag and the (modal) group."""
     labels, counts = geo.cindex.labels, geo.cindex.counts
     rows = np.bincount(geo.cindex.of_sample, minlength=len(labels))
@@ -154,7 +214,7 @@ def classes_table(geo: Any, f: Any, group: np.ndarray) -> pa.Table:
     })
 
 
-def pairs_table(samples: pa.Table, pairs: Any) -> pa.Table:
+def pairs_table(samples: pa.Table, pairs: Pairs) -> pa.Table:
     """Pairs as keys, labels, cosine, kind and each side's pose / resolution bin."""
     a, b = pa.array(pairs.a, type=pa.int64()), pa.array(pairs.b, type=pa.int64())
     out = {"key_a": pc.take(samples.column("key"), a), "key_b": pc.take(samples.column("key"), b),
@@ -166,7 +226,7 @@ def pairs_table(samples: pa.Table, pairs: Any) -> pa.Table:
     return pa.table(out)
 
 
-def sweep_table(geo: Any, f: Any, cfg: MiningConfig) -> pa.Table:
+def sweep_table(geo: Geometry, f: Findings, cfg: MiningConfig) -> pa.Table:
     """How many classes / samples each candidate threshold flags."""
     rows: list[tuple[str, float, int, str, bool]] = []
     near = np.nan_to_num(geo.class_nearest_cos, nan=-np.inf)
@@ -190,8 +250,8 @@ def sweep_table(geo: Any, f: Any, cfg: MiningConfig) -> pa.Table:
     return pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)}, schema=SWEEP_SCHEMA)
 
 
-def build(emb: Any, geo: Any, f: Any, pairs: Any, cfg: MiningConfig, *, samples: Any = None,
-          attributes: Any = None) -> Built:
+def build(emb: Embeddings, geo: Geometry, f: Findings, pairs: Pairs, cfg: MiningConfig, *,
+          samples: str | Path | None = None, attributes: str | Path | None = None) -> Built:
     """All tables plus the report that goes into run.json and the Parquet metadata."""
     table = samples_table(emb, geo, f)
     join = None
@@ -217,8 +277,8 @@ def build(emb: Any, geo: Any, f: Any, pairs: Any, cfg: MiningConfig, *, samples:
     return Built(table, classes_table(geo, f, group), pair_table, groups, sweep, report)
 
 
-def run_report(emb: Any, geo: Any, f: Any, samples: pa.Table, pairs: pa.Table, join: Any,
-               cfg: MiningConfig) -> dict[str, Any]:
+def run_report(emb: Embeddings, geo: Geometry, f: Findings, samples: pa.Table, pairs: pa.Table,
+               join: AttributeJoin | None, cfg: MiningConfig) -> dict[str, Any]:
     """Counts that reconcile with the input, thresholds in force, attribute-join outcome."""
     v, counts, c = geo.validity, geo.cindex.counts, f.cols
     split = _value_counts(samples.column("split"))

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fr_data.folders import run_folder as rf
-from fr_data.folders.run_folder import MINED_SAMPLES_SCHEMA
+from fr_data.folders import run_signals
 from fr_data.mining.splits import join_attributes
 from fr_data.query.identifiers import quote_ident
 from fr_data.review.select import RunTables
@@ -41,7 +41,8 @@ def run_attributes(t: RunTables, shown: dict[str, Any]) -> dict[str, dict[str, s
     """Values of the extra (attribute) columns of ``samples.parquet`` for the shown keys."""
     path = rf.table_path(t.folder, "samples")
     names = pq.read_schema(path).names
-    extra = [c for c in names if c not in MINED_SAMPLES_SCHEMA.names and c not in HIDDEN][:MAX_COLUMNS]
+    declared = run_signals.columns("samples")  # mined signals, not attributes
+    extra = [c for c in names if c not in declared and c not in HIDDEN][:MAX_COLUMNS]
     if not extra or not shown:
         return {}
     cols = ", ".join(quote_ident(c, path) for c in extra)

@@ -72,10 +72,7 @@ def run_id(run: Path) -> str:
 
 def section_counts(picks: select.Picks) -> dict[str, dict[str, int]]:
     """Flagged (in the run) and shown items per section."""
-    t = picks.totals
-    shown = {"suspects": picks.suspects, "duplicates": picks.duplicates, "merges": picks.merges,
-             "hard_pos": picks.hard_pos, "hard_neg": picks.hard_neg, "quality": picks.low_quality}
-    return {name: {"total": t[name], "shown": len(rows)} for name, rows in shown.items()}
+    return {q.name: {"total": picks.totals[q.name], "shown": len(picks.of(q.name))} for q in picks.queries}
 
 
 def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | os.PathLike, *,
@@ -107,7 +104,7 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
     with timer.stage("select"):
         tables = select.open_tables(run, threads=workers)
         check_shards_of_run(shards, run)
-        picks = select.select(tables, per_section)
+        picks = select.select(tables, per_section, page.queries())
         shown = picks.keys()
         attrs = attribute_values(tables, shown, attributes, samples_path(shards))
     with timer.stage("stats"):

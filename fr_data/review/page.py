@@ -17,6 +17,7 @@ script (by their sha256), no inline handler, no plugin, no form target and no ``
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -24,12 +25,10 @@ from typing import Any
 import yaml
 
 from fr_data.folders.report_folder import thumb_name
+from fr_data.review import select as sq
 from fr_data.review.markup import Markup, csp_hash, html, inline, join, local_src
-from fr_data.review.select import CENTRAL, Picks
+from fr_data.review.select import CENTRAL, Picks, Query
 
-SECTIONS = (("overview", "Overview"), ("suspects", "Suspected mislabels"), ("duplicates", "Duplicates"),
-            ("merges", "Merge candidates"), ("hard-pairs", "Hard pairs"), ("quality", "Quality"),
-            ("distributions", "Distributions"))
 DOT = " \u00b7 "
 NOTHING = Markup()
 
@@ -132,7 +131,7 @@ def figure(page: PageData, key: str, label: Any, caption: Any) -> Markup:
 
 
 # ------------------------------------------------------------------------------------------------ items
-def suspect_item(page: PageData, r: dict[str, Any]) -> Markup:
+def suspect_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) -> Markup:
     """The image, central images of its stored and of its suspected label, and the three scores."""
     key, label, other = r["key"], r["label"], r["suspected_label"]
     strips = (strip(page, label, html("stored label {}: central images", label))
@@ -141,20 +140,20 @@ def suspect_item(page: PageData, r: dict[str, Any]) -> Markup:
                 figure(page, key, label, f"label {label}"), strips,
                 metrics({"center_cos": r["center_cos"], "margin": r["margin"], "knn_agreement": r["knn_agreement"]}),
                 key_line(page, key))
-    return item("suspects", key, body, ("keep", "drop"))
+    return item("suspects", key, body, decisions)
 
 
-def duplicate_item(page: PageData, r: dict[str, Any]) -> Markup:
+def duplicate_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) -> Markup:
     """The copy (the sample mining would remove) beside its kept twin; cosine and kind."""
     key, twin, kind = r["key"], r["duplicate_of"], r["duplicate_kind"] or "unknown"
     copy = figure(page, key, r["label"], f"copy{DOT}label {r['label']}")
     kept = figure(page, twin, r["twin_label"], f"kept twin{DOT}label {r['twin_label']}")
     badge = html('<div class="badges"><span class="badge {}">{}</span></div>', kind, kind.replace("_", " "))
     side = html('<div class="side">{}{}{}</div>', badge, metrics({"cosine": r["duplicate_cos"]}), key_line(page, key))
-    return item("duplicates", key, html('<div class="row">{}{}{}</div>', copy, kept, side), ("keep", "drop"))
+    return item("duplicates", key, html('<div class="row">{}{}{}</div>', copy, kept, side), decisions)
 
 
-def merge_item(page: PageData, r: dict[str, Any]) -> Markup:
+def merge_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) -> Markup:
     """Central images of both labels; ``data-key`` is the first central image of ``data-label``."""
     a, b = r["label"], r["other_label"]
     rep = (page.picks.central.get(a) or [""])[0]
@@ -162,7 +161,7 @@ def merge_item(page: PageData, r: dict[str, Any]) -> Markup:
               + strip(page, b, html("label {} ({} images)", b, num(r["other_n"])), "medium"))
     body = html('<div class="strips wide">{}</div>{}', strips,
                 metrics({"nearest_cos": r["nearest_cos"], "neighbour_mix": r["neighbour_mix"]}))
-    return item("merges", rep, body, ("merge", "keep"), html(' data-label="{}" data-other-label="{}"', a, b))
+    return item("merges", rep, body, decisions, html(' data-label="{}" data-other-label="{}"', a, b))
 
 
 def pair_card(page: PageData, r: dict[str, Any]) -> Markup:
@@ -173,20 +172,20 @@ def pair_card(page: PageData, r: dict[str, Any]) -> Markup:
                 metrics({"cos": r["cos"]}))
 
 
-def quality_item(page: PageData, r: dict[str, Any]) -> Markup:
+def quality_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) -> Markup:
     """A low-quality image with its scores and bins."""
     key = r["key"]
     scores = metrics({"quality_cr": r["quality_cr"], "quality_sdd": r["quality_sdd"],
                       "difficulty": r["difficulty"], "pose": r["pose_bin"], "resolution": r["resolution_bin"]})
     body = html('<div class="row">{}{}</div>{}', figure(page, key, r["label"], f"label {r['label']}"), scores,
                 key_line(page, key))
-    return item("quality", key, body, ("keep", "drop"))
+    return item("quality", key, body, decisions)
 
 
 # --------------------------------------------------------------------------------------------- sections
-def section(sid: str, body: Markup) -> Markup:
+def section(sid: str, title: str, body: Markup) -> Markup:
     """A section with its contract id and heading."""
-    return html('<section id="{}"><h2>{}</h2>{}</section>', sid, dict(SECTIONS).get(sid, sid), body)
+    return html('<section id="{}"><h2>{}</h2>{}</section>', sid, title, body)
 
 
 def listing_intro(shown: int, total: int, what: str, ranking: str) -> Markup:
@@ -210,58 +209,44 @@ def chart(page: PageData, name: str, alt: str) -> Markup:
 
 @dataclass(frozen=True)
 class Listing:
-    """A section that is a ranked list of reviewable items."""
+    """A section body that is one ranked list of reviewable items."""
 
-    rows: str  # attribute of Picks (and key of Picks.totals)
-    render: Any  # (page, row) -> Markup
+    query: str  # name of the section's query (a key of Picks.rows and Picks.totals)
+    render: Callable[[PageData, dict[str, Any], tuple[str, ...]], Markup]  # (page, row, decisions) -> item
     what: str
     ranking: str  # text, or constant HTML as Markup
     grid: str = "grid"
 
-
-LISTINGS = {
-    "suspects": Listing("suspects", suspect_item, "suspected mislabels",
-                        "ranked by margin (most negative first: closest to another identity)"),
-    "duplicates": Listing("duplicates", duplicate_item, "near-duplicates",
-                          Markup("cross-class copies first, then by cosine; <i>drop</i> removes the copy, "
-                                 "<i>keep</i> keeps it even with <code>drop_duplicates</code>")),
-    "merges": Listing("merges", merge_item, "merge candidate label pairs",
-                      Markup("ranked by centre-to-centre cosine; <i>merge</i>: one person under two labels, "
-                             "<i>keep</i>: two people, never merge"), "grid wide"),
-}
+    def __call__(self, page: PageData, decisions: tuple[str, ...]) -> Markup:
+        rows = page.picks.of(self.query)
+        intro = listing_intro(len(rows), page.picks.totals[self.query], self.what, self.ranking)
+        return intro + grid([self.render(page, r, decisions) for r in rows], self.grid)
 
 
-def listing_section(page: PageData, sid: str) -> Markup:
-    """``#suspects``, ``#duplicates`` or ``#merges``: the intro and the items."""
-    spec = LISTINGS[sid]
-    rows = getattr(page.picks, spec.rows)
-    intro = listing_intro(len(rows), page.picks.totals[spec.rows], spec.what, spec.ranking)
-    return section(sid, intro + grid([spec.render(page, r) for r in rows], spec.grid))
-
-
-def hard_pairs_section(page: PageData) -> Markup:
+def hard_pairs_body(page: PageData, decisions: tuple[str, ...]) -> Markup:
     p = page.picks
     if "pairs" not in page.inputs.get("files", ()):
-        return section("hard-pairs", Markup('<p class="empty">This run has no pairs.parquet.</p>'))
-    pos = listing_intro(len(p.hard_pos), p.totals["hard_pos"], "hard positive pairs",
-                        "same label, lowest cosine first")
-    neg = listing_intro(len(p.hard_neg), p.totals["hard_neg"], "hard negative pairs",
-                        "different labels, highest cosine first")
-    return section("hard-pairs", html("<h3>Hardest positive pairs</h3>{}{}<h3>Hardest negative pairs</h3>{}{}",
-                                      pos, grid([pair_card(page, r) for r in p.hard_pos], "grid pairs"),
-                                      neg, grid([pair_card(page, r) for r in p.hard_neg], "grid pairs")))
+        return Markup('<p class="empty">This run has no pairs.parquet.</p>')
+    pos, neg = p.of("hard_pos"), p.of("hard_neg")
+    pos_intro = listing_intro(len(pos), p.totals["hard_pos"], "hard positive pairs", "same label, lowest cosine first")
+    neg_intro = listing_intro(len(neg), p.totals["hard_neg"], "hard negative pairs",
+                              "different labels, highest cosine first")
+    return html("<h3>Hardest positive pairs</h3>{}{}<h3>Hardest negative pairs</h3>{}{}",
+                pos_intro, grid([pair_card(page, r) for r in pos], "grid pairs"),
+                neg_intro, grid([pair_card(page, r) for r in neg], "grid pairs"))
 
 
-def quality_section(page: PageData) -> Markup:
-    p = page.picks
+QUALITY_LISTING = Listing("quality", quality_item, "scored images",
+                          "lowest CR-FIQA quality first (suspects are in their own section)", "grid small")
+
+
+def quality_body(page: PageData, decisions: tuple[str, ...]) -> Markup:
     charts = join([chart(page, "quality", "Image quality of all samples"),
                    chart(page, "difficulty", "Difficulty of all samples, by split"),
                    chart(page, "difficulty_bins", "Mean difficulty by pose and resolution bin"),
                    chart(page, "group_fpr", "False positive rate per group")])
-    intro = listing_intro(len(p.low_quality), p.totals["quality"], "scored images",
-                          "lowest CR-FIQA quality first (suspects are in their own section)")
-    return section("quality", html('<div class="charts">{}</div><h3>Lowest-quality images</h3>{}{}', charts, intro,
-                                   grid([quality_item(page, r) for r in p.low_quality], "grid small")))
+    return html('<div class="charts">{}</div><h3>Lowest-quality images</h3>{}', charts,
+                QUALITY_LISTING(page, decisions))
 
 
 DISTRIBUTIONS = Markup(
@@ -270,10 +255,10 @@ DISTRIBUTIONS = Markup(
     'harder the split. Below, the cosines of the mined teacher and student pairs.</p>')
 
 
-def distributions_section(page: PageData) -> Markup:
-    return section("distributions", html('{}<div class="charts">{}{}</div>', DISTRIBUTIONS,
-                                         chart(page, "similarity", "Positive and negative similarities per split"),
-                                         chart(page, "pairs", "Cosine of the mined pairs")))
+def distributions_body(page: PageData, decisions: tuple[str, ...]) -> Markup:
+    return html('{}<div class="charts">{}{}</div>', DISTRIBUTIONS,
+                chart(page, "similarity", "Positive and negative similarities per split"),
+                chart(page, "pairs", "Cosine of the mined pairs"))
 
 
 def missing_section(page: PageData) -> Markup:
@@ -315,15 +300,18 @@ def count_cards(page: PageData) -> Markup:
              w, n, s) for w, n, s in cards))
 
 
+def section_counts(sec: Section, p: Picks) -> tuple[Any, Any]:
+    """In the run and shown, for the overview's section table (several queries: "a / b"; none: charts)."""
+    if not sec.queries:
+        return "charts", "charts"
+    if len(sec.queries) == 1:
+        return p.totals[sec.queries[0].name], len(p.of(sec.queries[0].name))
+    return (" / ".join(f"{p.totals[q.name]:,}" for q in sec.queries),
+            " / ".join(f"{len(p.of(q.name)):,}" for q in sec.queries))
+
+
 def section_table(page: PageData) -> Markup:
-    p, t = page.picks, page.picks.totals
-    rows = [("suspects", "Suspected mislabels", t["suspects"], len(p.suspects)),
-            ("duplicates", "Duplicates", t["duplicates"], len(p.duplicates)),
-            ("merges", "Merge candidates (label pairs)", t["merges"], len(p.merges)),
-            ("hard-pairs", "Hard positive / negative pairs", f"{t['hard_pos']:,} / {t['hard_neg']:,}",
-             f"{len(p.hard_pos):,} / {len(p.hard_neg):,}"),
-            ("quality", "Lowest-quality images and quality charts", t["quality"], len(p.low_quality)),
-            ("distributions", "Similarity distributions per split", "charts", "charts")]
+    rows = [(sec.id, sec.summary, *section_counts(sec, page.picks)) for sec in SECTIONS if sec.summary]
     return table([(html('<a href="#{}">{}</a>', sid, name), num(total), num(shown))
                   for sid, name, total, shown in rows], ("section", "in the run", "shown"))
 
@@ -376,7 +364,7 @@ NOTHING_FLAGGED = Markup(
     'duplicates and no merge candidates.</p>')
 
 
-def overview_section(page: PageData) -> Markup:
+def overview_body(page: PageData, decisions: tuple[str, ...]) -> Markup:
     t = page.picks.totals
     nothing = NOTHING_FLAGGED if t["suspects"] + t["duplicates"] + t["merges"] == 0 else NOTHING
     notes: list[Any] = list(page.notes)
@@ -384,8 +372,70 @@ def overview_section(page: PageData) -> Markup:
         notes.append(html('{:,} shown sample(s) have no image: see <a href="#missing">missing images</a>',
                           len(page.missing) + len(page.failed)))
     note_list = html('<ul class="notes">{}</ul>', join(html("<li>{}</li>", n) for n in notes)) if notes else ""
-    return section("overview", join([nothing, count_cards(page), note_list, HOW_TO, section_table(page),
-                                     run_tables(page)]))
+    return join([nothing, count_cards(page), note_list, HOW_TO, section_table(page), run_tables(page)])
+
+
+# ------------------------------------------------------------------------------------------------ registry
+@dataclass(frozen=True)
+class Section:
+    """One section of the page, in page order: everything the page needs to show it.
+
+    Attributes:
+        id: the element id (a contract of the browser tests and of ``#id`` links).
+        title: its heading and navigation link.
+        body: (page, decisions) -> the section's content under its heading.
+        queries: the ranked picks that feed it (run by ``fr_data.review.select.select``).
+        decisions: the decisions its items take (``page.js`` handles any ``data-decision`` control; a
+            ``merge`` item carries ``data-label`` / ``data-other-label``).
+        summary: its row in the overview's table of sections (None: no row).
+        pill: the navigation link shows the full count of its first query.
+    """
+
+    id: str
+    title: str
+    body: Callable[[PageData, tuple[str, ...]], Markup]
+    queries: tuple[Query, ...] = ()
+    decisions: tuple[str, ...] = ()
+    summary: str | None = None
+    pill: bool = False
+
+
+PAIR_KEYS = (("key_a", "label_a"), ("key_b", "label_b"))
+
+SECTIONS: tuple[Section, ...] = (
+    Section("overview", "Overview", overview_body),
+    Section("suspects", "Suspected mislabels",
+            Listing("suspects", suspect_item, "suspected mislabels",
+                    "ranked by margin (most negative first: closest to another identity)"),
+            (Query("suspects", sq.SUSPECTS_SQL, sq.SUSPECTS_COUNT, labels=("label", "suspected_label")),),
+            ("keep", "drop"), "Suspected mislabels", pill=True),
+    Section("duplicates", "Duplicates",
+            Listing("duplicates", duplicate_item, "near-duplicates",
+                    Markup("cross-class copies first, then by cosine; <i>drop</i> removes the copy, "
+                           "<i>keep</i> keeps it even with <code>drop_duplicates</code>")),
+            (Query("duplicates", sq.DUPLICATES_SQL, sq.DUPLICATES_COUNT,
+                   keys=(("key", "label"), ("duplicate_of", "twin_label"))),),
+            ("keep", "drop"), "Duplicates", pill=True),
+    Section("merges", "Merge candidates",
+            Listing("merges", merge_item, "merge candidate label pairs",
+                    Markup("ranked by centre-to-centre cosine; <i>merge</i>: one person under two labels, "
+                           "<i>keep</i>: two people, never merge"), "grid wide"),
+            (Query("merges", sq.MERGES_SQL, sq.MERGES_COUNT, "classes", keys=(), labels=("label", "other_label")),),
+            ("merge", "keep"), "Merge candidates (label pairs)", pill=True),
+    Section("hard-pairs", "Hard pairs", hard_pairs_body,
+            (Query("hard_pos", sq.HARD_PAIRS_SQL, sq.HARD_PAIRS_COUNT, "pairs", (("kind", "hard_pos"),), PAIR_KEYS),
+             Query("hard_neg", sq.HARD_PAIRS_SQL, sq.HARD_PAIRS_COUNT, "pairs", (("kind", "hard_neg"),), PAIR_KEYS)),
+            (), "Hard positive / negative pairs"),
+    Section("quality", "Quality", quality_body,
+            (Query("quality", sq.LOW_QUALITY_SQL, sq.LOW_QUALITY_COUNT),),
+            ("keep", "drop"), "Lowest-quality images and quality charts"),
+    Section("distributions", "Distributions", distributions_body, summary="Similarity distributions per split"),
+)
+
+
+def queries() -> tuple[Query, ...]:
+    """Every section's queries, in page order (what ``select.select`` runs for the page)."""
+    return tuple(q for sec in SECTIONS for q in sec.queries)
 
 
 # --------------------------------------------------------------------------------------------- document
@@ -395,10 +445,9 @@ def _asset(name: str) -> str:
 
 def header(page: PageData) -> Markup:
     t = page.picks.totals
-    counts = {"suspects": t["suspects"], "duplicates": t["duplicates"], "merges": t["merges"]}
-    links = join(html('<a href="#{}">{}{}</a>', sid, name,
-                      html(' <span class="pill">{:,}</span>', counts[sid]) if sid in counts else NOTHING)
-                 for sid, name in SECTIONS)
+    links = join(html('<a href="#{}">{}{}</a>', sec.id, sec.title,
+                      html(' <span class="pill">{:,}</span>', t[sec.queries[0].name]) if sec.pill else NOTHING)
+                 for sec in SECTIONS)
     return html('<header id="top"><div class="brand">hardmine review <span class="run">{}</span></div>'
                 '<nav>{}</nav>{}</header>', page.title, links, TOOLS)
 
@@ -424,8 +473,7 @@ def content_security_policy(style: str, script: str) -> str:
 def render(page: PageData) -> str:
     """The whole page (UTF-8 HTML text)."""
     style, script = _asset("page.css"), _asset("page.js")
-    main = join([overview_section(page), *(listing_section(page, sid) for sid in LISTINGS),
-                 hard_pairs_section(page), quality_section(page), distributions_section(page),
+    main = join([*(section(sec.id, sec.title, sec.body(page, sec.decisions)) for sec in SECTIONS),
                  missing_section(page)])
     return html('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
                 '<meta http-equiv="Content-Security-Policy" content="{}">'

@@ -1,8 +1,9 @@
 """Bounded, ranked picks of a mining run for the review page (DuckDB over the run's Parquet files).
 
-Each section is one query that reads only the columns it needs and returns at most ``n`` rows (``ORDER BY
-... LIMIT n`` runs as a top-N operator that holds ``n`` rows, not the table); counts are aggregates. No
-query materialises a whole table, so memory follows ``n``, not the run's size.
+Each section's list is a :class:`Query` (declared with its section in ``fr_data.review.page.SECTIONS``)
+that reads only the columns it needs and returns at most ``n`` rows (``ORDER BY ... LIMIT n`` runs as a
+top-N operator that holds ``n`` rows, not the table); counts are aggregates. No query materialises a
+whole table, so memory follows ``n``, not the run's size.
 
 Rankings (the page says them too):
 
@@ -59,13 +60,21 @@ WITH p AS ({MERGE_PAIRS_SQL} ORDER BY nearest_cos DESC NULLS LAST, label, other_
 SELECT p.*, a.n AS n, b.n AS other_n FROM p LEFT JOIN classes a ON a.label = p.label
 LEFT JOIN classes b ON b.label = p.other_label ORDER BY nearest_cos DESC NULLS LAST, label, other_label"""
 
+SUSPECTS_COUNT = "SELECT count_if(suspect_mislabel) AS n FROM samples"
+DUPLICATES_COUNT = "SELECT count_if(duplicate_of IS NOT NULL) AS n FROM samples"
+MERGES_COUNT = f"SELECT count(*) AS n FROM ({MERGE_PAIRS_SQL})"
+
 HARD_PAIRS_SQL = """
 SELECT key_a, key_b, label_a, label_b, cos, kind FROM pairs WHERE kind = $kind
 ORDER BY CASE WHEN $kind = 'hard_neg' THEN -cos ELSE cos END, key_a, key_b LIMIT $n"""
 
+HARD_PAIRS_COUNT = "SELECT count(*) AS n FROM pairs WHERE kind = $kind"
+
 LOW_QUALITY_SQL = """
 SELECT key, label, quality_cr, quality_sdd, difficulty, pose_bin, resolution_bin FROM samples
 WHERE vector_ok AND NOT suspect_mislabel AND quality_cr IS NOT NULL ORDER BY quality_cr ASC, key LIMIT $n"""
+
+LOW_QUALITY_COUNT = "SELECT count_if(vector_ok AND NOT suspect_mislabel AND quality_cr IS NOT NULL) AS n FROM samples"
 
 CENTRAL_SQL = f"""
 SELECT label, max_by(key, score, {CENTRAL}) AS keys FROM (
@@ -139,49 +148,65 @@ def open_tables(run: str | os.PathLike, *, threads: int = 2, memory_limit: str =
 
 
 # ------------------------------------------------------------------------------------------------ picks
+@dataclass(frozen=True)
+class Query:
+    """One ranked, bounded pick of a run: the rows a page section lists.
+
+    Attributes:
+        name: key of ``Picks.rows`` and ``Picks.totals`` (and of ``report.json: sections``).
+        sql: the top rows in ranking order, at most ``$n`` (a constant of this package, never data).
+        count: ``SELECT count(*) AS n ...``: how many rows the run has (not capped).
+        table: the run table it reads; when the run lacks it, no rows and a count of 0.
+        params: further named SQL parameters of ``sql`` and ``count``.
+        keys: (key column, label column) of each image a row shows (thumbnails, attributes).
+        labels: columns naming labels whose central images a row shows.
+    """
+
+    name: str
+    sql: str
+    count: str
+    table: str = "samples"
+    params: tuple[tuple[str, Any], ...] = ()
+    keys: tuple[tuple[str, str], ...] = (("key", "label"),)
+    labels: tuple[str, ...] = ()
+
+
 @dataclass
 class Picks:
-    """What the page shows: bounded rows per section, their full counts, and central images per label.
+    """What the page shows: bounded rows per query, their full counts, and central images per label.
 
-    Each section's rows are dicts with the columns of its query (see the ``*_SQL`` constants).
+    Each query's rows are dicts with the columns of its SQL.
     """
 
     per_section: int
-    suspects: list[dict[str, Any]] = field(default_factory=list)
-    duplicates: list[dict[str, Any]] = field(default_factory=list)
-    merges: list[dict[str, Any]] = field(default_factory=list)
-    hard_pos: list[dict[str, Any]] = field(default_factory=list)
-    hard_neg: list[dict[str, Any]] = field(default_factory=list)
-    low_quality: list[dict[str, Any]] = field(default_factory=list)
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     central: dict[int, list[str]] = field(default_factory=dict)
     totals: dict[str, int] = field(default_factory=dict)
+    queries: tuple[Query, ...] = ()
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        """The rows of query ``name`` (empty when it did not run)."""
+        return self.rows.get(name, [])
 
     def keys(self) -> dict[str, int | None]:
         """Every sample key the page shows, with its label (None where the run does not say)."""
         out: dict[str, int | None] = {}
-        for r in self.suspects + self.low_quality:
-            out[r["key"]] = r["label"]
-        for r in self.duplicates:
-            out[r["key"]], out[r["duplicate_of"]] = r["label"], r["twin_label"]
-        for r in self.hard_pos + self.hard_neg:
-            out[r["key_a"]], out[r["key_b"]] = r["label_a"], r["label_b"]
+        for q in self.queries:
+            for r in self.of(q.name):
+                out.update({r[k]: r[label] for k, label in q.keys})
         for label, keys in self.central.items():
             out.update({k: label for k in keys})
         return out
 
 
-def totals(t: RunTables) -> dict[str, int]:
-    """Full counts per section (not capped): what each section shows a ranked part of."""
+def totals(t: RunTables, queries: tuple[Query, ...] = ()) -> dict[str, int]:
+    """Run counts for the overview and the full count of each query (not capped)."""
     s = t.rows("SELECT count(*) AS samples, count_if(vector_ok) AS valid_vectors, "
-               "count_if(suspect_mislabel) AS suspects, count_if(duplicate_of IS NOT NULL) AS duplicates, "
-               "count_if(duplicate_kind = 'cross_class') AS cross_class_duplicates, "
-               "count_if(vector_ok AND NOT suspect_mislabel AND quality_cr IS NOT NULL) AS quality "
-               "FROM samples")[0]
+               "count_if(duplicate_kind = 'cross_class') AS cross_class_duplicates FROM samples")[0]
     c = t.rows("SELECT count(*) AS classes, count_if(merge_candidate) AS merge_candidate_classes FROM classes")[0]
-    out = {**s, **c, "merges": t.rows(f"SELECT count(*) AS n FROM ({MERGE_PAIRS_SQL})")[0]["n"]}
-    for kind in ("hard_pos", "hard_neg"):
-        out[kind] = (t.rows("SELECT count(*) AS n FROM pairs WHERE kind = $kind", kind=kind)[0]["n"]
-                     if "pairs" in t.present else 0)
+    out = {**s, **c}
+    for q in queries:
+        out[q.name] = t.rows(q.count, **dict(q.params))[0]["n"] if q.table in t.present else 0
     return {k: int(v or 0) for k, v in out.items()}
 
 
@@ -197,18 +222,12 @@ def central_images(t: RunTables, labels: set[int]) -> dict[int, list[str]]:
         t.con.unregister("wanted_labels")
 
 
-def select(t: RunTables, per_section: int) -> Picks:
-    """The ranked, bounded rows of every section (see the module docstring)."""
+def select(t: RunTables, per_section: int, queries: tuple[Query, ...]) -> Picks:
+    """The ranked, bounded rows of every query (the review page's: ``fr_data.review.page.queries()``)."""
     n = int(per_section)
-    p = Picks(n, totals=totals(t))
-    p.suspects = t.rows(SUSPECTS_SQL, n=n)
-    p.duplicates = t.rows(DUPLICATES_SQL, n=n)
-    p.merges = t.rows(MERGES_SQL, n=n)
-    if "pairs" in t.present:
-        p.hard_pos = t.rows(HARD_PAIRS_SQL, kind="hard_pos", n=n)
-        p.hard_neg = t.rows(HARD_PAIRS_SQL, kind="hard_neg", n=n)
-    p.low_quality = t.rows(LOW_QUALITY_SQL, n=n)
-    labels = {r["label"] for r in p.suspects} | {r["suspected_label"] for r in p.suspects}
-    labels |= {r["label"] for r in p.merges} | {r["other_label"] for r in p.merges}
-    p.central = central_images(t, labels)
+    p = Picks(n, totals=totals(t, queries), queries=queries)
+    for q in queries:
+        if q.table in t.present:
+            p.rows[q.name] = t.rows(q.sql, n=n, **dict(q.params))
+    p.central = central_images(t, {r[c] for q in queries for r in p.of(q.name) for c in q.labels})
     return p

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 from fr_data.folders.report_folder import thumb_name
 from fr_data.review.markup import csp_hash
-from fr_data.review.page import PageData, render
+from fr_data.review.page import PageData, queries, render
 from fr_data.review.select import Picks
 from tests.fr_data.review.hostile import COLUMN, FOLDER, PAGE_TAGS, hostile_run_info, payload
 
@@ -37,11 +37,8 @@ class Elements(HTMLParser):
         return [a for _, a in self.tags if name in a and (value is None or a[name] == value)]
 
 
-def picks(**rows) -> Picks:
-    p = Picks(5, totals=dict(TOTALS))
-    for name, value in rows.items():
-        setattr(p, name, value)
-    return p
+def picks(central=None, **rows) -> Picks:
+    return Picks(5, rows=rows, central=central or {}, totals=dict(TOTALS), queries=queries())
 
 
 def flagged() -> Picks:
@@ -114,11 +111,11 @@ def test_attributes_show_with_the_image():
 def hostile_page() -> PageData:
     """Every string the page shows carries markup (labels are integers in the run schemas)."""
     p = flagged()
-    p.suspects[0]["key"] = payload(1)
-    p.duplicates[0].update(key=payload(2), duplicate_of=payload(3), duplicate_kind=payload(4))
-    p.low_quality = [{"key": payload(5), "label": 0, "quality_cr": payload(6), "quality_sdd": 0.1,
+    p.rows["suspects"][0]["key"] = payload(1)
+    p.rows["duplicates"][0].update(key=payload(2), duplicate_of=payload(3), duplicate_kind=payload(4))
+    p.rows["quality"] = [{"key": payload(5), "label": 0, "quality_cr": payload(6), "quality_sdd": 0.1,
                       "difficulty": None, "pose_bin": payload(7), "resolution_bin": payload(8)}]
-    p.hard_pos = [{"key_a": payload(9), "key_b": payload(10), "label_a": 0, "label_b": 0, "cos": payload(11)}]
+    p.rows["hard_pos"] = [{"key_a": payload(9), "key_b": payload(10), "label_a": 0, "label_b": 0, "cos": payload(11)}]
     p.central = {0: [payload(12)], 1: [payload(13), payload(14)], 2: [payload(15)]}
     run = hostile_run_info({"thresholds": {"target_fpr": 1e-4}})
     return PageData(payload(16), FOLDER, p, missing=[payload(3)], failed={payload(15): payload(17)},

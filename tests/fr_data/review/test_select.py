@@ -7,6 +7,7 @@ import pytest
 
 from fr_data.io.errors import DataError, SchemaError
 from fr_data.review import select
+from fr_data.review.page import queries
 from tests.fr_data.review.builders import make_review_run
 
 
@@ -30,38 +31,38 @@ def tables(data):
 def test_suspects_ranked_by_margin_then_agreement(tables, rows):
     expected = sorted((r for r in rows["samples"] if r["suspect_mislabel"]),
                       key=lambda r: (r["margin"], r["knn_agreement"], r["key"]))
-    picks = select.select(tables, 10)
-    assert [r["key"] for r in picks.suspects] == [r["key"] for r in expected] and len(expected) == 2
-    assert picks.suspects[0]["suspected_label"] == (expected[0]["label"] + 1) % 6
-    assert [r["key"] for r in select.select(tables, 1).suspects] == [expected[0]["key"]]
+    picks = select.select(tables, 10, queries())
+    assert [r["key"] for r in picks.of("suspects")] == [r["key"] for r in expected] and len(expected) == 2
+    assert picks.of("suspects")[0]["suspected_label"] == (expected[0]["label"] + 1) % 6
+    assert [r["key"] for r in select.select(tables, 1, queries()).of("suspects")] == [expected[0]["key"]]
 
 
 def test_duplicates_cross_class_first_with_the_twin_label(tables, data):
-    picks = select.select(tables, 10)
-    assert [(r["key"], r["duplicate_of"], r["twin_label"], r["duplicate_kind"]) for r in picks.duplicates] == [
+    picks = select.select(tables, 10, queries())
+    assert [(r["key"], r["duplicate_of"], r["twin_label"], r["duplicate_kind"]) for r in picks.of("duplicates")] == [
         (data.key[3, 2], data.key[4, 2], 4, "cross_class"), (data.key[2, 1], data.key[2, 0], 2, "same_class")]
 
 
 def test_mutual_merge_candidates_are_one_pair(tables):
-    picks = select.select(tables, 10)
-    assert [(r["label"], r["other_label"], r["n"], r["other_n"]) for r in picks.merges] == [(4, 5, 6, 6)]
+    picks = select.select(tables, 10, queries())
+    assert [(r["label"], r["other_label"], r["n"], r["other_n"]) for r in picks.of("merges")] == [(4, 5, 6, 6)]
     assert picks.totals["merges"] == 1 and picks.totals["merge_candidate_classes"] == 2
 
 
 def test_hard_pairs_and_low_quality_are_the_extremes(tables, rows):
     n = 4
-    picks = select.select(tables, n)
+    picks = select.select(tables, n, queries())
     pos = sorted((r for r in rows["pairs"] if r["kind"] == "hard_pos"), key=lambda r: r["cos"])[:n]
     neg = sorted((r for r in rows["pairs"] if r["kind"] == "hard_neg"), key=lambda r: -r["cos"])[:n]
-    assert [(r["key_a"], r["key_b"]) for r in picks.hard_pos] == [(r["key_a"], r["key_b"]) for r in pos]
-    assert [(r["key_a"], r["key_b"]) for r in picks.hard_neg] == [(r["key_a"], r["key_b"]) for r in neg]
+    assert [(r["key_a"], r["key_b"]) for r in picks.of("hard_pos")] == [(r["key_a"], r["key_b"]) for r in pos]
+    assert [(r["key_a"], r["key_b"]) for r in picks.of("hard_neg")] == [(r["key_a"], r["key_b"]) for r in neg]
     low = sorted((r for r in rows["samples"] if not r["suspect_mislabel"]), key=lambda r: r["quality_cr"])[:n]
-    assert [r["key"] for r in picks.low_quality] == [r["key"] for r in low]
+    assert [r["key"] for r in picks.of("quality")] == [r["key"] for r in low]
     assert picks.totals["hard_pos"] == 12 and picks.totals["hard_neg"] == 6 and picks.totals["quality"] == 34
 
 
 def test_central_images_are_the_most_typical_eligible_samples(tables, rows):
-    picks = select.select(tables, 10)
+    picks = select.select(tables, 10, queries())
     # suspects (0,3) -> 1 and (1,4) -> 2; merges 4 and 5
     assert set(picks.central) == {0, 1, 2, 4, 5}
     for label, keys in picks.central.items():
@@ -91,7 +92,7 @@ def test_labels_with_few_eligible_images_fill_up_with_the_rest(data, tmp_path):
 
 
 def test_totals_match_a_direct_count(tables, rows):
-    t = select.totals(tables)
+    t = select.totals(tables, queries())
     s = rows["samples"]
     assert t["samples"] == 36 and t["classes"] == 6
     assert t["suspects"] == sum(r["suspect_mislabel"] for r in s) == 2
@@ -99,9 +100,9 @@ def test_totals_match_a_direct_count(tables, rows):
 
 
 def test_keys_lists_every_shown_image_with_its_label(tables):
-    picks = select.select(tables, 3)
+    picks = select.select(tables, 3, queries())
     keys = picks.keys()
-    for r in picks.duplicates:
+    for r in picks.of("duplicates"):
         assert keys[r["duplicate_of"]] == r["twin_label"]
     for label, central in picks.central.items():
         assert all(keys[k] == label for k in central)
@@ -124,5 +125,5 @@ def test_missing_or_malformed_run_files(data, tmp_path):
     (run / "classes.parquet").write_bytes((data.run / "classes.parquet").read_bytes())
     t = select.open_tables(run)
     assert t.present == {"samples", "classes"} and len(t.notes) == 4  # run.json, pairs, groups, sweep
-    picks = select.select(t, 5)
-    assert picks.hard_pos == [] and picks.totals["hard_pos"] == 0 and len(picks.suspects) == 2
+    picks = select.select(t, 5, queries())
+    assert picks.of("hard_pos") == [] and picks.totals["hard_pos"] == 0 and len(picks.of("suspects")) == 2

@@ -1,0 +1,53 @@
+"""What the mining stages hand each other: the geometry of stages 1-2 and the findings of stage 4.
+
+``fr_data.mining.run`` produces them; ``fr_data.mining.tables`` turns them into the run folder's tables
+(the columns each signal of :mod:`fr_data.folders.run_signals` declares). Arrays are indexed by embedding
+row (per sample) or by class id (per class; ``ClassIndex.labels`` maps ids to labels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fr_data.mining.calibration import Calibration
+from fr_data.mining.centres import Centres, ClassIndex
+from fr_data.mining.config import MiningConfig
+from fr_data.mining.inputs import Validity
+from fr_data.mining.neighbours import TopK
+from fr_data.mining.pairs import PositiveExtremes
+from fr_data.mining.quality import UnifiedThreshold
+
+
+@dataclass
+class Geometry:
+    """Results of stages 1-2 (class ids, not labels)."""
+
+    cindex: ClassIndex
+    centres: Centres
+    validity: Validity
+    center_cos: np.ndarray
+    nearest_other: np.ndarray
+    nearest_other_cos: np.ndarray
+    candidates: np.ndarray
+    negatives: np.ndarray
+    class_nearest: np.ndarray
+    class_nearest_cos: np.ndarray
+
+
+@dataclass
+class Findings:
+    """Per-sample results of stage 4 plus the run-level numbers behind them."""
+
+    cols: dict[str, np.ndarray]
+    class_of: np.ndarray
+    eligible: np.ndarray
+    threshold: UnifiedThreshold
+    topk: TopK
+    extremes: PositiveExtremes
+    strategy: str
+    same_person: np.ndarray
+    class_mix: np.ndarray
+    calibration: dict[str, Calibration]
+    config: MiningConfig  # the config with the calibrated thresholds in force
