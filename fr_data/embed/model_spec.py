@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fr_data.io.errors import ConfigError, DataError, one_line
 from fr_data.embed.onnx_model import OnnxInput, is_onnx_spec, load_onnx_model
 from fr_data.embed.weights import load_weights
+from fr_data.io.errors import ConfigError, DataError, one_line
 
 __all__ = ["TORCHSCRIPT_SUFFIXES", "NamedModelFactory", "load_checkpoint", "load_factory",
            "load_torchscript", "resolve_model"]

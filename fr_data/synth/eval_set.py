@@ -200,7 +200,7 @@ def _info(cfg: SynthConfig, eval_cfg: EvalSetConfig, train: Path, rows: dict, is
     kinds = [k for k in rows["copy_kind"] if k is not None]
     return {"generator": "hardmine.synth", "version": GENERATOR_VERSION, "parameters": asdict(cfg),
             "eval_set": asdict(eval_cfg), "train": os.fspath(train),
-            "counts": {"images": len(rows["eval_index"]), "pairs": int(len(issame)),
+            "counts": {"images": len(rows["eval_index"]), "pairs": len(issame),
                        "genuine": int(issame.sum()), "identities": len(set(rows["eval_identity"])),
                        "shared_labels": len(labels),
                        "shared_images": sum(v is not None for v in rows["train_label"]),

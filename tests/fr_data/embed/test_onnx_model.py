@@ -16,7 +16,7 @@ from fr_data.io.errors import ConfigError, DataError
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper  # noqa: E402
+from onnx import TensorProto, helper
 
 
 def scalar(name: str, value: float) -> TensorProto:

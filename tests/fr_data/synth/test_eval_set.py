@@ -42,7 +42,7 @@ def pixels(data: bytes) -> np.ndarray:
 
 
 def test_planted_overlap_matches_the_training_set(train, tmp_path):
-    folder, stored, attributes = train
+    _, stored, attributes = train
     out, info, truth = make(train, tmp_path, k=2, j=5, d=3)
     pack = load_bin(out / "overlap_eval.bin")
     assert len(truth) == len(pack.images) == 2 * (2 + 5 + 3)
@@ -74,7 +74,7 @@ def test_planted_overlap_matches_the_training_set(train, tmp_path):
 
 
 def test_a_set_with_no_overlap_shares_nothing(train, tmp_path):
-    folder, stored, attributes = train
+    stored = train[1]
     out, info, truth = make(train, tmp_path, k=0, j=0, d=4)
     assert truth["train_label"].isna().all() and truth["train_index"].isna().all()
     assert truth["copy_kind"].isna().all()
