@@ -4,6 +4,8 @@ A SPEC is one of:
 
 * a TorchScript file (``.pt``, ``.ts``, ``.torchscript``, ``.jit``), loaded with ``torch.jit.load``; it
   carries its own weights, so no checkpoint is accepted;
+* an ONNX file (``.onnx``), run with onnxruntime behind the same interface
+  (:mod:`fr_data.embed.onnx_model`); it too carries its own weights;
 * ``package.module:factory``: any importable callable returning an ``nn.Module`` (called without
   arguments);
 * a plain name, looked up with a ``named`` callable the caller passes in (the CLI passes
@@ -25,8 +27,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fr_data.io.errors import ConfigError, DataError, one_line
+from fr_data.embed.onnx_model import OnnxInput, is_onnx_spec, load_onnx_model
 from fr_data.embed.weights import load_weights
+from fr_data.io.errors import ConfigError, DataError, one_line
 
 __all__ = ["TORCHSCRIPT_SUFFIXES", "NamedModelFactory", "load_checkpoint", "load_factory",
            "load_torchscript", "resolve_model"]
@@ -36,13 +39,16 @@ NamedModelFactory = Callable[[str], nn.Module]
 
 
 def resolve_model(spec: str, checkpoint: str | os.PathLike | None = None, *,
-                  named: NamedModelFactory | None = None) -> nn.Module:
+                  named: NamedModelFactory | None = None, onnx_input: OnnxInput | None = None,
+                  device: str | torch.device = "cpu") -> nn.Module:
     """Build the model a SPEC names (see the module docstring) and load ``checkpoint`` into it.
 
     Args:
-        spec: TorchScript file, ``package.module:factory`` or a registry name.
+        spec: TorchScript file, ONNX file, ``package.module:factory`` or a registry name.
         checkpoint: optional state-dict file for a factory- or name-built model.
         named: maps a registry name to a fresh module (e.g. ``fr_train.models.get_model``).
+        onnx_input: input-convention overrides of an ONNX model (refused for any other kind).
+        device: where the model will run (selects onnxruntime's execution provider for an ONNX model).
 
     Returns:
         The module in eval mode, on the CPU.
@@ -52,10 +58,14 @@ def resolve_model(spec: str, checkpoint: str | os.PathLike | None = None, *,
             a TorchScript file).
         DataError: a file exists but cannot be read as what the SPEC says it is.
     """
+    if is_onnx_spec(spec):
+        _no_checkpoint(spec, checkpoint, "an ONNX file")
+        return load_onnx_model(spec, onnx_input, device).eval()
+    if onnx_input is not None and onnx_input != OnnxInput():
+        raise ConfigError(f"model {spec!r}: --input-mean, --input-std and --channel-order apply only to an "
+                          "ONNX model (.onnx)")
     if _is_torchscript_spec(spec):
-        if checkpoint is not None:
-            raise ConfigError(f"model {spec!r} is a TorchScript file that carries its own weights; "
-                              "do not pass a checkpoint with it")
+        _no_checkpoint(spec, checkpoint, "a TorchScript file")
         return load_torchscript(spec).eval()
     if ":" in spec:
         model = _call_factory(load_factory(spec), spec)
@@ -117,6 +127,12 @@ def _call_factory(factory: Callable[[], nn.Module], spec: str) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model {spec!r} built a {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _no_checkpoint(spec: str, checkpoint: str | os.PathLike | None, kind: str) -> None:
+    if checkpoint is not None:
+        raise ConfigError(f"model {spec!r} is {kind} that carries its own weights; "
+                          "do not pass a checkpoint with it")
 
 
 def _is_torchscript_spec(spec: str) -> bool:

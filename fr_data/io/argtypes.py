@@ -18,6 +18,7 @@ __all__ = [
     "existing_file",
     "existing_folder",
     "existing_path",
+    "finite_float",
     "fraction",
     "non_blank",
     "non_negative_int",
@@ -71,6 +72,11 @@ def _real(text: str, what: str, accept: Callable[[float], bool]) -> float:
 def fraction(text: str) -> float:
     """A number in [0, 1] (rates, shares)."""
     return _real(text, "a number between 0 and 1", lambda v: 0.0 <= v <= 1.0)
+
+
+def finite_float(text: str) -> float:
+    """Any finite number (offsets such as a mean to subtract)."""
+    return _real(text, "a finite number", lambda v: True)
 
 
 def positive_float(text: str) -> float:

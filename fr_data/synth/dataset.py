@@ -181,6 +181,21 @@ def run_tasks(tasks: Iterable[RenderTask], workers: int) -> Iterator[tuple[list[
         yield from pool.map(render_task, tasks, chunksize=4)
 
 
+def render_slots(seed: int, slot_identity: np.ndarray, slot_var: Variations, stream: int,
+                 workers: int) -> list[bytes]:
+    """JPEG bytes of image slots: slot ``i`` shows identity ``slot_identity[i]`` under ``slot_var``'s row
+    ``i``. Each identity's slots are rendered by one task of render stream ``stream``."""
+    owners = np.unique(slot_identity)
+    slots = [np.flatnonzero(slot_identity == h) for h in owners]
+    tasks = (RenderTask(seed, int(h), stream, slot_var.take(s), np.zeros(0, np.int64))
+             for h, s in zip(owners, slots))
+    images: list[bytes] = [b""] * len(slot_identity)
+    for s, (rendered, _) in zip(slots, run_tasks(tasks, workers)):
+        for slot, data in zip(s, rendered):
+            images[slot] = data
+    return images
+
+
 def _duplicates_by_identity(cfg: SynthConfig, plan: TrainPlan) -> list[np.ndarray]:
     """For each training identity, the plan rows of the near-duplicates of its images (ascending)."""
     dup_rows = np.flatnonzero(plan.duplicate_src >= 0)
@@ -283,14 +298,7 @@ def write_pack(cfg: SynthConfig, index: int, spec: PackSpec, out: Path, workers:
     slot_var = pack_variations(cfg.seed, index, spec, cfg.pairs)
     second = slot_var.take(np.arange(1, 2 * cfg.pairs, 2))
     slot_identity = np.stack([pairs.first, pairs.second], axis=1).ravel()  # interleaved
-    owners = np.unique(slot_identity)
-    slots = [np.flatnonzero(slot_identity == h) for h in owners]
-    tasks = (RenderTask(cfg.seed, int(h), 10 + index, slot_var.take(s), np.zeros(0, np.int64))
-             for h, s in zip(owners, slots))
-    images: list[bytes] = [b""] * len(slot_identity)
-    for s, (rendered, _) in zip(slots, run_tasks(tasks, workers)):
-        for slot, data in zip(s, rendered):
-            images[slot] = data
+    images = render_slots(cfg.seed, slot_identity, slot_var, 10 + index, workers)
     save_bin(out / f"{spec.name}.bin", images, pairs.issame)
     return {"pairs": int(cfg.pairs), "genuine": int(pairs.issame.sum()), "description": spec.description,
             "second_downsample": sorted(int(v) for v in np.unique(second.downsample)),

@@ -2,11 +2,15 @@
 
     python tools/embed.py --shards DIR --model SPEC --out EMB [--checkpoint CKPT] [--batch-size B]
         [--no-flip] [--device auto|cpu|cuda] [--workers W] [--overwrite] [--quality-model QCKPT] [--pose]
+        [--input-mean M] [--input-std S] [--channel-order rgb|bgr]   # ONNX models only
     torchrun --nproc_per_node G tools/embed.py ...   # rank r embeds shards i % G == r, rank 0 merges
 
 SPEC: an ``fr_train`` backbone name (``iresnet50``, ``tiny``, ...; arcface_torch ``backbone.pth`` state
 dicts load unchanged with ``--checkpoint``), ``package.module:factory`` (+ optional ``--checkpoint``), or
-a TorchScript file (``.pt``/``.ts``). Writes ``EMB/embeddings.npy``, ``EMB/index.parquet``,
+a TorchScript file (``.pt``/``.ts``), or an ONNX file (``.onnx``, e.g. InsightFace's ``w600k_r50.onnx``; needs
+the optional extra ``pip install "hardmine[onnx]"``). An ONNX graph that begins with its own Sub/Mul
+normalisation is fed raw pixels (mean 0, std 1), any other ``(x - 127.5) / 127.5``, RGB; ``--input-mean``,
+``--input-std`` and ``--channel-order`` override that (``fr_data.embed.onnx_model``). Writes ``EMB/embeddings.npy``, ``EMB/index.parquet``,
 ``EMB/run.json`` (see ``fr_data.folders.embeddings_folder``). ``--quality-model`` names a quality
 regressor's checkpoint folder, or its training run folder (latest checkpoint; trained with
 ``configs/sdd_fiqa_synth.yaml`` or ``sdd_fiqa_r50.yaml``): its score of every image goes into the index's
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from fr_data import runtime
 from fr_data.embed.model_spec import NamedModelFactory, resolve_model
+from fr_data.embed.onnx_model import CHANNEL_ORDERS, OnnxBackbone, OnnxInput
 from fr_data.embed.pose import load_landmark_pose
 from fr_data.embed.run import embed_folder
 from fr_data.io.argtypes import (
@@ -32,8 +37,10 @@ from fr_data.io.argtypes import (
     existing_file,
     existing_folder,
     existing_path,
+    finite_float,
     non_negative_int,
     output_folder,
+    positive_float,
     positive_int,
 )
 from fr_data.io.command import command, fail
@@ -49,7 +56,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--shards", required=True, type=existing_folder,
                         help="shard folder (shard-*.tar, samples.parquet)")
     parser.add_argument("--model", required=True,
-                        help="fr_train name, package.module:factory, or TorchScript file")
+                        help="fr_train name, package.module:factory, TorchScript file, or ONNX file (.onnx)")
     parser.add_argument("--checkpoint", type=existing_file,
                         help="state dict for a name/factory SPEC (weights_only load)")
     parser.add_argument("--embedding-size", type=positive_int, help="embedding_size passed to an fr_train backbone")
@@ -64,6 +71,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="quality regressor checkpoint (or its run folder): adds a quality column")
     parser.add_argument("--pose", action="store_true",
                         help="add yaw and roll columns from face landmarks (needs the pose extra)")
+    onnx = parser.add_argument_group("ONNX models", "what an .onnx graph is fed: (pixels - mean) / std; "
+                                     "default: mean 0, std 1 when the graph starts with its own Sub/Mul "
+                                     "normalisation, else 127.5 and 127.5; RGB")
+    onnx.add_argument("--input-mean", type=finite_float, metavar="M", help="subtract M from the pixel values")
+    onnx.add_argument("--input-std", type=positive_float, metavar="S", help="then divide by S")
+    onnx.add_argument("--channel-order", choices=CHANNEL_ORDERS, help="channel order the graph expects")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -93,9 +106,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         check_apart(args.out, args.shards, args.checkpoint, args.quality_model)
         # ranks wait at the barrier for the slowest rank's whole share of the data set: allow hours
         with runtime.process_group(args.device, timeout=timedelta(hours=12)) as device:
-            model = resolve_model(args.model, args.checkpoint, named=named_models(args.embedding_size))
+            onnx_input = OnnxInput(args.input_mean, args.input_std, args.channel_order)
+            model = resolve_model(args.model, args.checkpoint, named=named_models(args.embedding_size),
+                                  onnx_input=onnx_input, device=device)
             spec = {"model": args.model, "checkpoint": os.fspath(args.checkpoint) if args.checkpoint else None,
                     "embedding_size": args.embedding_size}
+            if isinstance(model, OnnxBackbone):  # what the graph was fed and where it ran
+                spec["onnx"] = model.describe()
             quality, quality_spec = load_quality(args.quality_model)
             pose = load_landmark_pose() if args.pose else None
             info = embed_folder(model, args.shards, args.out, batch_size=args.batch_size,
