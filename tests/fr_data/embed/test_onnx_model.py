@@ -148,7 +148,7 @@ def test_missing_file_checkpoint_and_overrides_for_other_models_are_config_error
     with pytest.raises(ConfigError, match="carries its own weights"):
         resolve_model(str(path), tmp_path / "backbone.pth")
     with pytest.raises(ConfigError, match="apply only to an ONNX model"):
-        resolve_model("tests.fr_data.embed.test_embedder:make_tiny", onnx_input=OnnxInput(std=1.0))
+        resolve_model("tests.fr_data.embed.helpers:make_tiny", onnx_input=OnnxInput(std=1.0))
     assert isinstance(resolve_model(str(path)), OnnxBackbone)
 
 

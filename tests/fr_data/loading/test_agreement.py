@@ -25,7 +25,7 @@ from fr_train.data.pipeline import build_train_data
 from hardmine.cli import embed, report
 from tests.fr_data.review.builders import make_review_run
 from tests.fr_train.data.builders import TinyData, tiny_data_config
-from tests.hardmine.cli.test_embed import TINY
+from tests.hardmine.cli.helpers import TINY
 
 Members = list[tuple[str, dict[str, bytes]]]
 

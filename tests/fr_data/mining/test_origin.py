@@ -20,7 +20,7 @@ import pytest
 from fr_data.embed.run import embed_folder
 from fr_data.folders.shard_folder import fingerprint
 from hardmine.cli import mine, report
-from tests.fr_data.embed.test_embedder import make_tiny
+from tests.fr_data.embed.helpers import make_tiny
 from tests.fr_data.mining.planted import PlantedSpec, make_planted, write_emb
 from tests.fr_data.review.builders import make_review_run
 from tests.fr_train.data.builders import make_shards

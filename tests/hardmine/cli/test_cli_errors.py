@@ -11,10 +11,10 @@ import pytest
 
 from fr_data.io.faults import HOLD_ENV
 from hardmine.cli.main import main
-from tests.fr_data.embed.test_embedder import make_shards
+from tests.fr_data.embed.helpers import make_shards
 from tests.repo import ROOT
 
-TINY = "tests.fr_data.embed.test_embedder:make_tiny"
+TINY = "tests.fr_data.embed.helpers:make_tiny"
 
 
 @pytest.fixture(scope="module")

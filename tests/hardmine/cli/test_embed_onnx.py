@@ -17,7 +17,7 @@ from torch import nn
 from fr_data.folders.embeddings_folder import EMBEDDINGS_FILE, RUN_FILE, read_index
 from fr_train.models import get_model
 from hardmine.cli import embed
-from tests.fr_data.embed.test_embedder import make_shards
+from tests.fr_data.embed.helpers import make_shards
 from tests.repo import ROOT
 
 pytest.importorskip("onnx")

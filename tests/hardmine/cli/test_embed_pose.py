@@ -14,9 +14,9 @@ from fr_data.embed.run import embed_folder
 from fr_data.folders.embeddings_folder import RUN_FILE, read_index
 from fr_data.loading.decode import decode_face
 from hardmine.cli import embed, mine
-from tests.fr_data.embed.test_embedder import make_shards, make_tiny
+from tests.fr_data.embed.helpers import make_shards, make_tiny
 
-TINY = "tests.fr_data.embed.test_embedder:make_tiny"
+TINY = "tests.fr_data.embed.helpers:make_tiny"
 
 
 def brightness_pose(images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
