@@ -29,11 +29,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from fr_data.folders import run_folder as rf
-from fr_data.io import atomic
 from fr_data.io.faults import KILL_POINTS
 from hardmine.cli import embed, mine
 from tests.fr_data.mining.planted import PlantedSpec, make_planted, write_emb
-from tests.hardmine.cli.helpers import TINY, shards  # noqa: F401 (shards: the shard-folder fixture)
+from tests.hardmine.cli.helpers import (  # noqa: F401 (shards: the shard-folder fixture)
+    TINY,
+    assert_nothing_left,
+    count_writes,
+    embed_argv,
+    full_disk_at,
+    mine_argv,
+    shards,
+    target_of,
+)
 from tests.repo import ROOT
 
 CLOCK_FIELDS = {"created", "seconds", "images_per_second", "timings"}
@@ -45,15 +53,6 @@ MINE_POINTS = ["publish:locked", "publish:staging", "mine:centres", "atomic:repl
 def emb(tmp_path_factory) -> Path:
     x, truth = make_planted(PlantedSpec(identities=8, per_identity=(4, 6), seed=1))
     return write_emb(tmp_path_factory.mktemp("emb") / "EMB", x, truth)
-
-
-def embed_argv(shards: Path, out: Path) -> list[str]:
-    return ["--shards", str(shards), "--model", TINY, "--out", str(out), "--device", "cpu", "--workers", "0",
-            "--batch-size", "4", "--no-progress"]
-
-
-def mine_argv(emb: Path, out: Path) -> list[str]:
-    return ["--embeddings", str(emb), "--out", str(out), "--quiet"]
 
 
 def killed_runs(command: str, argv, out: Path, reference: Path, points: list[str], tmp_path: Path) -> list[dict]:
@@ -127,39 +126,6 @@ def arrow_bytes(table: pa.Table) -> bytes:
 
 
 # -- disk full ------------------------------------------------------------------------------------
-def full_disk_at(monkeypatch, call: int) -> list[Path]:
-    """Make the ``call``-th atomic write (counted from 1) fail with ENOSPC; collect every target."""
-    seen: list[Path] = []
-    real = atomic._fsync_file
-
-    def fsync(path: Path) -> None:
-        seen.append(path)
-        if len(seen) == call:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(path)
-
-    monkeypatch.setattr(atomic, "_fsync_file", fsync)
-    return seen
-
-
-def target_of(tmp: Path) -> Path:
-    """The file an atomic write's temporary ``.NAME.tmp-XXXX`` becomes."""
-    return tmp.parent / tmp.name[1:].rsplit(".tmp-", 1)[0]
-
-
-def assert_nothing_left(parent: Path, name: str, err: str, path: Path) -> None:
-    line = err.strip()
-    assert line.count("\n") == 0 and str(path) in line and "No space left on device" in line, err
-    assert [p.name for p in parent.iterdir() if p.name.startswith((name, f".{name}"))] == []
-    assert [p for p in parent.rglob("*.tmp-*")] == []
-
-
-def count_writes(monkeypatch, run) -> list[Path]:
-    seen = full_disk_at(monkeypatch, call=0)
-    assert run() == 0
-    return [target_of(p) for p in seen]
-
-
 def test_embed_disk_full_at_each_write(shards, tmp_path, monkeypatch, capsys):
     out = tmp_path / "EMB"
     written = count_writes(monkeypatch, lambda: embed.main(embed_argv(shards, tmp_path / "clean" / "EMB")))

@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 
 from hardmine.cli import report, shard
 from tests.fr_data.review.builders import make_review_run
-from tests.hardmine.cli.test_crash_safety import assert_nothing_left, count_writes, full_disk_at
-from tests.hardmine.cli.test_shard import make_rec
+from tests.hardmine.cli.helpers import assert_nothing_left, count_writes, full_disk_at
+from tests.hardmine.cli.helpers import make_rec
 
 
 def no_space(*args, **kwargs):

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hardmine.cli import embed, experiment_pool, mine, query, report, shard
-from tests.hardmine.cli.test_query import run  # noqa: F401 (the query tests' tiny run folder)
+from tests.hardmine.cli.helpers import run  # noqa: F401 (the query tests' tiny run folder)
 
 
 def digests(folder: Path) -> dict[str, str]:

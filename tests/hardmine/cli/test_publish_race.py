@@ -25,7 +25,7 @@ import yaml
 from fr_data.folders import run_folder as rf
 from fr_data.io.faults import HOLD_ENV
 from tests.fr_data.mining.planted import PlantedSpec, make_planted, write_emb
-from tests.hardmine.cli.test_crash_safety import embed_argv, mine_argv
+from tests.hardmine.cli.helpers import embed_argv, mine_argv
 from tests.hardmine.cli.helpers import shards  # noqa: F401 (the shard-folder fixture)
 from tests.repo import ROOT
 

@@ -12,20 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from hardmine.cli import query as query
+from tests.hardmine.cli.helpers import run  # noqa: F401 (the tiny run folder fixture)
 from tests.repo import ROOT
 
 REPO = ROOT
-
-
-@pytest.fixture()
-def run(tmp_path):
-    folder = tmp_path / "RUN"
-    folder.mkdir()
-    pq.write_table(pa.table({"key": [f"k{i}" for i in range(5)], "label": [0, 0, 1, 1, 1],
-                             "split": ["easy", "hard", "hard", "hard", "easy"]}), folder / "samples.parquet")
-    pq.write_table(pa.table({"label": [0, 1], "n": [2, 3], "merge_candidate": [False, True]}),
-                   folder / "classes.parquet")
-    return folder
 
 
 def test_prints_table_with_cut_rows(run, capsys):

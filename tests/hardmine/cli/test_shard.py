@@ -11,22 +11,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from fr_data.folders.shard_folder import REJECTED_SCHEMA, read_samples
-from fr_data.formats.recordio import load_idx, write_insightface
+from fr_data.formats.recordio import load_idx
 from fr_data.ingest.verify import verify_shards
 from fr_data.io.parquet import read_table
 from hardmine.cli import shard as shard
 from hardmine.cli import synth as synth
 from tests.fr_data.ingest.helpers import TRUNCATED, tiny_image
+from tests.hardmine.cli.helpers import make_rec
 from tests.repo import ROOT
 
 REPO = ROOT
-
-
-def make_rec(folder: Path, classes: int = 4, per_class: int = 6, bad: dict[int, bytes] | None = None) -> list:
-    """InsightFace-layout train.rec; image i (0-based) is record key i+1 with label i // per_class."""
-    items = [(i // per_class, (bad or {}).get(i + 1, tiny_image(i))) for i in range(classes * per_class)]
-    write_insightface(folder, items)
-    return items
 
 
 def test_shards_recordio_folder(tmp_path, capsys):
