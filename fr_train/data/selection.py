@@ -121,6 +121,24 @@ class Selection:
         atomic_write_text(folder / "selection.json", json.dumps(self.report, indent=2, sort_keys=True))
 
 
+def summary(report: dict[str, Any]) -> str:
+    """What the selection did, in a few lines (printed when training starts): samples kept, dropped per
+    reason, labels merged, and what a ``review.csv`` decided."""
+    dropped = ", ".join(f"{n} {reason}" for reason, n in report.get("dropped", {}).items() if n) or "none"
+    lines = [f"selection: kept {report['selected']} of {report['total']} samples; dropped: {dropped}",
+             f"  labels: {report['classes_selected']} of {report['classes_total']} kept, "
+             f"{report['merged_classes']} merged into others ({len(report['merge_groups'])} group(s)) "
+             f"-> {report['num_classes']} classes"]
+    if "relabelled" in report:
+        lines.append(f"  relabelled: {report['relabelled']} samples")
+    review = report.get("review")
+    if review:
+        decided = ", ".join(f"{n} {kind}" for kind, n in review["rows"].items())
+        lines.append(f"  review {review['file']}: {decided}; dropped {review['dropped_by_review']}, "
+                     f"kept against mining {review.get('kept_by_review', 0)}")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------------ views
 def open_views(shards_dir: str | os.PathLike, run_dir: str | os.PathLike | None,
                limits: Limits = DEFAULT_LIMITS) -> RunViews:
