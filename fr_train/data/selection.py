@@ -33,6 +33,7 @@ from fr_data.query.readonly import DEFAULT_LIMITS
 from fr_data.query.views import Limits, QueryError, RunViews, open_run, run_query
 from fr_data.query.views import open_views as open_view_files
 from fr_data.review import decisions as review_decisions
+from fr_data.review.decisions import merge_representatives
 from fr_train.data.config import SelectionConfig
 
 #: Old label -> new label, saved beside a training run for reproducibility.
@@ -312,26 +313,6 @@ def _mining_conditions(cfg: SelectionConfig, cand: Candidates, has_run: bool,
 
 
 # ------------------------------------------------------------------------------------------------ merges
-def merge_representatives(pairs: Iterable[tuple[int, int]]) -> dict[int, int]:
-    """Union-find over label pairs: each label in a pair -> the smallest label of its component."""
-    parent: dict[int, int] = {}
-
-    def find(x: int) -> int:
-        """Root of ``x``, compressing the path walked."""
-        root = x
-        while parent.setdefault(root, root) != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    for a, b in pairs:
-        ra, rb = find(int(a)), find(int(b))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return {label: find(label) for label in list(parent)}
-
-
 def merge_pairs(rv: RunViews) -> list[tuple[int, int]]:
     """``(label, nearest_label)`` of every ``merge_candidate`` class of the run."""
     sql = ("SELECT label, nearest_label FROM classes WHERE merge_candidate AND nearest_label IS NOT NULL "
