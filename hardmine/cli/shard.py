@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         options = _options(args)
         source = open_source(args.src, skip_corrupt=args.skip_corrupt, repair_idx=args.repair_idx)
         resolved = {**vars(args), "src": os.path.abspath(args.src), "out": os.path.abspath(args.out)}
-        with tqdm(total=planned_records(len(source), options), unit="img", unit_scale=True, desc="sharding",
+        with tqdm(total=planned_records(len(source), options), unit="img", desc="sharding",
                   disable=None) as bar:  # silent when not on a terminal
             run = write_shards(source, args.out, options, workers=args.workers, args=resolved,
                                progress=lambda record: bar.update(record.count + record.rejected))

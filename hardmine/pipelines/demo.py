@@ -245,7 +245,7 @@ def train_stage(cfg: DemoConfig, layout: Layout) -> StageResult:
     tcfg = train_config(cfg, layout)
     if tcfg.train.max_steps is None:
         raise ConfigError(f"{cfg.train_config}: the demo needs train.max_steps")
-    tcfg.train.progress = tcfg.train.progress or on_terminal()  # the longest stage shows its steps
+    tcfg.train.progress = on_terminal()  # the longest stage shows its steps, like the other stages' bars
     done = final_checkpoint(tcfg)
     skipped = done is not None
     if done is None:
