@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from fr_data.folders.shard_folder import PROVENANCE_SCHEMA, REJECTED_SCHEMA, SAMPLES_SCHEMA, WRITTEN_SAMPLES_SCHEMA, part_paths
+from fr_data.folders.shard_folder import (
+    PROVENANCE_SCHEMA,
+    REJECTED_SCHEMA,
+    SAMPLES_SCHEMA,
+    WRITTEN_SAMPLES_SCHEMA,
+    part_paths,
+)
 from fr_data.formats.tario import TarWriter
 from fr_data.ingest.inspect import ImageInfo, inspect_image
 from fr_data.ingest.plan import ShardPlan
