@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -17,6 +18,8 @@ from fr_data.ingest.image_folder import ImageFolderSource
 from fr_data.ingest.plan import ShardOptions
 from fr_data.ingest.sharding import write_shards
 from fr_data.mining import mine
+from fr_data.review import figures
+from fr_data.review.build import build_report
 from hardmine.cli import export, query
 from tests.fr_data.embed.helpers import jpeg
 from tests.fr_data.mining.planted import brute_knn, write_emb
@@ -144,3 +147,13 @@ def test_export_refuses_shards_without_provenance(curated, tmp_path, capsys):
     review.write_text("key,decision\n000000001,drop\n")
     assert export.main(["--review", str(review), "--shards", str(old), "--out", str(tmp_path / "l.txt")]) == 2
     assert "has no source_path/identity columns" in capsys.readouterr().err
+
+
+def test_the_review_page_names_each_card_file_and_identity(curated, tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "CHARTS", {})  # charts are most of a build's time (tested elsewhere)
+    result = build_report(curated.run, curated.shards, tmp_path / "report")
+    text = result.index.read_text()
+    removed = pq.read_table(curated.run / "samples.parquet").filter(pc.is_valid(pc.field("duplicate_of")))
+    (row,) = removed.to_pylist()
+    assert f"{row['source_path']} \u00b7 {row['key']}" in text  # the duplicate card's file and key
+    assert "copy \u00b7 0000099 (label 1)" in text
