@@ -1,7 +1,8 @@
 -- Which files do I delete: every image a curator dropped (review.csv: drop) and every near-duplicate copy
 -- mining would remove (duplicate_of) that the curator did not keep, with the file it came from.
 -- source_path is relative to the image folder that was sharded (RecordIO: train.rec#KEY); it is NULL when
--- the run was mined without --samples or from shards written before the column existed.
+-- the run was mined without --samples or from shards written before the column existed (a run mined
+-- before it existed lacks the column: mine it again).
 -- Views: samples, review (empty without RUN/review.csv).
 WITH kept AS (
     SELECT key FROM review WHERE kind = 'sample' AND action = 'keep'
