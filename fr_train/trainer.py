@@ -38,6 +38,7 @@ from fr_train.checkpoints.resume import (CheckpointStore, TrainState, capture_rn
 from fr_train.checkpoints.weights import load_weights
 from fr_train.config import TrainConfig, save_train_config
 from fr_train.data import ImageBatch, TrainData, build_train_data
+from fr_train.data.selection import summary as selection_summary
 from fr_train.evaluation.evaluators import Evaluator, build_evaluators, run_evaluators
 from fr_train.logs import MetricsLog, Progress, ThroughputMeter, truncate_metrics
 from fr_train.models import get_model
@@ -420,6 +421,7 @@ def run(cfg: TrainConfig, *, resume: str | os.PathLike | bool | None = None,
         trainer.output.mkdir(parents=True, exist_ok=True)
         save_train_config(cfg, trainer.output / "config.yaml")
         trainer.data.selection.save(trainer.output)  # label_map, selected keys, selection.json (report)
+        print(selection_summary(trainer.data.selection.report), flush=True)
         truncate_metrics(trainer.output / "metrics.jsonl", trainer.state.step)
     _barrier()
     return trainer.fit(stop_after)

@@ -4,8 +4,10 @@ The review page (``hardmine report``) exports this file; training applies it wit
 ``data.selection.review: review.csv``; ``hardmine query`` shows it as the ``review`` view when it sits
 in the mining run folder.
 
-Format: UTF-8 CSV (RFC 4180 quoting, so keys may hold commas or quotes), header exactly ``key,decision``,
-one row per decided item:
+Format: UTF-8 CSV (RFC 4180 quoting, so keys may hold commas or quotes), header exactly ``key,decision``
+or ``key,decision,source_path``, one row per decided item (``source_path``: the image's file, as the
+shard manifest names it, for the curator's eye and for ``hardmine export``; may be empty; files written
+before the column existed have two columns and stay readable):
 
 ============  ==========================================  ===============================================
 ``decision``  ``key``                                     meaning
@@ -30,6 +32,7 @@ line 1); a file is read line by line and reading stops at the first error.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 from collections.abc import Iterable, Iterator
@@ -43,6 +46,8 @@ from fr_data.io.errors import DataError
 
 REVIEW_FILE = "review.csv"
 HEADER = ("key", "decision")
+#: The header of a file naming each decided image's file (``source_path``, the shard manifest's column).
+PATH_HEADER = (*HEADER, "source_path")
 SAMPLE_ACTIONS = ("keep", "drop")
 MERGE_ACTIONS = ("merge", "keep")
 
@@ -55,6 +60,7 @@ REVIEW_SCHEMA = pa.schema([
     pa.field("label", pa.int64()),                      # merge rows: A
     pa.field("other_label", pa.int64()),                # merge rows: B
     pa.field("line", pa.int64(), nullable=False),       # line of the file (header = 1)
+    pa.field("source_path", pa.string()),               # the image's file when the file names it
 ])
 
 
@@ -68,6 +74,7 @@ class Decision:
     label: int | None = None
     other_label: int | None = None
     line: int = 0
+    source_path: str | None = None
 
     @property
     def decision(self) -> str:
@@ -114,7 +121,8 @@ class Review:
     def table(self) -> pa.Table:
         """The decisions as a ``REVIEW_SCHEMA`` table."""
         rows = [{"key": d.key, "decision": d.decision, "kind": d.kind, "action": d.action, "label": d.label,
-                 "other_label": d.other_label, "line": d.line} for d in self.decisions]
+                 "other_label": d.other_label, "line": d.line, "source_path": d.source_path}
+                for d in self.decisions]
         return pa.Table.from_pylist(rows, schema=REVIEW_SCHEMA)
 
 
@@ -203,16 +211,20 @@ def parse_review_lines(lines: Iterable[str | bytes], path: str | os.PathLike = "
     counted = _Lines(lines, path)
     rows = csv.reader(counted, strict=True)
     header = _next_row(rows, counted)
-    if header is None or tuple(c.strip() for c in header) != HEADER:
-        raise DataError(path, "line 1", f"header must be 'key,decision', got {header!r}")
+    names = None if header is None else tuple(c.strip() for c in header)
+    if names not in (HEADER, PATH_HEADER):
+        raise DataError(path, "line 1", f"header must be 'key,decision' or 'key,decision,source_path', "
+                                        f"got {header!r}")
     decisions, seen = [], {}
     while (row := _next_row(rows, counted)) is not None:
         line = counted.row_start
         if not row or row == [""]:
             continue
-        if len(row) != 2:
-            raise DataError(path, f"line {line}", f"expected 2 cells (key,decision), got {len(row)}")
+        if len(row) != len(names):
+            raise DataError(path, f"line {line}", f"expected {len(names)} cells ({','.join(names)}), got {len(row)}")
         d = parse_decision(row[0], row[1].strip(), line, path)
+        if len(row) == 3 and row[2]:
+            d = dataclasses.replace(d, source_path=row[2])
         ident = ("sample", d.key) if d.kind == "sample" else ("merge", d.pair)
         if ident in seen:
             raise DataError(path, f"line {line}", f"{ident[0]} {ident[1]!r} was already decided on line "
@@ -241,12 +253,14 @@ def read_review(path: str | os.PathLike) -> Review:
 
 
 def format_review(decisions: list[Decision]) -> str:
-    """CSV text of ``decisions`` (header first, ``\\r\\n`` line ends as the page writes them)."""
+    """CSV text of ``decisions`` (header first, ``\\r\\n`` line ends as the page writes them); with a
+    ``source_path`` column when any decision names its file."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(HEADER)
+    paths = any(d.source_path for d in decisions)
+    writer.writerow(PATH_HEADER if paths else HEADER)
     for d in decisions:
-        writer.writerow([d.key, d.decision])
+        writer.writerow([d.key, d.decision, d.source_path or ""] if paths else [d.key, d.decision])
     return out.getvalue()
 
 

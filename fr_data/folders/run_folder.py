@@ -55,8 +55,11 @@ MINED_SAMPLES_SCHEMA = run_signals.schema("samples")
 
 #: Samples columns readers accept a file without: ``quality``, the quality-model score carried over from
 #: the embeddings index (written only when the index has it), and signals added after runs existed
-#: (``nn_cos``; written by every run since).
+#: (``nn_cos``, ``source_path``/``identity``; written by every run since).
 OPTIONAL_SAMPLES_SCHEMA = run_signals.schema("samples", optional=True)
+
+#: Classes columns readers accept a file without: ``identity`` (added with the shard manifest's provenance).
+OPTIONAL_CLASSES_SCHEMA = run_signals.schema("classes", optional=True)
 
 #: Teacher (easy) and student (hard) pairs for DDL / OT training.
 PAIRS_SCHEMA = run_signals.schema("pairs")
@@ -94,7 +97,7 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
 }
 
 #: Table name -> its optional columns.
-OPTIONAL: dict[str, pa.Schema] = {"samples": OPTIONAL_SAMPLES_SCHEMA}
+OPTIONAL: dict[str, pa.Schema] = {"samples": OPTIONAL_SAMPLES_SCHEMA, "classes": OPTIONAL_CLASSES_SCHEMA}
 
 
 def table_path(run: str | os.PathLike, name: str) -> Path:

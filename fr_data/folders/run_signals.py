@@ -110,6 +110,10 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("nn_cos", "samples", "finalise", (
         _c("nn_cos", F32, "cosine to the nearest other sample of the k-NN graph (any label)"),),
         optional=True),
+    Signal("provenance", "samples", "tables", (
+        _c("source_path", STR, "the image's file in the source (identity/file, or train.rec#KEY); from --samples"),
+        _c("identity", STR, "identity folder name, or the RecordIO label as text; from --samples")),
+        optional=True),
     # ------------------------------------------------------------------------------------- classes.parquet
     Signal("class_counts", "classes", "centres", (
         _c("label", I64, "the label", False),
@@ -124,6 +128,9 @@ SIGNALS: tuple[Signal, ...] = (
         _c("merge_candidate", BOOL, "probably the same person as nearest_label", False))),
     Signal("class_group", "classes", "tables", (
         _c("group", STR, "the most common group of its samples"),)),
+    Signal("class_identity", "classes", "tables", (
+        _c("identity", STR, "identity folder name of the label (RecordIO: the label as text); from --samples"),),
+        optional=True),
     # --------------------------------------------------------------------------------------- pairs.parquet
     Signal("pairs", "pairs", "finalise", (
         _c("key_a", STR, "first sample", False),

@@ -11,8 +11,10 @@ Layout of a folder ``OUT`` written by :func:`fr_data.ingest.sharding.write_shard
                               opening: the file at fault, source index, shard, locator (key/offset/path)
                               and reason (REJECTED_SCHEMA; empty if none)
     OUT/shards.json           every shard's name, count, bytes, sha256; the plan; the run arguments
-    OUT/samples.parquet       one row per stored sample (SAMPLES_SCHEMA), in shard order; written LAST,
-                              so its presence marks a finished folder
+    OUT/samples.parquet       one row per stored sample (SAMPLES_SCHEMA, then the PROVENANCE_SCHEMA columns
+                              ``source_path``, ``identity``: where the image came from; folders sharded
+                              before they existed lack them), in shard order; written LAST, so its
+                              presence marks a finished folder
     OUT/.parts/               per-shard sidecar tables of an unfinished run (resumption)
     OUT/shard_index.parquet   optional cache of random-access offsets (SHARD_INDEX_SCHEMA), written by
                               :mod:`fr_data.loading.shard_index` on first use
@@ -60,6 +62,17 @@ SAMPLES_SCHEMA = pa.schema([
     pa.field("decoded_ok", pa.bool_(), nullable=True),
 ])
 
+#: Where each sample came from (optional: shard folders written before these columns lack them, and a
+#: source that cannot say leaves them null): the image's path relative to the image folder's root
+#: (``0000045/001.jpg``) or the ``.rec`` file name and record key (``train.rec#1234``); the identity folder
+#: name, or the RecordIO label as text.
+PROVENANCE_SCHEMA = pa.schema([
+    pa.field("source_path", pa.string(), nullable=True),
+    pa.field("identity", pa.string(), nullable=True),
+])
+#: Every column a newly written ``samples.parquet`` has.
+WRITTEN_SAMPLES_SCHEMA = pa.schema([*SAMPLES_SCHEMA, *PROVENANCE_SCHEMA])
+
 #: One row per record refused with ``skip_corrupt``, and per thing the source left out while opening
 #: (a damaged span or bad index line of a RecordIO file, a non-image file of an image folder): those
 #: rows have no ``shard`` (null), and ``index`` is null when no key is known.
@@ -106,8 +119,25 @@ def is_finished(folder: str | os.PathLike) -> bool:
 
 
 def read_samples(folder: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
-    """Read and validate ``folder/samples.parquet``."""
-    return read_table(samples_path(folder), SAMPLES_SCHEMA, columns=columns)
+    """Read and validate ``folder/samples.parquet`` (with the provenance columns when it has them)."""
+    return read_table(samples_path(folder), SAMPLES_SCHEMA, columns=columns, optional=PROVENANCE_SCHEMA)
+
+
+def has_provenance(path: str | os.PathLike) -> bool:
+    """True when the shard manifest ``path`` has the ``source_path`` and ``identity`` columns."""
+    return set(PROVENANCE_SCHEMA.names) <= set(pq.read_schema(path).names)
+
+
+def read_provenance(path: str | os.PathLike) -> pa.Table | None:
+    """``key, label, source_path, identity`` of the shard manifest ``path`` (a ``samples.parquet``), or
+    None when it was written before the provenance columns existed.
+
+    Raises:
+        SchemaError: (a DataError) the manifest's columns are malformed (file and row named).
+    """
+    if not has_provenance(path):
+        return None
+    return read_input_samples(path, ["key", "label", *PROVENANCE_SCHEMA.names])
 
 
 def read_input_samples(path: str | os.PathLike, columns: list[str]) -> pa.Table:
@@ -117,7 +147,7 @@ def read_input_samples(path: str | os.PathLike, columns: list[str]) -> pa.Table:
     Raises:
         SchemaError: (a DataError) naming ``path`` and the column and row at fault.
     """
-    table = read_table(path, SAMPLES_SCHEMA, columns=columns)
+    table = read_table(path, SAMPLES_SCHEMA, columns=columns, optional=PROVENANCE_SCHEMA)
     for column in ("key", "source_index"):
         if column in columns:
             require_unique(table, column, path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fr_data.formats.images import IMAGE_SUFFIXES, is_image_name
-from fr_data.ingest.source import Skipped, SourceRecord, check_image_bytes, read_each
+from fr_data.ingest.source import Origin, Skipped, SourceRecord, check_image_bytes, read_each
 from fr_data.io.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,10 @@ class ImageFolderSource:
     def locate(self, index: int) -> tuple[Path, str]:
         """The image file of ``index`` and its locator, for error messages."""
         return self.file_path(index), f"index {index}"
+
+    def origin(self, index: int, label: int) -> Origin:
+        """The image's path relative to the root (``identity/file``) and its identity folder's name."""
+        return Origin(self._files[index], self.classes[label])
 
     def read_many(self, indices: Sequence[int]) -> list[SourceRecord | DataError]:
         """:meth:`read` of each index (in ascending index order, so a shuffled shard is read as

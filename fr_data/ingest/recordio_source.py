@@ -25,7 +25,7 @@ from fr_data.formats.recordio import (
 from fr_data.formats.recordio.index import record_end
 from fr_data.formats.recordio.repair import RepairedIndex, repair_index
 from fr_data.ingest.recordio_layout import detect_layout, header_record_count, keyed, read_key, read_property
-from fr_data.ingest.source import Skipped, SourceRecord, check_image_bytes, check_label
+from fr_data.ingest.source import Origin, Skipped, SourceRecord, check_image_bytes, check_label
 from fr_data.io.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -220,6 +220,11 @@ class RecordIOSource:
     def locate(self, index: int) -> tuple[Path, str]:
         """The ``.rec`` file and ``key N`` locator of record ``index``, for error messages."""
         return self.rec_path, f"key {index}"
+
+    def origin(self, index: int, label: int) -> Origin:
+        """``train.rec#KEY`` (the ``.rec`` file's name and the record key) and the label as text: a
+        RecordIO file names no identities."""
+        return Origin(f"{self.rec_path.name}#{int(index)}", str(int(label)))
 
     def _checked(
         self, key: int, offset: int, payload: bytes | memoryview | DataError

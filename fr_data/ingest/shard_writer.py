@@ -16,11 +16,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from fr_data.folders.shard_folder import REJECTED_SCHEMA, SAMPLES_SCHEMA, part_paths
+from fr_data.folders.shard_folder import (
+    PROVENANCE_SCHEMA,
+    REJECTED_SCHEMA,
+    SAMPLES_SCHEMA,
+    WRITTEN_SAMPLES_SCHEMA,
+    part_paths,
+)
 from fr_data.formats.tario import TarWriter
 from fr_data.ingest.inspect import ImageInfo, inspect_image
 from fr_data.ingest.plan import ShardPlan
-from fr_data.ingest.source import Source, SourceRecord
+from fr_data.ingest.source import Source, SourceRecord, origin_of
 from fr_data.io.atomic import atomic_path
 from fr_data.io.errors import DataError
 from fr_data.io.parquet import read_metadata, write_table
@@ -78,15 +84,21 @@ class _ShardColumns:
     tuples would make Python's cyclic GC run full collections.
     """
 
-    names = ("key", "label", "source_index", "width", "height", "bytes", "sha256", "ext", "decoded_ok")
+    names = ("key", "label", "source_index", "width", "height", "bytes", "sha256", "ext", "decoded_ok",
+             "source_path", "identity")
 
-    def __init__(self) -> None:
+    def __init__(self, source: Source) -> None:
+        self.source = source
         self.columns: dict[str, list] = {name: [] for name in self.names}
         (self._key, self._label, self._index, self._width, self._height, self._bytes, self._sha256,
-         self._ext, self._decoded) = (self.columns[name].append for name in self.names)
+         self._ext, self._decoded, self._path, self._identity) = (self.columns[name].append for name in self.names)
 
     def add(self, key: str, label: int, index: int, info: ImageInfo, size: int, sha256: str) -> None:
-        """Append one row: the sample's key, label, source index, image info, byte size and digest."""
+        """Append one row: the sample's key, label, source index, image info, byte size, digest and
+        where it came from (the source's :class:`~fr_data.ingest.source.Origin`)."""
+        origin = origin_of(self.source, index, label)
+        self._path(None if origin is None else origin.path)
+        self._identity(None if origin is None else origin.identity)
         self._key(key)
         self._label(label)
         self._index(index)
@@ -99,7 +111,7 @@ class _ShardColumns:
 
     def table(self, shard: str) -> pa.Table:
         count = len(self.columns["key"])
-        return pa.table({**self.columns, "shard": [shard] * count}, schema=SAMPLES_SCHEMA)
+        return pa.table({**self.columns, "shard": [shard] * count}, schema=WRITTEN_SAMPLES_SCHEMA)
 
 
 def _tar_members(label: int, data: bytes, index: int, info: ImageInfo) -> list[tuple[str, bytes]]:
@@ -120,7 +132,7 @@ def write_shard(job: ShardJob, shard_id: int) -> ShardRecord:
     plan, name = job.plan, job.plan.shard_name(shard_id)
     start, stop = plan.bounds(shard_id)
     indices, decoded = job.order[start:stop].tolist(), plan.decoded(start, stop)
-    rows = _ShardColumns()
+    rows = _ShardColumns(job.source)
     rejected: dict[str, list] = {f.name: [] for f in REJECTED_SCHEMA}
     key_format = f"%0{plan.key_width}d"
     with atomic_path(job.out / name) as tmp, open(tmp, "wb") as stream:
@@ -141,7 +153,8 @@ def write_shard(job: ShardJob, shard_id: int) -> ShardRecord:
     result = ShardRecord(name, samples.num_rows, size, digest, len(rejected["index"]))
     samples_part, rejected_part = part_paths(job.out, name)
     write_table(pa.table(rejected, schema=REJECTED_SCHEMA), rejected_part, REJECTED_SCHEMA)
-    write_table(samples, samples_part, SAMPLES_SCHEMA, metadata={"shard": dataclasses.asdict(result)})
+    write_table(samples, samples_part, SAMPLES_SCHEMA, metadata={"shard": dataclasses.asdict(result)},
+                optional=PROVENANCE_SCHEMA)
     return result
 
 

@@ -163,6 +163,7 @@ def _finalize(out: Path, plan: ShardPlan, shards: list[ShardRecord], args: dict[
                "num_samples": sum(s.count for s in shards), "num_rejected": rejected.num_rows,
                "shards": [dataclasses.asdict(s) for s in shards]}
     sf.write_listing(out, listing)
-    concat_parquet([sf.part_paths(out, s.name)[0] for s in shards], sf.samples_path(out), sf.SAMPLES_SCHEMA)
+    concat_parquet([sf.part_paths(out, s.name)[0] for s in shards], sf.samples_path(out), sf.SAMPLES_SCHEMA,
+                   sf.PROVENANCE_SCHEMA)
     shutil.rmtree(sf.parts_dir(out), ignore_errors=True)
     return rejected

@@ -91,6 +91,31 @@ class Source(Protocol):
         """A JSON-able summary: kind, paths, counts and any notes about repairs."""
         ...
 
+    def origin(self, index: int, label: int) -> Origin:
+        """Where record ``index`` (of class ``label``) came from, as the shard manifest records it."""
+        ...
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where one image came from, written to the shard manifest (``source_path``, ``identity``).
+
+    Attributes:
+        path: the image file relative to an image folder's root (``0000045/001.jpg``), or the ``.rec``
+            file name and record key (``train.rec#1234``).
+        identity: the identity folder name, or the RecordIO label as a string.
+    """
+
+    path: str
+    identity: str
+
+
+def origin_of(source: object, index: int, label: int) -> Origin | None:
+    """``source.origin(index, label)``, or None for a source that cannot say (its manifest rows then hold
+    nulls)."""
+    origin = getattr(source, "origin", None)
+    return None if origin is None else origin(index, label)
+
 
 def read_each(source: Source, indices: Sequence[int]) -> list[SourceRecord | DataError]:
     """``source.read`` of each index, one by one in ascending index order; results in input order."""

@@ -166,9 +166,19 @@ def _first_null_row(col: pa.ChunkedArray) -> int:
     return -1
 
 
-def concat_parquet(parts: Sequence[str | os.PathLike], target: str | os.PathLike, schema: pa.Schema) -> None:
-    """Stream Parquet ``parts`` (validated one by one) into one file, atomically; memory = one part."""
+def concat_parquet(parts: Sequence[str | os.PathLike], target: str | os.PathLike, schema: pa.Schema,
+                   optional: pa.Schema | None = None) -> None:
+    """Stream Parquet ``parts`` (validated one by one) into one file, atomically; memory = one part.
+
+    The file has ``schema``'s columns and then ``optional``'s; a part lacking an optional column (written
+    before it existed) gets nulls there.
+    """
+    full = with_optional(schema, optional, [] if optional is None else optional.names)
     with atomic_path(target) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, full, compression="zstd") as writer:
             for part in parts:
-                writer.write_table(read_table(part, schema), row_group_size=ROW_GROUP_SIZE)
+                table = read_table(part, schema, optional=optional)
+                for field in full:
+                    if field.name not in table.column_names:
+                        table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+                writer.write_table(table.select(full.names), row_group_size=ROW_GROUP_SIZE)

@@ -16,6 +16,7 @@ from fr_data.folders import run_signals
 from fr_data.folders.embeddings_folder import Embeddings
 from fr_data.folders.run_folder import MINED_SAMPLES_SCHEMA, OPTIONAL_SAMPLES_SCHEMA, SWEEP_SCHEMA
 from fr_data.folders.run_signals import Signal
+from fr_data.folders.shard_folder import read_provenance
 from fr_data.io.errors import ConfigError
 from fr_data.io.faults import kill_point
 from fr_data.mining.config import COS_75_DEGREES, MiningConfig
@@ -166,6 +167,21 @@ def add_quality(table: pa.Table, emb: Embeddings) -> pa.Table:
     return table if quality is None else table.append_column("quality", _f32(quality))
 
 
+def add_provenance(table: pa.Table, classes: pa.Table, manifest: str | Path | None) -> tuple[pa.Table, pa.Table]:
+    """``samples.source_path`` / ``samples.identity`` (by key) and ``classes.identity`` (by label) from the
+    shard manifest ``--samples``; nulls without one or when it predates the provenance columns."""
+    prov = None if manifest is None else read_provenance(manifest)
+    if prov is None:
+        prov = pa.table({"key": pa.array([], pa.string()), "label": pa.array([], pa.int64()),
+                         "source_path": pa.array([], pa.string()), "identity": pa.array([], pa.string())})
+    rows = pc.index_in(table.column("key"), value_set=prov.column("key"))
+    for name in ("source_path", "identity"):
+        table = table.append_column(name, pc.take(prov.column(name), rows))
+    named = prov.group_by("label").aggregate([("identity", "min")])
+    at = pc.index_in(classes.column("label"), value_set=named.column("label"))
+    return table, classes.append_column("identity", pc.take(named.column("identity_min"), at))
+
+
 def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
     return {str(v["values"]): int(v["counts"]) for v in pc.value_counts(col).to_pylist()}
 
@@ -274,7 +290,8 @@ def build(emb: Embeddings, geo: Geometry, f: Findings, pairs: Pairs, cfg: Mining
     report["groups"] = {"source": source, "rows": groups.to_pylist()}
     sweep = sweep_table(geo, f, cfg)
     report["sweep"] = sweep.to_pylist()
-    return Built(table, classes_table(geo, f, group), pair_table, groups, sweep, report)
+    table, classes = add_provenance(table, classes_table(geo, f, group), samples)
+    return Built(table, classes, pair_table, groups, sweep, report)
 
 
 def run_report(emb: Embeddings, geo: Geometry, f: Findings, samples: pa.Table, pairs: pa.Table,

@@ -1,8 +1,9 @@
 """DuckDB views over a mining run folder, and query results as text tables, CSV or Parquet.
 
 Views: ``samples``, ``pairs``, ``classes`` (``RUN/<name>.parquet``; missing files are skipped with a
-note), ``review`` (``RUN/review.csv``, the decisions exported by the review page, when the file is there;
-columns ``fr_data.folders.review_file.REVIEW_SCHEMA``), ``shard_samples`` (the shard manifest ``samples.parquet``: named by ``RUN/run.json`` under
+note), ``review`` (``RUN/review.csv``, the decisions exported by the review page; empty when the file is not
+there, so a shipped query may join it; columns ``fr_data.folders.review_file.REVIEW_SCHEMA``),
+``selected`` (a training run's ``selected.parquet``, given with ``train``), ``shard_samples`` (the shard manifest ``samples.parquet``: named by ``RUN/run.json`` under
 ``"samples_manifest"`` or given explicitly) and ``attributes`` (an optional attribute table). Results are
 streamed in record batches: printing keeps only the rows shown, files are written batch by batch and
 appear atomically.
@@ -25,7 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from fr_data.folders import run_folder as rf
-from fr_data.folders.review_file import REVIEW_FILE, read_review
+from fr_data.folders.review_file import REVIEW_FILE, REVIEW_SCHEMA, read_review
 from fr_data.folders.shard_folder import samples_path
 from fr_data.io.atomic import atomic_path
 from fr_data.io.errors import DataError
@@ -43,6 +44,9 @@ from fr_data.query.readonly import (
 )
 
 RUN_VIEWS = ("samples", "pairs", "classes")
+#: A training run folder's selected samples (written by ``fr_train.data.selection.Selection.save``):
+#: ``key``, ``label`` (the training label), ``old_label`` (the label in the shards).
+SELECTED_FILE = "selected.parquet"
 # Result batch size: also the Parquet row-group size of --parquet output (DuckDB likes >= 100K rows).
 BATCH_ROWS = ROW_GROUP_SIZE
 
@@ -80,7 +84,8 @@ class RunViews:
 
 
 def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
-             attributes: str | os.PathLike | None = None, limits: Limits = DEFAULT_LIMITS) -> RunViews:
+             attributes: str | os.PathLike | None = None, train: str | os.PathLike | None = None,
+             limits: Limits = DEFAULT_LIMITS) -> RunViews:
     """Register the views of a mining run folder.
 
     Args:
@@ -88,6 +93,7 @@ def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
         shards: shard manifest (``samples.parquet`` or the shard folder holding it); overrides
             ``run.json``'s ``"samples_manifest"``.
         attributes: an attribute Parquet file, registered as ``attributes``.
+        train: a training run folder: its ``selected.parquet`` is registered as ``selected``.
         limits: memory and time limits of the queries.
 
     Raises:
@@ -103,8 +109,11 @@ def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
             files[name] = path
         else:
             notes.append(f"no {path}: view {name!r} not registered")
-    if (run / REVIEW_FILE).is_file():
-        files["review"] = (read_review(run / REVIEW_FILE).table(), run / REVIEW_FILE)
+    review = run / REVIEW_FILE
+    if review.is_file():
+        files["review"] = (read_review(review).table(), review)
+    else:
+        files["review"] = (REVIEW_SCHEMA.empty_table(), review)  # so a shipped query may join it
     manifest = _shard_manifest(run, shards, notes)
     if manifest is not None:
         files["shard_samples"] = manifest
@@ -112,6 +121,8 @@ def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
         if not Path(attributes).is_file():
             raise DataError(attributes, "", "attribute table does not exist")
         files["attributes"] = Path(attributes)
+    if train is not None:
+        files["selected"] = _selected(Path(train))
     rv = open_views(files, limits)
     rv.notes.extend(notes)
     return rv
@@ -234,6 +245,14 @@ def _add_view(rv: RunViews, name: str, path: Path) -> None:
     except duckdb.Error as exc:
         raise DataError(path, "", f"not a readable Parquet file for view {name!r}: {duckdb_line(exc)}") from None
     rv.views[name] = path
+
+
+def _selected(train: Path) -> Path:
+    """``train/selected.parquet`` (a DataError naming it when the folder holds none)."""
+    path = train / SELECTED_FILE
+    if not path.is_file():
+        raise DataError(path, "", "no selected.parquet: not a training run folder, or its training never started")
+    return path
 
 
 def _shard_manifest(run: Path, shards: str | os.PathLike | None, notes: list[str]) -> Path | None:

@@ -28,6 +28,7 @@ from fr_data.io.publish import check_apart
 from fr_data.mining.origin import check_shards_of_run
 from fr_data.review import figures, page, select, stats, thumbs
 from fr_data.review.attributes import attribute_values
+from fr_data.review.provenance import shown_provenance
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
         picks = select.select(tables, per_section, page.queries())
         shown = picks.keys()
         attrs = attribute_values(tables, shown, attributes, samples_path(shards))
+        origins = shown_provenance(samples_path(shards), shown)
     with timer.stage("stats"):
         chart_data = stats.collect(tables)
     with timer.stage("locate"):
@@ -121,7 +123,7 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
                   "built": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   "files": sorted(tables.present)}
         data = page.PageData(run_id(run), run.resolve().name, picks, drawn, located.missing, failed, attrs,
-                             tables.run, tables.notes, inputs, chart_data.splits)
+                             tables.run, tables.notes, inputs, chart_data.splits, origins)
         with timer.stage("page"):
             atomic_write_text(tmp / INDEX_FILE, page.render(data))
         manifest = {"run_id": data.run_id, **inputs, "per_section": per_section,

@@ -16,6 +16,7 @@ data is an error naming the file and line.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from fr_data.io.errors import DataError
 MINING_REASONS = ("split", "suspect", "duplicate")
 
 
-def _positions(review: Review, rows: list[Decision], keys: np.ndarray) -> np.ndarray:
+def positions(review: Review, rows: list[Decision], keys: np.ndarray) -> np.ndarray:
     """Positions of the rows' keys in ``keys`` (sorted).
 
     Raises:
@@ -45,7 +46,7 @@ def _positions(review: Review, rows: list[Decision], keys: np.ndarray) -> np.nda
 def _mask(review: Review, action: str, keys: np.ndarray) -> np.ndarray:
     rows = [d for d in review.decisions if d.kind == "sample" and d.action == action]
     mask = np.zeros(len(keys), bool)
-    mask[_positions(review, rows, keys)] = True
+    mask[positions(review, rows, keys)] = True
     return mask
 
 
@@ -77,7 +78,7 @@ def apply_merges(review: Review, keys: np.ndarray, labels: np.ndarray,
             or whose label ``B`` has no sample.
     """
     rows = review.merges()
-    found = labels[_positions(review, rows, keys)] if rows else np.zeros(0, np.int64)
+    found = labels[positions(review, rows, keys)] if rows else np.zeros(0, np.int64)
     known = set(np.unique(labels).tolist())
     for d, label in zip(rows, found.tolist()):
         if label != d.label:
@@ -96,3 +97,23 @@ def apply_merges(review: Review, keys: np.ndarray, labels: np.ndarray,
 def review_report(review: Review, dropped: int, filters: dict[str, int], merges: dict[str, int]) -> dict[str, Any]:
     """The ``review`` entry of the selection report."""
     return {"file": str(review.path), "rows": review.counts(), "dropped_by_review": dropped, **filters, **merges}
+
+
+def merge_representatives(pairs: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """Union-find over label pairs: each label in a pair -> the smallest label of its component."""
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        """Root of ``x``, compressing the path walked."""
+        root = x
+        while parent.setdefault(root, root) != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for a, b in pairs:
+        ra, rb = find(int(a)), find(int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {label: find(label) for label in list(parent)}

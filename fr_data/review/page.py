@@ -27,6 +27,7 @@ import yaml
 from fr_data.folders.report_folder import thumb_name
 from fr_data.review import select as sq
 from fr_data.review.markup import Markup, csp_hash, html, inline, join, local_src
+from fr_data.review.provenance import Provenance
 from fr_data.review.select import CENTRAL, Picks, Query
 
 DOT = " \u00b7 "
@@ -58,6 +59,7 @@ class PageData:
         notes: what was missing or left out (plain text, escaped like every value).
         inputs: what the page was built from (run, shards, attributes, run files found, time).
         splits: samples per difficulty split.
+        origins: the shown images' files and the shown labels' identity names (shard manifest).
     """
 
     run_id: str
@@ -71,13 +73,15 @@ class PageData:
     notes: list[str] = field(default_factory=list)
     inputs: dict[str, Any] = field(default_factory=dict)
     splits: dict[str, int] = field(default_factory=dict)
+    origins: Provenance = field(default_factory=Provenance)
 
 
 # ----------------------------------------------------------------------------------------------- images
 def image(page: PageData, key: str, label: Any, cls: str = "") -> Markup:
     """One thumbnail (or a placeholder naming why there is none), with key, label and attributes on hover."""
     attrs = page.attributes.get(key, {})
-    tip = DOT.join([key, f"label {label}"] + [f"{k}={v}" for k, v in attrs.items()])
+    path = page.origins.paths.get(key)
+    tip = DOT.join(([path] if path else []) + [key, label_text(page, label)] + [f"{k}={v}" for k, v in attrs.items()])
     if key in page.failed or key in page.missing:
         why = page.failed.get(key, "not found in the shards")
         return html('<div class="thumb {} missing" title="{}: {}">{}</div>', cls, tip, why, why)
@@ -115,9 +119,17 @@ def attribute_line(page: PageData, key: str) -> Markup:
     return html('<div class="attrs" title="{}">{}</div>', text, text)
 
 
+def label_text(page: PageData, label: Any) -> str:
+    """``label 0``, or ``0000045 (label 0)`` when the label's identity name is known and says more."""
+    name = page.origins.identities.get(label)
+    return f"{name} (label {label})" if name is not None and name != str(label) else f"label {label}"
+
+
 def key_line(page: PageData, key: str) -> Markup:
-    """The sample key (selectable text) and its attributes."""
-    return html('<div class="key" title="{}">{}</div>{}', key, key, attribute_line(page, key))
+    """The image's file and sample key (selectable text), and its attributes."""
+    path = page.origins.paths.get(key)
+    text = f"{path}{DOT}{key}" if path else key
+    return html('<div class="key" title="{}">{}</div>{}', text, text, attribute_line(page, key))
 
 
 def item(kind: str, key: str, body: Markup, decisions: tuple[str, ...], extra: Markup = NOTHING) -> Markup:
@@ -134,10 +146,10 @@ def figure(page: PageData, key: str, label: Any, caption: Any) -> Markup:
 def suspect_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) -> Markup:
     """The image, central images of its stored and of its suspected label, and the three scores."""
     key, label, other = r["key"], r["label"], r["suspected_label"]
-    strips = (strip(page, label, html("stored label {}: central images", label))
-              + strip(page, other, html("suspected label {}: central images", other)))
+    strips = (strip(page, label, html("stored {}: central images", label_text(page, label)))
+              + strip(page, other, html("suspected {}: central images", label_text(page, other))))
     body = html('<div class="row">{}<div class="strips">{}</div></div>{}{}',
-                figure(page, key, label, f"label {label}"), strips,
+                figure(page, key, label, label_text(page, label)), strips,
                 metrics({"center_cos": r["center_cos"], "margin": r["margin"], "knn_agreement": r["knn_agreement"]}),
                 key_line(page, key))
     return item("suspects", key, body, decisions)
@@ -146,8 +158,8 @@ def suspect_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) 
 def duplicate_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) -> Markup:
     """The copy (the sample mining would remove) beside its kept twin; cosine and kind."""
     key, twin, kind = r["key"], r["duplicate_of"], r["duplicate_kind"] or "unknown"
-    copy = figure(page, key, r["label"], f"copy{DOT}label {r['label']}")
-    kept = figure(page, twin, r["twin_label"], f"kept twin{DOT}label {r['twin_label']}")
+    copy = figure(page, key, r["label"], f"copy{DOT}{label_text(page, r['label'])}")
+    kept = figure(page, twin, r["twin_label"], f"kept twin{DOT}{label_text(page, r['twin_label'])}")
     badge = html('<div class="badges"><span class="badge {}">{}</span></div>', kind, kind.replace("_", " "))
     side = html('<div class="side">{}{}{}</div>', badge, metrics({"cosine": r["duplicate_cos"]}), key_line(page, key))
     return item("duplicates", key, html('<div class="row">{}{}{}</div>', copy, kept, side), decisions)
@@ -157,8 +169,8 @@ def merge_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) ->
     """Central images of both labels; ``data-key`` is the first central image of ``data-label``."""
     a, b = r["label"], r["other_label"]
     rep = (page.picks.central.get(a) or [""])[0]
-    strips = (strip(page, a, html("label {} ({} images)", a, num(r["n"])), "medium")
-              + strip(page, b, html("label {} ({} images)", b, num(r["other_n"])), "medium"))
+    strips = (strip(page, a, html("{} ({} images)", label_text(page, a), num(r["n"])), "medium")
+              + strip(page, b, html("{} ({} images)", label_text(page, b), num(r["other_n"])), "medium"))
     body = html('<div class="strips wide">{}</div>{}', strips,
                 metrics({"nearest_cos": r["nearest_cos"], "neighbour_mix": r["neighbour_mix"]}))
     return item("merges", rep, body, decisions, html(' data-label="{}" data-other-label="{}"', a, b))
@@ -166,8 +178,8 @@ def merge_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) ->
 
 def pair_card(page: PageData, r: dict[str, Any]) -> Markup:
     """Two images side by side with their cosine (not reviewable)."""
-    a = figure(page, r["key_a"], r["label_a"], f"label {r['label_a']}")
-    b = figure(page, r["key_b"], r["label_b"], f"label {r['label_b']}")
+    a = figure(page, r["key_a"], r["label_a"], label_text(page, r["label_a"]))
+    b = figure(page, r["key_b"], r["label_b"], label_text(page, r["label_b"]))
     return html('<article class="card pair"><div class="row two">{}{}</div>{}</article>', a, b,
                 metrics({"cos": r["cos"]}))
 
@@ -177,7 +189,7 @@ def quality_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) 
     key = r["key"]
     scores = metrics({"quality_cr": r["quality_cr"], "quality_sdd": r["quality_sdd"],
                       "difficulty": r["difficulty"], "pose": r["pose_bin"], "resolution": r["resolution_bin"]})
-    body = html('<div class="row">{}{}</div>{}', figure(page, key, r["label"], f"label {r['label']}"), scores,
+    body = html('<div class="row">{}{}</div>{}', figure(page, key, r["label"], label_text(page, r["label"])), scores,
                 key_line(page, key))
     return item("quality", key, body, decisions)
 

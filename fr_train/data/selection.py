@@ -33,6 +33,7 @@ from fr_data.query.readonly import DEFAULT_LIMITS
 from fr_data.query.views import Limits, QueryError, RunViews, open_run, run_query
 from fr_data.query.views import open_views as open_view_files
 from fr_data.review import decisions as review_decisions
+from fr_data.review.decisions import merge_representatives
 from fr_train.data.config import SelectionConfig
 
 #: Old label -> new label, saved beside a training run for reproducibility.
@@ -119,6 +120,24 @@ class Selection:
                             schema=SELECTED_SCHEMA)
         write_table(selected, folder / "selected.parquet", SELECTED_SCHEMA)
         atomic_write_text(folder / "selection.json", json.dumps(self.report, indent=2, sort_keys=True))
+
+
+def summary(report: dict[str, Any]) -> str:
+    """What the selection did, in a few lines (printed when training starts): samples kept, dropped per
+    reason, labels merged, and what a ``review.csv`` decided."""
+    dropped = ", ".join(f"{n} {reason}" for reason, n in report.get("dropped", {}).items() if n) or "none"
+    lines = [f"selection: kept {report['selected']} of {report['total']} samples; dropped: {dropped}",
+             f"  labels: {report['classes_selected']} of {report['classes_total']} kept, "
+             f"{report['merged_classes']} merged into others ({len(report['merge_groups'])} group(s)) "
+             f"-> {report['num_classes']} classes"]
+    if "relabelled" in report:
+        lines.append(f"  relabelled: {report['relabelled']} samples")
+    review = report.get("review")
+    if review:
+        decided = ", ".join(f"{n} {kind}" for kind, n in review["rows"].items())
+        lines.append(f"  review {review['file']}: {decided}; dropped {review['dropped_by_review']}, "
+                     f"kept against mining {review.get('kept_by_review', 0)}")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------ views
@@ -294,26 +313,6 @@ def _mining_conditions(cfg: SelectionConfig, cand: Candidates, has_run: bool,
 
 
 # ------------------------------------------------------------------------------------------------ merges
-def merge_representatives(pairs: Iterable[tuple[int, int]]) -> dict[int, int]:
-    """Union-find over label pairs: each label in a pair -> the smallest label of its component."""
-    parent: dict[int, int] = {}
-
-    def find(x: int) -> int:
-        """Root of ``x``, compressing the path walked."""
-        root = x
-        while parent.setdefault(root, root) != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    for a, b in pairs:
-        ra, rb = find(int(a)), find(int(b))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return {label: find(label) for label in list(parent)}
-
-
 def merge_pairs(rv: RunViews) -> list[tuple[int, int]]:
     """``(label, nearest_label)`` of every ``merge_candidate`` class of the run."""
     sql = ("SELECT label, nearest_label FROM classes WHERE merge_candidate AND nearest_label IS NOT NULL "

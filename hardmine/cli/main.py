@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "mine": ("mine", "mine noise, duplicates, merges, quality, splits and pairs into Parquet manifests"),
     "query": ("query", "read-only DuckDB SQL over a mining run"),
     "report": ("report", "a static review page of a mining run (decisions exported as review.csv)"),
+    "export": ("export", "review.csv -> the files to delete (list.txt) and to relabel (relabel.csv)"),
     "train": ("train", "train a face model from a config (python -m fr_train; torchrun works too)"),
     "demo": ("demo", "the end-to-end demo on synthetic faces"),
     "experiment": ("experiment", "does training on the manifests help hard samples? arms at equal compute, scored"),

@@ -68,6 +68,11 @@ def _options(args: argparse.Namespace) -> ShardOptions:
                         decode_check=args.decode_check, skip_corrupt=args.skip_corrupt)
 
 
+def planned_records(available: int, options: ShardOptions) -> int:
+    """Records a run reads (the progress bar's total): the source's images, or the first ``--limit``."""
+    return available if options.limit is None else min(available, options.limit)
+
+
 def _print_summary(run: ShardRun) -> None:
     state = "already complete" if run.already_complete else f"{run.resumed} shard(s) reused from an earlier run"
     print(f"{run.out}: {len(run.shards)} shards, {run.num_samples} samples ({state})")
@@ -98,9 +103,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         options = _options(args)
         source = open_source(args.src, skip_corrupt=args.skip_corrupt, repair_idx=args.repair_idx)
         resolved = {**vars(args), "src": os.path.abspath(args.src), "out": os.path.abspath(args.out)}
-        with tqdm(unit="shard", desc="sharding", disable=None) as bar:  # silent when not on a terminal
+        with tqdm(total=planned_records(len(source), options), unit="img", desc="sharding",
+                  disable=None) as bar:  # silent when not on a terminal
             run = write_shards(source, args.out, options, workers=args.workers, args=resolved,
-                               progress=lambda record: bar.update(1))
+                               progress=lambda record: bar.update(record.count + record.rejected))
     except HardmineError as exc:  # bad input or config, or a full disk (WriteError naming the file)
         return fail(prog, exc)
     _print_summary(run)

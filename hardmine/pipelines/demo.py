@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -229,6 +230,12 @@ def final_checkpoint(tcfg: TrainConfig) -> Path | None:
     return latest if read_state(latest).step >= tcfg.train.max_steps else None
 
 
+def on_terminal() -> bool:
+    """True when stderr is a terminal: the training bar is drawn then, and silent in logs and tests
+    (like the other stages' tqdm bars)."""
+    return sys.stderr.isatty()
+
+
 def train_stage(cfg: DemoConfig, layout: Layout) -> StageResult:
     """Train the backbone with :func:`fr_train.trainer.run`, resuming from the latest checkpoint.
 
@@ -238,6 +245,7 @@ def train_stage(cfg: DemoConfig, layout: Layout) -> StageResult:
     tcfg = train_config(cfg, layout)
     if tcfg.train.max_steps is None:
         raise ConfigError(f"{cfg.train_config}: the demo needs train.max_steps")
+    tcfg.train.progress = on_terminal()  # the longest stage shows its steps, like the other stages' bars
     done = final_checkpoint(tcfg)
     skipped = done is not None
     if done is None:

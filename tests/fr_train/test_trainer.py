@@ -35,10 +35,12 @@ def losses(result) -> list[float]:
     return [r["loss"] for r in result.records if "loss" in r]
 
 
-def test_arcface_run_writes_checkpoint_config_and_metrics(tiny, tmp_path):
+def test_arcface_run_writes_checkpoint_config_and_metrics(tiny, tmp_path, capsys):
     cfg = tiny_config(tiny, tmp_path / "out", train={"ckpt_every": 4})
     result = run(cfg)
     assert result.state.step == 6
+    report = json.loads((tmp_path / "out" / "selection.json").read_text())
+    assert f"selection: kept {report['selected']} of {report['total']} samples" in capsys.readouterr().out
     assert len(losses(result)) == 6 and all(math.isfinite(v) for v in losses(result))
     ckpts = sorted(p.name for p in (tmp_path / "out" / "checkpoints").glob("step-*"))
     assert ckpts == ["step-00000004", "step-00000006"]

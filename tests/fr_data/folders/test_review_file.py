@@ -147,3 +147,25 @@ def test_a_bad_byte_is_named_by_line_and_offset(tmp_path):
     with pytest.raises(DataError, match="not UTF-8") as err:
         read_review(path)
     assert err.value.where == "line 3, byte 21"
+
+
+def test_a_source_path_column_round_trips_and_two_column_files_stay_readable(tmp_path):
+    decisions = [Decision("000000001", "sample", "drop", source_path="0000045/002.jpg"),
+                 Decision("000000007", "sample", "keep"),
+                 Decision("000000010", "merge", "merge", 2, 3, source_path="0000102/001.jpg")]
+    path = tmp_path / "review.csv"
+    write_review(path, decisions)
+    assert path.read_text().splitlines()[:2] == ["key,decision,source_path", "000000001,drop,0000045/002.jpg"]
+    review = read_review(path)
+    assert [d.source_path for d in review.decisions] == ["0000045/002.jpg", None, "0000102/001.jpg"]
+    assert review.table().column("source_path").to_pylist() == ["0000045/002.jpg", None, "0000102/001.jpg"]
+    assert format_review(review.decisions) == path.read_bytes().decode()
+    old = parse_review("key,decision\na,drop\n")
+    assert old.decisions[0].source_path is None and format_review(old.decisions) == "key,decision\r\na,drop\r\n"
+
+
+def test_a_row_with_a_cell_too_many_or_few_names_its_line():
+    with pytest.raises(DataError, match=r"line 3.*expected 3 cells"):
+        parse_review("key,decision,source_path\na,drop,x.jpg\nb,drop\n")
+    with pytest.raises(DataError, match=r"line 2.*expected 2 cells"):
+        parse_review("key,decision\na,drop,x.jpg\n")

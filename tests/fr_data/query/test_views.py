@@ -40,7 +40,7 @@ def rows(rv, sql):
 
 def test_views_and_hand_counts(run):
     rv = open_run(run)
-    assert set(rv.views) == {"samples", "pairs", "shard_samples"}
+    assert set(rv.views) == {"samples", "pairs", "review", "shard_samples"}  # review: empty without review.csv
     assert any("classes" in n for n in rv.notes)
     got = rows(rv, "SELECT split, count(*) AS n FROM samples GROUP BY split ORDER BY split NULLS LAST")
     assert got == [{"split": "easy", "n": 1}, {"split": "hard", "n": 3},
@@ -73,7 +73,7 @@ def test_missing_manifest_named_in_run_json_is_a_note(run):
 
 def test_bad_sql_and_missing_run(run, tmp_path):
     rv = open_run(run)
-    with pytest.raises(QueryError, match="registered views: samples, pairs, shard_samples"):
+    with pytest.raises(QueryError, match="registered views: samples, pairs, review, shard_samples"):
         run_query(rv, "SELECT * FROM classes")
     with pytest.raises(QueryError, match="syntax"):
         run_query(rv, "SELEKT 1")

@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 from fr_data.folders.report_folder import thumb_name
 from fr_data.review.markup import csp_hash
 from fr_data.review.page import PageData, queries, render
+from fr_data.review.provenance import Provenance
 from fr_data.review.select import Picks
 from tests.fr_data.review.hostile import COLUMN, FOLDER, PAGE_TAGS, hostile_run_info, payload
 
@@ -107,6 +108,20 @@ def test_attributes_show_with_the_image():
     assert "yaw=31.5" in text and "yaw 31.5 \u00b7 group A" in text
 
 
+def test_cards_name_each_image_file_and_identity():
+    origins = Provenance(paths={"d1": "0000045/003.jpg", NASTY: "0000045/001.jpg"},
+                         identities={0: "0000045", 1: "0000099", 2: "2"})
+    page = Elements(render(PageData("r", "RUN", flagged(), origins=origins)))
+    text = "".join(page.text)
+    assert "0000045/003.jpg \u00b7 d1" in text and f"0000045/001.jpg \u00b7 {NASTY}" in text  # the key lines
+    assert "copy \u00b7 0000045 (label 0)" in text and "kept twin \u00b7 label 2" in text  # "2" says no more
+    assert "suspected 0000099 (label 1): central images" in text and "0000099 (label 1) (3 images)" in text
+    assert any(a["title"].startswith("0000045/003.jpg \u00b7 d1 \u00b7 0000045 (label 0)")
+               for a in page.having("title") if a.get("alt") == "d1")
+    plain = "".join(Elements(render(PageData("r", "RUN", flagged()))).text)
+    assert "copy \u00b7 label 0" in plain and "0000045" not in plain  # without provenance: labels and keys
+
+
 # ------------------------------------------------------------------------------------------------ safety
 def hostile_page() -> PageData:
     """Every string the page shows carries markup (labels are integers in the run schemas)."""
@@ -121,7 +136,8 @@ def hostile_page() -> PageData:
     return PageData(payload(16), FOLDER, p, missing=[payload(3)], failed={payload(15): payload(17)},
                     attributes={payload(13): {COLUMN: payload(18)}}, run=run, notes=[payload(19)],
                     inputs={payload(20): payload(21), "run": f"/data/{FOLDER}", "files": ["pairs"]},
-                    splits={payload(22): 3})
+                    splits={payload(22): 3},
+                    origins=Provenance(paths={payload(2): payload(23)}, identities={1: payload(24)}))
 
 
 def csp_of(text: str) -> dict[str, list[str]]:
@@ -139,7 +155,7 @@ def test_every_value_of_a_hostile_page_is_text():
     assert all(a["href"].startswith("#") for a in page.having("href"))
     shown = "".join(page.text) + " ".join(v or "" for _, a in page.tags for v in a.values())
     info = hostile_page().run
-    expected = [FOLDER, COLUMN, *(payload(i) for i in range(1, 23) if i not in (10, 11)), *info["thresholds"],
+    expected = [FOLDER, COLUMN, *(payload(i) for i in range(1, 25) if i not in (10, 11)), *info["thresholds"],
                 *info["timings"], info["thresholds"]["duplicate_cos"]]
     assert [s for s in expected if s not in shown] == []
 

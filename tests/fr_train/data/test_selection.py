@@ -13,7 +13,7 @@ from fr_data.folders.run_folder import MINED_SAMPLES_SCHEMA
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.parquet import read_table, write_table
 from fr_train.data.config import SelectionConfig
-from fr_train.data.selection import LABEL_MAP_SCHEMA, merge_representatives, resolve_selection
+from fr_train.data.selection import LABEL_MAP_SCHEMA, merge_representatives, resolve_selection, summary
 from tests.fr_train.data.builders import make_tiny_data
 
 
@@ -195,3 +195,18 @@ def test_key_twice_in_the_run_is_an_error(data, tmp_path):
     write_table(pa.concat_tables([table, table.slice(4, 1)]), run / "samples.parquet", MINED_SAMPLES_SCHEMA)
     with pytest.raises(DataError, match=f"key {table.column('key')[4].as_py()}.*more than once"):
         resolve_selection(SelectionConfig(), data.shards, run)
+
+
+def test_the_summary_says_what_the_selection_did():
+    report = {"total": 100, "selected": 90, "dropped": {"key_list": 0, "split": 6, "duplicate": 3, "review": 1},
+              "classes_total": 10, "classes_selected": 9, "num_classes": 8, "merged_classes": 1,
+              "merge_groups": [[2, 5]],
+              "review": {"file": "review.csv", "rows": {"keep": 2, "drop": 1, "merge": 1, "separate": 0},
+                         "dropped_by_review": 1, "kept_by_review": 2}}
+    assert summary(report).splitlines() == [
+        "selection: kept 90 of 100 samples; dropped: 6 split, 3 duplicate, 1 review",
+        "  labels: 9 of 10 kept, 1 merged into others (1 group(s)) -> 8 classes",
+        "  review review.csv: 2 keep, 1 drop, 1 merge, 0 separate; dropped 1, kept against mining 2"]
+    plain = {**report, "dropped": {"split": 0}, "merged_classes": 0, "merge_groups": []}
+    del plain["review"]
+    assert summary(plain).splitlines()[0] == "selection: kept 90 of 100 samples; dropped: none"

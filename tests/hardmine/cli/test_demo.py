@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import pytest
 
@@ -9,6 +10,7 @@ from fr_data.io.errors import ConfigError
 from fr_data.mining.groundtruth import TARGETS
 from fr_data.synth import SynthConfig
 from hardmine.cli import demo as demo_tool
+from hardmine.pipelines import demo as demo_pipeline
 from hardmine.pipelines.demo import Layout, run_demo, synth_stage, with_overrides
 from tests.demo_run import TINY
 
@@ -107,3 +109,27 @@ def test_the_demo_ends_with_a_pointer_to_the_experiment(tmp_path, monkeypatch, c
     assert demo_tool.main(["--out", str(tmp_path / "d"), "--small"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == demo_tool.NEXT and "tools/experiment.py --out" in lines[-1]
+
+
+class _Stream:
+    def __init__(self, tty: bool):
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_the_training_stage_shows_its_bar_only_on_a_terminal(tmp_path, monkeypatch, tty):
+    seen = []
+    monkeypatch.setattr(demo_pipeline, "train_run",
+                        lambda tcfg, resume: seen.append(tcfg.train.progress) or SimpleNamespace(checkpoint="ck"))
+    monkeypatch.setattr(demo_pipeline.sys, "stderr", _Stream(tty))
+    demo_pipeline.train_stage(TINY, Layout(tmp_path))
+    assert seen == [tty]

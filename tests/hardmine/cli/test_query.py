@@ -125,8 +125,8 @@ def test_selects_over_every_view_still_work_when_locked(guarded, capsys):
 
 
 def test_review_view_when_review_csv_sits_in_the_run_folder(run, capsys):
-    assert query.main([str(run), "SELECT count(*) AS n FROM review"]) == 2
-    assert "review" in capsys.readouterr().err  # no such view yet
+    assert query.main([str(run), "SELECT count(*) AS n FROM review"]) == 0  # empty without review.csv
+    assert capsys.readouterr().out.splitlines()[2].strip() == "0"
     (run / "review.csv").write_text("key,decision\nk1,drop\nk3,keep\nk0,merge:0:1\n")
     sql = ("SELECT r.key, r.action, r.kind, s.split FROM review r JOIN samples s USING (key) "
            "WHERE r.kind = 'sample' ORDER BY r.key")
@@ -155,3 +155,16 @@ def test_memory_and_time_limits_end_a_query_with_one_line(run, tmp_path, monkeyp
         assert err.startswith("hardmine query: error: ") and expected in err and "s3cr3t" not in err
     args = query.build_parser().parse_args([str(run), "SELECT 1"])
     assert (args.memory_limit, args.timeout) == ("2GB", 300.0)
+
+
+def test_selected_view_of_a_training_run(run, tmp_path, capsys):
+    train = tmp_path / "train"
+    train.mkdir()
+    assert query.main([str(run), "SELECT 1 AS x", "--train", str(train)]) == 2
+    assert "selected.parquet" in capsys.readouterr().err  # a folder without a selection
+    pq.write_table(pa.table({"key": ["k1", "k3"], "label": pa.array([0, 1], pa.int64()),
+                             "old_label": pa.array([0, 4], pa.int64())}), train / "selected.parquet")
+    sql = ("SELECT count(*) AS trained, count(*) FILTER (WHERE s.split = 'hard') AS hard "
+           "FROM selected t JOIN samples s USING (key)")
+    assert query.main([str(run), sql, "--train", str(train)]) == 0
+    assert capsys.readouterr().out.splitlines()[2].split() == ["2", "|", "2"]

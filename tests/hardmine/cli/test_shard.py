@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import tqdm as tqdm_module
 
 from fr_data.folders.shard_folder import REJECTED_SCHEMA, read_samples
 from fr_data.formats.recordio import load_idx
@@ -253,3 +255,17 @@ def test_image_folder_as_people_keep_it(tmp_path, capsys):
     assert rejected["half.jpg"][1] is not None  # refused while sharding: it has a shard
     assert printed.splitlines()[-1] == (f"skipped 3 non-image file(s) (reason 'not an image' in "
                                         f"{out / 'rejected.parquet'})")
+
+
+def test_the_progress_bar_counts_records_against_the_planned_total(tmp_path, monkeypatch, capsys):
+    """The bar (drawn only on a terminal; forced here into a buffer) counts the records read, stored and
+    rejected, out of the source's images or the first --limit."""
+    drawn = io.StringIO()
+    monkeypatch.setattr(shard, "tqdm", lambda **kw: tqdm_module.tqdm(**{**kw, "disable": False, "file": drawn}))
+    make_rec(tmp_path / "rec")
+    assert shard.main(["--src", str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--per-shard", "5"]) == 0
+    assert "24/24" in drawn.getvalue() and "img" in drawn.getvalue()
+    drawn.seek(0), drawn.truncate()
+    assert shard.main(["--src", str(tmp_path / "rec"), "--out", str(tmp_path / "out10"), "--per-shard", "4",
+                       "--limit", "10"]) == 0
+    assert "10/10" in drawn.getvalue()
