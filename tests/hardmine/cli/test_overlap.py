@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fr_data.folders import overlap_folder as of
-from hardmine.cli import embed, overlap, shard, synth
+from hardmine.cli import embed, overlap, query, shard, synth
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,13 @@ def test_pack_and_image_folder_and_embeddings_folder(made, tmp_path, capsys):
     labels = set(pq.read_table(made / "emb" / "index.parquet").column("label").to_pylist())
     assert {r["label"] for r in of.read_classes(out).to_pylist() if r["eval_set"] == "emb"} == labels
     assert sorted(p.name for p in out.iterdir()) == sorted([of.OVERLAP_FILE, of.CLASSES_FILE, of.INFO_FILE])
+    # the DuckDB views of hardmine query --overlap
+    (tmp_path / "RUN").mkdir()
+    capsys.readouterr()
+    assert query.main([str(tmp_path / "RUN"), "SELECT count(*) AS n FROM overlap JOIN overlap_classes "
+                       "USING (label, eval_set) WHERE eval_set = 'emb' AND match = 'identity'", "--overlap", str(out)]) == 0
+    want = sum(r["eval_set"] == "emb" and r["match"] == "identity" for r in rows)
+    assert capsys.readouterr().out.split()[2] == str(want)
 
 
 def _fails(args, capsys, out, *names):
