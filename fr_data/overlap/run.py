@@ -60,7 +60,7 @@ class OverlapSettings:
     mining: MiningConfig = field(default_factory=MiningConfig)
     top_k: int = 10
     leak_k: int = 5
-    calibration_samples: int = 2000
+    calibration_samples: int = 1000
     seed: int = 0
 
 
@@ -168,11 +168,22 @@ def audit_overlap(train: TrainingSide, eval_sets: list[EvalSet], out: str | os.P
                          "byte_hashes": train.sha256 is not None},
             "counts": counts,
             "overlapping_classes": len(set(classes.column("label").to_pylist())),
+            "expected_impostor_pairs": _expected_impostors(eval_sets, len(train.centres.active), ident),
             "seconds": round(time.time() - started, 3),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         of.write_info(staging, info)
     return info
+
+
+def _expected_impostors(eval_sets: list[EvalSet], classes: int, ident: Calibration) -> float | None:
+    """Queries x classes x fpr: how many (query, other class) pairs a calibrated threshold lets through
+    by chance (None for an explicit threshold). At 1e-5 and 100K classes, about one per query."""
+    fpr = ident.params.get("fpr")
+    if fpr is None:
+        return None
+    queries = sum(len(set(s.identities)) if s.identities is not None else len(s) for s in eval_sets)
+    return round(queries * classes * fpr, 3)
 
 
 def _rows(eval_set: EvalSet, m: Matches, match: str, train: TrainingSide, keys: np.ndarray) -> pa.Table:

@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fr_data.folders import run_folder as rf
 from fr_data.folders import overlap_folder
+from fr_data.folders import run_folder as rf
 from fr_data.folders.review_file import read_review
 from fr_data.folders.shard_folder import read_input_samples, samples_path
 from fr_data.io.atomic import atomic_write_text

@@ -85,7 +85,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="the training shards' samples.parquet (byte hashes; default: the one EMB names)")
     p.add_argument("--top-k", type=positive_int, default=10, help="training classes searched per query")
     p.add_argument("--leak-k", type=positive_int, default=5, help="training images searched per image")
-    p.add_argument("--calibration-samples", type=positive_int, default=2000,
+    p.add_argument("--calibration-samples", type=positive_int, default=1000,
                    help="training images sampled for the thresholds")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", choices=runtime.DEVICE_CHOICES, default="auto")
@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     for name, c in info["counts"].items():
         print(f"{name}: {c['images']} images, {c['overlapping_classes']} overlapping training classes, "
               f"{c['leaked_eval_images']} images leaked ({c['leaked_training_images']} training images)")
+    if info["expected_impostor_pairs"] is not None:
+        print(f"expected by chance at --fpr {args.fpr:g}: {info['expected_impostor_pairs']:g} (query, class) pairs")
     print(f"wrote {args.out}")
     return 0
 

@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from fr_data.overlap.sources import EvalSet
-from tests.fr_data.mining.planted import PlantedSpec, identity_centres, make_planted, sample_vectors, write_emb
+from tests.fr_data.mining.planted import (
+    PlantedSpec,
+    identity_centres,
+    make_planted,
+    sample_vectors,
+    write_emb,
+)
 
 
 @dataclass

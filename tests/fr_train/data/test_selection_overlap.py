@@ -36,7 +36,7 @@ def test_overlapping_classes_and_leaked_images_are_dropped(data, tmp_path):
     ])
     sel = resolve_selection(SelectionConfig(exclude_overlap=str(folder)), data.shards, data.run)
     assert len(sel) == 36 - 6 - 1
-    assert not set(data.key[2, i] for i in range(6)) & set(sel.keys)  # no sample of class 2 trains
+    assert not {data.key[2, i] for i in range(6)} & set(sel.keys)  # no sample of class 2 trains
     assert leaked not in set(sel.keys) and data.key[4, 0] in set(sel.keys)
     assert 2 not in set(sel.old_labels.tolist())
     assert sel.report["dropped"]["overlap_class"] == 6 and sel.report["dropped"]["overlap_image"] == 1

@@ -51,8 +51,9 @@ def test_pack_and_image_folder_and_embeddings_folder(made, tmp_path, capsys):
     # the DuckDB views of hardmine query --overlap
     (tmp_path / "RUN").mkdir()
     capsys.readouterr()
-    assert query.main([str(tmp_path / "RUN"), "SELECT count(*) AS n FROM overlap JOIN overlap_classes "
-                       "USING (label, eval_set) WHERE eval_set = 'emb' AND match = 'identity'", "--overlap", str(out)]) == 0
+    sql = ("SELECT count(*) AS n FROM overlap JOIN overlap_classes USING (label, eval_set) "
+           "WHERE eval_set = 'emb' AND match = 'identity'")
+    assert query.main([str(tmp_path / "RUN"), sql, "--overlap", str(out)]) == 0
     want = sum(r["eval_set"] == "emb" and r["match"] == "identity" for r in rows)
     assert capsys.readouterr().out.split()[2] == str(want)
 
