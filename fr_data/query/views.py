@@ -3,8 +3,11 @@
 Views: ``samples``, ``pairs``, ``classes`` (``RUN/<name>.parquet``; missing files are skipped with a
 note), ``review`` (``RUN/review.csv``, the decisions exported by the review page; empty when the file is not
 there, so a shipped query may join it; columns ``fr_data.folders.review_file.REVIEW_SCHEMA``),
-``selected`` (a training run's ``selected.parquet``, given with ``train``), ``shard_samples`` (the shard manifest ``samples.parquet``: named by ``RUN/run.json`` under
-``"samples_manifest"`` or given explicitly) and ``attributes`` (an optional attribute table). Results are
+``selected`` (a training run's ``selected.parquet``, given with ``train``), ``shard_samples`` (the shard
+manifest ``samples.parquet``: named by ``RUN/run.json`` under ``"samples_manifest"`` or given explicitly),
+``attributes`` (an optional attribute table) and ``overlap`` / ``overlap_classes`` (an overlap folder of
+``hardmine overlap``, given explicitly: never guessed, since one run may be audited against several
+evaluation sets). Results are
 streamed in record batches: printing keeps only the rows shown, files are written batch by batch and
 appear atomically.
 
@@ -25,6 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from fr_data.folders import overlap_folder
 from fr_data.folders import run_folder as rf
 from fr_data.folders.review_file import REVIEW_FILE, REVIEW_SCHEMA, read_review
 from fr_data.folders.shard_folder import samples_path
@@ -85,6 +89,7 @@ class RunViews:
 
 def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
              attributes: str | os.PathLike | None = None, train: str | os.PathLike | None = None,
+             overlap: str | os.PathLike | None = None,
              limits: Limits = DEFAULT_LIMITS) -> RunViews:
     """Register the views of a mining run folder.
 
@@ -94,6 +99,8 @@ def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
             ``run.json``'s ``"samples_manifest"``.
         attributes: an attribute Parquet file, registered as ``attributes``.
         train: a training run folder: its ``selected.parquet`` is registered as ``selected``.
+        overlap: an overlap folder: ``overlap.parquet`` and ``overlap_classes.parquet`` registered as
+            ``overlap`` and ``overlap_classes`` (``fr_data.folders.overlap_folder``).
         limits: memory and time limits of the queries.
 
     Raises:
@@ -123,6 +130,10 @@ def open_run(run: str | os.PathLike, *, shards: str | os.PathLike | None = None,
         files["attributes"] = Path(attributes)
     if train is not None:
         files["selected"] = _selected(Path(train))
+    if overlap is not None:
+        overlap_folder.read_info(overlap)  # a DataError naming overlap.json when it is no overlap folder
+        files["overlap"] = Path(overlap) / overlap_folder.OVERLAP_FILE
+        files["overlap_classes"] = Path(overlap) / overlap_folder.CLASSES_FILE
     rv = open_views(files, limits)
     rv.notes.extend(notes)
     return rv

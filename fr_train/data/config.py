@@ -27,7 +27,8 @@ class SelectionConfig:
 
     Filters apply in this order and each dropped sample is counted under the first reason that hits it:
     ``key_list``, ``query``, ``where``, ``not_in_run`` (a sample the mining run has no row for; only
-    when a run folder is given), ``split``, ``suspect``, ``duplicate``, ``review``.
+    when a run folder is given), ``split``, ``suspect``, ``duplicate``, ``review``, ``overlap_class``,
+    ``overlap_image``.
 
     Attributes:
         key_list: a file of keys to keep: text (one key per line) or Parquet with a ``key`` column.
@@ -43,6 +44,10 @@ class SelectionConfig:
             key, ``keep`` lets a key through the mining filters (split, suspect, duplicate),
             ``merge:A:B`` / ``keep:A:B`` merge or separate two labels whatever ``merge_classes`` says
             (see ``fr_data.review.decisions``). Counted in the selection report under ``review``.
+        exclude_overlap: an overlap folder (``hardmine overlap``): every sample of a training class that
+            overlaps an evaluation identity (``overlap_class``) and every training image leaked into an
+            evaluation set (``overlap_image``) is dropped, whatever the review says; counted in the
+            selection report under ``overlap``.
         sql_memory_limit: DuckDB memory limit of the selection's queries (``query``, ``where`` and the
             joins with the mining run); a query needing more ends in a ConfigError.
         sql_timeout_s: seconds each of those queries may run.
@@ -56,6 +61,7 @@ class SelectionConfig:
     drop_duplicates: bool = False
     merge_classes: bool = False
     review: str | None = None
+    exclude_overlap: str | None = None
     sql_memory_limit: str = "4GB"
     sql_timeout_s: float = 300.0
 

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fr_data.folders import overlap_folder
 from fr_data.folders import run_folder as rf
 from fr_data.folders.review_file import read_review
 from fr_data.folders.shard_folder import read_input_samples, samples_path
@@ -49,7 +50,8 @@ SELECTED_SCHEMA = pa.schema([
     pa.field("old_label", pa.int64(), nullable=False),
 ])
 
-DROP_REASONS = ("key_list", "query", "where", "not_in_run", "split", "suspect", "duplicate", "review")
+DROP_REASONS = ("key_list", "query", "where", "not_in_run", "split", "suspect", "duplicate", "review",
+                "overlap_class", "overlap_image")
 
 
 @dataclass
@@ -312,6 +314,24 @@ def _mining_conditions(cfg: SelectionConfig, cand: Candidates, has_run: bool,
         conditions["duplicate"] = ~cand.columns["duplicate"].astype(bool)
 
 
+def overlap_conditions(folder: str | os.PathLike, cand: Candidates) -> dict[str, np.ndarray]:
+    """The samples that pass ``exclude_overlap``: not of a class that overlaps an evaluation set
+    (``overlap_class``), not a training image leaked into one (``overlap_image``).
+
+    Raises:
+        DataError: the folder names a label or key the shards do not have (an audit of other data).
+    """
+    labels, keys = overlap_folder.excluded(folder)
+    unknown = labels - set(np.unique(cand.labels).tolist())
+    if unknown:
+        raise DataError(Path(folder) / overlap_folder.CLASSES_FILE, f"label {min(unknown)}",
+                        f"{len(unknown)} overlapping label(s) are not in the shards")
+    leaked = _member_mask(cand.keys, np.asarray(sorted(keys), dtype=str),
+                          os.fspath(Path(folder) / overlap_folder.OVERLAP_FILE))
+    return {"overlap_class": ~np.isin(cand.labels, np.fromiter(labels, np.int64, len(labels))),
+            "overlap_image": ~leaked}
+
+
 # ------------------------------------------------------------------------------------------------ merges
 def merge_pairs(rv: RunViews) -> list[tuple[int, int]]:
     """``(label, nearest_label)`` of every ``merge_candidate`` class of the run."""
@@ -347,6 +367,8 @@ def resolve_selection(cfg: SelectionConfig, shards_dir: str | os.PathLike,
         cand = load_candidates(rv, run_dir is not None)
         conditions = keep_conditions(cfg, rv, cand, run_dir is not None)
         by_review = review_decisions.apply_filters(review, cand.keys, conditions) if review else {}
+        if cfg.exclude_overlap is not None:  # after the review: a "keep" decision cannot lift it
+            conditions.update(overlap_conditions(cfg.exclude_overlap, cand))
         keep, dropped = np.ones(len(cand.keys), bool), {}
         for reason, passes in conditions.items():
             dropped[reason] = int((keep & ~passes).sum())
@@ -365,6 +387,9 @@ def resolve_selection(cfg: SelectionConfig, shards_dir: str | os.PathLike,
     report = _report(cand, keep, dropped, old_classes, new_of_old)
     if review is not None:
         report["review"] = review_decisions.review_report(review, dropped["review"], by_review, merged)
+    if cfg.exclude_overlap is not None:
+        report["overlap"] = {"folder": os.fspath(cfg.exclude_overlap), "classes": dropped["overlap_class"],
+                             "images": dropped["overlap_image"]}
     return Selection(cand.keys[keep], new, old, old_classes, new_of_old, report)
 
 

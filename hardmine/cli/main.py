@@ -6,6 +6,7 @@
     hardmine embed --shards data/shards --model iresnet50 --checkpoint backbone.pth --out data/emb
     hardmine mine --embeddings data/emb --out manifests/RUN --samples data/shards/samples.parquet
     hardmine query manifests/RUN --file suspects_per_class.sql
+    hardmine overlap --embeddings data/emb --eval lfw.bin cfp_fp.bin --out data/overlap
     hardmine report manifests/RUN --shards data/shards --out review/RUN
     hardmine train --config ms1mv3_r50_arcface            (also: torchrun ... -m hardmine train ...)
     hardmine demo --out demo
@@ -28,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("embed", "embed every image of a shard folder with a face backbone"),
     "mine": ("mine", "mine noise, duplicates, merges, quality, splits and pairs into Parquet manifests"),
     "query": ("query", "read-only DuckDB SQL over a mining run"),
+    "overlap": ("overlap", "audit evaluation sets against the training set: shared identities, leaked images"),
     "report": ("report", "a static review page of a mining run (decisions exported as review.csv)"),
     "export": ("export", "review.csv -> the files to delete (list.txt) and to relabel (relabel.csv)"),
     "train": ("train", "train a face model from a config (python -m fr_train; torchrun works too)"),

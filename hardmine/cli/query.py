@@ -1,9 +1,10 @@
 """Query a mining run with DuckDB SQL: ``python tools/query.py manifests/RUN "SQL"``.
 
 Views: samples, pairs, classes (RUN/*.parquet), review (RUN/review.csv from the review page, when
-present, else empty: key, decision, kind, action, label, other_label, line, source_path), shard_samples (run.json
-"samples_manifest" or --shards), attributes (--attributes), selected (--train: the training run's
-selected.parquet: key, label (training label), old_label). Prints an aligned table, or writes --csv / --parquet.
+present, else empty: key, decision, kind, action, label, other_label, line, source_path), shard_samples
+(run.json "samples_manifest" or --shards), attributes (--attributes), selected (--train: the training run's
+selected.parquet: key, label (training label), old_label), overlap and overlap_classes (--overlap DIR, an
+overlap folder of hardmine overlap). Prints an aligned table, or writes --csv / --parquet.
 Queries are read-only: only SELECT statements over the views run (no COPY, ATTACH, INSTALL/LOAD, SET,
 no other file); results leave only through --csv / --parquet, written atomically. Each query runs under
 a memory limit (--memory-limit, default 2GB) and a time limit (--timeout, default 300 s).
@@ -44,6 +45,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--attributes", type=parquet_file, help="attribute Parquet file: view attributes")
     p.add_argument("--train", type=existing_folder, help="training run folder (train.output): view selected, "
                    "its selected.parquet")
+    p.add_argument("--overlap", type=existing_folder, help="overlap folder (hardmine overlap): views overlap, "
+                   "overlap_classes")
     p.add_argument("--max-rows", type=non_negative_int, default=50, help="rows printed (default 50)")
     p.add_argument("--memory-limit", default=Limits.memory_limit,
                    help=f"DuckDB memory limit of the query (default {Limits.memory_limit})")
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         sql = args.sql if args.file is None else _read_sql_file(args.file)
         limits = Limits(memory_limit=args.memory_limit, timeout_s=args.timeout)
-        views = open_run(args.run, shards=args.shards, attributes=args.attributes, train=args.train, limits=limits)
+        views = open_run(args.run, shards=args.shards, attributes=args.attributes, train=args.train,
+                         overlap=args.overlap, limits=limits)
         for note in views.notes:
             print(f"note: {note}", file=sys.stderr)
         _check_output(views, args.csv or args.parquet)

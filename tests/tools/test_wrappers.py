@@ -14,7 +14,7 @@ from tests.repo import ROOT
 #: tools/<file>.py -> hardmine subcommand
 WRAPPERS = {"synth": "synth", "shard": "shard", "verify_shards": "verify", "embed": "embed",
             "mine_hard": "mine", "query": "query", "demo": "demo", "report": "report", "experiment": "experiment",
-            "experiment_pool": "experiment-pool", "export": "export"}
+            "experiment_pool": "experiment-pool", "export": "export", "overlap": "overlap"}
 
 
 @pytest.mark.parametrize("tool, sub", sorted(WRAPPERS.items()))

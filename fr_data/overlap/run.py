@@ -1,0 +1,217 @@
+"""One overlap audit: training embeddings + embedded evaluation sets -> the overlap folder.
+
+Class centres come from :mod:`fr_data.mining.centres` (the mean of a class's unit embeddings,
+re-normalised), the searches from :mod:`fr_data.overlap.audit` with the project's exact k-NN (GPU when
+present), the identity threshold from :mod:`fr_data.overlap.threshold`, and the duplicate threshold from
+the mining config in force: its number, or with ``auto`` cleanlab's rule calibrated on this training set
+(:func:`fr_data.mining.calibration.duplicate_cos` over a sample's nearest-neighbour cosines). The folder
+(:mod:`fr_data.folders.overlap_folder`) is written in a staging folder and published whole.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from fr_data.folders import embeddings_folder as ef
+from fr_data.folders import overlap_folder as of
+from fr_data.folders.shard_folder import read_input_samples
+from fr_data.io.errors import DataError
+from fr_data.io.publish import staged_folder
+from fr_data.mining.calibration import Calibration, duplicate_cos, fixed
+from fr_data.mining.centres import Centres, accumulate_sums, make_centres
+from fr_data.mining.config import AUTO, MiningConfig
+from fr_data.mining.inputs import read_rows
+from fr_data.mining.knnfn import KnnFn, default_knn
+from fr_data.overlap.audit import Matches, identity_matches, image_matches
+from fr_data.overlap.sources import EvalSet
+from fr_data.overlap.threshold import identity_threshold
+
+__all__ = ["OverlapSettings", "TrainingSide", "audit_overlap", "open_training"]
+
+CHUNK_ROWS = 65536
+
+
+@dataclass
+class OverlapSettings:
+    """The knobs of an audit.
+
+    Attributes:
+        fpr: impostor rate of the calibrated identity threshold (per image and other class).
+        threshold: an explicit identity threshold (overrides the calibration; 0.4 = the MegaFace rule).
+        duplicate_cos: an explicit duplicate threshold (overrides the mining config).
+        mining: the mining config whose ``duplicates.cos`` (and ``calibration.duplicate_nn_ratio``) apply.
+        top_k: training classes searched per evaluation query.
+        leak_k: training images searched per evaluation image.
+        calibration_samples: training images sampled for the calibrations.
+        seed: of that sample.
+    """
+
+    fpr: float = 1e-5
+    threshold: float | None = None
+    duplicate_cos: float | None = None
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    top_k: int = 10
+    leak_k: int = 5
+    calibration_samples: int = 1000
+    seed: int = 0
+
+
+@dataclass
+class TrainingSide:
+    """The opened training embeddings and what the audit needs of them."""
+
+    emb: ef.Embeddings
+    of_sample: np.ndarray  # class id per row
+    class_labels: np.ndarray  # label per class id
+    ok: np.ndarray  # rows with a usable vector
+    centres: Centres
+    sha256: dict[str, list[int]] | None  # image digest -> training rows (None without a manifest)
+
+
+def open_training(emb_folder: str | os.PathLike, samples: str | os.PathLike | None) -> TrainingSide:
+    """Open EMB, compute its class centres, and map image digests to rows from the shard manifest."""
+    emb = ef.open_embeddings(emb_folder)
+    if emb.n == 0:
+        raise DataError(emb.array_path, "", "the training embeddings are empty")
+    class_labels, of_sample = np.unique(emb.labels, return_inverse=True)
+    sums, ok, _ = accumulate_sums(emb.vectors, of_sample, len(class_labels), CHUNK_ROWS)
+    centres = make_centres(sums, np.bincount(of_sample[ok], minlength=len(class_labels)))
+    return TrainingSide(emb, of_sample, class_labels, ok, centres, _digests(emb, samples))
+
+
+def _digests(emb: ef.Embeddings, samples: str | os.PathLike | None) -> dict[str, list[int]] | None:
+    """sha256 -> training rows, from ``samples`` or the manifest ``EMB/run.json`` names (if it exists)."""
+    if samples is None:
+        recorded = emb.run_info.get("manifest")
+        if not isinstance(recorded, str) or not Path(recorded).is_file():
+            return None
+        samples = recorded
+    table = read_input_samples(samples, ["key", "sha256"])
+    digest_of = dict(zip(table.column("key").to_pylist(), table.column("sha256").to_pylist()))
+    out: dict[str, list[int]] = {}
+    for row, key in enumerate(emb.index.column("key").to_pylist()):
+        if key in digest_of:
+            out.setdefault(digest_of[key], []).append(row)
+    return out
+
+
+def _calibration_sample(train: TrainingSide, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    valid = np.flatnonzero(train.ok)
+    rows = np.sort(np.random.default_rng(seed).choice(valid, min(size, len(valid)), replace=False))
+    return rows, read_rows(train.emb.vectors, rows)
+
+
+def duplicate_threshold(settings: OverlapSettings, train: TrainingSide, rows: np.ndarray, x: np.ndarray,
+                        knn: KnnFn) -> Calibration:
+    """The duplicate threshold in force: ``--duplicate-cos``, the mining config's number, or calibrated."""
+    if settings.duplicate_cos is not None:
+        return fixed("duplicates.cos", settings.duplicate_cos)
+    if settings.mining.duplicates.cos != AUTO:
+        return fixed("duplicates.cos", float(settings.mining.duplicates.cos))
+    if train.emb.n < 2:
+        return fixed("duplicates.cos", 1.0)
+    res = knn(x, train.emb.vectors, 2)
+    sims, ids = np.asarray(res.sims, np.float32), np.asarray(res.ids, np.int64)
+    top1 = np.where(ids[:, 0] == rows, sims[:, 1], sims[:, 0])
+    found = duplicate_cos(top1, settings.mining.calibration.duplicate_nn_ratio)
+    if found.value is None:
+        found.value = 1.0
+    return found
+
+
+def audit_overlap(train: TrainingSide, eval_sets: list[EvalSet], out: str | os.PathLike,
+                  settings: OverlapSettings, *, knn: KnnFn | None = None, overwrite: bool = False,
+                  record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Search every (embedded) evaluation set against ``train`` and publish the overlap folder ``out``.
+
+    Returns:
+        The overlap.json content.
+    """
+    knn = knn or default_knn()
+    started = time.time()
+    with staged_folder(out, overwrite, "overlap folder") as staging:
+        rows, x = _calibration_sample(train, settings.calibration_samples, settings.seed)
+        ident = identity_threshold(settings.threshold, x, train.of_sample[rows], train.centres.db,
+                                   train.centres.active, settings.fpr)
+        dup = duplicate_threshold(settings, train, rows, x, knn)
+        tables, counts, capped = [], {}, {}
+        keys = np.asarray(train.emb.index.column("key").to_pylist(), dtype=object)
+        for eval_set in eval_sets:
+            found, full = identity_matches(eval_set.vectors, eval_set.identities, train.centres.db,
+                                           train.centres.active, ident.value, settings.top_k, knn)
+            leaks = image_matches(eval_set.vectors, eval_set.images, train.emb.vectors, train.of_sample,
+                                  train.sha256, dup.value, settings.leak_k, knn)
+            tables += [_rows(eval_set, found, "identity", train, keys), _rows(eval_set, leaks, "image", train, keys)]
+            counts[eval_set.name] = _counts(eval_set, found, leaks, train)
+            capped[eval_set.name] = full
+        classes = of.write_tables(staging, pa.concat_tables(tables))
+        info = {
+            "inputs": {"embeddings": os.fspath(train.emb.folder),
+                       "eval_sets": [{"name": s.name, "path": os.fspath(s.path), "kind": s.kind,
+                                      "images": len(s), "identities": s.identities is not None}
+                                     for s in eval_sets]},
+            "model": record or {},
+            "thresholds": {"identity": ident.record(), "duplicate": dup.record()},
+            "search": {"top_k": settings.top_k, "leak_k": settings.leak_k, "knn": getattr(knn, "name", repr(knn)),
+                       "queries_with_all_top_k_above_threshold": capped,
+                       "identity_queries": "each evaluation identity's centre (sets with identities), "
+                                           "else each image"},
+            "training": {"images": train.emb.n, "classes": len(train.centres.active),
+                         "byte_hashes": train.sha256 is not None},
+            "counts": counts,
+            "overlapping_classes": len(set(classes.column("label").to_pylist())),
+            "expected_impostor_pairs": _expected_impostors(eval_sets, len(train.centres.active), ident),
+            "seconds": round(time.time() - started, 3),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        of.write_info(staging, info)
+    return info
+
+
+def _expected_impostors(eval_sets: list[EvalSet], classes: int, ident: Calibration) -> float | None:
+    """Queries x classes x fpr: how many (query, other class) pairs a calibrated threshold lets through
+    by chance (None for an explicit threshold). At 1e-5 and 100K classes, about one per query."""
+    fpr = ident.params.get("fpr")
+    if fpr is None:
+        return None
+    queries = sum(len(set(s.identities)) if s.identities is not None else len(s) for s in eval_sets)
+    return round(queries * classes * fpr, 3)
+
+
+def _rows(eval_set: EvalSet, m: Matches, match: str, train: TrainingSide, keys: np.ndarray) -> pa.Table:
+    n = len(m)
+    idx = m.eval_index
+    identity = [eval_set.identities[i] for i in idx] if eval_set.identities is not None else [None] * n
+    return pa.table({
+        "eval_set": pa.array([eval_set.name] * n, pa.string()),
+        "eval_index": pa.array(idx, pa.int64()),
+        "eval_key": pa.array([eval_set.keys[i] for i in idx], pa.string()),
+        "eval_identity": pa.array(identity, pa.string()),
+        "label": pa.array(train.class_labels[m.class_id], pa.int64()),
+        "cos": pa.array(m.cos, pa.float32()),
+        "match": pa.array([match] * n, pa.string()),
+        "rank": pa.array(m.rank, pa.int32()),
+        "train_key": pa.array([keys[r] if r >= 0 else None for r in m.train_row], pa.string()),
+        "same_bytes": pa.array(m.same_bytes, pa.bool_()),
+    }, schema=of.OVERLAP_SCHEMA)
+
+
+def _counts(eval_set: EvalSet, found: Matches, leaks: Matches, train: TrainingSide) -> dict[str, Any]:
+    out = {"images": len(eval_set),
+           "identities": len(set(eval_set.identities)) if eval_set.identities is not None else None,
+           "overlapping_classes": len(np.unique(found.class_id)),
+           "images_of_overlapping_identities": len(np.unique(found.eval_index)),
+           "leaked_eval_images": len(np.unique(leaks.eval_index)),
+           "leaked_training_images": len(np.unique(leaks.train_row)),
+           "same_bytes": int(leaks.same_bytes.sum())}
+    if eval_set.identities is not None:
+        out["overlapping_identities"] = len({eval_set.identities[i] for i in found.eval_index})
+    return out
