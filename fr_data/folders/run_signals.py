@@ -110,6 +110,9 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("nn_cos", "samples", "finalise", (
         _c("nn_cos", F32, "cosine to the nearest other sample of the k-NN graph (any label)"),),
         optional=True),
+    Signal("duplicate_pixel_sim", "samples", "finalise", (
+        _c("duplicate_pixel_sim", F32, "best grey-level correlation with a near-duplicate candidate (null: not checked)"),),
+        optional=True),
     # ------------------------------------------------------------------------------------- classes.parquet
     Signal("class_counts", "classes", "centres", (
         _c("label", I64, "the label", False),
