@@ -110,6 +110,9 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("nn_cos", "samples", "finalise", (
         _c("nn_cos", F32, "cosine to the nearest other sample of the k-NN graph (any label)"),),
         optional=True),
+    Signal("duplicate_pixel_sim", "samples", "finalise", (
+        _c("duplicate_pixel_sim", F32, "best grey-level correlation with a near-duplicate candidate (null: not checked)"),),
+        optional=True),
     Signal("provenance", "samples", "tables", (
         _c("source_path", STR, "the image's file in the source (identity/file, or train.rec#KEY); from --samples"),
         _c("identity", STR, "identity folder name, or the RecordIO label as text; from --samples")),

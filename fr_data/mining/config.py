@@ -93,6 +93,11 @@ class DuplicateConfig:
     """
 
     cos: float | Auto = AUTO
+    #: with the shards known (``--samples``): a candidate pair (cosine distance at most ``candidate_margin``
+    #: x the threshold's) is a duplicate when the grey-level correlation of the two images' 32 x 32
+    #: thumbnails is at least ``pixel_min`` (``fr_data.mining.pixel_check``); null: embedding rule only.
+    pixel_min: float | None = 0.985
+    candidate_margin: float = 2.0
 
 
 @dataclass
@@ -248,6 +253,8 @@ def validate_config(cfg: MiningConfig) -> MiningConfig:
         ("classes.merge_mix", cfg.classes.merge_mix is None or cfg.classes.merge_mix > 0.0),
         ("noise.vote_min", 0.0 <= cfg.noise.vote_min <= 1.0),
         ("duplicates.cos", cfg.duplicates.cos == AUTO or -1.0 <= cfg.duplicates.cos <= 1.0),
+        ("duplicates.pixel_min", cfg.duplicates.pixel_min is None or -1.0 <= cfg.duplicates.pixel_min <= 1.0),
+        ("duplicates.candidate_margin", cfg.duplicates.candidate_margin >= 1.0),
         ("calibration.duplicate_nn_ratio", 0.0 < cfg.calibration.duplicate_nn_ratio < 1.0),
         ("calibration.merge_split_quantile", 0.0 <= cfg.calibration.merge_split_quantile <= 1.0),
         ("calibration.margin_ratio", cfg.calibration.margin_ratio >= 0.0),

@@ -38,23 +38,30 @@ def duplicate_edges(ids: np.ndarray, sims: np.ndarray, cos: float) -> tuple[np.n
     a, b, s = rows.astype(np.int64), ids[rows, cols], sims[rows, cols]
     a, b, s = np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([s, s])
     keep = a != b
-    a, b, s = a[keep], b[keep], s[keep]
+    return _sorted_edges(a[keep], b[keep], s[keep])
+
+
+def _sorted_edges(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges sorted by ``(a, b)``, each once."""
     order = np.lexsort((b, a))
     a, b, s = a[order], b[order], s[order]
     first = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])][:len(a)]
     return a[first], b[first], s[first]
 
 
-def find_duplicates(ids: np.ndarray, sims: np.ndarray, cos: float, priority: np.ndarray) -> Duplicates:
+def find_duplicates(ids: np.ndarray, sims: np.ndarray, cos: float, priority: np.ndarray,
+                    edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Duplicates:
     """Greedy near-duplicate removal.
 
     Args:
         ids: (N, k) neighbour rows (-1 = empty), ``sims`` their cosines.
         cos: similarity at or above which two samples are near duplicates.
         priority: (N,) score; higher is kept first (ties: lower row first). NaN counts as lowest.
+        edges: the duplicate pairs decided elsewhere (symmetric ``(a, b, cos)``, e.g. confirmed by
+            :mod:`fr_data.mining.pixel_check`) instead of the ``cos`` rule.
     """
     n = len(ids)
-    a, b, s = duplicate_edges(ids, sims, cos)
+    a, b, s = duplicate_edges(ids, sims, cos) if edges is None else _sorted_edges(*edges)
     of = np.full(n, -1, dtype=np.int64)
     dcos = np.full(n, np.nan, dtype=np.float32)
     if len(a) == 0:

@@ -8,6 +8,7 @@ row (per sample) or by class id (per class; ``ClassIndex.labels`` maps ids to la
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -51,3 +52,4 @@ class Findings:
     class_mix: np.ndarray
     calibration: dict[str, Calibration]
     config: MiningConfig  # the config with the calibrated thresholds in force
+    pixel_check: dict[str, Any] | None = None  # run.json: duplicates_pixel_check (None: not run)

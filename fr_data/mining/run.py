@@ -28,7 +28,7 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,18 +39,19 @@ import numpy as np
 import fr_data
 from fr_data.folders import run_folder as rf
 from fr_data.folders.embeddings_folder import INDEX_FILE, Embeddings, check_recorded_hash, open_embeddings
-from fr_data.folders.shard_folder import read_input_samples
+from fr_data.folders.shard_folder import list_shards, read_input_samples
 from fr_data.io.config import dump_config, to_dict
-from fr_data.io.errors import ConfigError
+from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.faults import kill_point
 from fr_data.io.hashing import file_sha256
 from fr_data.io.publish import check_apart, check_target, output_lock, staged_folder
+from fr_data.loading.shard_index import ShardIndex
 from fr_data.mining import calibration_figure, tables
 from fr_data.mining import centres as ctr
 from fr_data.mining.calibration import Calibration, SplitHalves, calibrate
 from fr_data.mining.config import MiningConfig, validate_config, with_thresholds
 from fr_data.mining.difficulty import difficulty_score, split_by_quantile
-from fr_data.mining.duplicates import find_duplicates
+from fr_data.mining.duplicates import Duplicates, find_duplicates
 from fr_data.mining.inputs import Validity, iter_chunks, read_rows, validity_from_masks
 from fr_data.mining.knnfn import KnnFn, KnnTotals, TimedKnn, default_knn
 from fr_data.mining.merges import merge_candidates, neighbour_mix
@@ -64,6 +65,7 @@ from fr_data.mining.neighbours import (
 from fr_data.mining.noise import knn_vote, suspects
 from fr_data.mining.origin import check_samples_of_embeddings
 from fr_data.mining.pairs import Pairs, PositiveExtremes, hard_negatives, mine_pairs
+from fr_data.mining.pixel_check import PixelCheck, check_candidates
 from fr_data.mining.plausibility import flag_rates
 from fr_data.mining.quality import SddCollector, certainty_ratio, instance_fpr, sdd_scores, unified_threshold
 from fr_data.mining.results import Findings, Geometry
@@ -193,8 +195,23 @@ def thresholds_stage(geo: Geometry, cp: ClassPass, vote: Any, margin: np.ndarray
     return cal, resolved
 
 
-def finalise_stage(emb: Embeddings, geo: Geometry, cp: ClassPass, cfg: MiningConfig) -> Findings:
-    """Stage 4: vote, calibrated thresholds, suspects, duplicates, quality, instance FPR, difficulty, split."""
+def duplicate_stage(topk: TopK, center_cos: np.ndarray, cfg: MiningConfig,
+                    images: Callable[[int], bytes] | None) -> tuple[Duplicates, PixelCheck | None]:
+    """Near duplicates by the cosine rule, or (with ``images``, and ``duplicates.pixel_min`` set) the
+    candidate pairs confirmed by the pixel check (:mod:`fr_data.mining.pixel_check`)."""
+    d = cfg.duplicates
+    if images is None or d.pixel_min is None:
+        return find_duplicates(topk.ids, topk.sims, d.cos, center_cos), None
+    check = check_candidates(topk.ids, topk.sims, d.cos, d.candidate_margin, d.pixel_min, images)
+    return find_duplicates(topk.ids, topk.sims, d.cos, center_cos, edges=check.edges()), check
+
+
+def finalise_stage(emb: Embeddings, geo: Geometry, cp: ClassPass, cfg: MiningConfig,
+                   images: Callable[[int], bytes] | None = None) -> Findings:
+    """Stage 4: vote, calibrated thresholds, suspects, duplicates, quality, instance FPR, difficulty, split.
+
+    ``images(row)`` returns a row's stored image bytes (when the shards are known): near-duplicate
+    candidates are then checked in pixel space."""
     class_of, ok = geo.cindex.of_sample, geo.validity.ok
     topk, ext = cp.topk, cp.extremes
     margin = (geo.center_cos - geo.nearest_other_cos).astype(np.float32)
@@ -205,7 +222,7 @@ def finalise_stage(emb: Embeddings, geo: Geometry, cp: ClassPass, cfg: MiningCon
     merge = merge_candidates(geo.class_nearest_cos, cfg.classes.merge_cos, mix, cfg.classes.merge_mix)
     partner = np.where(merge, geo.class_nearest, -1)
     suspect = suspects(vote, class_of, margin, cfg.noise.vote_min, cfg.noise.margin_max, partner) & ok
-    dups = find_duplicates(topk.ids, topk.sims, cfg.duplicates.cos, geo.center_cos)
+    dups, pixel = duplicate_stage(topk, geo.center_cos, cfg, images)
     num_other = max(len(geo.centres.active) - 1, 0)
     thr = unified_threshold(geo.negatives, num_other, cfg.quality.target_fpr)
     quality_cr = certainty_ratio(geo.center_cos, geo.nearest_other_cos, cfg.quality.cr_eps)
@@ -218,13 +235,15 @@ def finalise_stage(emb: Embeddings, geo: Geometry, cp: ClassPass, cfg: MiningCon
         "nearest_other_cos": geo.nearest_other_cos, "margin": margin, "knn_agreement": vote.agreement,
         "suspect_mislabel": suspect, "suspected": np.where(suspect, vote.winner, -1),
         "duplicate_of": dups.of, "duplicate_cos": dups.cos, "duplicate_kind": dups.kinds(class_of),
+        "duplicate_pixel_sim": None if pixel is None else pixel.best_per_row(emb.n),
         "quality_sdd": sdd_scores(cp.sdd_raw),
         "quality_cr": quality_cr,
         "instance_fpr": instance_fpr(geo.negatives, thr.value, num_other),
         "difficulty": difficulty, "split": split, "vote_winner": vote.winner, "vote_share": vote.winner_share,
     }
     eligible = ok & ~suspect & (dups.of < 0)
-    return Findings(cols, class_of, eligible, thr, topk, ext, cp.strategy, partner, mix, cal, cfg)
+    return Findings(cols, class_of, eligible, thr, topk, ext, cp.strategy, partner, mix, cal, cfg,
+                    None if pixel is None else pixel.record(cfg.duplicates.pixel_min, cfg.duplicates.candidate_margin))
 
 
 def check_quality_input(emb: Embeddings, cfg: MiningConfig) -> None:
@@ -250,6 +269,28 @@ class MiningResult:
     run: dict[str, Any]
 
 
+def image_reader(emb: Embeddings, samples: str | os.PathLike | None,
+                 cfg: MiningConfig) -> tuple[Callable[[int], bytes] | None, str | None]:
+    """``row -> stored image bytes`` from the shards beside the ``samples`` manifest, or None and why not
+    (no manifest, the pixel check off, or the manifest's shards are not there: mining itself needs only
+    the manifest)."""
+    if cfg.duplicates.pixel_min is None:
+        return None, "duplicates.pixel_min is null"
+    if samples is None:
+        return None, "no shard manifest (--samples)"
+    folder = Path(samples).parent
+    try:
+        shards = list_shards(folder)
+    except DataError as e:
+        return None, str(e)
+    missing = [s.name for s in shards if not s.is_file()]
+    if missing:
+        return None, f"{folder}: shard {missing[0]} not found"
+    index = ShardIndex.open(folder, shards)
+    keys = emb.index.column("key").to_pylist()
+    return (lambda row: index.read_image(keys[row])), None
+
+
 def _knn_name(knn: KnnFn) -> str:
     knn = getattr(knn, "knn", knn) if isinstance(knn, TimedKnn) else knn
     if isinstance(getattr(knn, "name", None), str):
@@ -265,6 +306,7 @@ def calibration_report(found: Findings, report: dict[str, Any], cfg: MiningConfi
     """``run.json``'s ``calibration`` (how each threshold was obtained) and ``plausibility`` (flag rates,
     warnings)."""
     return {"calibration": {k: c.record() for k, c in found.calibration.items()},
+            "duplicates_pixel_check": found.pixel_check,
             "plausibility": flag_rates(report["counts"], cfg.calibration)}
 
 
@@ -323,7 +365,10 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
             with timer.stage("class_pass"):
                 cp = class_stage(emb, geo, cfg, knn)
             with timer.stage("finalise"):
-                found = finalise_stage(emb, geo, cp, cfg)
+                images, no_images = image_reader(emb, samples, cfg)
+                found = finalise_stage(emb, geo, cp, cfg, images)
+                if found.pixel_check is None:
+                    found.pixel_check = {"skipped": no_images}
                 pairs = mined_pairs(geo, found, found.config)
             with timer.stage("tables"):
                 built = tables.build(emb, geo, found, pairs, found.config, samples=samples, attributes=attributes)

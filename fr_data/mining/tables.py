@@ -107,6 +107,9 @@ SAMPLE_FILLS: dict[str, Fill] = {
     "instance_fpr": _floats("instance_fpr"),
     "difficulty": lambda emb, geo, f: {"difficulty": _f32(f.cols["difficulty"]), "split": _strings(f.cols["split"])},
     "nn_cos": lambda emb, geo, f: {"nn_cos": _f32(nearest_sample_cos(f.topk))},
+    "duplicate_pixel_sim": lambda emb, geo, f: {"duplicate_pixel_sim": _f32(
+        np.full(emb.n, np.nan, np.float32) if f.cols["duplicate_pixel_sim"] is None
+        else f.cols["duplicate_pixel_sim"])},
 }
 
 

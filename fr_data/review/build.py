@@ -117,7 +117,7 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
         with timer.stage("thumbnails"):
             failed = thumbs.write_thumbnails(located, tmp, size=thumb_size, workers=workers)
         with timer.stage("figures"):
-            drawn = figures.draw_all(chart_data, tmp)
+            drawn = {**figures.draw_all(chart_data, tmp), **figures.copy_calibration(run, tmp)}
         inputs = {"run": str(run.resolve()), "shards": str(shards.resolve()),
                   "attributes": str(Path(attributes).resolve()) if attributes else None,
                   "built": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

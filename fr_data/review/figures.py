@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from fr_data.folders.report_folder import figure_name
-from fr_data.io.atomic import naming_write_errors
+from fr_data.folders.run_folder import CALIBRATION_FIGURE_FILE
+from fr_data.io.atomic import atomic_write_bytes, naming_write_errors
 from fr_data.review.stats import POSE_BINS, RESOLUTION_BINS, Histogram, Stats, ordered_splits
 
 SPLIT_COLOURS = {"easy": "#2a9d8f", "medium": "#e9c46a", "hard": "#e76f51", "none": "#999999"}
@@ -201,6 +202,17 @@ CHARTS: dict[str, Callable[[Stats], Figure | None]] = {
     "similarity": similarity_chart,
     "pairs": pairs_chart,
 }
+
+
+def copy_calibration(run: Path, folder: Path) -> dict[str, str]:
+    """Copy the mining run's calibration figure (``calibration.png``, drawn by ``hardmine mine``) into
+    ``folder``'s figures; ``{"calibration": path relative to folder}``, or empty when the run has none."""
+    source = run / CALIBRATION_FIGURE_FILE
+    if not source.is_file():
+        return {}
+    name = figure_name("calibration")
+    atomic_write_bytes(folder / name, source.read_bytes())
+    return {"calibration": name}
 
 
 def draw_all(stats: Stats, folder: Path) -> dict[str, str]:

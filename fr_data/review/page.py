@@ -336,6 +336,26 @@ def titled_table(title: str, rows: list[tuple[Any, ...]], header: tuple[str, ...
     return html("<div><h3>{}</h3>{}</div>", title, table(rows, header))
 
 
+def calibration_table(run: dict[str, Any]) -> Markup | None:
+    """How each threshold was obtained (``run.json: calibration``) and what the pixel check of duplicate
+    candidates decided (``duplicates_pixel_check``); None when the run has neither."""
+    cal = run.get("calibration") or {}
+    rows = [(key, num(c.get("value"), 4), c.get("method") or "\u2013", c.get("statistic") or "\u2013",
+             num(c.get("sample_size")))
+            for key, c in cal.items() if isinstance(c, dict)] if isinstance(cal, dict) else []
+    check = run.get("duplicates_pixel_check")
+    if isinstance(check, dict) and "pixel_min" in check:
+        rows.append(("duplicates.pixel_min", num(check.get("pixel_min"), 4), "pixel check",
+                     (f"{num(check.get('confirmed'))} of {num(check.get('candidates'))} candidate pairs "
+                      f"(cosine >= {num(check.get('candidate_cos_floor'), 4)}) confirmed"),
+                     num(check.get("candidates"))))
+    elif isinstance(check, dict) and check.get("skipped"):
+        rows.append(("duplicates.pixel_min", "\u2013", "pixel check skipped", str(check["skipped"]), "\u2013"))
+    if not rows:
+        return None
+    return titled_table("Calibrated thresholds", rows, ("threshold", "value", "method", "from", "n"))
+
+
 def run_tables(page: PageData) -> Markup:
     """Inputs, thresholds, stage times and the mining config (any ``run.json`` values, shown as text)."""
     run = page.run
@@ -347,6 +367,9 @@ def run_tables(page: PageData) -> Markup:
     if isinstance(thresholds, dict) and thresholds:
         blocks.append(titled_table("Thresholds", [(k, num(v, 4)) for k, v in thresholds.items()],
                                    ("threshold", "value")))
+    calibrated = calibration_table(run)
+    if calibrated is not None:
+        blocks.append(calibrated)
     bins = run.get("bins") or {}
     if isinstance(bins, dict) and (bins.get("pose_source") or bins.get("resolution_source")):
         rows = [("pose bins", bins.get("pose_source") or "\u2013"),
@@ -359,6 +382,8 @@ def run_tables(page: PageData) -> Markup:
                 for name, s in timings.items()]
         blocks.append(titled_table("Mining stage times", rows, ("stage", "wall time (s)", "peak RSS (MB)")))
     out = html('<div class="tables">{}</div>', join(blocks))
+    if "calibration" in page.figures:
+        out += chart(page, "calibration", "the distributions the thresholds were calibrated from")
     if run.get("config"):
         text = yaml.safe_dump(run["config"], sort_keys=False, default_flow_style=None, allow_unicode=True)
         out += html("<details><summary>Mining config</summary><pre>{}</pre></details>", text)

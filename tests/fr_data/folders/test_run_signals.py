@@ -50,7 +50,7 @@ def test_schemas_come_from_the_declarations_and_keep_every_column_in_place(table
 
 
 def test_the_optional_samples_columns():
-    assert rf.OPTIONAL_SAMPLES_SCHEMA.names == ["quality", "nn_cos", "source_path", "identity"]
+    assert rf.OPTIONAL_SAMPLES_SCHEMA.names == ["quality", "nn_cos", "duplicate_pixel_sim", "source_path", "identity"]
     assert rf.OPTIONAL_CLASSES_SCHEMA.names == ["identity"]
     assert rf.OPTIONAL_SAMPLES_SCHEMA.field("nn_cos").type == pa.float32()
 
