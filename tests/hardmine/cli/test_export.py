@@ -32,11 +32,14 @@ COPY, TWIN = 7, 6  # row COPY's vector is row TWIN's (same identity; rows in key
 
 
 def identity_folder(root: Path) -> Path:
-    """root/<identity>/<NNN>.jpg, WebFace style: 4 identities of 5 distinct JPEGs."""
+    """root/<identity>/<NNN>.jpg, WebFace style: 4 identities of 5 JPEGs; image COPY is a byte copy of
+    image TWIN (so the pixel check of duplicate candidates confirms the planted pair)."""
     for i, name in enumerate(IDENTITIES):
         (root / name).mkdir(parents=True)
         for j in range(PER_IDENTITY):
-            (root / name / f"{j + 1:03d}.jpg").write_bytes(jpeg(100 * i + j))
+            row = PER_IDENTITY * i + j
+            source = TWIN if row == COPY else row
+            (root / name / f"{j + 1:03d}.jpg").write_bytes(jpeg(100 * (source // PER_IDENTITY) + source % PER_IDENTITY))
     return root
 
 
