@@ -6,6 +6,9 @@ template and escapes each value for text and attribute context alike (``& < > " 
 are already :class:`Markup` (HTML this module built). A forgotten :class:`Markup` therefore shows escaped
 text twice, never runs as HTML. ``inline(tag, text)`` embeds the page's own CSS and JS and refuses text that
 could end its element early; ``csp_hash`` is the Content-Security-Policy source that allows exactly that text.
+``data_block(id, value)`` carries data for the page's script as JSON in a ``<script type="application/json">``
+(a data block: never executed, so no CSP hash; ``<``, ``>`` and ``&`` are written as ``\\u`` escapes, so no
+value can end the element or open a comment).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html as _html
+import json
 import re
 import string
 from collections.abc import Iterable
@@ -89,3 +93,15 @@ def csp_hash(text: str) -> str:
     """The CSP source expression (``'sha256-...'``) allowing the inline element whose text is ``text``."""
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+def data_json(value: Any) -> str:
+    """``value`` as JSON text safe inside any HTML element: no ``<``, ``>`` or ``&`` (written ``\\u003c``...)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def data_block(name: str, value: Any) -> Markup:
+    """``value`` for the page's script: ``<script type="application/json" data-block="name">JSON</script>``."""
+    return html('<script type="application/json" data-block="{}">', name) + Markup(data_json(value)) \
+        + Markup("</script>")

@@ -10,6 +10,7 @@ and a ``run.json`` with counts, thresholds, timings and config.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,12 @@ def make_review_run(tmp: Path, seed: int = 0) -> TinyData:
     write_table(sweep, data.run / "sweep.parquet", SWEEP_SCHEMA)
     (data.run / "run.json").write_text(json.dumps(run_json(samples, classes)))
     return data
+
+
+LIST_BLOCK = re.compile(r'<script type="application/json" data-block="list:[^"]*">(.*?)</script>', re.DOTALL)
+
+
+def expand_lists(text: str) -> str:
+    """The page's HTML with each lazy list's data block replaced by its items' HTML (what the page's script
+    renders), for tests that read the items with Python."""
+    return LIST_BLOCK.sub(lambda m: "".join(e["h"] for e in json.loads(m.group(1))), text)
