@@ -14,6 +14,7 @@ value can end the element or open a comment).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html as _html
 import json
@@ -56,9 +57,33 @@ class _Escaping(string.Formatter):
 _ESCAPING = _Escaping()
 
 
+@functools.lru_cache(maxsize=1024)
+def _fields(template: str) -> tuple[tuple[str, str | None, str, str | None], ...] | None:
+    """``template`` parsed once: (literal, field, spec, conversion) parts, or None when a field is more than
+    ``{}``/``{N}`` with a plain spec (those go through ``string.Formatter`` every time)."""
+    parts = tuple(_ESCAPING.parse(template))
+    plain = all(f is None or ((f == "" or f.isdigit()) and "{" not in (spec or "")) for _, f, spec, _ in parts)
+    return parts if plain else None
+
+
 def html(template: str, *values: Any, **named: Any) -> Markup:
     """Fill ``template`` (a constant of this package, never data) with escaped ``values``."""
-    return Markup(_ESCAPING.vformat(template, values, named))
+    parts = _fields(template)
+    if parts is None or named:
+        return Markup(_ESCAPING.vformat(template, values, named))
+    out, auto = [], 0
+    for literal, field, spec, conversion in parts:
+        out.append(literal)
+        if field is None:
+            continue
+        if field == "":
+            value, auto = values[auto], auto + 1
+        else:
+            value = values[int(field)]
+        if conversion:
+            value = _ESCAPING.convert_field(value, conversion)
+        out.append(_ESCAPING.format_field(value, spec))
+    return Markup("".join(out))
 
 
 def join(parts: Iterable[Any], sep: str = "") -> Markup:

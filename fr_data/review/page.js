@@ -7,6 +7,7 @@
   'use strict';
   var body = document.body;
   var CHUNK = 40;          // items per rendered chunk
+  var HTML_PAGE = 500;     // items per data block of item HTML (page.py HTML_PAGE)
   var MARGIN = '1200px 0px';  // render chunks this close to the viewport, release the others
   var storeKey = 'hardmine-review:' + (body.getAttribute('data-data') || body.getAttribute('data-run'));
   var storage = openStorage();
@@ -15,6 +16,7 @@
   var cursor = null;       // {list, pos}: where j/k continue from
   var observer = new IntersectionObserver(onIntersect, {rootMargin: MARGIN});
   var central = block('central') || {};
+  var BUTTONS = block('buttons') || {};
 
   // ------------------------------------------------------------------------------------------- storage
   function openStorage() {
@@ -241,6 +243,54 @@
   }
 
   // ------------------------------------------------------------------------------------------ lazy lists
+  // An item's decision controls, from its data-decisions ("value" or "value:button name").
+  function addButtons(el) {
+    var box = document.createElement('div');
+    box.className = 'decide';
+    el.getAttribute('data-decisions').split(' ').forEach(function (d) {
+      var parts = d.split(':'), b = document.createElement('button');
+      b.type = 'button';
+      b.setAttribute('data-decision', parts[0]);
+      b.setAttribute('aria-pressed', 'false');
+      b.textContent = BUTTONS[parts[1] || parts[0]] || parts[0];
+      box.appendChild(b);
+    });
+    el.appendChild(box);
+  }
+
+  // A label's central images (the central data block holds each label's once): thumbnails or placeholders.
+  function fillStrips(root) {
+    var strips = root.querySelectorAll('.imgs[data-central]');
+    for (var i = 0; i < strips.length; i++) {
+      var label = strips[i].getAttribute('data-central'), size = strips[i].getAttribute('data-size');
+      var images = central[label] || [];
+      if (!images.length) {
+        var none = document.createElement('span');
+        none.className = 'none';
+        none.textContent = 'no image';
+        strips[i].appendChild(none);
+      }
+      images.forEach(function (c) {
+        var tip = c[3], el;
+        if (c[0]) {
+          el = document.createElement('img');
+          el.loading = 'lazy';
+          el.src = c[0];
+          el.alt = c[1];
+          el.setAttribute('data-label', label);
+          el.title = tip;
+          el.className = 'thumb ' + size;
+        } else {
+          el = document.createElement('div');
+          el.title = tip + ': ' + c[2];
+          el.textContent = c[2];
+          el.className = 'thumb ' + size + ' missing';
+        }
+        strips[i].appendChild(el);
+      });
+    }
+  }
+
   function List(el) {
     this.el = el;
     this.name = el.getAttribute('data-list');
@@ -248,11 +298,18 @@
     this.decides = el.getAttribute('data-decides');
     this.section = el.closest('section').id;
     this.items = block('list:' + this.name) || [];
+    this.pages = [];  // parsed blocks of item HTML (HTML_PAGE items each, in page.py), parsed when first needed
     this.bar = el.previousElementSibling;
     this.order = [];
     this.chunks = [];
     this.estimate = 0;
   }
+
+  List.prototype.html = function (i) {
+    var p = Math.floor(i / HTML_PAGE);
+    if (!this.pages[p]) { this.pages[p] = block('html:' + this.name + ':' + p); }
+    return this.pages[p][i - p * HTML_PAGE];
+  };
 
   List.prototype.size = function (c) { return Math.min(CHUNK, this.order.length - c * CHUNK); };
 
@@ -266,12 +323,14 @@
     var div = this.chunks[c];
     if (div.done) { return div; }
     var start = c * CHUNK, parts = [];
-    for (var i = start; i < start + this.size(c); i++) { parts.push(this.items[this.order[i]].h); }
+    for (var i = start; i < start + this.size(c); i++) { parts.push(this.html(this.order[i])); }
     div.innerHTML = parts.join('');
+    fillStrips(div);
     for (var j = 0; j < div.children.length; j++) {
-      div.children[j].hmList = this;
-      div.children[j].hmPos = start + j;
-      if (this.decides) { paint(div.children[j]); }
+      var el = div.children[j];
+      el.hmList = this;
+      el.hmPos = start + j;
+      if (el.hasAttribute('data-decisions')) { addButtons(el); paint(el); }
     }
     div.style.height = '';
     div.done = true;
@@ -443,7 +502,9 @@
     big.alt = img.alt;
     document.getElementById('zoom-caption').textContent = img.title;
     more.textContent = '';
-    var others = (central[img.getAttribute('data-label')] || []).filter(function (c) { return c[0] !== img.getAttribute('src'); });
+    var others = (central[img.getAttribute('data-label')] || []).filter(function (c) {
+      return c[0] && c[0] !== img.getAttribute('src');
+    });
     var head = document.createElement('div');
     head.textContent = others.length ? 'more images of label ' + img.getAttribute('data-label') : 'no other image of this label';
     more.appendChild(head);

@@ -86,23 +86,27 @@ class PageData:
 
 
 # ----------------------------------------------------------------------------------------------- images
+def tooltip(page: PageData, key: str, label: Any) -> str:
+    """An image's hover text: key, label and attributes."""
+    attrs = page.attributes.get(key, {})
+    return DOT.join([key, f"label {label}"] + [f"{k}={v}" for k, v in attrs.items()])
+
+
 def image(page: PageData, key: str, label: Any, cls: str = "") -> Markup:
     """One thumbnail (or a placeholder naming why there is none), with key, label and attributes on hover."""
-    attrs = page.attributes.get(key, {})
-    tip = DOT.join([key, f"label {label}"] + [f"{k}={v}" for k, v in attrs.items()])
+    tip = tooltip(page, key, label)
     if key in page.failed or key in page.missing:
         why = page.failed.get(key, "not found in the shards")
         return html('<div class="thumb {} missing" title="{}: {}">{}</div>', cls, tip, why, why)
-    return html('<img class="thumb {}" src="{}" alt="{}" title="{}" data-label="{}" loading="lazy" '
-                'decoding="async">', cls, local_src(thumb_name(key)), key, tip, label)
+    return html('<img class="thumb {}" src="{}" alt="{}" title="{}" data-label="{}" loading="lazy">',
+                cls, local_src(thumb_name(key)), key, tip, label)
 
 
 def strip(page: PageData, label: Any, caption: Markup, size: str = "small") -> Markup:
-    """The central images of a label, captioned."""
-    keys = page.picks.central.get(label, [])[:CENTRAL]
-    images = join(image(page, k, label, size) for k in keys) or Markup('<span class="none">no image</span>')
-    return html('<div class="strip"><div class="strip-label">{}</div><div class="imgs">{}</div></div>',
-                caption, images)
+    """The central images of a label, captioned: ``page.js`` fills ``data-central`` from the page's
+    ``central`` data block (each label's images once, not once per card that shows them)."""
+    return html('<div class="strip"><div class="strip-label">{}</div><div class="imgs" data-central="{}" '
+                'data-size="{}"></div></div>', caption, label, size)
 
 
 def metrics(values: dict[str, Any]) -> Markup:
@@ -116,7 +120,8 @@ BUTTONS = {"keep": "Keep", "drop": "Drop", "merge": "Merge", "relabel": "Relabel
 
 
 def buttons(decisions: tuple[str, ...]) -> Markup:
-    """The decision controls of an item (``value`` or ``value:button`` with a ``BUTTONS`` name)."""
+    """The decision controls of an item (``value`` or ``value:button`` with a ``BUTTONS`` name), as
+    ``page.js`` builds them from the item's ``data-decisions`` (tests and other consumers read it here)."""
     def button(d: str) -> Markup:
         value, _, name = d.partition(":")
         return html('<button type="button" data-decision="{}" aria-pressed="false">{}</button>', value,
@@ -138,9 +143,10 @@ def key_line(page: PageData, key: str) -> Markup:
 
 
 def item(kind: str, key: str, body: Markup, decisions: tuple[str, ...], extra: Markup = NOTHING) -> Markup:
-    """A reviewable item: ``data-key``, the body, then its decision controls."""
-    return html('<article class="item {}" data-key="{}" data-section="{}"{} tabindex="0">{}{}</article>',
-                kind, key, kind, extra, body, buttons(decisions))
+    """A reviewable item: ``data-key``, the body; ``page.js`` adds its decision controls (``buttons``) from
+    ``data-decisions`` when it renders the item (written once per item, not as markup per item)."""
+    return html('<article class="item {}" data-key="{}" data-section="{}" data-decisions="{}"{} tabindex="0">{}'
+                '</article>', kind, key, kind, " ".join(decisions), extra, body)
 
 
 def figure(page: PageData, key: str, label: Any, caption: Any) -> Markup:
@@ -261,16 +267,24 @@ def filter_bar(name: str, metric_names: tuple[str, ...]) -> Markup:
         '<span class="shown"></span></div>', name, metric, sort)
 
 
+#: Items per data block of item HTML: the page parses a block only when it renders one of its items.
+HTML_PAGE = 500
+
+
 def lazy_list(name: str, entries: list[dict[str, Any]], cls: str, metric_names: tuple[str, ...],
               decides: str = "") -> Markup:
-    """A list ``page.js`` renders near the viewport: its filter bar, an empty ``.lazy`` container and the
-    items as a data block. ``decides``: what its items' decisions are keyed by (``sample``: section and key,
-    ``pair``: the label pair; empty: not reviewable)."""
+    """A list ``page.js`` renders near the viewport: its filter bar, an empty ``.lazy`` container, the
+    items' keys, labels, metrics and bins as one data block (``list:NAME``: what filters and sorts read) and
+    their HTML in blocks of ``HTML_PAGE`` (``html:NAME:P``). ``decides``: what its items' decisions are keyed
+    by (``sample``: section and key, ``pair``: the label pair; empty: not reviewable)."""
     if not entries:
         return NOTHING
+    index = [{k: v for k, v in e.items() if k != "h"} for e in entries]
+    pages = join(data_block(f"html:{name}:{p}", [e["h"] for e in entries[start:start + HTML_PAGE]])
+                 for p, start in enumerate(range(0, len(entries), HTML_PAGE)))
     return (filter_bar(name, metric_names)
             + html('<div class="lazy" data-list="{}" data-grid="{}" data-decides="{}"></div>', name, cls, decides)
-            + data_block("list:" + name, entries))
+            + data_block("list:" + name, index) + pages)
 
 
 def chart(page: PageData, name: str, alt: str) -> Markup:
@@ -582,10 +596,13 @@ OVERLAYS = html(
 
 
 def central_images(page: PageData) -> dict[str, list[list[str]]]:
-    """Label -> [thumbnail path, key] of its central images that have a thumbnail (the zoom's "more")."""
-    bad = set(page.missing) | set(page.failed)
-    return {str(label): [[local_src(thumb_name(k)), k] for k in keys[:CENTRAL] if k not in bad]
-            for label, keys in page.picks.central.items()}
+    """Label -> [thumbnail path, key, why there is none, tooltip] of its central images (the strips and the
+    zoom's "more"): the path is empty and the reason set for an image without a thumbnail."""
+    def one(key: str, label: Any) -> list[str]:
+        if key in page.failed or key in page.missing:
+            return ["", key, page.failed.get(key, "not found in the shards"), tooltip(page, key, label)]
+        return [local_src(thumb_name(key)), key, "", tooltip(page, key, label)]
+    return {str(label): [one(k, label) for k in keys[:CENTRAL]] for label, keys in page.picks.central.items()}
 
 
 def content_security_policy(style: str, script: str) -> str:
@@ -602,7 +619,7 @@ def render(page: PageData) -> str:
     style, script = _asset("page.css"), _asset("page.js")
     main = join([*(section(sec.id, sec.title, sec.body(page, sec.decisions)) for sec in SECTIONS),
                  missing_section(page)])
-    data = data_block("central", central_images(page))
+    data = data_block("central", central_images(page)) + data_block("buttons", BUTTONS)
     if page.prefill is not None:
         data += data_block("prefill", {"csv": page.prefill})
     return html('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

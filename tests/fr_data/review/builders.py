@@ -80,9 +80,40 @@ def make_review_run(tmp: Path, seed: int = 0) -> TinyData:
 
 
 LIST_BLOCK = re.compile(r'<script type="application/json" data-block="list:[^"]*">(.*?)</script>', re.DOTALL)
+HTML_BLOCK = re.compile(r'<script type="application/json" data-block="html:[^"]*">(.*?)</script>', re.DOTALL)
 
 
 def expand_lists(text: str) -> str:
-    """The page's HTML with each lazy list's data block replaced by its items' HTML (what the page's script
-    renders), for tests that read the items with Python."""
-    return LIST_BLOCK.sub(lambda m: "".join(e["h"] for e in json.loads(m.group(1))), text)
+    """The page's HTML with each lazy list's item HTML blocks replaced by the items' HTML (what the page's
+    script renders), for tests that read the items with Python."""
+    return HTML_BLOCK.sub(lambda m: "".join(json.loads(m.group(1))), LIST_BLOCK.sub("", text))
+
+
+def synthetic_page(n: int, seed: int = 0):
+    """A review page's data with ``n`` suspects, ``n`` duplicates and ``n`` low-quality images (labels of
+    4 images each, 4 central images per label, ``n // 100`` merge pairs), seeded random scores, no run
+    folder: for the tests and the benchmark of the page at size (``render(synthetic_page(n))``)."""
+    from fr_data.review.page import PageData, queries
+    from fr_data.review.select import Picks
+
+    rng = np.random.default_rng(seed)
+    labels = max(2, n // 4)
+    score = lambda: round(float(rng.uniform(-1, 1)), 4)  # noqa: E731
+    rows = {
+        "suspects": [{"key": f"s{i:06d}", "label": i % labels, "suspected_label": (i + 1) % labels,
+                      "center_cos": score(), "margin": score(), "knn_agreement": score()} for i in range(n)],
+        "duplicates": [{"key": f"d{i:06d}", "label": i % labels, "duplicate_of": f"t{i:06d}",
+                        "twin_label": (i + 7) % labels, "duplicate_cos": score(),
+                        "duplicate_kind": ("same_class", "cross_class")[i % 2]} for i in range(n)],
+        "merges": [{"label": 2 * i, "other_label": 2 * i + 1, "nearest_cos": score(), "neighbour_mix": score(),
+                    "n": 4, "other_n": 4} for i in range(max(1, n // 100))],
+        "quality": [{"key": f"q{i:06d}", "label": i % labels, "quality_cr": score(), "quality_sdd": score(),
+                     "difficulty": score(), "pose_bin": ("frontal", "profile")[i % 2],
+                     "resolution_bin": ("high", "low")[i % 3 == 0]} for i in range(n)],
+    }
+    central = {label: [f"c{label}_{j}" for j in range(4)] for label in range(labels)}
+    totals = {"samples": 4 * labels, "valid_vectors": 4 * labels, "classes": labels, "suspects": n,
+              "duplicates": n, "cross_class_duplicates": n // 2, "merges": len(rows["merges"]),
+              "merge_candidate_classes": 2 * len(rows["merges"]), "quality": n, "hard_pos": 0, "hard_neg": 0}
+    picks = Picks(n, rows=rows, central=central, totals=totals, queries=queries())
+    return PageData("synthetic", "synthetic", picks, data_id=f"synthetic-{n}-{seed}")
