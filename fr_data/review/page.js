@@ -17,6 +17,7 @@
   var observer = new IntersectionObserver(onIntersect, {rootMargin: MARGIN});
   var central = block('central') || {};
   var BUTTONS = block('buttons') || {};
+  var strips = block('strips') || {};
 
   // ------------------------------------------------------------------------------------------- storage
   function openStorage() {
@@ -258,37 +259,13 @@
     el.appendChild(box);
   }
 
-  // A label's central images (the central data block holds each label's once): thumbnails or placeholders.
-  function fillStrips(root) {
-    var strips = root.querySelectorAll('.imgs[data-central]');
-    for (var i = 0; i < strips.length; i++) {
-      var label = strips[i].getAttribute('data-central'), size = strips[i].getAttribute('data-size');
-      var images = central[label] || [];
-      if (!images.length) {
-        var none = document.createElement('span');
-        none.className = 'none';
-        none.textContent = 'no image';
-        strips[i].appendChild(none);
-      }
-      images.forEach(function (c) {
-        var tip = c[3], el;
-        if (c[0]) {
-          el = document.createElement('img');
-          el.loading = 'lazy';
-          el.src = c[0];
-          el.alt = c[1];
-          el.setAttribute('data-label', label);
-          el.title = tip;
-          el.className = 'thumb ' + size;
-        } else {
-          el = document.createElement('div');
-          el.title = tip + ': ' + c[2];
-          el.textContent = c[2];
-          el.className = 'thumb ' + size + ' missing';
-        }
-        strips[i].appendChild(el);
-      });
-    }
+  // A label's central images, from the strips data block (HTML page.py built once per label).
+  var STRIP = /<div class="imgs ([a-z]+)" data-central="([^"]*)"><\/div>/g;
+
+  function withStrips(text) {
+    return text.replace(STRIP, function (all, size, label) {
+      return '<div class="imgs ' + size + '">' + (strips[label] || '<span class="none">no image</span>') + '</div>';
+    });
   }
 
   function List(el) {
@@ -313,10 +290,21 @@
 
   List.prototype.size = function (c) { return Math.min(CHUNK, this.order.length - c * CHUNK); };
 
-  List.prototype.decided = function (item) {
+  // Decided keys of this list's section (and of rows without a section), label pairs: for filtering.
+  List.prototype.decidedSets = function () {
+    var own = {}, any = {}, section = this.section;
+    Object.keys(decisions).forEach(function (id) {
+      var d = decisions[id];
+      if (id.charAt(0) === 'm') { own[id] = true; } else if (d.section === section) { own[d.key] = true; }
+      else if (!d.section) { any[d.key] = true; }
+    });
+    return {own: own, any: any};
+  };
+
+  List.prototype.decided = function (item, sets) {
     if (!this.decides) { return false; }
-    var id = this.decides === 'pair' ? pairId(item.l[0], item.l[1]) : sampleId(this.section, item.k);
-    return !!lookup(id, item.k);
+    if (this.decides === 'pair') { return !!sets.own[pairId(item.l[0], item.l[1])]; }
+    return !!(sets.own[item.k] || sets.any[item.k]);
   };
 
   List.prototype.render = function (c) {
@@ -324,8 +312,7 @@
     if (div.done) { return div; }
     var start = c * CHUNK, parts = [];
     for (var i = start; i < start + this.size(c); i++) { parts.push(this.html(this.order[i])); }
-    div.innerHTML = parts.join('');
-    fillStrips(div);
+    div.innerHTML = withStrips(parts.join(''));
     for (var j = 0; j < div.children.length; j++) {
       var el = div.children[j];
       el.hmList = this;
@@ -390,9 +377,10 @@
   List.prototype.filter = function () {
     var f = this.state(), items = this.items, out = [];
     var lo = parseFloat(f.min), hi = parseFloat(f.max), metric = f.metric === '' ? -1 : Number(f.metric);
+    var sets = f.show ? this.decidedSets() : null;
     for (var i = 0; i < items.length; i++) {
       var it = items[i];
-      if (f.show && (f.show === 'decided') !== this.decided(it)) { continue; }
+      if (sets && (f.show === 'decided') !== this.decided(it, sets)) { continue; }
       if (metric >= 0 && ((!isNaN(lo) && !(it.m[metric] >= lo)) || (!isNaN(hi) && !(it.m[metric] <= hi)))) { continue; }
       if (f.label && it.l.indexOf(f.label) < 0) { continue; }
       if (f.bin && it.f.indexOf(f.bin) < 0) { continue; }
@@ -580,6 +568,7 @@
 
   // For scripts and tests: the CSV the export button would write, the decisions, import, list sizes.
   window.hardmineReview = {
+    ready: 0,  // performance.now() when the page became interactive (set below)
     csv: csvText,
     decisions: function () { return JSON.parse(JSON.stringify(decisions)); },
     importCsv: importText,
@@ -594,4 +583,5 @@
   lists.forEach(function (l) { l.fillBins(); l.filter(); });
   lists.forEach(function (l) { l.place(); });
   status();
+  window.hardmineReview.ready = performance.now();
 }());

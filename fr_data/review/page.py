@@ -104,9 +104,15 @@ def image(page: PageData, key: str, label: Any, cls: str = "") -> Markup:
 
 def strip(page: PageData, label: Any, caption: Markup, size: str = "small") -> Markup:
     """The central images of a label, captioned: ``page.js`` fills ``data-central`` from the page's
-    ``central`` data block (each label's images once, not once per card that shows them)."""
-    return html('<div class="strip"><div class="strip-label">{}</div><div class="imgs" data-central="{}" '
-                'data-size="{}"></div></div>', caption, label, size)
+    ``strips`` data block (``strip_images``: each label's images once, not once per card showing them)."""
+    return html('<div class="strip"><div class="strip-label">{}</div><div class="imgs {}" data-central="{}">'
+                '</div></div>', caption, size, label)
+
+
+def strip_images(page: PageData, label: Any) -> Markup:
+    """The central images of a label (sized by their strip's class), or a note that there is none."""
+    keys = page.picks.central.get(label, [])[:CENTRAL]
+    return join(image(page, k, label) for k in keys) or Markup('<span class="none">no image</span>')
 
 
 def metrics(values: dict[str, Any]) -> Markup:
@@ -619,7 +625,9 @@ def render(page: PageData) -> str:
     style, script = _asset("page.css"), _asset("page.js")
     main = join([*(section(sec.id, sec.title, sec.body(page, sec.decisions)) for sec in SECTIONS),
                  missing_section(page)])
-    data = data_block("central", central_images(page)) + data_block("buttons", BUTTONS)
+    strips = {str(label): str(strip_images(page, label)) for label in page.picks.central}
+    data = (data_block("central", central_images(page)) + data_block("strips", strips)
+            + data_block("buttons", BUTTONS))
     if page.prefill is not None:
         data += data_block("prefill", {"csv": page.prefill})
     return html('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -83,10 +83,17 @@ LIST_BLOCK = re.compile(r'<script type="application/json" data-block="list:[^"]*
 HTML_BLOCK = re.compile(r'<script type="application/json" data-block="html:[^"]*">(.*?)</script>', re.DOTALL)
 
 
+STRIPS_BLOCK = re.compile(r'<script type="application/json" data-block="strips">(.*?)</script>', re.DOTALL)
+STRIP = re.compile(r'<div class="imgs ([a-z]+)" data-central="([^"]*)"></div>')
+
+
 def expand_lists(text: str) -> str:
-    """The page's HTML with each lazy list's item HTML blocks replaced by the items' HTML (what the page's
-    script renders), for tests that read the items with Python."""
-    return HTML_BLOCK.sub(lambda m: "".join(json.loads(m.group(1))), LIST_BLOCK.sub("", text))
+    """The page's HTML with each lazy list's item HTML blocks replaced by the items' HTML, central image
+    strips filled in (what the page's script renders), for tests that read the items with Python."""
+    found = STRIPS_BLOCK.search(text)
+    strips = json.loads(found.group(1)) if found else {}
+    items = HTML_BLOCK.sub(lambda m: "".join(json.loads(m.group(1))), LIST_BLOCK.sub("", STRIPS_BLOCK.sub("", text)))
+    return STRIP.sub(lambda m: f'<div class="imgs {m.group(1)}">{strips.get(m.group(2), "")}</div>', items)
 
 
 def synthetic_page(n: int, seed: int = 0):

@@ -103,7 +103,7 @@ def test_missing_and_undecodable_images_are_placeholders_listed_in_missing():
     sources = {a["src"] for a in page.having("src")}
     assert thumb_name("d0") not in sources and thumb_name("c2") not in sources and thumb_name("d1") in sources
     placeholders = [a for a in page.having("class") if "missing" in a["class"].split()]
-    assert len(placeholders) == 1  # the twin d0; central images are drawn by page.js from the central block
+    assert len(placeholders) == 2  # the twin d0 and the central image c2 (a strip page.js fills in)
     central = json.loads(re.search(r'data-block="central">(.*?)</script>', text).group(1))
     assert central["2"] == [["", "c2", "image cannot be decoded", "c2 \u00b7 label 2"]]  # a placeholder naming why
     assert [c[:3] for c in central["1"]] == [[thumb_name("c1a"), "c1a", ""], [thumb_name("c1b"), "c1b", ""]]
