@@ -339,8 +339,15 @@
     });
   }
 
-  // Replace the chunks (after filtering): empty placeholders sized by estimate, the first one rendered.
-  List.prototype.build = function () {
+  // Whether the list reaches the viewport's neighbourhood (its first chunk is then rendered at once).
+  List.prototype.near = function () {
+    var r = this.el.getBoundingClientRect();
+    return r.top < window.innerHeight + 1200 && r.bottom > -1200;
+  };
+
+  // Replace the chunks (after filtering): empty placeholders sized by estimate; the first one rendered at
+  // once when the list is near the viewport (or not measured yet), the others by the observer.
+  List.prototype.build = function (near) {
     this.chunks.forEach(function (div) { observer.unobserve(div); });
     this.el.textContent = '';
     this.chunks = [];
@@ -354,7 +361,7 @@
       frag.appendChild(div);
     }
     this.el.appendChild(frag);
-    if (this.chunks.length) { this.render(0); }
+    if (this.chunks.length && (near || !this.estimate)) { this.render(0); }
     this.bar.querySelector('.shown').textContent = this.order.length + ' of ' + this.items.length + ' shown';
   };
 
@@ -374,7 +381,7 @@
     return f;
   };
 
-  List.prototype.filter = function () {
+  List.prototype.filter = function (near) {
     var f = this.state(), items = this.items, out = [];
     var lo = parseFloat(f.min), hi = parseFloat(f.max), metric = f.metric === '' ? -1 : Number(f.metric);
     var sets = f.show ? this.decidedSets() : null;
@@ -395,7 +402,7 @@
       });
     }
     this.order = out;
-    this.build();
+    this.build(near !== false);
   };
 
   List.prototype.fillBins = function () {
@@ -411,7 +418,8 @@
   };
 
   function refilterAll() {
-    lists.forEach(function (l) { l.filter(); });
+    var near = lists.map(function (l) { return l.near(); });  // read the layout once, before any change
+    lists.forEach(function (l, i) { l.filter(near[i]); });
     lists.forEach(function (l) { l.place(); });
   }
 

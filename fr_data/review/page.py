@@ -25,6 +25,7 @@ script (by their sha256), no inline handler, no plugin, no form target and no ``
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -240,7 +241,7 @@ def grid(cards: list[Markup], cls: str = "grid") -> Markup:
 
 def _value(v: Any) -> Any:
     """A metric as JSON (NaN and non-numbers: null)."""
-    return v if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else None
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v) else None
 
 
 def facets(page: PageData, key: str, r: dict[str, Any]) -> list[str]:

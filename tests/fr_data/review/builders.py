@@ -16,8 +16,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from fr_data.folders.run_folder import (CLASSES_SCHEMA, GROUPS_SCHEMA, MINED_SAMPLES_SCHEMA, PAIRS_SCHEMA,
-                                    SWEEP_SCHEMA)
+from fr_data.folders.run_folder import (
+    CLASSES_SCHEMA,
+    GROUPS_SCHEMA,
+    MINED_SAMPLES_SCHEMA,
+    PAIRS_SCHEMA,
+    SWEEP_SCHEMA,
+)
 from fr_data.io.parquet import read_table, write_table
 from tests.fr_train.data.builders import TinyData, make_tiny_data
 
@@ -105,7 +110,10 @@ def synthetic_page(n: int, seed: int = 0):
 
     rng = np.random.default_rng(seed)
     labels = max(2, n // 4)
-    score = lambda: round(float(rng.uniform(-1, 1)), 4)  # noqa: E731
+
+    def score() -> float:
+        return round(float(rng.uniform(-1, 1)), 4)
+
     rows = {
         "suspects": [{"key": f"s{i:06d}", "label": i % labels, "suspected_label": (i + 1) % labels,
                       "center_cos": score(), "margin": score(), "knn_agreement": score()} for i in range(n)],

@@ -45,7 +45,7 @@ def decide_across_sections(page) -> None:
     """Keep a suspect, relabel the other, drop a duplicate and keep the same image as a low-quality one,
     keep the merge pair apart."""
     item(page, "suspects", SUSPECT).locator("[data-decision=keep]").click()
-    page.locator("#suspects .item[data-key]:not([data-key='%s']) [data-decision=relabel]" % SUSPECT).click()
+    page.locator(f"#suspects .item[data-key]:not([data-key='{SUSPECT}']) [data-decision=relabel]").click()
     item(page, "duplicates", SHARED).locator("[data-decision=drop]").click()
     show_section(page, "merges")
     page.locator("#merges .item [data-decision=keep]").click()
@@ -54,7 +54,7 @@ def decide_across_sections(page) -> None:
 
 
 def test_each_section_decides_on_its_own_and_export_import_round_trips(chromium, report, tmp_path):
-    data, result = report
+    _, result = report
     first = open_page(chromium, result.index)
     page = first.page
     decide_across_sections(page)
