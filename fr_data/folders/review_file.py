@@ -4,29 +4,36 @@ The review page (``hardmine report``) exports this file; training applies it wit
 ``data.selection.review: review.csv``; ``hardmine query`` shows it as the ``review`` view when it sits
 in the mining run folder.
 
-Format: UTF-8 CSV (RFC 4180 quoting, so keys may hold commas or quotes), header exactly ``key,decision``
-or ``key,decision,source_path``, one row per decided item (``source_path``: the image's file, as the
-shard manifest names it, for the curator's eye and for ``hardmine export``; may be empty; files written
-before the column existed have two columns and stay readable):
+Format: UTF-8 CSV (RFC 4180 quoting, so keys may hold commas or quotes), header ``key,decision,section``
+(the page writes it) or ``key,decision`` (older files, read as rows without a section), either one
+optionally followed by ``source_path`` (the image's file, as the shard manifest names it, for the
+curator's eye and for ``hardmine export``; may be empty), one row per decided item:
 
-============  ==========================================  ===============================================
-``decision``  ``key``                                     meaning
-============  ==========================================  ===============================================
-``keep``      a sample key                                keep the sample even when a mining filter
-                                                          (``splits``, ``drop_suspects``,
-                                                          ``drop_duplicates``) would drop it
-``drop``      a sample key                                remove the sample from training
-``merge:A:B`` a sample key of label ``A`` (the image the  labels ``A`` and ``B`` are one person: merge
-              page showed first for that label)           them, whatever ``merge_classes`` says
-``keep:A:B``  as above                                    ``A`` and ``B`` are two people: never merge
-                                                          them, even when ``merge_classes`` would
-============  ==========================================  ===============================================
+================  ==========================================  ===========================================
+``decision``      ``key``                                     meaning
+================  ==========================================  ===========================================
+``keep``          a sample key                                keep the sample even when the mining filter
+                                                              of its section (``suspects``: the suspect
+                                                              filter, ``duplicates``: the duplicate
+                                                              filter; any other or no section: every
+                                                              mining filter) would drop it
+``drop``          a sample key                                remove the sample from training
+``relabel:L``     a sample key                                train the sample under label ``L`` (the
+                                                              suspected label a suspect card offers)
+``merge:A:B``     a sample key of label ``A`` (the image the  labels ``A`` and ``B`` are one person: merge
+                  page showed first for that label)           them, whatever ``merge_classes`` says
+``keep:A:B``      as above                                    ``A`` and ``B`` are two people: never merge
+                                                              them, even when ``merge_classes`` would
+================  ==========================================  ===========================================
 
-``A`` and ``B`` are integer labels, ``A != B``. A sample key has at most one sample row, a label pair
-(either order) at most one merge row; a key may have both a sample row and a merge row (they decide
-different things). Blank lines are ignored. A quoted key may span line breaks (at most
-``MAX_LINES_PER_ROW`` lines); no cell may hold a NUL. Errors name the file and the line (the header is
-line 1); a file is read line by line and reading stops at the first error.
+``section`` names the page section the decision was made in (``suspects``, ``duplicates``, ``merges``,
+``quality``, ...; empty: none). Each section's decision is its own: one image shown as a suspect and as a
+duplicate may be kept as the one and dropped as the other (a ``drop`` in any section drops it). ``A``,
+``B`` and ``L`` are integer labels, ``A != B``. A (section, sample key) has at most one sample row, a key
+at most one ``relabel`` row, a label pair (either order) at most one merge row; a key may have both a
+sample row and a merge row (they decide different things). Blank lines are ignored. A quoted key may span
+line breaks (at most ``MAX_LINES_PER_ROW`` lines); no cell may hold a NUL. Errors name the file and the
+line (the header is line 1); a file is read line by line and reading stops at the first error.
 """
 
 from __future__ import annotations
@@ -35,9 +42,11 @@ import csv
 import dataclasses
 import io
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -45,10 +54,14 @@ from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import DataError
 
 REVIEW_FILE = "review.csv"
-HEADER = ("key", "decision")
-#: The header of a file naming each decided image's file (``source_path``, the shard manifest's column).
+HEADER = ("key", "decision", "section")
+OLD_HEADER = ("key", "decision")
+#: The headers of files naming each decided image's file (``source_path``, the shard manifest's column).
 PATH_HEADER = (*HEADER, "source_path")
+OLD_PATH_HEADER = (*OLD_HEADER, "source_path")
+HEADERS = (HEADER, OLD_HEADER, PATH_HEADER, OLD_PATH_HEADER)
 SAMPLE_ACTIONS = ("keep", "drop")
+RELABEL = "relabel"
 MERGE_ACTIONS = ("merge", "keep")
 
 #: The parsed file, one row per decision (the ``review`` view of ``hardmine query``).
@@ -56,10 +69,11 @@ REVIEW_SCHEMA = pa.schema([
     pa.field("key", pa.string(), nullable=False),
     pa.field("decision", pa.string(), nullable=False),  # as written in the file
     pa.field("kind", pa.string(), nullable=False),      # "sample" or "merge"
-    pa.field("action", pa.string(), nullable=False),    # keep / drop (samples), merge / keep (label pairs)
-    pa.field("label", pa.int64()),                      # merge rows: A
+    pa.field("action", pa.string(), nullable=False),    # keep / drop / relabel (samples), merge / keep (pairs)
+    pa.field("label", pa.int64()),                      # merge rows: A; relabel rows: the new label
     pa.field("other_label", pa.int64()),                # merge rows: B
     pa.field("line", pa.int64(), nullable=False),       # line of the file (header = 1)
+    pa.field("section", pa.string()),                   # the page section it was made in (null: none)
     pa.field("source_path", pa.string()),               # the image's file when the file names it
 ])
 
@@ -74,11 +88,14 @@ class Decision:
     label: int | None = None
     other_label: int | None = None
     line: int = 0
+    section: str = ""
     source_path: str | None = None
 
     @property
     def decision(self) -> str:
         """The ``decision`` cell as written in the file."""
+        if self.action == RELABEL:
+            return f"{RELABEL}:{int(self.label)}"
         if self.kind == "sample":
             return self.action
         return merge_decision(self.action, self.label, self.other_label)
@@ -102,8 +119,12 @@ class Review:
     decisions: list[Decision]
 
     def keys(self, action: str) -> list[str]:
-        """Sample keys with this sample action (``keep`` or ``drop``)."""
-        return [d.key for d in self.decisions if d.kind == "sample" and d.action == action]
+        """Sample keys with this sample action (``keep``, ``drop`` or ``relabel``), each once, in file order."""
+        return list(dict.fromkeys(d.key for d in self.samples(action)))
+
+    def samples(self, action: str) -> list[Decision]:
+        """The sample rows with this action."""
+        return [d for d in self.decisions if d.kind == "sample" and d.action == action]
 
     def pairs(self, action: str) -> list[tuple[int, int]]:
         """Label pairs (smaller first) with this merge action (``merge`` or ``keep``)."""
@@ -114,38 +135,59 @@ class Review:
         return [d for d in self.decisions if d.kind == "merge"]
 
     def counts(self) -> dict[str, int]:
-        """Rows per decision kind: ``keep``, ``drop``, ``merge``, ``separate`` (``keep:A:B``)."""
-        return {"keep": len(self.keys("keep")), "drop": len(self.keys("drop")),
-                "merge": len(self.pairs("merge")), "separate": len(self.pairs("keep"))}
+        """Rows per decision kind: ``keep``, ``drop``, ``relabel``, ``merge``, ``separate`` (``keep:A:B``)."""
+        return {"keep": len(self.samples("keep")), "drop": len(self.samples("drop")),
+                "relabel": len(self.samples(RELABEL)), "merge": len(self.pairs("merge")),
+                "separate": len(self.pairs("keep"))}
 
     def table(self) -> pa.Table:
         """The decisions as a ``REVIEW_SCHEMA`` table."""
         rows = [{"key": d.key, "decision": d.decision, "kind": d.kind, "action": d.action, "label": d.label,
-                 "other_label": d.other_label, "line": d.line, "source_path": d.source_path}
-                for d in self.decisions]
+                 "other_label": d.other_label, "line": d.line, "section": d.section or None,
+                 "source_path": d.source_path} for d in self.decisions]
         return pa.Table.from_pylist(rows, schema=REVIEW_SCHEMA)
 
 
-def parse_decision(key: str, cell: str, line: int, path: Path) -> Decision:
+def _labels(cell: str, parts: list[str], line: int, path: Path) -> list[int]:
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        raise DataError(path, f"line {line}", f"decision {cell!r}: labels must be integers") from None
+
+
+def parse_decision(key: str, cell: str, line: int, path: Path, section: str = "") -> Decision:
     """One row's decision.
 
     Raises:
-        DataError: naming the file and line, for an empty key or a decision outside the format.
+        DataError: naming the file and line, for an empty key, a section that is not a plain name or a
+            decision outside the format.
     """
     if not key:
         raise DataError(path, f"line {line}", "empty key")
+    if section and not re.fullmatch(r"[a-z][a-z0-9_-]*", section):
+        raise DataError(path, f"line {line}", f"section {section!r} is not a section name")
     if cell in SAMPLE_ACTIONS:
-        return Decision(key, "sample", cell, line=line)
+        return Decision(key, "sample", cell, line=line, section=section)
     parts = cell.split(":")
+    if len(parts) == 2 and parts[0] == RELABEL:
+        return Decision(key, "sample", RELABEL, _labels(cell, parts[1:], line, path)[0], line=line,
+                        section=section)
     if len(parts) != 3 or parts[0] not in MERGE_ACTIONS:
-        raise DataError(path, f"line {line}", f"decision {cell!r} is not keep, drop, merge:A:B or keep:A:B")
-    try:
-        label, other = int(parts[1]), int(parts[2])
-    except ValueError:
-        raise DataError(path, f"line {line}", f"decision {cell!r}: labels must be integers") from None
+        raise DataError(path, f"line {line}", f"decision {cell!r} is not keep, drop, relabel:L, merge:A:B or "
+                                              "keep:A:B")
+    label, other = _labels(cell, parts[1:], line, path)
     if label == other:
         raise DataError(path, f"line {line}", f"decision {cell!r} merges a label with itself")
-    return Decision(key, "merge", parts[0], label, other, line)
+    return Decision(key, "merge", parts[0], label, other, line, section)
+
+
+def _ident(d: Decision) -> tuple[Any, ...]:
+    """What one row decides (two rows deciding the same thing are an error)."""
+    if d.kind == "merge":
+        return ("merge", d.pair)
+    if d.action == RELABEL:
+        return ("relabel", d.key)
+    return ("sample", d.section, d.key)
 
 
 #: Lines one row may span (a quoted key may hold line breaks): an unterminated quote is reported after
@@ -211,10 +253,10 @@ def parse_review_lines(lines: Iterable[str | bytes], path: str | os.PathLike = "
     counted = _Lines(lines, path)
     rows = csv.reader(counted, strict=True)
     header = _next_row(rows, counted)
-    names = None if header is None else tuple(c.strip() for c in header)
-    if names not in (HEADER, PATH_HEADER):
-        raise DataError(path, "line 1", f"header must be 'key,decision' or 'key,decision,source_path', "
-                                        f"got {header!r}")
+    names = tuple(c.strip() for c in header) if header is not None else None
+    if names not in HEADERS:
+        raise DataError(path, "line 1", "header must be 'key,decision,section' or 'key,decision' (either one "
+                                        f"optionally followed by ',source_path'), got {header!r}")
     decisions, seen = [], {}
     while (row := _next_row(rows, counted)) is not None:
         line = counted.row_start
@@ -222,13 +264,14 @@ def parse_review_lines(lines: Iterable[str | bytes], path: str | os.PathLike = "
             continue
         if len(row) != len(names):
             raise DataError(path, f"line {line}", f"expected {len(names)} cells ({','.join(names)}), got {len(row)}")
-        d = parse_decision(row[0], row[1].strip(), line, path)
-        if len(row) == 3 and row[2]:
-            d = dataclasses.replace(d, source_path=row[2])
-        ident = ("sample", d.key) if d.kind == "sample" else ("merge", d.pair)
+        cells = dict(zip(names, row))
+        d = parse_decision(row[0], row[1].strip(), line, path, cells.get("section", "").strip())
+        if cells.get("source_path"):
+            d = dataclasses.replace(d, source_path=cells["source_path"])
+        ident = _ident(d)
         if ident in seen:
-            raise DataError(path, f"line {line}", f"{ident[0]} {ident[1]!r} was already decided on line "
-                                                  f"{seen[ident]}")
+            what = " ".join(f"{v!r}" if isinstance(v, str) and v else str(v) for v in ident[1:] if v != "")
+            raise DataError(path, f"line {line}", f"{ident[0]} {what} was already decided on line {seen[ident]}")
         seen[ident] = line
         decisions.append(d)
     return Review(path, decisions)
@@ -260,7 +303,7 @@ def format_review(decisions: list[Decision]) -> str:
     paths = any(d.source_path for d in decisions)
     writer.writerow(PATH_HEADER if paths else HEADER)
     for d in decisions:
-        writer.writerow([d.key, d.decision, d.source_path or ""] if paths else [d.key, d.decision])
+        writer.writerow([d.key, d.decision, d.section, d.source_path or ""] if paths else [d.key, d.decision, d.section])
     return out.getvalue()
 
 

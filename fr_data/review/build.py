@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import ConfigError
 from fr_data.folders import run_folder as rf
 from fr_data.folders.report_folder import INDEX_FILE, publish, write_manifest
-from fr_data.folders.shard_folder import samples_path
+from fr_data.folders.review_file import format_review, read_review
+from fr_data.folders.shard_folder import fingerprint, samples_path
 from fr_data.io.hashing import file_sha256
 from fr_data.io.publish import check_apart
 from fr_data.mining.origin import check_shards_of_run
@@ -71,6 +74,20 @@ def run_id(run: Path) -> str:
     return hashlib.sha256(f"{run.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
+def data_id(run: Path, shards: Path) -> str:
+    """Identifies the data set for the page's stored decisions, so they survive a re-mine of the same data
+    (``hardmine mine --overwrite`` writes a new ``run.json``): the shard folder's fingerprint, else the
+    sha256 of the run's sorted sample keys."""
+    found = fingerprint(shards)
+    if found is not None:
+        return found[:16]
+    keys = pq.read_table(rf.table_path(run, "samples"), columns=["key"]).column("key")
+    digest = hashlib.sha256()
+    for key in sorted(keys.to_pylist()):
+        digest.update(key.encode("utf-8") + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def section_counts(picks: select.Picks) -> dict[str, dict[str, int]]:
     """Flagged (in the run) and shown items per section."""
     return {q.name: {"total": picks.totals[q.name], "shown": len(picks.of(q.name))} for q in picks.queries}
@@ -78,7 +95,8 @@ def section_counts(picks: select.Picks) -> dict[str, dict[str, int]]:
 
 def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | os.PathLike, *,
                  per_section: int = DEFAULT_PER_SECTION, attributes: str | os.PathLike | None = None,
-                 overwrite: bool = False, workers: int = 2, thumb_size: int = thumbs.THUMB_SIZE) -> ReportResult:
+                 overwrite: bool = False, workers: int = 2, thumb_size: int = thumbs.THUMB_SIZE,
+                 decisions: str | os.PathLike | None = None) -> ReportResult:
     """Write the review page of mining run ``run`` (thumbnails from the shard folder ``shards``) to ``out``.
 
     Args:
@@ -91,14 +109,18 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
         overwrite: replace an existing ``out`` once the new one is complete.
         workers: threads decoding and resizing images (and DuckDB threads).
         thumb_size: longest side of a thumbnail in pixels.
+        decisions: a ``review.csv`` whose decisions the page starts from (merged into the browser's stored
+            ones once, the file winning, as the page's Import does).
 
     Raises:
         ConfigError: ``per_section`` below 0.
-        DataError: a missing or malformed run file, shard folder or attribute table; ``out`` is, contains
+        DataError: a missing or malformed run file, shard folder, attribute table or review file (named
+            with its line); ``out`` is, contains
             or lies inside ``run``, ``shards`` or ``attributes``; a shard folder that is not the one the run
             was mined from (:mod:`fr_data.mining.origin`).
     """
-    check_apart(out, run, shards, attributes)
+    check_apart(out, run, shards, attributes)  # decisions are read before anything is written: may lie in out
+    prefill = format_review(read_review(decisions).decisions) if decisions is not None else None
     if per_section < 0:
         raise ConfigError(f"--per-section must be >= 0, got {per_section}")
     run, shards, timer = Path(run), Path(shards), Timer()
@@ -123,10 +145,12 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
                   "built": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   "files": sorted(tables.present)}
         data = page.PageData(run_id(run), run.resolve().name, picks, drawn, located.missing, failed, attrs,
-                             tables.run, tables.notes, inputs, chart_data.splits, origins)
+                             tables.run, tables.notes, inputs, chart_data.splits, origins=origins,
+                             data_id=data_id(run, shards), prefill=prefill)
         with timer.stage("page"):
             atomic_write_text(tmp / INDEX_FILE, page.render(data))
-        manifest = {"run_id": data.run_id, **inputs, "per_section": per_section,
+        manifest = {"run_id": data.run_id, "data_id": data.data_id, **inputs,
+                    "decisions": str(Path(decisions).resolve()) if decisions else None, "per_section": per_section,
                     "run_json_sha256": file_sha256(run / rf.RUN_FILE) if tables.run else None,
                     "sections": section_counts(picks), "thumbnails": len(shown) - len(located.missing) - len(failed),
                     "missing_keys": located.missing, "failed_images": failed, "figures": drawn,

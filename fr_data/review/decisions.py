@@ -2,11 +2,15 @@
 
 ``data.selection.review: review.csv`` (format: ``fr_data.folders.review_file``):
 
-* ``drop`` removes the key; it is counted under the drop reason ``review``, the last one, so the count
-  says what the review removed beyond the other filters;
-* ``keep`` lets the key through the mining filters (``splits``, ``drop_suspects``, ``drop_duplicates``)
-  that would have dropped it (counted as ``kept_by_review``); the user's own filters (``key_list``,
-  ``query``, ``where``) still apply;
+* ``drop`` (in any section) removes the key; it is counted under the drop reason ``review``, the last one,
+  so the count says what the review removed beyond the other filters;
+* ``keep`` lets the key through the mining filter of the section it was made in (``suspects``:
+  ``drop_suspects``, ``duplicates``: ``drop_duplicates``; any other section or none: every mining filter,
+  ``splits`` included) that would have dropped it (counted as ``kept_by_review``); the user's own filters
+  (``key_list``, ``query``, ``where``) still apply. A suspect's keep therefore never undoes a duplicate's
+  drop or keep of the same image;
+* ``relabel:L`` trains the key under label ``L`` (counted as ``relabelled``); merges then apply to the
+  new label;
 * ``merge:A:B`` merges labels ``A`` and ``B`` whatever ``merge_classes`` says;
 * ``keep:A:B`` keeps ``A`` and ``B`` apart even when ``merge_classes`` would merge them.
 
@@ -25,6 +29,8 @@ from fr_data.folders.review_file import Decision, Review
 from fr_data.io.errors import DataError
 
 MINING_REASONS = ("split", "suspect", "duplicate")
+#: The mining filter a section's ``keep`` overrides (sections not listed: every mining filter).
+SECTION_REASONS = {"suspects": ("suspect",), "duplicates": ("duplicate",)}
 
 
 def positions(review: Review, rows: list[Decision], keys: np.ndarray) -> np.ndarray:
@@ -43,11 +49,15 @@ def positions(review: Review, rows: list[Decision], keys: np.ndarray) -> np.ndar
     return pos
 
 
-def _mask(review: Review, action: str, keys: np.ndarray) -> np.ndarray:
-    rows = [d for d in review.decisions if d.kind == "sample" and d.action == action]
+def _mask(review: Review, rows: list[Decision], keys: np.ndarray) -> np.ndarray:
     mask = np.zeros(len(keys), bool)
     mask[positions(review, rows, keys)] = True
     return mask
+
+
+def _keeps(review: Review, reason: str) -> list[Decision]:
+    """The ``keep`` rows that override the mining filter ``reason``."""
+    return [d for d in review.samples("keep") if reason in SECTION_REASONS.get(d.section, MINING_REASONS)]
 
 
 def apply_filters(review: Review, keys: np.ndarray, conditions: dict[str, np.ndarray]) -> dict[str, int]:
@@ -58,14 +68,27 @@ def apply_filters(review: Review, keys: np.ndarray, conditions: dict[str, np.nda
         keys: the candidate keys, sorted.
         conditions: drop reason -> mask of the samples passing it (``selection.keep_conditions``).
     """
-    keep, drop = _mask(review, "keep", keys), _mask(review, "drop", keys)
-    would_drop = np.zeros(len(keys), bool)
-    for reason in MINING_REASONS:
-        if reason in conditions:
-            would_drop |= ~conditions[reason]
-            conditions[reason] = conditions[reason] | keep
+    _mask(review, review.samples("keep"), keys)  # every key must be in the shards, whatever its section
+    drop = _mask(review, review.samples("drop"), keys)
+    mining = [reason for reason in MINING_REASONS if reason in conditions]
+    before = np.logical_and.reduce([conditions[r] for r in mining]) if mining else np.ones(len(keys), bool)
+    for reason in mining:
+        conditions[reason] = conditions[reason] | _mask(review, _keeps(review, reason), keys)
+    after = np.logical_and.reduce([conditions[r] for r in mining]) if mining else before
     conditions["review"] = ~drop
-    return {"kept_by_review": int((keep & would_drop).sum())}
+    return {"kept_by_review": int((after & ~before).sum())}
+
+
+def apply_relabels(review: Review, keys: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """``labels`` (of the sorted ``keys``) with each ``relabel:L`` row's key moved to label ``L``.
+
+    Raises:
+        DataError: a relabel row whose key is not in the shards.
+    """
+    rows = review.samples("relabel")
+    out = labels.copy()
+    out[_positions(review, rows, keys)] = np.asarray([d.label for d in rows], dtype=labels.dtype)
+    return out, {"relabelled": int((out != labels).sum())}
 
 
 def apply_merges(review: Review, keys: np.ndarray, labels: np.ndarray,

@@ -6,13 +6,18 @@ template and escapes each value for text and attribute context alike (``& < > " 
 are already :class:`Markup` (HTML this module built). A forgotten :class:`Markup` therefore shows escaped
 text twice, never runs as HTML. ``inline(tag, text)`` embeds the page's own CSS and JS and refuses text that
 could end its element early; ``csp_hash`` is the Content-Security-Policy source that allows exactly that text.
+``data_block(id, value)`` carries data for the page's script as JSON in a ``<script type="application/json">``
+(a data block: never executed, so no CSP hash; ``<``, ``>`` and ``&`` are written as ``\\u`` escapes, so no
+value can end the element or open a comment).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html as _html
+import json
 import re
 import string
 from collections.abc import Iterable
@@ -52,9 +57,33 @@ class _Escaping(string.Formatter):
 _ESCAPING = _Escaping()
 
 
+@functools.lru_cache(maxsize=1024)
+def _fields(template: str) -> tuple[tuple[str, str | None, str, str | None], ...] | None:
+    """``template`` parsed once: (literal, field, spec, conversion) parts, or None when a field is more than
+    ``{}``/``{N}`` with a plain spec (those go through ``string.Formatter`` every time)."""
+    parts = tuple(_ESCAPING.parse(template))
+    plain = all(f is None or ((f == "" or f.isdigit()) and "{" not in (spec or "")) for _, f, spec, _ in parts)
+    return parts if plain else None
+
+
 def html(template: str, *values: Any, **named: Any) -> Markup:
     """Fill ``template`` (a constant of this package, never data) with escaped ``values``."""
-    return Markup(_ESCAPING.vformat(template, values, named))
+    parts = _fields(template)
+    if parts is None or named:
+        return Markup(_ESCAPING.vformat(template, values, named))
+    out, auto = [], 0
+    for literal, field, spec, conversion in parts:
+        out.append(literal)
+        if field is None:
+            continue
+        if field == "":
+            value, auto = values[auto], auto + 1
+        else:
+            value = values[int(field)]
+        if conversion:
+            value = _ESCAPING.convert_field(value, conversion)
+        out.append(_ESCAPING.format_field(value, spec))
+    return Markup("".join(out))
 
 
 def join(parts: Iterable[Any], sep: str = "") -> Markup:
@@ -89,3 +118,15 @@ def csp_hash(text: str) -> str:
     """The CSP source expression (``'sha256-...'``) allowing the inline element whose text is ``text``."""
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+def data_json(value: Any) -> str:
+    """``value`` as JSON text safe inside any HTML element: no ``<``, ``>`` or ``&`` (written ``\\u003c``...)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def data_block(name: str, value: Any) -> Markup:
+    """``value`` for the page's script: ``<script type="application/json" data-block="name">JSON</script>``."""
+    return html('<script type="application/json" data-block="{}">', name) + Markup(data_json(value)) \
+        + Markup("</script>")

@@ -2,12 +2,20 @@
 
 Element contracts (the browser tests rely on them): sections ``#overview``, ``#suspects``,
 ``#duplicates``, ``#merges``, ``#hard-pairs``, ``#quality``, ``#distributions`` (and ``#missing`` when
-keys were not found); every reviewable item is an element ``.item`` with ``data-key`` holding controls
-``[data-decision=keep]`` and ``[data-decision=drop]``; a merge item also carries ``data-label`` and
-``data-other-label`` and holds ``[data-decision=merge]`` and ``[data-decision=keep]``; ``#export``
-downloads ``review.csv`` (format: ``fr_data.folders.review_file``). Decisions live in ``localStorage``
-under ``hardmine-review:<run id>`` (``body[data-run]``). The page needs no network: images and charts
-are relative paths inside the report folder, CSS and JS are inlined from this package.
+keys were not found); every reviewable item is an element ``.item`` with ``data-key`` and
+``data-section`` holding controls ``[data-decision=keep]`` and ``[data-decision=drop]`` (a suspect also
+``[data-decision=relabel]``, its item carrying ``data-relabel``, the suspected label); a merge item also
+carries ``data-label`` and ``data-other-label`` and holds ``[data-decision=merge]`` and
+``[data-decision=keep]`` ("keep apart"); ``#export`` downloads ``review.csv`` and ``#import`` reads one
+(format: ``fr_data.folders.review_file``). Decisions live in ``localStorage`` under
+``hardmine-review:<data set id>`` (``body[data-data]``: the shard folder's fingerprint, so a re-mine of
+the same data finds them), one per (section, key) and one per label pair.
+
+Fast at any size: a list's items are not in the HTML as elements but as data (``data_block``: each item's
+escaped HTML, key, labels, metric values and bins); ``page.js`` renders them in chunks near the viewport
+(``.lazy`` lists, an IntersectionObserver), filters and sorts the data, and repaints one item per
+decision. The page needs no network: images and charts are relative paths inside the report folder, CSS
+and JS are inlined from this package.
 
 Every value from data or the file system reaches the HTML through ``fr_data.review.markup`` (constant
 templates, escaped values); the page's Content-Security-Policy allows only its own inline style and
@@ -17,6 +25,7 @@ script (by their sha256), no inline handler, no plugin, no form target and no ``
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,7 +35,7 @@ import yaml
 
 from fr_data.folders.report_folder import thumb_name
 from fr_data.review import select as sq
-from fr_data.review.markup import Markup, csp_hash, html, inline, join, local_src
+from fr_data.review.markup import Markup, csp_hash, data_block, html, inline, join, local_src
 from fr_data.review.provenance import Provenance
 from fr_data.review.select import CENTRAL, Picks, Query
 
@@ -60,6 +69,8 @@ class PageData:
         inputs: what the page was built from (run, shards, attributes, run files found, time).
         splits: samples per difficulty split.
         origins: the shown images' files and the shown labels' identity names (shard manifest).
+        data_id: identifies the data set (localStorage key of the decisions; default ``run_id``).
+        prefill: ``review.csv`` text whose decisions the page starts from (``--decisions``), or None.
     """
 
     run_id: str
@@ -74,27 +85,39 @@ class PageData:
     inputs: dict[str, Any] = field(default_factory=dict)
     splits: dict[str, int] = field(default_factory=dict)
     origins: Provenance = field(default_factory=Provenance)
+    data_id: str = ""
+    prefill: str | None = None
 
 
 # ----------------------------------------------------------------------------------------------- images
-def image(page: PageData, key: str, label: Any, cls: str = "") -> Markup:
-    """One thumbnail (or a placeholder naming why there is none), with key, label and attributes on hover."""
+def tooltip(page: PageData, key: str, label: Any) -> str:
+    """An image's hover text: its file (when the shard manifest names it), key, label and attributes."""
     attrs = page.attributes.get(key, {})
     path = page.origins.paths.get(key)
-    tip = DOT.join(([path] if path else []) + [key, label_text(page, label)] + [f"{k}={v}" for k, v in attrs.items()])
+    return DOT.join(([path] if path else []) + [key, label_text(page, label)] + [f"{k}={v}" for k, v in attrs.items()])
+
+
+def image(page: PageData, key: str, label: Any, cls: str = "") -> Markup:
+    """One thumbnail (or a placeholder naming why there is none), with key, label and attributes on hover."""
+    tip = tooltip(page, key, label)
     if key in page.failed or key in page.missing:
         why = page.failed.get(key, "not found in the shards")
         return html('<div class="thumb {} missing" title="{}: {}">{}</div>', cls, tip, why, why)
-    return html('<img class="thumb {}" src="{}" alt="{}" title="{}" decoding="async">',
-                cls, local_src(thumb_name(key)), key, tip)
+    return html('<img class="thumb {}" src="{}" alt="{}" title="{}" data-label="{}" loading="lazy">',
+                cls, local_src(thumb_name(key)), key, tip, label)
 
 
 def strip(page: PageData, label: Any, caption: Markup, size: str = "small") -> Markup:
-    """The central images of a label, captioned."""
+    """The central images of a label, captioned: ``page.js`` fills ``data-central`` from the page's
+    ``strips`` data block (``strip_images``: each label's images once, not once per card showing them)."""
+    return html('<div class="strip"><div class="strip-label">{}</div><div class="imgs {}" data-central="{}">'
+                '</div></div>', caption, size, label)
+
+
+def strip_images(page: PageData, label: Any) -> Markup:
+    """The central images of a label (sized by their strip's class), or a note that there is none."""
     keys = page.picks.central.get(label, [])[:CENTRAL]
-    images = join(image(page, k, label, size) for k in keys) or Markup('<span class="none">no image</span>')
-    return html('<div class="strip"><div class="strip-label">{}</div><div class="imgs">{}</div></div>',
-                caption, images)
+    return join(image(page, k, label) for k in keys) or Markup('<span class="none">no image</span>')
 
 
 def metrics(values: dict[str, Any]) -> Markup:
@@ -103,12 +126,18 @@ def metrics(values: dict[str, Any]) -> Markup:
     return html('<dl class="metrics">{}</dl>', cells)
 
 
+#: What each decision's button says (a section may name its own: merges keep two labels "apart").
+BUTTONS = {"keep": "Keep", "drop": "Drop", "merge": "Merge", "relabel": "Relabel", "keep-apart": "Keep apart"}
+
+
 def buttons(decisions: tuple[str, ...]) -> Markup:
-    """The decision controls of an item."""
-    names = {"keep": "Keep", "drop": "Drop", "merge": "Merge"}
-    return html('<div class="decide">{}</div>', join(
-        html('<button type="button" data-decision="{}" aria-pressed="false">{}</button>', d, names[d])
-        for d in decisions))
+    """The decision controls of an item (``value`` or ``value:button`` with a ``BUTTONS`` name), as
+    ``page.js`` builds them from the item's ``data-decisions`` (tests and other consumers read it here)."""
+    def button(d: str) -> Markup:
+        value, _, name = d.partition(":")
+        return html('<button type="button" data-decision="{}" aria-pressed="false">{}</button>', value,
+                    BUTTONS[name or value])
+    return html('<div class="decide">{}</div>', join(button(d) for d in decisions))
 
 
 def attribute_line(page: PageData, key: str) -> Markup:
@@ -133,9 +162,10 @@ def key_line(page: PageData, key: str) -> Markup:
 
 
 def item(kind: str, key: str, body: Markup, decisions: tuple[str, ...], extra: Markup = NOTHING) -> Markup:
-    """A reviewable item: ``data-key``, the body, then its decision controls."""
-    return html('<article class="item {}" data-key="{}" data-section="{}"{} tabindex="0">{}{}</article>',
-                kind, key, kind, extra, body, buttons(decisions))
+    """A reviewable item: ``data-key``, the body; ``page.js`` adds its decision controls (``buttons``) from
+    ``data-decisions`` when it renders the item (written once per item, not as markup per item)."""
+    return html('<article class="item {}" data-key="{}" data-section="{}" data-decisions="{}"{} tabindex="0">{}'
+                '</article>', kind, key, kind, " ".join(decisions), extra, body)
 
 
 def figure(page: PageData, key: str, label: Any, caption: Any) -> Markup:
@@ -152,7 +182,7 @@ def suspect_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) 
                 figure(page, key, label, label_text(page, label)), strips,
                 metrics({"center_cos": r["center_cos"], "margin": r["margin"], "knn_agreement": r["knn_agreement"]}),
                 key_line(page, key))
-    return item("suspects", key, body, decisions)
+    return item("suspects", key, body, decisions, html(' data-relabel="{}"', other))
 
 
 def duplicate_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) -> Markup:
@@ -165,10 +195,20 @@ def duplicate_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]
     return item("duplicates", key, html('<div class="row">{}{}{}</div>', copy, kept, side), decisions)
 
 
+def merge_key(page: PageData, r: dict[str, Any]) -> str:
+    """A merge item's key: the first central image of its ``label``."""
+    return str((page.picks.central.get(r["label"]) or [""])[0])
+
+
+def row_key(page: PageData, r: dict[str, Any]) -> str:
+    """An item's sample key: the row's ``key``."""
+    return str(r["key"])
+
+
 def merge_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) -> Markup:
     """Central images of both labels; ``data-key`` is the first central image of ``data-label``."""
     a, b = r["label"], r["other_label"]
-    rep = (page.picks.central.get(a) or [""])[0]
+    rep = merge_key(page, r)
     strips = (strip(page, a, html("{} ({} images)", label_text(page, a), num(r["n"])), "medium")
               + strip(page, b, html("{} ({} images)", label_text(page, b), num(r["other_n"])), "medium"))
     body = html('<div class="strips wide">{}</div>{}', strips,
@@ -211,6 +251,61 @@ def grid(cards: list[Markup], cls: str = "grid") -> Markup:
     return html('<div class="{}">{}</div>', cls, join(cards)) if cards else NOTHING
 
 
+def _value(v: Any) -> Any:
+    """A metric as JSON (NaN and non-numbers: null)."""
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v) else None
+
+
+def facets(page: PageData, key: str, r: dict[str, Any]) -> list[str]:
+    """The bins an item can be filtered by: its attributes (group, pose, ...) and the row's ``*_bin`` values."""
+    values = [f"{k}={v}" for k, v in page.attributes.get(key, {}).items() if v is not None]
+    values += [f"{c}={v}" for c, v in r.items() if c.endswith("_bin") and v is not None]
+    return list(dict.fromkeys(values))
+
+
+def entry(card: Markup, key: str, labels: list[Any], values: list[Any], bins: list[str]) -> dict[str, Any]:
+    """One item of a lazy list as data: its HTML, key, labels, metric values (in the list's order), bins."""
+    return {"h": str(card), "k": key, "l": [str(x) for x in labels], "m": [_value(v) for v in values], "f": bins}
+
+
+def filter_bar(name: str, metric_names: tuple[str, ...]) -> Markup:
+    """A list's filters (decided, a metric range, label, bin) and sort; ``page.js`` fills the bins."""
+    metric = join(html('<option value="{}">{}</option>', i, m) for i, m in enumerate(metric_names))
+    sort = join(html('<option value="{}:1">{} \u2191</option><option value="{}:-1">{} \u2193</option>', i, m, i, m)
+                for i, m in enumerate(metric_names))
+    return html(
+        '<div class="filters" data-for="{}"><select data-filter="show" aria-label="decided">'
+        '<option value="">all</option><option value="undecided">undecided</option>'
+        '<option value="decided">decided</option></select>'
+        '<select data-filter="metric" aria-label="metric"><option value="">metric</option>{}</select>'
+        '<input data-filter="min" type="number" step="any" placeholder="min" aria-label="minimum">'
+        '<input data-filter="max" type="number" step="any" placeholder="max" aria-label="maximum">'
+        '<input data-filter="label" type="text" placeholder="label" aria-label="label">'
+        '<select data-filter="bin" aria-label="bin"><option value="">any bin</option></select>'
+        '<select data-filter="sort" aria-label="sort"><option value="">ranked</option>{}</select>'
+        '<span class="shown"></span></div>', name, metric, sort)
+
+
+#: Items per data block of item HTML: the page parses a block only when it renders one of its items.
+HTML_PAGE = 500
+
+
+def lazy_list(name: str, entries: list[dict[str, Any]], cls: str, metric_names: tuple[str, ...],
+              decides: str = "") -> Markup:
+    """A list ``page.js`` renders near the viewport: its filter bar, an empty ``.lazy`` container, the
+    items' keys, labels, metrics and bins as one data block (``list:NAME``: what filters and sorts read) and
+    their HTML in blocks of ``HTML_PAGE`` (``html:NAME:P``). ``decides``: what its items' decisions are keyed
+    by (``sample``: section and key, ``pair``: the label pair; empty: not reviewable)."""
+    if not entries:
+        return NOTHING
+    index = [{k: v for k, v in e.items() if k != "h"} for e in entries]
+    pages = join(data_block(f"html:{name}:{p}", [e["h"] for e in entries[start:start + HTML_PAGE]])
+                 for p, start in enumerate(range(0, len(entries), HTML_PAGE)))
+    return (filter_bar(name, metric_names)
+            + html('<div class="lazy" data-list="{}" data-grid="{}" data-decides="{}"></div>', name, cls, decides)
+            + data_block("list:" + name, index) + pages)
+
+
 def chart(page: PageData, name: str, alt: str) -> Markup:
     """A chart image, or a note when there was no data to draw it."""
     path = page.figures.get(name)
@@ -228,11 +323,21 @@ class Listing:
     what: str
     ranking: str  # text, or constant HTML as Markup
     grid: str = "grid"
+    metrics: tuple[str, ...] = ()  # row columns shown on the items: filter and sort by them
+    labels: tuple[str, ...] = ("label",)  # row columns the label filter matches
+    key: Callable[[PageData, dict[str, Any]], str] = row_key  # (page, row) -> the item's sample key
+
+    def entries(self, page: PageData, decisions: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The section's items as lazy-list data."""
+        return [entry(self.render(page, r, decisions), self.key(page, r), [r[c] for c in self.labels],
+                      [r[m] for m in self.metrics], facets(page, self.key(page, r), r))
+                for r in page.picks.of(self.query)]
 
     def __call__(self, page: PageData, decisions: tuple[str, ...]) -> Markup:
         rows = page.picks.of(self.query)
         intro = listing_intro(len(rows), page.picks.totals[self.query], self.what, self.ranking)
-        return intro + grid([self.render(page, r, decisions) for r in rows], self.grid)
+        decides = "pair" if any(d.startswith("merge") for d in decisions) else "sample" if decisions else ""
+        return intro + lazy_list(self.query, self.entries(page, decisions), self.grid, self.metrics, decides)
 
 
 def hard_pairs_body(page: PageData, decisions: tuple[str, ...]) -> Markup:
@@ -244,12 +349,28 @@ def hard_pairs_body(page: PageData, decisions: tuple[str, ...]) -> Markup:
     neg_intro = listing_intro(len(neg), p.totals["hard_neg"], "hard negative pairs",
                               "different labels, highest cosine first")
     return html("<h3>Hardest positive pairs</h3>{}{}<h3>Hardest negative pairs</h3>{}{}",
-                pos_intro, grid([pair_card(page, r) for r in pos], "grid pairs"),
-                neg_intro, grid([pair_card(page, r) for r in neg], "grid pairs"))
+                pos_intro, PAIR_LISTINGS[0](page), neg_intro, PAIR_LISTINGS[1](page))
+
+
+@dataclass(frozen=True)
+class PairListing:
+    """A lazy list of pair cards (not reviewable)."""
+
+    query: str
+
+    def __call__(self, page: PageData) -> Markup:
+        rows = page.picks.of(self.query)
+        entries = [entry(pair_card(page, r), str(r["key_a"]), [r["label_a"], r["label_b"]], [r["cos"]], [])
+                   for r in rows]
+        return lazy_list(self.query, entries, "grid pairs", ("cos",))
+
+
+PAIR_LISTINGS = (PairListing("hard_pos"), PairListing("hard_neg"))
 
 
 QUALITY_LISTING = Listing("quality", quality_item, "scored images",
-                          "lowest CR-FIQA quality first (suspects are in their own section)", "grid small")
+                          "lowest CR-FIQA quality first (suspects are in their own section)", "grid small",
+                          ("quality_cr", "quality_sdd", "difficulty"))
 
 
 def quality_body(page: PageData, decisions: tuple[str, ...]) -> Markup:
@@ -390,12 +511,17 @@ def run_tables(page: PageData) -> Markup:
     return out
 
 
-HOW_TO = Markup(
+KEYS_HELP = Markup(
+    '<kbd>j</kbd>/<kbd>k</kbd> next/previous item, <kbd>n</kbd>/<kbd>p</kbd> next/previous section, '
+    '<kbd>a</kbd> keep, <kbd>d</kbd> drop, <kbd>r</kbd> relabel, <kbd>m</kbd> merge, <kbd>s</kbd> keep apart, '
+    '<kbd>u</kbd> undo, <kbd>z</kbd> zoom, <kbd>Esc</kbd> close, <kbd>?</kbd> this help')
+HOW_TO = html(
     '<div class="howto"><b>Reviewing.</b> Decide items with their buttons (click again to undo) or '
-    'with keys: <kbd>j</kbd>/<kbd>k</kbd> next/previous item, <kbd>a</kbd> keep, <kbd>d</kbd> drop, '
-    '<kbd>m</kbd> merge, <kbd>u</kbd> undo. Decisions stay in this browser across reloads; '
-    '<b>Export review.csv</b> saves them for training (<code>data.selection.review</code>) and for '
-    '<code>hardmine query</code> (the <code>review</code> view, when the file is in the run folder).</div>')
+    'with keys: {}. Each section\'s decision is its own. Click an image to zoom it with more images of its '
+    'label. Decisions stay in this browser for this data set (across reloads and re-mines); '
+    '<b>Export review.csv</b> saves them for training (<code>data.selection.review</code>), for '
+    '<code>hardmine query</code> (the <code>review</code> view, when the file is in the run folder) and for '
+    'another curator (<b>Import</b>).</div>', KEYS_HELP)
 NOTHING_FLAGGED = Markup(
     '<p class="empty" id="nothing-flagged">Nothing was flagged in this run: no suspected mislabels, no '
     'duplicates and no merge candidates.</p>')
@@ -422,8 +548,9 @@ class Section:
         title: its heading and navigation link.
         body: (page, decisions) -> the section's content under its heading.
         queries: the ranked picks that feed it (run by ``fr_data.review.select.select``).
-        decisions: the decisions its items take (``page.js`` handles any ``data-decision`` control; a
-            ``merge`` item carries ``data-label`` / ``data-other-label``).
+        decisions: the decisions its items take, ``value`` or ``value:button`` (a ``BUTTONS`` name; ``page.js``
+            handles any ``data-decision`` control; a ``merge`` item carries ``data-label`` /
+            ``data-other-label``, a ``relabel`` item ``data-relabel``).
         summary: its row in the overview's table of sections (None: no row).
         pill: the navigation link shows the full count of its first query.
     """
@@ -443,22 +570,25 @@ SECTIONS: tuple[Section, ...] = (
     Section("overview", "Overview", overview_body),
     Section("suspects", "Suspected mislabels",
             Listing("suspects", suspect_item, "suspected mislabels",
-                    "ranked by margin (most negative first: closest to another identity)"),
+                    "ranked by margin (most negative first: closest to another identity)", "grid",
+                    ("center_cos", "margin", "knn_agreement"), ("label", "suspected_label")),
             (Query("suspects", sq.SUSPECTS_SQL, sq.SUSPECTS_COUNT, labels=("label", "suspected_label")),),
-            ("keep", "drop"), "Suspected mislabels", pill=True),
+            ("keep", "drop", "relabel"), "Suspected mislabels", pill=True),
     Section("duplicates", "Duplicates",
             Listing("duplicates", duplicate_item, "near-duplicates",
                     Markup("cross-class copies first, then by cosine; <i>drop</i> removes the copy, "
-                           "<i>keep</i> keeps it even with <code>drop_duplicates</code>")),
+                           "<i>keep</i> keeps it even with <code>drop_duplicates</code>"), "grid",
+                    ("duplicate_cos",), ("label", "twin_label")),
             (Query("duplicates", sq.DUPLICATES_SQL, sq.DUPLICATES_COUNT,
                    keys=(("key", "label"), ("duplicate_of", "twin_label"))),),
             ("keep", "drop"), "Duplicates", pill=True),
     Section("merges", "Merge candidates",
             Listing("merges", merge_item, "merge candidate label pairs",
                     Markup("ranked by centre-to-centre cosine; <i>merge</i>: one person under two labels, "
-                           "<i>keep</i>: two people, never merge"), "grid wide"),
+                           "<i>keep apart</i>: two people, never merge"), "grid wide",
+                    ("nearest_cos", "neighbour_mix"), ("label", "other_label"), merge_key),
             (Query("merges", sq.MERGES_SQL, sq.MERGES_COUNT, "classes", keys=(), labels=("label", "other_label")),),
-            ("merge", "keep"), "Merge candidates (label pairs)", pill=True),
+            ("merge", "keep:keep-apart"), "Merge candidates (label pairs)", pill=True),
     Section("hard-pairs", "Hard pairs", hard_pairs_body,
             (Query("hard_pos", sq.HARD_PAIRS_SQL, sq.HARD_PAIRS_COUNT, "pairs", (("kind", "hard_pos"),), PAIR_KEYS),
              Query("hard_neg", sq.HARD_PAIRS_SQL, sq.HARD_PAIRS_COUNT, "pairs", (("kind", "hard_neg"),), PAIR_KEYS)),
@@ -493,9 +623,30 @@ TOOLS = Markup(
     '<div class="tools"><span id="review-status">0 decided</span>'
     '<label class="toggle"><input type="checkbox" id="hide-decided"> hide decided</label>'
     '<button type="button" id="export">Export review.csv</button>'
-    '<button type="button" id="clear" class="quiet">Clear</button></div>'
+    '<button type="button" id="import">Import</button>'
+    '<input type="file" id="import-file" accept=".csv,text/csv" hidden>'
+    '<button type="button" id="clear" class="quiet">Clear</button>'
+    '<button type="button" id="help-button" class="quiet" aria-label="keys">?</button></div>'
+    '<div id="import-status" hidden></div>'
     '<div id="storage-warning" hidden>This browser does not keep decisions for pages opened from '
     'disk: export review.csv before closing the page.</div>')
+OVERLAYS = html(
+    '<div id="zoom" class="overlay" hidden><div class="box" role="dialog" aria-label="zoom">'
+    '<button type="button" class="close" data-close="zoom">close</button><img id="zoom-img" alt="">'
+    '<div id="zoom-caption"></div><div id="zoom-more"></div></div></div>'
+    '<div id="help" class="overlay" hidden><div class="box" role="dialog" aria-label="keys">'
+    '<button type="button" class="close" data-close="help">close</button><h3>Keys</h3><p>{}</p></div></div>',
+    KEYS_HELP)
+
+
+def central_images(page: PageData) -> dict[str, list[list[str]]]:
+    """Label -> [thumbnail path, key, why there is none, tooltip] of its central images (the strips and the
+    zoom's "more"): the path is empty and the reason set for an image without a thumbnail."""
+    def one(key: str, label: Any) -> list[str]:
+        if key in page.failed or key in page.missing:
+            return ["", key, page.failed.get(key, "not found in the shards"), tooltip(page, key, label)]
+        return [local_src(thumb_name(key)), key, "", tooltip(page, key, label)]
+    return {str(label): [one(k, label) for k in keys[:CENTRAL]] for label, keys in page.picks.central.items()}
 
 
 def content_security_policy(style: str, script: str) -> str:
@@ -512,11 +663,17 @@ def render(page: PageData) -> str:
     style, script = _asset("page.css"), _asset("page.js")
     main = join([*(section(sec.id, sec.title, sec.body(page, sec.decisions)) for sec in SECTIONS),
                  missing_section(page)])
+    strips = {str(label): str(strip_images(page, label)) for label in page.picks.central}
+    data = (data_block("central", central_images(page)) + data_block("strips", strips)
+            + data_block("buttons", BUTTONS))
+    if page.prefill is not None:
+        data += data_block("prefill", {"csv": page.prefill})
     return html('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
                 '<meta http-equiv="Content-Security-Policy" content="{}">'
                 '<meta name="referrer" content="no-referrer">'
                 '<meta name="viewport" content="width=device-width, initial-scale=1">'
                 '<title>hardmine review \u2013 {}</title>{}</head>'
-                '<body data-run="{}">{}<main>{}</main>{}</body></html>\n',
+                '<body data-run="{}" data-data="{}">{}<main>{}</main>{}{}{}</body></html>\n',
                 content_security_policy(style, script), page.title, inline("style", style),
-                page.run_id, header(page), main, inline("script", script))
+                page.run_id, page.data_id or page.run_id, header(page), main, OVERLAYS, data,
+                inline("script", script))

@@ -61,7 +61,7 @@ class Selection:
     Attributes:
         keys: selected sample keys, sorted (numpy str array).
         labels: new label of each key, in ``[0, num_classes)``.
-        old_labels: label of each key in the shards.
+        old_labels: label of each key in the shards (a review's ``relabel:L`` rows already applied).
         old_classes: the old label of every class in the merged groups, sorted (for the label map).
         new_of_old: new label of each ``old_classes`` entry.
         report: counts: ``total``, ``selected``, ``dropped`` per reason, classes before/after, merges.
@@ -378,11 +378,14 @@ def resolve_selection(cfg: SelectionConfig, shards_dir: str | os.PathLike,
             raise ConfigError("selection.merge_classes needs data.run (a mining run folder)")
     finally:
         rv.con.close()
+    labels = cand.labels
     if review is not None:
         pairs, merged = review_decisions.apply_merges(review, cand.keys, cand.labels, pairs)
+        labels, relabelled = review_decisions.apply_relabels(review, cand.keys, cand.labels)
+        merged.update(relabelled)
     if not keep.any():
         raise ConfigError(f"the selection keeps no sample of {len(keep)} (dropped: {dropped})")
-    old = cand.labels[keep].astype(np.int64)
+    old = labels[keep].astype(np.int64)
     new, old_classes, new_of_old = relabel(old, merge_representatives(pairs))
     report = _report(cand, keep, dropped, old_classes, new_of_old)
     if review is not None:

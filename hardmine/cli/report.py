@@ -1,7 +1,7 @@
 """Write the static review page of a mining run.
 
     hardmine report RUN --shards SHARDS --out DIR [--per-section N] [--attributes A.parquet]
-        [--overwrite] [--quiet]            (the same: python tools/report.py ...)
+        [--decisions review.csv] [--overwrite] [--quiet]            (the same: python tools/report.py ...)
 
 Writes DIR/index.html (open it from disk: no server, no network), DIR/img/ (thumbnails of the shown
 samples, read by key from the shards), DIR/figures/ (charts) and DIR/report.json, atomically (the folder
@@ -15,7 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from fr_data.io.argtypes import CommandParser, existing_folder, output_folder, parquet_file, positive_int
+from fr_data.io.argtypes import CommandParser, existing_file, existing_folder, output_folder, parquet_file, positive_int
 from fr_data.io.command import command, fail
 from fr_data.io.errors import HardmineError
 from fr_data.review import DEFAULT_PER_SECTION, build_report
@@ -33,6 +33,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--attributes", type=parquet_file,
                    help="attribute Parquet (keyed by key, source_index or label) whose values are shown "
                         "with the images (default: attribute columns of the run)")
+    p.add_argument("--decisions", type=existing_file, metavar="review.csv",
+                   help="start the page from these decisions (a review.csv exported by the page or another "
+                        "curator; merged into the browser's stored ones once)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder when done")
     p.add_argument("--quiet", action="store_true", help="no per-stage log lines")
     return p
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     logging.getLogger("fr_data").setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
         result = build_report(args.run, args.shards, args.out, per_section=args.per_section,
-                              attributes=args.attributes, overwrite=args.overwrite)
+                              attributes=args.attributes, overwrite=args.overwrite,
+                              decisions=args.decisions)
     except HardmineError as exc:
         return fail(prog, exc)
     print(format_summary(result))

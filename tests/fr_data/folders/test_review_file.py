@@ -24,7 +24,7 @@ def test_sample_and_merge_rows_parse_into_kinds_actions_and_labels(tmp_path):
     review = read_review(path)
     assert review.keys("drop") == ["a"] and review.keys("keep") == ["b"]
     assert review.pairs("merge") == [(3, 7)] and review.pairs("keep") == [(2, 9)]
-    assert review.counts() == {"keep": 1, "drop": 1, "merge": 1, "separate": 1}
+    assert review.counts() == {"keep": 1, "drop": 1, "relabel": 0, "merge": 1, "separate": 1}
     table = review.table()
     assert table.schema.equals(REVIEW_SCHEMA)
     assert table.column("line").to_pylist() == [2, 3, 4, 5]
@@ -38,7 +38,7 @@ def test_keys_with_commas_quotes_and_newlines_round_trip(tmp_path):
     path = tmp_path / "r.csv"
     write_review(path, decisions)
     text = path.read_bytes().decode("utf-8")
-    assert text.startswith("key,decision\r\n") and '"a,b ""c"""' in text
+    assert text.startswith("key,decision,section\r\n") and '"a,b ""c"""' in text
     back = read_review(path).decisions
     assert [(d.key, d.decision) for d in back] == [(d.key, d.decision) for d in decisions]
     assert format_review(back) == text
@@ -155,13 +155,13 @@ def test_a_source_path_column_round_trips_and_two_column_files_stay_readable(tmp
                  Decision("000000010", "merge", "merge", 2, 3, source_path="0000102/001.jpg")]
     path = tmp_path / "review.csv"
     write_review(path, decisions)
-    assert path.read_text().splitlines()[:2] == ["key,decision,source_path", "000000001,drop,0000045/002.jpg"]
+    assert path.read_text().splitlines()[:2] == ["key,decision,section,source_path", "000000001,drop,,0000045/002.jpg"]
     review = read_review(path)
     assert [d.source_path for d in review.decisions] == ["0000045/002.jpg", None, "0000102/001.jpg"]
     assert review.table().column("source_path").to_pylist() == ["0000045/002.jpg", None, "0000102/001.jpg"]
     assert format_review(review.decisions) == path.read_bytes().decode()
     old = parse_review("key,decision\na,drop\n")
-    assert old.decisions[0].source_path is None and format_review(old.decisions) == "key,decision\r\na,drop\r\n"
+    assert old.decisions[0].source_path is None and format_review(old.decisions) == "key,decision,section\r\na,drop,\r\n"
 
 
 def test_a_row_with_a_cell_too_many_or_few_names_its_line():
@@ -169,3 +169,33 @@ def test_a_row_with_a_cell_too_many_or_few_names_its_line():
         parse_review("key,decision,source_path\na,drop,x.jpg\nb,drop\n")
     with pytest.raises(DataError, match=r"line 2.*expected 2 cells"):
         parse_review("key,decision\na,drop,x.jpg\n")
+
+
+def test_sections_and_relabels_parse_and_round_trip_exactly():
+    text = ("key,decision,section\r\nk,keep,suspects\r\nk,drop,duplicates\r\nj,relabel:7,suspects\r\n"
+            "m,merge:1:2,merges\r\nold,drop,\r\n")
+    review = parse_review(text)
+    assert [(d.key, d.action, d.section) for d in review.decisions] == [
+        ("k", "keep", "suspects"), ("k", "drop", "duplicates"), ("j", "relabel", "suspects"),
+        ("m", "merge", "merges"), ("old", "drop", "")]
+    assert review.samples("relabel")[0].label == 7 and review.keys("drop") == ["k", "old"]
+    assert review.counts() == {"keep": 1, "drop": 2, "relabel": 1, "merge": 1, "separate": 0}
+    assert review.table().column("section").to_pylist() == ["suspects", "duplicates", "suspects", "merges", None]
+    assert format_review(review.decisions) == text
+
+
+def test_an_old_two_column_file_reads_as_rows_without_a_section():
+    review = parse_review("key,decision\nk,keep\nj,drop\n")
+    assert [(d.key, d.action, d.section) for d in review.decisions] == [("k", "keep", ""), ("j", "drop", "")]
+
+
+@pytest.mark.parametrize("text, where, reason", [
+    ("key,decision,section\nk,keep,suspects\nk,drop,suspects\n", "line 3", "already decided on line 2"),
+    ("key,decision,section\nk,relabel:1,suspects\nk,relabel:2,quality\n", "line 3", "already decided on line 2"),
+    ("key,decision,section\nk,relabel:x,suspects\n", "line 2", "labels must be integers"),
+    ("key,decision,section\nk,keep,Bad Name\n", "line 2", "not a section name"),
+    ("key,decision,section\nk,keep\n", "line 2", "expected 3 cells"),
+])
+def test_bad_section_rows_name_the_line(text, where, reason):
+    with pytest.raises(DataError, match=f"{where}.*{reason}"):
+        parse_review(text, "r.csv")

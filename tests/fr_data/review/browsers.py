@@ -105,3 +105,39 @@ def open_page(browser, index: Path, width: int = 1400, height: int = 900) -> Ope
     page.goto(index.as_uri())
     page.wait_for_load_state("load")
     return opened
+
+
+def show_section(page, sid: str) -> None:
+    """Scroll section ``sid`` into view and wait until its lazy lists have rendered their first items."""
+    page.evaluate("id => document.getElementById(id).scrollIntoView()", sid)
+    page.wait_for_function("id => Array.from(document.querySelectorAll('#' + id + ' .lazy'))"
+                           ".every(l => l.querySelector('.item, .card'))", arg=sid)
+
+
+def shown_counts(page, names=("suspects", "duplicates", "merges")) -> dict[str, int]:
+    """Items each lazy list holds after its filters (``window.hardmineReview.shown``)."""
+    return {n: page.evaluate("n => hardmineReview.shown(n)", n) for n in names}
+
+
+#: Scrolls the page one viewport at a time, waiting at each stop for the images in view to finish, and
+#: returns [complete, naturalWidth, src] of every image seen (images load lazily, near the viewport).
+SCROLL_IMAGES = """async () => {
+  const seen = new Map();
+  const inView = () => Array.from(document.images).filter(i => {
+    const r = i.getBoundingClientRect();
+    return r.width > 0 && r.bottom > 0 && r.top < innerHeight;
+  });
+  for (let y = 0; ; y += innerHeight) {
+    scrollTo(0, y);
+    await new Promise(r => requestAnimationFrame(() => setTimeout(r, 50)));
+    for (let t = 0; t < 100 && !inView().every(i => i.complete); t++) { await new Promise(r => setTimeout(r, 20)); }
+    inView().forEach(i => seen.set(i.src, [i.complete, i.naturalWidth, i.src]));
+    if (y + innerHeight >= document.documentElement.scrollHeight) { break; }
+  }
+  scrollTo(0, 0);
+  return Array.from(seen.values());
+}"""
+
+
+def images_seen_while_scrolling(page) -> list[list]:
+    return page.evaluate(SCROLL_IMAGES)

@@ -10,13 +10,19 @@ and a ``run.json`` with counts, thresholds, timings and config.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from fr_data.folders.run_folder import (CLASSES_SCHEMA, GROUPS_SCHEMA, MINED_SAMPLES_SCHEMA, PAIRS_SCHEMA,
-                                    SWEEP_SCHEMA)
+from fr_data.folders.run_folder import (
+    CLASSES_SCHEMA,
+    GROUPS_SCHEMA,
+    MINED_SAMPLES_SCHEMA,
+    PAIRS_SCHEMA,
+    SWEEP_SCHEMA,
+)
 from fr_data.io.parquet import read_table, write_table
 from tests.fr_train.data.builders import TinyData, make_tiny_data
 
@@ -76,3 +82,53 @@ def make_review_run(tmp: Path, seed: int = 0) -> TinyData:
     write_table(sweep, data.run / "sweep.parquet", SWEEP_SCHEMA)
     (data.run / "run.json").write_text(json.dumps(run_json(samples, classes)))
     return data
+
+
+LIST_BLOCK = re.compile(r'<script type="application/json" data-block="list:[^"]*">(.*?)</script>', re.DOTALL)
+HTML_BLOCK = re.compile(r'<script type="application/json" data-block="html:[^"]*">(.*?)</script>', re.DOTALL)
+
+
+STRIPS_BLOCK = re.compile(r'<script type="application/json" data-block="strips">(.*?)</script>', re.DOTALL)
+STRIP = re.compile(r'<div class="imgs ([a-z]+)" data-central="([^"]*)"></div>')
+
+
+def expand_lists(text: str) -> str:
+    """The page's HTML with each lazy list's item HTML blocks replaced by the items' HTML, central image
+    strips filled in (what the page's script renders), for tests that read the items with Python."""
+    found = STRIPS_BLOCK.search(text)
+    strips = json.loads(found.group(1)) if found else {}
+    items = HTML_BLOCK.sub(lambda m: "".join(json.loads(m.group(1))), LIST_BLOCK.sub("", STRIPS_BLOCK.sub("", text)))
+    return STRIP.sub(lambda m: f'<div class="imgs {m.group(1)}">{strips.get(m.group(2), "")}</div>', items)
+
+
+def synthetic_page(n: int, seed: int = 0):
+    """A review page's data with ``n`` suspects, ``n`` duplicates and ``n`` low-quality images (labels of
+    4 images each, 4 central images per label, ``n // 100`` merge pairs), seeded random scores, no run
+    folder: for the tests and the benchmark of the page at size (``render(synthetic_page(n))``)."""
+    from fr_data.review.page import PageData, queries
+    from fr_data.review.select import Picks
+
+    rng = np.random.default_rng(seed)
+    labels = max(2, n // 4)
+
+    def score() -> float:
+        return round(float(rng.uniform(-1, 1)), 4)
+
+    rows = {
+        "suspects": [{"key": f"s{i:06d}", "label": i % labels, "suspected_label": (i + 1) % labels,
+                      "center_cos": score(), "margin": score(), "knn_agreement": score()} for i in range(n)],
+        "duplicates": [{"key": f"d{i:06d}", "label": i % labels, "duplicate_of": f"t{i:06d}",
+                        "twin_label": (i + 7) % labels, "duplicate_cos": score(),
+                        "duplicate_kind": ("same_class", "cross_class")[i % 2]} for i in range(n)],
+        "merges": [{"label": 2 * i, "other_label": 2 * i + 1, "nearest_cos": score(), "neighbour_mix": score(),
+                    "n": 4, "other_n": 4} for i in range(max(1, n // 100))],
+        "quality": [{"key": f"q{i:06d}", "label": i % labels, "quality_cr": score(), "quality_sdd": score(),
+                     "difficulty": score(), "pose_bin": ("frontal", "profile")[i % 2],
+                     "resolution_bin": ("high", "low")[i % 3 == 0]} for i in range(n)],
+    }
+    central = {label: [f"c{label}_{j}" for j in range(4)] for label in range(labels)}
+    totals = {"samples": 4 * labels, "valid_vectors": 4 * labels, "classes": labels, "suspects": n,
+              "duplicates": n, "cross_class_duplicates": n // 2, "merges": len(rows["merges"]),
+              "merge_candidate_classes": 2 * len(rows["merges"]), "quality": n, "hard_pos": 0, "hard_neg": 0}
+    picks = Picks(n, rows=rows, central=central, totals=totals, queries=queries())
+    return PageData("synthetic", "synthetic", picks, data_id=f"synthetic-{n}-{seed}")

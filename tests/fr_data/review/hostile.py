@@ -33,7 +33,7 @@ COLUMN = "<img src=x onerror=window.__pwned=6>"
 PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "div", "span", "nav", "a", "label",
              "input", "button", "main", "section", "h2", "h3", "p", "b", "i", "code", "kbd", "ul", "li", "table",
              "thead", "tbody", "tr", "th", "td", "details", "summary", "pre", "article", "figure", "figcaption",
-             "img", "dl", "dt", "dd", "script"}
+             "img", "dl", "dt", "dd", "script", "select", "option"}
 
 
 def payload(i: int) -> str:

@@ -14,15 +14,16 @@ from fr_data.review import build_report
 from fr_train.config import load_train_config
 from fr_train.trainer import run as train_run
 from tests.demo_run import TINY
-from tests.fr_data.review.browsers import open_page, run_counts
+from tests.fr_data.review.browsers import (images_seen_while_scrolling, open_page, run_counts, show_section,
+                                          shown_counts)
 
 
 def image_states(page) -> list[list]:
-    return page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.src])")
+    return images_seen_while_scrolling(page)
 
 
 def item_counts(page) -> dict[str, int]:
-    return {sid: page.locator(f"#{sid} .item[data-key]").count() for sid in ("suspects", "duplicates", "merges")}
+    return shown_counts(page)
 
 
 def test_counts_are_capped_at_n(chromium, tiny_demo, tmp_path):
@@ -48,9 +49,11 @@ def test_review_in_chromium_then_train_with_the_exported_file(chromium, tiny_dem
     if expected["suspects"] == 0:
         assert "no suspected mislabels in this run" in page.inner_text("#suspects")
 
+    show_section(page, "duplicates")
     item = page.locator("#duplicates .item[data-key]").first
     key = item.get_attribute("data-key")
     item.locator("[data-decision=drop]").click()
+    show_section(page, "merges")
     merge = page.locator("#merges .item[data-key]").first
     labels = (int(merge.get_attribute("data-label")), int(merge.get_attribute("data-other-label")))
     merge.locator("[data-decision=merge]").click()
@@ -58,9 +61,11 @@ def test_review_in_chromium_then_train_with_the_exported_file(chromium, tiny_dem
 
     page.reload()
     page.wait_for_load_state("load")
+    show_section(page, "duplicates")
     kept = page.locator(f'#duplicates .item[data-key="{key}"]')
     assert kept.get_attribute("data-decided") == "drop"
     assert kept.locator("[data-decision=drop]").get_attribute("aria-pressed") == "true"
+    show_section(page, "merges")
     assert page.locator("#merges .item[data-key]").first.get_attribute("data-decided") == "merge"
 
     with page.expect_download() as download:

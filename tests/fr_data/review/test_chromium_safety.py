@@ -8,7 +8,7 @@ import pytest
 
 from fr_data.folders.review_file import read_review
 from fr_data.review import build_report, figures
-from tests.fr_data.review.browsers import open_page
+from tests.fr_data.review.browsers import images_seen_while_scrolling, open_page, show_section
 from tests.fr_data.review.hostile import COLUMN, FOLDER, PAGE_TAGS, PAYLOADS, make_hostile_run
 
 DOM = """() => {
@@ -17,7 +17,7 @@ DOM = """() => {
     handlers: all.flatMap(e => Array.from(e.attributes).filter(a => /^on/i.test(a.name))
                                     .map(a => e.tagName + ' ' + a.name)),
     tags: Array.from(new Set(all.map(e => e.tagName.toLowerCase()))),
-    scripts: document.scripts.length,
+    scripts: Array.from(document.scripts).filter(s => s.type !== 'application/json').length,
     srcs: Array.from(document.querySelectorAll('[src]')).map(e => e.getAttribute('src')),
     hrefs: Array.from(document.querySelectorAll('[href]')).map(e => e.getAttribute('href')),
     pwned: typeof window.__pwned,
@@ -33,9 +33,10 @@ def test_every_control_works_without_a_csp_violation(chromium, tiny_demo, tmp_pa
     opened = open_page(chromium, tiny_demo[0] / "report" / "index.html")
     page = opened.page
     page.on("dialog", lambda dialog: dialog.accept())
-    images = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+    images = [done and width > 0 for done, width, _ in images_seen_while_scrolling(page)]
     assert len(images) > 10 and all(images)
     assert page.locator("figure.chart img").count() >= 4  # the charts load under img-src too
+    show_section(page, "duplicates")
     page.locator("#duplicates .item [data-decision=keep]").first.click()
     page.locator("#duplicates .item").first.focus()
     page.keyboard.press("j")
@@ -70,6 +71,7 @@ def hostile(tmp_path_factory):
 def test_a_run_whose_every_string_is_markup_shows_it_as_text(chromium, hostile, tmp_path):
     run, result = hostile
     opened = open_page(chromium, result.index)
+    show_section(opened.page, "suspects")
     dom = opened.page.evaluate(DOM)
     assert dom["pwned"] == "undefined"
     assert dom["handlers"] == []

@@ -11,7 +11,7 @@ import pytest
 
 from fr_data.folders.review_file import parse_review
 from fr_data.io.errors import DataError
-from fr_data.review.decisions import apply_filters
+from fr_data.review.decisions import apply_filters, apply_relabels
 from tests.repo import ROOT
 
 
@@ -36,3 +36,23 @@ def test_a_key_outside_the_shards_names_the_file_and_line():
     review = parse_review("key,decision\na,keep\nzz,drop\n", "r.csv")
     with pytest.raises(DataError, match=r"r\.csv.*line 3.*'zz' is not in the shards"):
         apply_filters(review, np.array(["a", "b"]), {})
+
+
+def test_a_sections_keep_overrides_only_that_sections_filter():
+    # "b" is kept as a suspect but dropped as a duplicate; "c" kept as a duplicate; "d" kept with no section
+    review = parse_review("key,decision,section\nb,keep,suspects\nb,drop,duplicates\nc,keep,duplicates\n"
+                          "d,keep,\n")
+    keys = np.array(["a", "b", "c", "d"])
+    conditions = {"suspect": np.array([True, False, False, False]),
+                  "duplicate": np.array([True, True, False, False])}
+    counts = apply_filters(review, keys, conditions)
+    assert conditions["suspect"].tolist() == [True, True, False, True]  # c's duplicates keep leaves it a suspect
+    assert conditions["duplicate"].tolist() == [True, True, True, True]
+    assert conditions["review"].tolist() == [True, False, True, True]  # b's drop stands beside its keep
+    assert counts == {"kept_by_review": 2}  # b (then dropped by review) and d pass every mining filter now
+
+
+def test_relabel_moves_the_key_to_its_new_label():
+    review = parse_review("key,decision,section\nc,relabel:9,suspects\n")
+    labels, counts = apply_relabels(review, np.array(["a", "b", "c"]), np.array([0, 0, 1]))
+    assert labels.tolist() == [0, 0, 9] and counts == {"relabelled": 1}

@@ -4,12 +4,13 @@ through it only."""
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
 
 from fr_data.review import markup
-from fr_data.review.markup import Markup, csp_hash, esc, html, inline, join, local_src
+from fr_data.review.markup import Markup, csp_hash, data_block, esc, html, inline, join, local_src
 
 PAGE_SOURCE = Path(markup.__file__).with_name("page.py")
 
@@ -75,3 +76,12 @@ def test_page_builds_html_only_from_constant_templates():
     assert len(calls) > 40
     assert [ast.unparse(c) for c in calls if c.args and not isinstance(c.args[0], ast.Constant)] == []
     assert "import html" not in PAGE_SOURCE.read_text(encoding="utf-8")  # no second escaping function
+
+
+def test_a_data_block_cannot_end_its_element_and_reads_back_exactly():
+    value = {"h": '</script><script>alert(1)</script><!-- & \u2028 "q"', "n": [1.5, None]}
+    block = data_block("list:x", value)
+    inner = block.removeprefix('<script type="application/json" data-block="list:x">').removesuffix("</script>")
+    assert "<" not in inner and ">" not in inner and "&" not in inner
+    assert json.loads(inner) == value
+    assert data_block('"><b>', []).startswith('<script type="application/json" data-block="&quot;&gt;&lt;b&gt;">')

@@ -4,6 +4,7 @@ and style), read back with Python's HTML parser."""
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 
@@ -11,7 +12,9 @@ from fr_data.folders.report_folder import thumb_name
 from fr_data.review.markup import csp_hash
 from fr_data.review.page import PageData, queries, render
 from fr_data.review.provenance import Provenance
+from fr_data.review.page import buttons as buttons_of
 from fr_data.review.select import Picks
+from tests.fr_data.review.builders import LIST_BLOCK, expand_lists
 from tests.fr_data.review.hostile import COLUMN, FOLDER, PAGE_TAGS, hostile_run_info, payload
 
 NASTY = 'k"<script>alert(1)</script>&,x'
@@ -20,13 +23,14 @@ TOTALS = {"samples": 10, "valid_vectors": 10, "suspects": 0, "duplicates": 0, "c
 
 
 class Elements(HTMLParser):
-    """Every start tag with its attributes, and the text."""
+    """Every start tag with its attributes, and the text; the items of the lazy lists (data blocks that the
+    page's script renders) are parsed as the browser would parse them when they are rendered."""
 
     def __init__(self, text: str):
         super().__init__()
         self.tags: list[tuple[str, dict]] = []
         self.text: list[str] = []
-        self.feed(text)
+        self.feed(expand_lists(text))
 
     def handle_starttag(self, tag, attrs):
         self.tags.append((tag, dict(attrs)))
@@ -64,8 +68,23 @@ def test_sections_and_reviewable_items_carry_their_contracts():
     assert [a["data-key"] for a in items] == [NASTY, "d1", "c1a"]  # the merge item: first central of label 1
     merge = items[2]
     assert merge["data-label"] == "1" and merge["data-other-label"] == "2"
-    decisions = [a["data-decision"] for a in page.having("data-decision")]
-    assert decisions == ["keep", "drop", "keep", "drop", "merge", "keep"]
+    decisions = [a["data-decisions"] for a in items]  # page.js makes each its buttons
+    assert decisions == ["keep drop relabel", "keep drop", "merge keep:keep-apart"]
+    assert items[0]["data-relabel"] == "1"  # a suspect's relabel goes to its suspected label
+    buttons = re.findall(r'data-decision="(\w+)" aria-pressed="false">([^<]*)<', buttons_of(decisions[2].split()))
+    assert buttons == [("merge", "Merge"), ("keep", "Keep apart")]  # labelled by what they do
+
+
+def test_list_items_are_data_for_the_script_with_their_metrics_labels_and_bins():
+    text = render(PageData("r", "RUN", flagged(), attributes={"d1": {"group": "A"}}))
+    lists = {re.search(r'data-block="list:([^"]*)"', m.group(0)).group(1): json.loads(m.group(1))
+             for m in LIST_BLOCK.finditer(text)}
+    assert set(lists) == {"suspects", "duplicates", "merges"}
+    assert [(e["k"], e["l"], e["m"]) for e in lists["suspects"]] == [(NASTY, ["0", "1"], [0.1, -0.2, 0.3])]
+    assert lists["duplicates"][0]["f"] == ["group=A"] and lists["merges"][0]["k"] == "c1a"
+    assert "<script>alert" not in text and "</script>" not in LIST_BLOCK.search(text).group(1)
+    html_blocks = re.findall(r'data-block="(html:[^"]*)"', text)
+    assert html_blocks == ["html:suspects:0", "html:duplicates:0", "html:merges:0"]
 
 
 def test_keys_are_escaped_and_images_are_local():
@@ -80,11 +99,15 @@ def test_keys_are_escaped_and_images_are_local():
 
 
 def test_missing_and_undecodable_images_are_placeholders_listed_in_missing():
-    page = Elements(render(PageData("r", "RUN", flagged(), missing=["d0"], failed={"c2": "image cannot be decoded"})))
+    text = render(PageData("r", "RUN", flagged(), missing=["d0"], failed={"c2": "image cannot be decoded"}))
+    page = Elements(text)
     sources = {a["src"] for a in page.having("src")}
     assert thumb_name("d0") not in sources and thumb_name("c2") not in sources and thumb_name("d1") in sources
     placeholders = [a for a in page.having("class") if "missing" in a["class"].split()]
-    assert len(placeholders) == 2
+    assert len(placeholders) == 2  # the twin d0 and the central image c2 (a strip page.js fills in)
+    central = json.loads(re.search(r'data-block="central">(.*?)</script>', text).group(1))
+    assert central["2"] == [["", "c2", "image cannot be decoded", "c2 \u00b7 label 2"]]  # a placeholder naming why
+    assert [c[:3] for c in central["1"]] == [[thumb_name("c1a"), "c1a", ""], [thumb_name("c1b"), "c1b", ""]]
     text = "".join(page.text)
     assert "d0 \u2013 not found in the shards" in text and "c2 \u2013 image cannot be decoded" in text
 
@@ -150,10 +173,12 @@ def test_every_value_of_a_hostile_page_is_text():
     page = Elements(text)
     assert {tag for tag, _ in page.tags} <= PAGE_TAGS
     assert [(tag, name) for tag, a in page.tags for name in a if name.startswith("on")] == []
-    assert [tag for tag, _ in page.tags].count("script") == 1
+    assert [a.get("type") for tag, a in page.tags if tag == "script"].count(None) == 1  # data blocks aside
     assert all(a["src"].startswith("img/") for a in page.having("src"))
     assert all(a["href"].startswith("#") for a in page.having("href"))
-    shown = "".join(page.text) + " ".join(v or "" for _, a in page.tags for v in a.values())
+    central = json.loads(re.search(r'data-block="central">(.*?)</script>', text).group(1))
+    shown = ("".join(page.text) + " ".join(v or "" for _, a in page.tags for v in a.values())
+             + " ".join(v for images in central.values() for c in images for v in c))  # page.js shows these as text
     info = hostile_page().run
     expected = [FOLDER, COLUMN, *(payload(i) for i in range(1, 25) if i not in (10, 11)), *info["thresholds"],
                 *info["timings"], info["thresholds"]["duplicate_cos"]]
@@ -164,7 +189,7 @@ def test_the_html_has_no_inline_handler_and_its_csp_allows_only_its_own_script_a
     text = render(PageData("r", "RUN", flagged(), missing=["d0"], failed={"c2": "bad"}))
     assert re.search(r"\son\w+\s*=", text, re.IGNORECASE) is None
     csp = csp_of(text)
-    script = re.search(r"<script>(.*)</script>", text, re.DOTALL).group(1)
+    script = re.search(r"<script>(.*?)</script>", text, re.DOTALL).group(1)
     style = re.search(r"<style>(.*)</style>", text, re.DOTALL).group(1)
     assert csp["script-src"] == [csp_hash(script)] and csp["style-src"] == [csp_hash(style)]
     assert "'unsafe-inline'" not in text.split("<body")[0]

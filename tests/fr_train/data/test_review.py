@@ -84,3 +84,14 @@ def test_review_of_other_data_names_the_file_and_line(data, tmp_path):
         select(data, review=unknown)
     with pytest.raises(DataError, match="review file not found"):
         select(data, review=str(tmp_path / "missing.csv"))
+
+
+def test_a_relabelled_suspect_trains_under_its_new_label_and_section_keeps_stay_apart(data, tmp_path):
+    suspect, duplicate = data.key[0, 3], data.key[2, 1]
+    path = review_file(tmp_path, Decision(suspect, "sample", "relabel", 1, section="suspects"),
+                       Decision(duplicate, "sample", "keep", section="suspects"),
+                       Decision(duplicate, "sample", "drop", section="duplicates"))
+    sel = select(data, drop_duplicates=True, review=path)
+    assert sel.label_of(suspect) == sel.label_of(data.key[1, 0]) != sel.label_of(data.key[0, 0])
+    assert duplicate not in set(sel.keys)  # the keep as a suspect does not undo the drop as a duplicate
+    assert sel.report["review"]["relabelled"] == 1 and sel.report["review"]["rows"]["relabel"] == 1

@@ -50,3 +50,18 @@ def test_tools_report_runs_as_a_script(data, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "wrote" in proc.stdout and "report thumbnails" in proc.stderr  # per-stage progress lines
     assert (tmp_path / "page" / "index.html").is_file()
+
+
+def test_decisions_prefill_the_page_and_a_bad_file_names_its_line(data, tmp_path, capsys):
+    good = tmp_path / "review.csv"
+    good.write_text("key,decision\n000000003,drop\n")  # an older two-column file
+    out = tmp_path / "report"
+    argv = [str(data.run), "--shards", str(data.shards), "--out", str(out), "--per-section", "2", "--quiet"]
+    assert report.main([*argv, "--decisions", str(good)]) == 0
+    page = (out / "index.html").read_text()
+    assert '<script type="application/json" data-block="prefill">{"csv":"key,decision,section\\r\\n000000003,drop,\\r\\n"}' in page
+    bad = tmp_path / "bad.csv"
+    bad.write_text("key,decision,section\nk,keep,suspects\nk,boom,suspects\n")
+    assert report.main([*argv, "--out", str(tmp_path / "r2"), "--decisions", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "line 3" in err[0] and not (tmp_path / "r2").exists()
