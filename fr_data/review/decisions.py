@@ -87,7 +87,7 @@ def apply_relabels(review: Review, keys: np.ndarray, labels: np.ndarray) -> tupl
     """
     rows = review.samples("relabel")
     out = labels.copy()
-    out[_positions(review, rows, keys)] = np.asarray([d.label for d in rows], dtype=labels.dtype)
+    out[positions(review, rows, keys)] = np.asarray([d.label for d in rows], dtype=labels.dtype)
     return out, {"relabelled": int((out != labels).sum())}
 
 

@@ -169,15 +169,16 @@
   function parseReview(text) {
     var rows = csvRows(text), out = {}, seen = {};
     var header = rows.length ? rows[0].cells.map(function (c) { return c.trim(); }).join(',') : '';
-    if (header !== 'key,decision,section' && header !== 'key,decision') {
-      throw new Error("line 1: header must be 'key,decision,section' or 'key,decision'");
+    var base = header.replace(/,source_path$/, '');  // the optional file column: read, not needed here
+    if (base !== 'key,decision,section' && base !== 'key,decision') {
+      throw new Error("line 1: header must be 'key,decision,section' or 'key,decision' (optionally + ',source_path')");
     }
-    var width = header.split(',').length;
+    var width = header.split(',').length, hasSection = base.split(',').length > 2;
     rows.slice(1).forEach(function (r) {
       var c = r.cells, where = 'line ' + r.line + ': ';
       if (c.length === 1 && c[0] === '') { return; }
       if (c.length !== width) { throw new Error(where + 'expected ' + width + ' cells, got ' + c.length); }
-      var key = c[0], decision = c[1].trim(), section = width > 2 ? c[2].trim() : '';
+      var key = c[0], decision = c[1].trim(), section = hasSection ? c[2].trim() : '';
       var m = DECISION.exec(decision);
       if (!key) { throw new Error(where + 'empty key'); }
       if (!m) { throw new Error(where + 'decision ' + JSON.stringify(decision) + ' is not keep, drop, relabel:L, merge:A:B or keep:A:B'); }

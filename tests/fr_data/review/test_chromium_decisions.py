@@ -148,3 +148,16 @@ def test_decisions_survive_a_re_mine_of_the_same_data_and_a_reload(chromium, tin
     assert item(page, "duplicates", key).get_attribute("data-decided") == "drop"  # ... and the decision is kept
     assert page.inner_text("#review-status").startswith("1 decided")
     opened.close()
+
+
+def test_a_file_naming_each_image_file_imports_too(chromium, report, tmp_path):
+    data, result = report
+    opened = open_page(chromium, result.index)
+    page = opened.page
+    named = tmp_path / "named.csv"  # review_file.format_review adds source_path when decisions name files
+    named.write_text(f"key,decision,section,source_path\r\n{SUSPECT},drop,suspects,0000045/002.jpg\r\n")
+    page.set_input_files("#import-file", str(named))
+    page.wait_for_function("document.getElementById('review-status').textContent.startsWith('1 decided')")
+    assert item(page, "suspects", SUSPECT).get_attribute("data-decided") == "drop"
+    assert opened.errors == []
+    opened.close()
