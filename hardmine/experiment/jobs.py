@@ -11,7 +11,6 @@ as a :class:`JobError` (exception classes with their own arguments do not cross 
 from __future__ import annotations
 
 import os
-import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,19 +27,13 @@ from fr_data.synth import PACKS
 from fr_train.trainer import run as train_run
 from hardmine.experiment.arms import ArmPlan
 from hardmine.experiment.scoring import PackScores, decode_uint8, load_backbone, load_pack, score_images
+from hardmine.pipelines.stages import cpu_seconds
 
-__all__ = ["JobError", "cpu_seconds", "finetune_job", "score_job", "run_jobs"]
+__all__ = ["JobError", "finetune_job", "score_job", "run_jobs"]
 
 
 class JobError(HardmineError):
     """A job failed on bad input (the message names the file or key, as the original error did)."""
-
-
-def cpu_seconds() -> float:
-    """CPU time (user + system) of this process and of its children that have exited (rendering and
-    DataLoader workers): a cost figure that, unlike wall time, does not grow with other jobs' load."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def finetune_job(run: ArmPlan, out: Path) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from fr_data.synth import PACKS
 from hardmine.experiment import figures
 from hardmine.experiment.scoring import METRIC_FPRS, PackScores
 from hardmine.experiment.stages import Context, model_name, split_scores
-from hardmine.experiment.stamps import read_stamp
+from hardmine.pipelines.stamps import read_stamp
 from hardmine.experiment.stats import Draws, Estimate, draw_counts, pack_seed, tpr_draws
 
 __all__ = ["Analysis", "write_report", "verdict", "format_estimate"]

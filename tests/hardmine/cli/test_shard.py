@@ -13,7 +13,9 @@ import pyarrow.parquet as pq
 from fr_data.folders.shard_folder import REJECTED_SCHEMA, read_samples
 from fr_data.formats.recordio import load_idx, write_insightface
 from fr_data.ingest.verify import verify_shards
+from fr_data.io.errors import DataError
 from fr_data.io.parquet import read_table
+from fr_data.io.policy import ErrorPolicy
 from hardmine.cli import shard as shard
 from hardmine.cli import synth as synth
 from tests.fr_data.ingest.helpers import TRUNCATED, tiny_image
@@ -259,3 +261,17 @@ def test_image_folder_as_people_keep_it(tmp_path, capsys):
     assert rejected["half.jpg"][1] is not None  # refused while sharding: it has a shard
     assert printed.splitlines()[-1] == (f"skipped 3 non-image file(s) (reason 'not an image' in "
                                         f"{out / 'rejected.parquet'})")
+
+
+def test_shard_command_hands_one_policy_to_the_source_and_the_writer(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_open(path, *, errors, **options):
+        seen["source"] = errors
+        raise DataError(path, "", "stop here")
+
+    monkeypatch.setattr("fr_data.ingest.sources.open_source", fake_open)
+    monkeypatch.setattr(shard, "_options", lambda args, real=shard._options: seen.setdefault("writer", real(args)))
+    (tmp_path / "src").mkdir()
+    assert shard.main(["--src", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--skip-corrupt"]) == 2
+    assert seen["source"] is seen["writer"].errors == ErrorPolicy.SKIP

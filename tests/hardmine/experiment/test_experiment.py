@@ -15,7 +15,7 @@ from hardmine.experiment.config import load_experiment
 from hardmine.experiment.scoring import (decode_uint8, load_backbone, load_pack, load_scores, pack_metrics,
                                          score_images)
 from hardmine.experiment.stages import Context, Layout, model_name, run_stages
-from hardmine.experiment.stamps import read_stamp
+from hardmine.pipelines.stamps import read_stamp
 from tests.hardmine.experiment.tiny import ARMS, write_tiny
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
