@@ -10,6 +10,7 @@ Layout (written by :func:`fr_data.synth.generate`, each file atomically, ``synth
                                complete when it exists
     PACKS/packs.json           a folder of packs only (:func:`fr_data.synth.generate_packs`), written last
 
+The RecordIO names are the InsightFace folder convention of ``fr_data.formats.recordio.writer``.
 Torch-free plain file layout; the data side and the pipelines name these files only through here.
 """
 
@@ -20,12 +21,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fr_data.formats.recordio.writer import IDX_FILE, PROPERTY_FILE, REC_FILE
+
 __all__ = ["REC_FILE", "IDX_FILE", "PROPERTY_FILE", "ATTRIBUTES_FILE", "INFO_FILE", "PACKS_INFO_FILE",
            "pack_file", "attributes_path", "info_path", "read_info"]
 
-REC_FILE = "train.rec"
-IDX_FILE = "train.idx"
-PROPERTY_FILE = "property"
 ATTRIBUTES_FILE = "attributes.parquet"
 INFO_FILE = "synth.json"
 PACKS_INFO_FILE = "packs.json"

@@ -24,6 +24,7 @@ from fr_data.formats.recordio import (
 )
 from fr_data.formats.recordio.index import record_end
 from fr_data.formats.recordio.repair import RepairedIndex, repair_index
+from fr_data.formats.recordio.writer import PROPERTY_FILE, REC_FILE
 from fr_data.ingest.recordio_layout import detect_layout, header_record_count, keyed, read_key, read_property
 from fr_data.ingest.source import Skipped, SourceRecord, check_image_bytes, check_label
 from fr_data.io.errors import DataError
@@ -68,7 +69,7 @@ class RecordIOSource:
         errors: ErrorPolicy = ErrorPolicy.STRICT,
     ):
         self.path = Path(path)
-        self.rec_path = self.path / "train.rec" if self.path.is_dir() else self.path
+        self.rec_path = self.path / REC_FILE if self.path.is_dir() else self.path
         if not self.rec_path.is_file():
             raise DataError(self.rec_path, "", "RecordIO file not found")
         self.idx_path = self.rec_path.with_suffix(".idx")
@@ -81,7 +82,7 @@ class RecordIOSource:
         self._image_keys = self.layout.image_keys
         self._image_keys.flags.writeable = False
         self._num_classes = num_classes
-        self.property_classes = read_property(self.rec_path.parent / "property")
+        self.property_classes = read_property(self.rec_path.parent / PROPERTY_FILE)
         self._check_property()
         self._check_last_record()
 

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from fr_data.formats.recordio.writer import REC_FILE
 from fr_data.ingest.image_folder import ImageFolderSource
 from fr_data.ingest.recordio_source import RecordIOSource
 from fr_data.ingest.source import Source
@@ -19,7 +20,7 @@ from fr_data.io.policy import ErrorPolicy
 
 def is_recordio(path: Path) -> bool:
     """A ``.rec`` file, or a folder holding ``train.rec``."""
-    return (path.is_file() and path.suffix == ".rec") or (path / "train.rec").is_file()
+    return (path.is_file() and path.suffix == ".rec") or (path / REC_FILE).is_file()
 
 
 def _recordio(path: Path, errors: ErrorPolicy, **options) -> Source:

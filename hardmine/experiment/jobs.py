@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from fr_data.folders.synth_folder import pack_file
+from fr_data.folders.training_run_folder import weights_path
 from fr_data.formats.verification import VerificationPack
 from fr_data.io.errors import HardmineError
 from fr_data.io.hashing import file_sha256
@@ -44,7 +46,7 @@ def finetune_job(run: ArmPlan, out: Path) -> dict[str, Any]:
     if result.state.images_seen != run.images:
         raise JobError(f"{run.config.train.output}: the run forwarded {result.state.images_seen} images, "
                        f"the plan {run.images}")
-    weights = result.checkpoint / "model.pt"
+    weights = weights_path(result.checkpoint)
     return {"steps": run.steps, "images_per_step": run.images_per_step, "images_seen": result.state.images_seen,
             "train_seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds() - cpu, 2),
             "checkpoint": str(weights.relative_to(out)), "sha256": file_sha256(weights),
@@ -57,7 +59,7 @@ def score_job(packs: Path, models: dict[str, Path], batch_size: int, device: str
     backbones = {name: load_backbone(path, device) for name, path in models.items()}
     scores: dict[str, dict[str, PackScores]] = {name: {} for name in models}
     for spec in PACKS:
-        pack: VerificationPack = load_pack(packs / f"{spec.name}.bin")
+        pack: VerificationPack = load_pack(packs / pack_file(spec.name))
         images = decode_uint8(pack)
         for name, model in backbones.items():
             scores[name][spec.name] = PackScores(score_images(model, images, batch_size), pack.issame)

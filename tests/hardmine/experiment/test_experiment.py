@@ -4,6 +4,9 @@ input change touches, and the folder check against another config."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -29,11 +32,14 @@ def exp(tmp_path_factory):
     out = folder / "exp"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    printed = io.StringIO()
     try:
-        assert main(["--out", str(out), "--config", str(config), "--size", "small", "--arms", *ARMS,
-                     "--workers", "1"]) == 0
+        with contextlib.redirect_stdout(printed):
+            assert main(["--out", str(out), "--config", str(config), "--size", "small", "--arms", *ARMS,
+                         "--workers", "1"]) == 0
     finally:
         torch.set_num_threads(threads)
+    (folder / "printed.txt").write_text(printed.getvalue())
     return out, config
 
 
@@ -92,6 +98,13 @@ def test_report_and_figures(exp):
     for name in ("roc_test", "roc_validation", "gain_test", "similarity_test"):
         png = out / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"figures/{name}.png" in report
+
+
+def test_the_command_prints_the_verdict_section_of_its_report(exp):
+    out, _ = exp
+    report = (out / "report.md").read_text()
+    printed = (out.parent / "printed.txt").read_text()
+    assert printed.startswith(report[report.index("## Verdict"):report.index("## Figures")].rstrip() + "\n\nwrote ")
 
 
 def test_a_rerun_skips_every_stage(exp):
