@@ -30,7 +30,6 @@ from fr_data.folders import experiment_folder as folder
 from fr_data.folders import run_folder as rf
 from fr_data.folders import synth_folder
 from fr_data.io.config import deep_merge, load_config
-from fr_data.io.errors import DataError
 from fr_data.io.hashing import file_sha256
 from fr_data.mining import MiningConfig
 from fr_data.synth import SynthConfig, generate_packs
@@ -43,7 +42,7 @@ from hardmine.pipelines import stages
 from hardmine.pipelines.stages import Folders, StageResult, Stamper, cpu_seconds, stamped_config
 from hardmine.pipelines.stamps import is_current, read_stamp, write_stamp
 
-__all__ = ["SPLITS", "Layout", "Context", "StageResult", "STAGES", "run_stages", "model_name"]
+__all__ = ["SPLITS", "Layout", "Context", "STAGES", "run_stages", "model_name"]
 
 SPLITS = ("validation", "test")
 #: Images per forward when embedding the training set.
@@ -101,10 +100,7 @@ def pretrain_config(ctx: Context) -> TrainConfig:
 
 def _pretrained(ctx: Context) -> Path:
     """The pretrained backbone's ``model.pt`` (the train stage's output)."""
-    stamp = read_stamp(ctx.layout.stamp("train"))
-    if stamp is None or not stamp.get("done"):
-        raise DataError(ctx.layout.stamp("train"), "", "no pretrained backbone: the train stage has not finished")
-    return ctx.layout.out / stamp["info"]["weights"]
+    return stages.trained_weights(ctx.layout)
 
 
 # ------------------------------------------------------------------------------------------ stages

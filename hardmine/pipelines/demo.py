@@ -40,7 +40,7 @@ from fr_data.folders.embeddings_folder import read_index
 from fr_data.folders.shard_folder import load_listing, samples_path
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.config import deep_merge, load_config
-from fr_data.io.errors import ConfigError, DataError
+from fr_data.io.errors import ConfigError
 from fr_data.io.hashing import file_sha256
 from fr_data.io.publish import output_lock
 from fr_data.io.shipped import config_file, query_file
@@ -52,7 +52,6 @@ from fr_train.config import TrainConfig, load_train_config
 from fr_train.evaluation.evaluators import BinEvaluator
 from hardmine.pipelines import stages
 from hardmine.pipelines.stages import Folders, StageResult, Stamper
-from hardmine.pipelines.stamps import read_stamp
 
 __all__ = ["DemoConfig", "DEMO_SIZES", "Layout", "Stage", "STAGES", "synth_stage", "shard_stage", "train_stage",
            "embed_stage", "mine_stage", "evaluate_stage", "query_stage", "report_stage", "reconcile", "run_demo",
@@ -168,17 +167,9 @@ def train_stage(cfg: DemoConfig, layout: Layout, stamper: Stamper) -> StageResul
     return stages.train_stage(stamper, tcfg)
 
 
-def trained_weights(layout: Layout) -> Path:
-    """The trained backbone's ``model.pt`` (what the train stage's stamp names)."""
-    stamp = read_stamp(layout.stamp("train"))
-    if stamp is None or not stamp.get("done"):
-        raise DataError(layout.train, "checkpoints", "no final checkpoint: run the train stage first")
-    return layout.out / stamp["info"]["weights"]
-
-
 def embed_stage(cfg: DemoConfig, layout: Layout, stamper: Stamper) -> StageResult:
     """Flip-sum embeddings of every shard sample by the trained backbone."""
-    return stages.embed_stage(stamper, train_config(cfg, layout), trained_weights(layout), layout.shards,
+    return stages.embed_stage(stamper, train_config(cfg, layout), stages.trained_weights(layout), layout.shards,
                               layout.emb, cfg.embed_batch)
 
 
@@ -207,7 +198,7 @@ def verification_accuracies(model: nn.Module, synth_dir: Path) -> dict[str, floa
 def evaluate_stage(cfg: DemoConfig, layout: Layout, stamper: Stamper) -> StageResult:
     """Verification accuracy on the packs and mining quality against the ground truth, into
     ``evaluation.json``; redone when the checkpoint or the mining run changes."""
-    weights = trained_weights(layout)
+    weights = stages.trained_weights(layout)
     inputs = {"checkpoint_sha256": file_sha256(weights), "mining_run_sha256": file_sha256(layout.mined / rf.RUN_FILE)}
 
     def work() -> dict[str, Any]:

@@ -57,7 +57,7 @@ from fr_train.trainer import run as train_run
 from hardmine.pipelines.stamps import begin, is_current, is_started, read_stamp, write_stamp
 
 __all__ = ["StageResult", "Folders", "Stamper", "cpu_seconds", "stamped_config", "non_default",
-           "synth_stage", "shard_stage", "train_stage", "final_checkpoint", "load_backbone", "embed_stage",
+           "synth_stage", "shard_stage", "train_stage", "final_checkpoint", "trained_weights", "load_backbone", "embed_stage",
            "mine_stage", "report_stage"]
 
 #: Training-config keys that change how fast a run goes, not what it computes: left out of stamps, so
@@ -248,6 +248,18 @@ def train_stage(stamper: Stamper, tcfg: TrainConfig) -> StageResult:
     inputs = {"config": stamped_config(tcfg, stamper.folders.out),
               "samples": file_sha256(samples_path(tcfg.data.shards))}
     return stamper.run("train", output, inputs, work)
+
+
+def trained_weights(folders: Folders) -> Path:
+    """The trained backbone's ``model.pt``, as the finished train stage's stamp names it.
+
+    Raises:
+        DataError: the train stage has not finished (naming its stamp).
+    """
+    stamp = read_stamp(folders.stamp("train"))
+    if stamp is None or not stamp.get("done"):
+        raise DataError(folders.stamp("train"), "", "no trained backbone: the train stage has not finished")
+    return folders.out / stamp["info"]["weights"]
 
 
 def load_backbone(tcfg: TrainConfig, weights: Path) -> tuple[nn.Module, dict[str, Any]]:
