@@ -104,7 +104,8 @@ def test_the_command_prints_the_verdict_section_of_its_report(exp):
     out, _ = exp
     report = (out / "report.md").read_text()
     printed = (out.parent / "printed.txt").read_text()
-    assert printed.startswith(report[report.index("## Verdict"):report.index("## Figures")].rstrip() + "\n\nwrote ")
+    verdict = report[report.index("## Verdict"):report.index("## Figures")].rstrip()
+    assert f"\n{verdict}\n\nwrote {out / 'report.md'} (" in printed  # after the stage log lines
 
 
 def test_a_rerun_skips_every_stage(exp):
