@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+from fr_data.folders.training_run_folder import metrics_path
 from fr_data.io.atomic import atomic_write_text
 
 __all__ = ["MetricsLog", "Progress", "ThroughputMeter", "truncate_metrics", "read_metrics"]
@@ -56,7 +57,7 @@ class MetricsLog:
 
     def __init__(self, folder: str | os.PathLike, *, enabled: bool = True, tensorboard: bool = True):
         self.enabled = enabled
-        self.path = Path(folder) / "metrics.jsonl"
+        self.path = metrics_path(folder)
         self._file = None
         self._writer = None
         if enabled:

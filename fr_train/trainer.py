@@ -31,6 +31,7 @@ import torch.distributed as torch_dist
 from torch import nn
 
 from fr_data import runtime
+from fr_data.folders import training_run_folder as run_folder
 from fr_data.io.errors import ConfigError, DataError
 from fr_train import dist
 from fr_train.checkpoints.resume import (CheckpointStore, TrainState, capture_rng, load_tensors, rank_name,
@@ -197,7 +198,7 @@ class Trainer:
         self.sharded = module.objective.classifier is not None and self.world_size > 1
         self.state = TrainState(world_size=self.world_size, sharded=self.sharded)
         self.output = Path(loop.output)
-        self.store = CheckpointStore(self.output / "checkpoints", self.rank, _barrier)
+        self.store = CheckpointStore(run_folder.checkpoints_dir(self.output), self.rank, _barrier)
         self.records: list[dict[str, Any]] = []
 
     def _wrap(self, module: TrainModule) -> nn.Module:
@@ -304,8 +305,8 @@ class Trainer:
     def _checkpoint(self) -> int:
         """Save a checkpoint of the current step (all ranks take part); return the step."""
         def shared(folder: Path) -> None:
-            save_train_config(self.cfg, folder / "config.yaml")
-            save_tensors(_cpu_state(self.module.backbone), folder / "model.pt")
+            save_train_config(self.cfg, run_folder.config_path(folder))
+            save_tensors(_cpu_state(self.module.backbone), run_folder.weights_path(folder))
             save_tensors(_cpu(self.module.objective.replicated_state_dict()), folder / "objective.pt")
             if self.precision.scaler is not None:
                 save_tensors(self.precision.scaler.state_dict(), folder / "scaler.pt")
@@ -335,7 +336,7 @@ class Trainer:
             raise DataError(folder, "state.json",
                             f"written by {state.world_size} ranks with sharded Partial FC; "
                             f"resume with the same number, not {self.world_size}")
-        self.module.backbone.load_state_dict(load_tensors(folder / "model.pt", self.device))
+        self.module.backbone.load_state_dict(load_tensors(run_folder.weights_path(folder), self.device))
         rank_file = lambda name: folder / rank_name(name, self.rank, state.sharded)  # noqa: E731
         sharded = (load_tensors(rank_file("classifier.pt"), self.device)
                    if self.module.objective.classifier is not None else None)
@@ -386,7 +387,7 @@ def _resume_path(cfg: TrainConfig, resume: str | os.PathLike | bool | None) -> P
     if resume is None or resume is False:
         return None
     if resume is True:
-        return CheckpointStore(Path(cfg.train.output) / "checkpoints").latest()
+        return CheckpointStore(run_folder.checkpoints_dir(cfg.train.output)).latest()
     return Path(resume)
 
 
@@ -419,9 +420,9 @@ def run(cfg: TrainConfig, *, resume: str | os.PathLike | bool | None = None,
         trainer.restore(checkpoint)
     if trainer.rank == 0:
         trainer.output.mkdir(parents=True, exist_ok=True)
-        save_train_config(cfg, trainer.output / "config.yaml")
+        save_train_config(cfg, run_folder.config_path(trainer.output))
         trainer.data.selection.save(trainer.output)  # label_map, selected keys, selection.json (report)
         print(selection_summary(trainer.data.selection.report), flush=True)
-        truncate_metrics(trainer.output / "metrics.jsonl", trainer.state.step)
+        truncate_metrics(run_folder.metrics_path(trainer.output), trainer.state.step)
     _barrier()
     return trainer.fit(stop_after)

@@ -7,7 +7,7 @@ Layout of a folder ``OUT`` written by :func:`fr_data.ingest.sharding.write_shard
                               image bytes, never re-encoded; PNG sources keep the ``.png`` extension),
                               KEY.json ({"source_index", "width", "height"}); KEY = zero-padded source
                               index (no dots)
-    OUT/rejected.parquet      records refused with ``skip_corrupt`` and what the source left out while
+    OUT/rejected.parquet      records refused under ``--skip-corrupt`` and what the source left out while
                               opening: the file at fault, source index, shard, locator (key/offset/path)
                               and reason (REJECTED_SCHEMA; empty if none)
     OUT/shards.json           every shard's name, count, bytes, sha256; the plan; the run arguments
@@ -73,7 +73,7 @@ PROVENANCE_SCHEMA = pa.schema([
 #: Every column a newly written ``samples.parquet`` has.
 WRITTEN_SAMPLES_SCHEMA = pa.schema([*SAMPLES_SCHEMA, *PROVENANCE_SCHEMA])
 
-#: One row per record refused with ``skip_corrupt``, and per thing the source left out while opening
+#: One row per record refused under ``--skip-corrupt``, and per thing the source left out while opening
 #: (a damaged span or bad index line of a RecordIO file, a non-image file of an image folder): those
 #: rows have no ``shard`` (null), and ``index`` is null when no key is known.
 REJECTED_SCHEMA = pa.schema([

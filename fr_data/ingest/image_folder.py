@@ -14,6 +14,7 @@ import numpy as np
 from fr_data.formats.images import IMAGE_SUFFIXES, is_image_name
 from fr_data.ingest.source import Origin, Skipped, SourceRecord, check_image_bytes, read_each
 from fr_data.io.errors import DataError
+from fr_data.io.policy import ErrorPolicy
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class ImageFolderSource:
     Names starting with a dot are ignored. Anything else that does not fit the layout (a file directly
     under ``root``, a sub-folder inside an identity, a file without an image extension such as
     ``notes.txt`` or ``Thumbs.db``, an identity folder with no images) raises :class:`DataError` naming
-    the path and ``--skip-corrupt``; with ``skip_corrupt`` it is left out instead and listed in
+    the path and ``--skip-corrupt``; under ``ErrorPolicy.SKIP`` it is left out instead and listed in
     :attr:`skipped` (an empty identity folder then gets no label). Extensions are matched in any case
     (:func:`fr_data.formats.images.is_image_name`); symlinks are followed. ``source_index`` is the
     position in the sorted list of all images (identity, then file name).
@@ -36,11 +37,11 @@ class ImageFolderSource:
         skipped: what was left out while listing the folder, one :class:`Skipped` each.
     """
 
-    def __init__(self, root: str | os.PathLike, *, skip_corrupt: bool = False):
+    def __init__(self, root: str | os.PathLike, *, errors: ErrorPolicy = ErrorPolicy.STRICT):
         self.path = Path(root)
         if not self.path.is_dir():
             raise DataError(self.path, "", "image folder not found")
-        self.skip_corrupt = skip_corrupt
+        self.errors = errors
         self.skipped: list[Skipped] = []
         self.notes: list[str] = []
         self.classes: list[str] = []
@@ -65,10 +66,9 @@ class ImageFolderSource:
         self._note_skipped()
 
     def _leave_out(self, path: Path, reason: str) -> None:
-        """Raise (strict) or list ``path`` as left out (``skip_corrupt``)."""
-        if not self.skip_corrupt:
-            raise DataError(path, "", f"{reason}; rerun with --skip-corrupt to skip such entries and list "
-                            "them in rejected.parquet")
+        """Raise (strict) or list ``path`` as left out (skip)."""
+        self.errors.reject(DataError(path, "", f"{reason}; rerun with --skip-corrupt to skip such entries and "
+                                     "list them in rejected.parquet"))
         self.skipped.append(Skipped(path, None, "", reason))
 
     def _identity_images(self, identity: Path) -> list[str]:

@@ -3,7 +3,7 @@
 Samples are shuffled globally with a seeded permutation before they are cut into shards, so every
 shard mixes identities; shard ``i`` of ``S`` holds positions ``[i*n//S, (i+1)*n//S)`` of that order, so
 counts differ by at most one (minus rejected records). A rerun with a different plan (source, seed,
-sizes, limit, decode check) is refused. The worker count and ``skip_corrupt`` are not part of the plan:
+sizes, limit, decode check) is refused. The worker count and the error policy are not part of the plan:
 they do not change a successful run's output.
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 from fr_data.folders.shard_folder import FORMAT_VERSION, shard_name
 from fr_data.ingest.source import Source
 from fr_data.io.errors import ConfigError, DataError
+from fr_data.io.policy import ErrorPolicy
 
 DEFAULT_PER_SHARD = 10_000
 DEFAULT_DECODE_CHECK = 1.0  # fraction of samples fully decoded with PIL (the rest: header parse only)
@@ -29,7 +30,7 @@ TAR_OVERHEAD = 3 * 512 + 2 * 512 + 512  # three headers, small cls/json payloads
 
 @dataclass(frozen=True)
 class ShardOptions:
-    """How to cut a source into shards (everything here except ``skip_corrupt`` is in the plan).
+    """How to cut a source into shards (everything here except ``errors`` is in the plan).
 
     Args:
         per_shard: samples per shard (default 10,000 when ``shard_bytes`` is not given either).
@@ -41,7 +42,9 @@ class ShardOptions:
             image's JPEG/PNG header is parsed for its size; the decoded ones must also decode to that
             size. The sample at position ``p`` of the global order is decoded when
             ``floor((p + 1) * f) > floor(p * f)``: evenly spread and independent of the worker count.
-        skip_corrupt: record bad records in ``rejected.parquet`` and go on, instead of aborting.
+        errors: what the shard writer does with a bad record (``ErrorPolicy.SKIP``: list it in
+            ``rejected.parquet`` and go on; the default ``ErrorPolicy.STRICT``: abort); the same object the
+            source was opened with.
     """
 
     per_shard: int | None = None
@@ -50,7 +53,7 @@ class ShardOptions:
     multiple_of: int = 1
     limit: int | None = None
     decode_check: float = DEFAULT_DECODE_CHECK
-    skip_corrupt: bool = False
+    errors: ErrorPolicy = ErrorPolicy.STRICT
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decode_check", float(self.decode_check))

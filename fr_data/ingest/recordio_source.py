@@ -24,9 +24,11 @@ from fr_data.formats.recordio import (
 )
 from fr_data.formats.recordio.index import record_end
 from fr_data.formats.recordio.repair import RepairedIndex, repair_index
+from fr_data.formats.recordio.writer import PROPERTY_FILE, REC_FILE
 from fr_data.ingest.recordio_layout import detect_layout, header_record_count, keyed, read_key, read_property
 from fr_data.ingest.source import Origin, Skipped, SourceRecord, check_image_bytes, check_label
 from fr_data.io.errors import DataError
+from fr_data.io.policy import ErrorPolicy
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ class RecordIOSource:
             (:func:`~fr_data.formats.recordio.repair.repair_index`: the ``.rec`` is the truth) instead
             of raising when it is inconsistent (offsets past the end or off the 4-byte grid, duplicate
             keys, malformed lines).
-        skip_corrupt: the sharder's ``--skip-corrupt``: repair like ``repair_idx`` when the index is
+        errors: the sharder's error policy (``--skip-corrupt``: ``ErrorPolicy.SKIP``): when skipping, repair like ``repair_idx`` when the index is
             inconsistent or looks incomplete (gaps in its keys, a last record cut short), and let a
             missing index be rebuilt from a damaged ``.rec``.
 
@@ -64,23 +66,23 @@ class RecordIOSource:
         num_classes: int | None = None,
         write_missing_idx: bool = True,
         repair_idx: bool = False,
-        skip_corrupt: bool = False,
+        errors: ErrorPolicy = ErrorPolicy.STRICT,
     ):
         self.path = Path(path)
-        self.rec_path = self.path / "train.rec" if self.path.is_dir() else self.path
+        self.rec_path = self.path / REC_FILE if self.path.is_dir() else self.path
         if not self.rec_path.is_file():
             raise DataError(self.rec_path, "", "RecordIO file not found")
         self.idx_path = self.rec_path.with_suffix(".idx")
         self.notes: list[str] = []
         self.skipped: list[Skipped] = []
-        self.skip_corrupt = skip_corrupt
+        self.errors = errors
         self.reader = self._open_reader(write_missing_idx, repair_idx)
         self.layout = detect_layout(self.reader)
         self.notes.extend(self.layout.notes)
         self._image_keys = self.layout.image_keys
         self._image_keys.flags.writeable = False
         self._num_classes = num_classes
-        self.property_classes = read_property(self.rec_path.parent / "property")
+        self.property_classes = read_property(self.rec_path.parent / PROPERTY_FILE)
         self._check_property()
         self._check_last_record()
 
@@ -94,11 +96,11 @@ class RecordIOSource:
         try:
             reader = RecordIOReader(self.rec_path, self.idx_path)
         except DataError as exc:
-            if not (repair_idx or self.skip_corrupt):
+            if not (repair_idx or self.errors.skip):
                 raise DataError(exc.path, exc.where, f"{exc.reason}; {REPAIR_HINT}") from None
             self._note(f"index {self.idx_path} is inconsistent ({exc}); repaired in memory from a scan of the .rec")
             return self._repaired_reader(self.idx_path)
-        if repair_idx or (self.skip_corrupt and _looks_incomplete(reader)):
+        if repair_idx or (self.errors.skip and _looks_incomplete(reader)):
             reader.close()
             self._note(f"index {self.idx_path} checked against a scan of the .rec")
             return self._repaired_reader(self.idx_path)
@@ -106,7 +108,7 @@ class RecordIOSource:
 
     def _rebuild_missing(self, write: bool) -> RecordIOReader:
         repaired = repair_index(self.rec_path, None, record_count=header_record_count(self.rec_path))
-        if repaired.dropped and not self.skip_corrupt:
+        if repaired.dropped and not self.errors.skip:
             first = repaired.dropped[0]
             raise DataError(first.path, first.where, f"{first.reason} (and no .idx to go by); "
                             "rerun with --skip-corrupt to index the complete records")

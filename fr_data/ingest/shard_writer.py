@@ -30,6 +30,7 @@ from fr_data.ingest.source import Source, SourceRecord, origin_of
 from fr_data.io.atomic import atomic_path
 from fr_data.io.errors import DataError
 from fr_data.io.parquet import read_metadata, write_table
+from fr_data.io.policy import ErrorPolicy
 
 READ_BATCH = 1024  # records read per batch, in ascending source order (bounds memory per worker)
 
@@ -53,7 +54,7 @@ class ShardJob:
     plan: ShardPlan
     order: np.ndarray
     out: Path
-    skip_corrupt: bool
+    errors: ErrorPolicy
 
 
 def _checked(job: ShardJob, index: int, record: SourceRecord | DataError, decode: bool) -> ImageInfo | DataError:
@@ -139,8 +140,7 @@ def write_shard(job: ShardJob, shard_id: int) -> ShardRecord:
         writer = TarWriter(stream)
         for index, record, info in _inspected(job, indices, decoded):
             if isinstance(info, DataError):
-                if not job.skip_corrupt:
-                    raise info
+                job.errors.reject(info)
                 for column, value in zip(REJECTED_SCHEMA.names, (info.path, index, name, info.where, info.reason)):
                     rejected[column].append(value)
                 continue

@@ -93,7 +93,7 @@ def write_shards(source: Source, out: str | os.PathLike, options: ShardOptions |
 
     Raises:
         ConfigError: ``out`` holds a different plan or unrelated files.
-        DataError: the first bad record (file + key) unless ``options.skip_corrupt``; another run is
+        DataError: the first bad record (file + key) unless ``options.errors`` skips it; another run is
             writing ``out`` (:func:`fr_data.io.publish.output_lock`).
     """
     options = options or ShardOptions()
@@ -109,7 +109,7 @@ def _write_locked(source: Source, out: Path, options: ShardOptions, plan: ShardP
     temporary files and sidecars)."""
     if _claim_folder(out, plan):
         return _completed_run(out, plan)
-    job = ShardJob(source, plan, order, out, options.skip_corrupt)
+    job = ShardJob(source, plan, order, out, options.errors)
     report = progress or (lambda record: None)
     done = {i: finished_shard(out, plan.shard_name(i)) for i in range(plan.num_shards)}
     for record in filter(None, done.values()):

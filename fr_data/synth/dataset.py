@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from fr_data.folders import synth_folder
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.parquet import write_table
 from fr_data.io.publish import output_lock
@@ -253,7 +254,7 @@ def write_train(cfg: SynthConfig, plan: TrainPlan, out: Path, workers: int) -> d
         counts = write_insightface(out, items)
     finally:
         spool.close()
-    write_table(attributes_table(plan, quality), out / "attributes.parquet", ATTRIBUTES_SCHEMA,
+    write_table(attributes_table(plan, quality), synth_folder.attributes_path(out), ATTRIBUTES_SCHEMA,
                 metadata={"generator": "hardmine.synth", "version": GENERATOR_VERSION})
     return counts
 
@@ -299,7 +300,7 @@ def write_pack(cfg: SynthConfig, index: int, spec: PackSpec, out: Path, workers:
     second = slot_var.take(np.arange(1, 2 * cfg.pairs, 2))
     slot_identity = np.stack([pairs.first, pairs.second], axis=1).ravel()  # interleaved
     images = render_slots(cfg.seed, slot_identity, slot_var, 10 + index, workers)
-    save_bin(out / f"{spec.name}.bin", images, pairs.issame)
+    save_bin(out / synth_folder.pack_file(spec.name), images, pairs.issame)
     return {"pairs": int(cfg.pairs), "genuine": int(pairs.issame.sum()), "description": spec.description,
             "second_downsample": sorted(int(v) for v in np.unique(second.downsample)),
             "second_abs_yaw": [float(np.abs(second.yaw).min()), float(np.abs(second.yaw).max())]}
@@ -345,11 +346,12 @@ def generate_packs(cfg: SynthConfig, out: str | os.PathLike, workers: int = 1) -
     with output_lock(out, "packs folder"):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "packs.json").unlink(missing_ok=True)
+        (out / synth_folder.PACKS_INFO_FILE).unlink(missing_ok=True)
         packs = {spec.name: write_pack(cfg, i, spec, out, workers) for i, spec in enumerate(PACKS)}
         info = {"generator": "hardmine.synth", "version": GENERATOR_VERSION, "parameters": asdict(cfg),
-                "packs": packs, "sha256": {f"{name}.bin": file_sha256(out / f"{name}.bin") for name in packs}}
-        atomic_write_text(out / "packs.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
+                "packs": packs, "sha256": {synth_folder.pack_file(name): file_sha256(out / synth_folder.pack_file(name))
+                           for name in packs}}
+        atomic_write_text(out / synth_folder.PACKS_INFO_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
         return info
 
 
@@ -367,14 +369,15 @@ def generate(cfg: SynthConfig, out: str | os.PathLike, workers: int = 1) -> dict
     with output_lock(out, "synthetic data folder"):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "synth.json").unlink(missing_ok=True)  # present only once every other file is complete
+        synth_folder.info_path(out).unlink(missing_ok=True)  # present only once every other file is complete
         plan = plan_train(cfg)
         counts = write_train(cfg, plan, out, workers)
         packs = {spec.name: write_pack(cfg, i, spec, out, workers) for i, spec in enumerate(PACKS)} \
             if cfg.pairs else {}
-        files = ["train.rec", "train.idx", "property", "attributes.parquet", *(f"{p}.bin" for p in packs)]
+        files = [synth_folder.REC_FILE, synth_folder.IDX_FILE, synth_folder.PROPERTY_FILE, synth_folder.ATTRIBUTES_FILE,
+                 *(synth_folder.pack_file(p) for p in packs)]
         info = {"generator": "hardmine.synth", "version": GENERATOR_VERSION, "parameters": asdict(cfg),
                 "counts": _summary(plan, counts), "packs": packs,
                 "sha256": {name: file_sha256(out / name) for name in files}}
-        atomic_write_text(out / "synth.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(synth_folder.info_path(out), json.dumps(info, indent=2, sort_keys=True) + "\n")
         return info

@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from fr_data.folders import synth_folder
 from fr_data.formats.recordio import RecordIOReader, unpack_image_record
 from fr_data.formats.verification import save_bin
 from fr_data.io.atomic import atomic_write_bytes, atomic_write_text
@@ -137,7 +138,7 @@ def generate_eval_set(cfg: SynthConfig, train: str | os.PathLike, out: str | os.
     first, second = rendered[0::2], rendered[1::2]
     kinds = [COPY_KINDS[i % len(COPY_KINDS)] for i in range(len(leaked))]
     keys = plan.source_index[leaked]
-    with RecordIOReader(train / "train.rec", train / "train.idx") as reader:
+    with RecordIOReader(train / synth_folder.REC_FILE, train / synth_folder.IDX_FILE) as reader:
         for i, (key, kind) in enumerate(zip(keys.tolist(), kinds)):
             first[len(shared) + i] = near_copy(unpack_image_record(reader.read(key))[1], kind)
     partner = _partners(np.random.default_rng([cfg.seed, 10]), n_slots)
@@ -182,7 +183,7 @@ def _partners(rng: np.random.Generator, n_slots: int) -> np.ndarray:
 
 
 def _check_train(cfg: SynthConfig, train: Path) -> None:
-    info_path = train / "synth.json"
+    info_path = synth_folder.info_path(train)
     if not info_path.is_file():
         raise DataError(train, "", "not a complete synthetic training set (no synth.json)")
     try:

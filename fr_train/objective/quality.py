@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fr_data.folders.training_run_folder import checkpoints_dir, config_path, weights_path
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.hashing import file_sha256
 from fr_train.checkpoints.resume import CheckpointStore, load_tensors
@@ -104,9 +105,9 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
         ConfigError: the path does not exist or holds no checkpoint.
     """
     path = Path(path)
-    if (path / "model.pt").is_file():
+    if weights_path(path).is_file():
         return path
-    latest = CheckpointStore(path / "checkpoints").latest() if path.is_dir() else None
+    latest = CheckpointStore(checkpoints_dir(path)).latest() if path.is_dir() else None
     if latest is None:
         raise ConfigError(f"quality model {os.fspath(path)!r}: not a checkpoint folder (model.pt, objective.pt, "
                           "config.yaml) nor a training run folder with checkpoints")
@@ -116,7 +117,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 def _quality_config(folder: Path) -> TrainConfig:
     from fr_train.config import load_train_config  # fr_train.config imports the objective, which imports this
 
-    config = folder / "config.yaml"
+    config = config_path(folder)
     if not config.is_file():
         raise ConfigError(f"quality model {os.fspath(folder)!r} has no config.yaml")
     cfg = load_train_config(config)
@@ -140,12 +141,12 @@ def load_quality_model(path: str | os.PathLike) -> tuple[QualityModel, dict[str,
     backbone = get_model(cfg.model.name, embedding_size=cfg.model.embedding_size, **cfg.model.options)
     term = cfg.objective.terms.quality
     regression = QualityRegression(cfg.model.embedding_size, term.scale, term.delta)
-    _load(backbone, load_tensors(folder / "model.pt"), folder / "model.pt")
+    _load(backbone, load_tensors(weights_path(folder)), weights_path(folder))
     objective = load_tensors(folder / "objective.pt")
     head = {k[len(QUALITY_PREFIX):]: v for k, v in objective.items() if k.startswith(QUALITY_PREFIX)}
     _load(regression, head, folder / "objective.pt")
     spec = {"checkpoint": os.fspath(folder), "model": cfg.model.name, "target": cfg.objective.target_column,
-            "model_sha256": file_sha256(folder / "model.pt"),
+            "model_sha256": file_sha256(weights_path(folder)),
             "objective_sha256": file_sha256(folder / "objective.pt")}
     return QualityModel(backbone, regression).eval(), spec
 

@@ -47,7 +47,7 @@ from hardmine.experiment.report import write_report
 from hardmine.experiment.stages import Context, Layout, run_stages
 from fr_data.io.shipped import resolve_config
 
-__all__ = ["DEFAULT_CONFIG", "build_parser", "check_seeds", "claim_folder", "main", "verdict_of"]
+__all__ = ["DEFAULT_CONFIG", "build_parser", "check_seeds", "claim_folder", "main"]
 
 #: The packaged experiment config (``configs/experiments/hard_samples.yaml``).
 DEFAULT_CONFIG = "experiments/hard_samples.yaml"
@@ -146,14 +146,8 @@ def _main(argv: list[str] | None, prog: str | None) -> int:
             finally:
                 torch.set_num_threads(threads)
             times = {r.name: (r.seconds, r.info["stage_cpu_seconds"]) for r in results}
-            report = write_report(ctx, times, command)
+            written = write_report(ctx, times, command)
     except HardmineError as exc:
         return fail(prog, exc)
-    print(verdict_of(report) + f"\n\nwrote {report} ({time.perf_counter() - started:.0f} s)")
+    print(written.verdict + f"\n\nwrote {written.path} ({time.perf_counter() - started:.0f} s)")
     return 0
-
-
-def verdict_of(report: Path) -> str:
-    """The verdict section of a written report (what the command prints at the end)."""
-    text = report.read_text()
-    return text[text.index("## Verdict"):text.index("## Figures")].rstrip()

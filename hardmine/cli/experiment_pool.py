@@ -20,7 +20,6 @@ from fr_data.io.argtypes import CommandParser, existing_folder, output_folder
 from fr_data.io.command import command, fail
 from fr_data.io.errors import HardmineError
 from fr_data.io.publish import check_apart
-from hardmine.cli.experiment import verdict_of
 from hardmine.experiment.pool import check_members, read_goal, read_member
 from hardmine.experiment.pool_report import write_pool_folder
 
@@ -46,8 +45,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         metric = args.metric or read_goal(args.experiments[0]).metric
         members = [read_member(path, metric) for path in args.experiments]
         check_members(members)
-        report = write_pool_folder(members, args.out, args.overwrite, command)
+        written = write_pool_folder(members, args.out, args.overwrite, command)
     except HardmineError as exc:
         return fail(prog, exc)
-    print(verdict_of(report) + f"\n\nwrote {report}")
+    print(written.verdict + f"\n\nwrote {written.path}")
     return 0

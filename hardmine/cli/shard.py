@@ -30,6 +30,7 @@ from fr_data.io.argtypes import (
 )
 from fr_data.io.command import command, fail
 from fr_data.io.errors import HardmineError
+from fr_data.io.policy import ErrorPolicy
 from fr_data.io.publish import check_apart
 
 
@@ -65,7 +66,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def _options(args: argparse.Namespace) -> ShardOptions:
     return ShardOptions(per_shard=args.per_shard, shard_bytes=args.shard_bytes, seed=args.seed,
                         multiple_of=args.world_size * args.loader_workers, limit=args.limit,
-                        decode_check=args.decode_check, skip_corrupt=args.skip_corrupt)
+                        decode_check=args.decode_check, errors=ErrorPolicy(skip=args.skip_corrupt))
 
 
 def planned_records(available: int, options: ShardOptions) -> int:
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         check_apart(args.out, args.src)
         options = _options(args)
-        source = open_source(args.src, skip_corrupt=args.skip_corrupt, repair_idx=args.repair_idx)
+        source = open_source(args.src, errors=options.errors, repair_idx=args.repair_idx)
         resolved = {**vars(args), "src": os.path.abspath(args.src), "out": os.path.abspath(args.out)}
         with tqdm(total=planned_records(len(source), options), unit="img", desc="sharding",
                   disable=None) as bar:  # silent when not on a terminal

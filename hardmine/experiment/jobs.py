@@ -11,7 +11,6 @@ as a :class:`JobError` (exception classes with their own arguments do not cross 
 from __future__ import annotations
 
 import os
-import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -21,6 +20,8 @@ from typing import Any
 
 import torch
 
+from fr_data.folders.synth_folder import pack_file
+from fr_data.folders.training_run_folder import weights_path
 from fr_data.formats.verification import VerificationPack
 from fr_data.io.errors import HardmineError
 from fr_data.io.hashing import file_sha256
@@ -28,19 +29,13 @@ from fr_data.synth import PACKS
 from fr_train.trainer import run as train_run
 from hardmine.experiment.arms import ArmPlan
 from hardmine.experiment.scoring import PackScores, decode_uint8, load_backbone, load_pack, score_images
+from hardmine.pipelines.stages import cpu_seconds
 
-__all__ = ["JobError", "cpu_seconds", "finetune_job", "score_job", "run_jobs"]
+__all__ = ["JobError", "finetune_job", "score_job", "run_jobs"]
 
 
 class JobError(HardmineError):
     """A job failed on bad input (the message names the file or key, as the original error did)."""
-
-
-def cpu_seconds() -> float:
-    """CPU time (user + system) of this process and of its children that have exited (rendering and
-    DataLoader workers): a cost figure that, unlike wall time, does not grow with other jobs' load."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def finetune_job(run: ArmPlan, out: Path) -> dict[str, Any]:
@@ -51,7 +46,7 @@ def finetune_job(run: ArmPlan, out: Path) -> dict[str, Any]:
     if result.state.images_seen != run.images:
         raise JobError(f"{run.config.train.output}: the run forwarded {result.state.images_seen} images, "
                        f"the plan {run.images}")
-    weights = result.checkpoint / "model.pt"
+    weights = weights_path(result.checkpoint)
     return {"steps": run.steps, "images_per_step": run.images_per_step, "images_seen": result.state.images_seen,
             "train_seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds() - cpu, 2),
             "checkpoint": str(weights.relative_to(out)), "sha256": file_sha256(weights),
@@ -64,7 +59,7 @@ def score_job(packs: Path, models: dict[str, Path], batch_size: int, device: str
     backbones = {name: load_backbone(path, device) for name, path in models.items()}
     scores: dict[str, dict[str, PackScores]] = {name: {} for name in models}
     for spec in PACKS:
-        pack: VerificationPack = load_pack(packs / f"{spec.name}.bin")
+        pack: VerificationPack = load_pack(packs / pack_file(spec.name))
         images = decode_uint8(pack)
         for name, model in backbones.items():
             scores[name][spec.name] = PackScores(score_images(model, images, batch_size), pack.issame)

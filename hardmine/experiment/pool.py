@@ -30,7 +30,7 @@ from fr_data.io.config import from_dict
 from fr_data.io.errors import ConfigError, DataError
 from hardmine.experiment.config import GoalSection, differing_keys
 from hardmine.experiment.stages import Layout
-from hardmine.experiment.stamps import read_stamp
+from hardmine.pipelines.stamps import read_stamp
 
 __all__ = ["Member", "Pooled", "read_member", "read_goal", "check_members", "common_arms", "pooled_gain", "best_arm",
            "goal_checks", "t_quantile", "pool_rows", "dotted", "SEED_KEYS", "BASELINE", "SPLITS"]

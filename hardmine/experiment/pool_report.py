@@ -18,7 +18,7 @@ from hardmine.experiment import figures
 from hardmine.experiment.config import GoalSection
 from hardmine.experiment.pool import (BASELINE, SEED_KEYS, SPLITS, Member, Pooled, best_arm, common_arms, dotted,
                                       goal_checks, pool_rows, pooled_gain)
-from hardmine.experiment.report import machine_line
+from hardmine.experiment.report import WrittenReport, machine_line
 
 __all__ = ["write_pool_folder", "pool_report", "members_yaml", "format_pooled"]
 
@@ -110,7 +110,7 @@ def pool_report(members: Sequence[Member], goal: GoalSection, out: Path, command
         lines += [f"## {split.capitalize()} packs", "", f"{goal.metric} (%), mean over backbones:", "",
                   *values_table(members, goal, split), "", f"Gain over `{BASELINE}`:", "",
                   *gains_table(members, goal, split), ""]
-    lines += ["## Verdict", "", *verdict_lines(members, goal), "", "## Figures", ""]
+    lines += [*verdict_section(members, goal), "", "## Figures", ""]
     lines += [f"![{p.stem}]({pool_folder.FIGURES}/{p.name})" for p in paths]
     return "\n".join(lines) + "\n"
 
@@ -123,11 +123,18 @@ def members_yaml(members: Sequence[Member]) -> str:
     return yaml.safe_dump(plain, sort_keys=False)
 
 
-def write_pool_folder(members: Sequence[Member], out: str | os.PathLike, overwrite: bool, command: str) -> Path:
-    """Write ``POOL`` through a staging folder (renamed once complete); return the report's path."""
+def verdict_section(members: Sequence[Member], goal: GoalSection) -> list[str]:
+    """The report's verdict section (also what the command prints)."""
+    return ["## Verdict", "", *verdict_lines(members, goal)]
+
+
+def write_pool_folder(members: Sequence[Member], out: str | os.PathLike, overwrite: bool,
+                      command: str) -> WrittenReport:
+    """Write ``POOL`` through a staging folder (renamed once complete); return the report's path and its
+    verdict."""
     goal = members[0].goal
     with staged_folder(out, overwrite, "pool folder") as staging:
         pool_folder.write_pool_table(staging, pool_rows(members, goal.metric))
         (staging / pool_folder.CONFIG).write_text(members_yaml(members))
         (staging / pool_folder.REPORT).write_text(pool_report(members, goal, staging, command))
-    return Path(out) / pool_folder.REPORT
+    return WrittenReport(Path(out) / pool_folder.REPORT, "\n".join(verdict_section(members, goal)).rstrip())

@@ -25,10 +25,10 @@ from fr_data.synth import PACKS
 from hardmine.experiment import figures
 from hardmine.experiment.scoring import METRIC_FPRS, PackScores
 from hardmine.experiment.stages import Context, model_name, split_scores
-from hardmine.experiment.stamps import read_stamp
+from hardmine.pipelines.stamps import read_stamp
 from hardmine.experiment.stats import Draws, Estimate, draw_counts, pack_seed, tpr_draws
 
-__all__ = ["Analysis", "write_report", "verdict", "format_estimate"]
+__all__ = ["Analysis", "WrittenReport", "write_report", "verdict", "format_estimate"]
 
 BASELINE = "baseline"
 PRETRAINED = "pretrained"
@@ -242,7 +242,15 @@ def draw_figures(ctx: Context, analyses: dict[str, Analysis]) -> list[Path]:
     return paths
 
 
-def write_report(ctx: Context, stage_times: dict[str, tuple[float, float]], command: str) -> Path:
+@dataclass(frozen=True)
+class WrittenReport:
+    """A written report and its verdict section, as computed (what the command prints at the end)."""
+
+    path: Path
+    verdict: str
+
+
+def write_report(ctx: Context, stage_times: dict[str, tuple[float, float]], command: str) -> WrittenReport:
     """Compute every table and figure and write ``EXP/report.md`` (atomically)."""
     analyses = {split: Analysis(ctx, split) for split in ctx.splits}
     paths = draw_figures(ctx, analyses)
@@ -267,11 +275,12 @@ def write_report(ctx: Context, stage_times: dict[str, tuple[float, float]], comm
             lines += [f"### Gain over baseline ({split})", "", "Paired bootstrap: the same resampled pairs for "
                       "both arms; seed range of the per-seed differences.", "",
                       *gains_table(an, [a for a in ctx.arms if a != BASELINE], BASELINE), ""]
-    lines += ["## What was tuned", "", *tuning_table(ctx), "", *verdict_section(ctx, analyses), "", "## Figures", ""]
+    verdict_lines = verdict_section(ctx, analyses)
+    lines += ["## What was tuned", "", *tuning_table(ctx), "", *verdict_lines, "", "## Figures", ""]
     lines += [f"![{p.stem}]({folder.FIGURES}/{p.name})" for p in paths]
     path = ctx.layout.out / folder.REPORT
     atomic_write_text(path, "\n".join(lines) + "\n")
-    return path
+    return WrittenReport(path, "\n".join(verdict_lines).rstrip())
 
 
 def setup_lines(ctx: Context) -> list[str]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fr_data.folders.training_run_folder import config_path
 from fr_data.formats.verification import VerificationPack, decode_pack_uint8, load_bin
 from fr_data.io.atomic import atomic_path
 from fr_data.io.config import from_dict, load_yaml_with_bases
@@ -96,7 +97,7 @@ def load_backbone(weights: str | os.PathLike, device: torch.device | str = "cpu"
     Raises:
         ConfigError: naming the config file when its ``model:`` section is missing or invalid.
     """
-    path = Path(weights).parent / "config.yaml"
+    path = config_path(Path(weights).parent)
     try:
         spec = from_dict(ModelConfig, load_yaml_with_bases(path).get("model", {}), "model")
     except ConfigError as exc:

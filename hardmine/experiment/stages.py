@@ -1,5 +1,5 @@
 """The experiment's stages, in order, each skipped on a rerun when its outputs exist and its inputs are
-unchanged (``stage.json`` stamps, :mod:`hardmine.experiment.stamps`); a stage whose inputs changed is
+unchanged (``stage.json`` stamps, :mod:`hardmine.pipelines.stamps`); a stage whose inputs changed is
 redone from scratch, and so is every stage after it whose inputs it changes.
 
 Layout of ``EXP`` (besides the files of :mod:`fr_data.folders.experiment_folder`)::
@@ -13,15 +13,13 @@ Layout of ``EXP`` (besides the files of :mod:`fr_data.folders.experiment_folder`
     EXP/scores/SPLIT/MODEL.npz     pair scores of a backbone (``pretrained`` or ``ARM.seed-S``) per pack
     EXP/stages/NAME.json           stage stamps: inputs, done, what the stage produced
 
-The data, pretraining, embedding and mining stages are the demo's (:mod:`hardmine.pipelines.demo`) behind
-stamps.
+A recipe: the data, pretraining, embedding and mining stages are the shared ones of
+:mod:`hardmine.pipelines.stages` (same stamps as the demo's), given their inputs from the
+:class:`~hardmine.experiment.config.ExperimentConfig`; packs, fine-tuning and evaluation are the experiment's.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,37 +27,31 @@ from pathlib import Path
 from typing import Any
 
 from fr_data.folders import experiment_folder as folder
-from fr_data.io.config import deep_merge, to_dict
-from fr_data.io.errors import DataError
+from fr_data.folders import run_folder as rf
+from fr_data.folders import synth_folder
+from fr_data.io.config import deep_merge, load_config
 from fr_data.io.hashing import file_sha256
+from fr_data.mining import MiningConfig
 from fr_data.synth import SynthConfig, generate_packs
-from fr_train.config import TrainConfig
-from hardmine.pipelines import demo
-from hardmine.pipelines.demo import StageResult
+from fr_train.config import TrainConfig, load_train_config
 from hardmine.experiment.arms import ArmPlan, plan_arm
 from hardmine.experiment.config import ExperimentConfig
-from hardmine.experiment.jobs import cpu_seconds, finetune_job, run_jobs, score_job
+from hardmine.experiment.jobs import finetune_job, run_jobs, score_job
 from hardmine.experiment.scoring import PackScores, load_scores, pack_metrics, save_scores
-from hardmine.experiment.stamps import begin, is_current, is_started, read_stamp, write_stamp
+from hardmine.pipelines import stages
+from hardmine.pipelines.stages import Folders, StageResult, Stamper, cpu_seconds, stamped_config
+from hardmine.pipelines.stamps import is_current, read_stamp, write_stamp
 
-__all__ = ["SPLITS", "Layout", "Context", "StageResult", "STAGES", "run_stages", "model_name"]
+__all__ = ["SPLITS", "Layout", "Context", "STAGES", "run_stages", "model_name"]
 
 SPLITS = ("validation", "test")
-#: Training-config keys that change how fast a run goes, not what it computes: left out of stamps, so
-#: that a rerun on another device or with other worker counts reuses finished stages.
-EXECUTION_KEYS = {"data": ("num_workers", "pin_memory"), "train": ("device", "cpu_threads", "progress")}
+#: Images per forward when embedding the training set.
+EMBED_BATCH = 128
 
 
 @dataclass(frozen=True)
-class Layout:
+class Layout(Folders):
     """Where every stage writes (see the module docstring)."""
-
-    out: Path
-
-    @property
-    def demo(self) -> demo.Layout:
-        """The demo's layout of the same folder (synth, shards, train, emb, mined)."""
-        return demo.Layout(self.out)
 
     def packs(self, split: str) -> Path:
         return self.out / "packs" / split
@@ -69,10 +61,6 @@ class Layout:
 
     def scores(self, split: str, model: str) -> Path:
         return self.out / "scores" / split / f"{model}.npz"
-
-    def stamp(self, name: str) -> Path:
-        """The stamp file of stage (part) ``name``."""
-        return self.out / "stages" / f"{name}.json"
 
 
 def model_name(arm: str, seed: int) -> str:
@@ -95,95 +83,31 @@ class Context:
     runs: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
 
+    @property
+    def stamper(self) -> Stamper:
+        """The stamps of this experiment folder (timed: each records wall and CPU seconds)."""
+        return Stamper(self.layout, log=self.log, tag="experiment", timed=True)
+
+
 # ----------------------------------------------------------------------------------------- helpers
-def demo_config(ctx: Context) -> demo.DemoConfig:
-    """The demo settings that make the shared stages produce this experiment's data and backbone."""
+def pretrain_config(ctx: Context) -> TrainConfig:
+    """The resolved pretraining config: the experiment's YAML and overrides, its shards and output folder."""
     cfg = ctx.cfg
-    synth = SynthConfig(**asdict(cfg.synth), holdout_identities=0, pairs=0)
-    overrides = deep_merge(cfg.pretrain.overrides, {"train": {"device": ctx.device}})
-    return demo.DemoConfig(synth=synth, workers=ctx.workers, per_shard=cfg.per_shard,
-                           train_config=str(cfg.path(cfg.pretrain.config)), train_overrides=overrides,
-                           mining_config=str(cfg.path(cfg.mining)))
-
-
-def stamped_config(config: Any, root: Path) -> dict[str, Any]:
-    """A training config as stage inputs: the values that differ from ``TrainConfig()``'s defaults (a key
-    added to the code later, at its default, leaves finished stages current; stamps record what a config
-    asks for, not the code), without the execution-only keys, and with paths inside the experiment folder
-    ``root`` written as ``$EXP/...`` (a moved or copied folder stays current)."""
-    plain = non_default(to_dict(config), to_dict(TrainConfig()))
-    for section, keys in EXECUTION_KEYS.items():
-        for key in keys:
-            plain.get(section, {}).pop(key, None)
-    prefix = json.dumps(str(Path(root).resolve()) + os.sep)[1:-1]
-    return json.loads(json.dumps(plain, default=str).replace(prefix, "$EXP/"))
-
-
-def non_default(values: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``values`` that differ from ``default`` (nested mappings compared key by key)."""
-    out = {}
-    for key, value in values.items():
-        base = default.get(key, _ABSENT)
-        if isinstance(value, dict) and isinstance(base, dict):
-            value = non_default(value, base)
-            if value:
-                out[key] = value
-        elif value != base:
-            out[key] = value
-    return out
-
-
-_ABSENT = object()
-
-
-def _prepare(ctx: Context, name: str, where: Path, inputs: dict[str, Any]) -> bool:
-    """True when stage ``name`` is done for ``inputs``. Otherwise get ``where`` ready: kept to resume when the
-    stage started with these inputs, else removed; then mark the stage started."""
-    stamp = ctx.layout.stamp(name)
-    if is_current(stamp, inputs):
-        return True
-    if is_started(stamp, inputs):
-        ctx.log(f"[experiment] {name}: resuming in {where}")
-    elif where.exists():
-        ctx.log(f"[experiment] {name}: made from other inputs, redoing {where}")
-        shutil.rmtree(where)
-    begin(stamp, inputs)
-    return False
-
-
-def _finish(ctx: Context, name: str, inputs: dict[str, Any], info: dict[str, Any]) -> StageResult:
-    """Stamp stage ``name`` done; ``info`` gets the machine's load average (timing context)."""
-    info.setdefault("load_average", [round(v, 1) for v in os.getloadavg()])
-    write_stamp(ctx.layout.stamp(name), inputs, info)
-    return StageResult(name, False, info.get("seconds", 0.0), info)
-
-
-def _stamped_stage(ctx: Context, name: str, where: Path, inputs: dict[str, Any],
-                   work: Callable[[], dict[str, Any]]) -> StageResult:
-    """Skip stage ``name`` when done for ``inputs``; else (resume or redo and) run ``work``, then stamp."""
-    if _prepare(ctx, name, where, inputs):
-        return StageResult(name, True, info=read_stamp(ctx.layout.stamp(name))["info"])
-    started, cpu = time.perf_counter(), cpu_seconds()
-    info = work()
-    info["seconds"] = round(time.perf_counter() - started, 2)
-    info["cpu_seconds"] = round(cpu_seconds() - cpu, 2)  # this process and its finished children
-    return _finish(ctx, name, inputs, info)
+    overrides = deep_merge(cfg.pretrain.overrides, {"data": {"shards": str(ctx.layout.shards)},
+                                                    "train": {"device": ctx.device, "output": str(ctx.layout.train)}})
+    return load_train_config(str(cfg.path(cfg.pretrain.config)), overrides)
 
 
 def _pretrained(ctx: Context) -> Path:
     """The pretrained backbone's ``model.pt`` (the train stage's output)."""
-    stamp = read_stamp(ctx.layout.stamp("train"))
-    if stamp is None or not stamp.get("done"):
-        raise DataError(ctx.layout.stamp("train"), "", "no pretrained backbone: the train stage has not finished")
-    return ctx.layout.out / stamp["info"]["weights"]
+    return stages.trained_weights(ctx.layout)
 
 
 # ------------------------------------------------------------------------------------------ stages
 def synth_stage(ctx: Context) -> StageResult:
-    """The training set (the demo's synth stage, without packs)."""
-    dcfg = demo_config(ctx)
-    return _stamped_stage(ctx, "synth", ctx.layout.demo.synth, {"synth": asdict(dcfg.synth)},
-                          lambda: demo.synth_stage(dcfg, ctx.layout.demo).info)
+    """The training set (no packs)."""
+    synth = SynthConfig(**asdict(ctx.cfg.synth), holdout_identities=0, pairs=0)
+    return stages.synth_stage(ctx.stamper, synth, ctx.layout.synth, ctx.workers)
 
 
 def packs_stage(ctx: Context) -> StageResult:
@@ -194,51 +118,37 @@ def packs_stage(ctx: Context) -> StageResult:
         scfg = SynthConfig(identities=ctx.cfg.synth.identities, images_per_identity=1, seed=seed,
                            holdout_identities=ctx.cfg.packs.identities, pairs=ctx.cfg.packs.pairs)
         work = lambda: {"packs": generate_packs(scfg, ctx.layout.packs(split), ctx.workers)["sha256"]}  # noqa: E731
-        results.append(_stamped_stage(ctx, f"packs-{split}", ctx.layout.packs(split), {"synth": asdict(scfg)}, work))
+        results.append(ctx.stamper.run(f"packs-{split}", ctx.layout.packs(split), {"synth": asdict(scfg)}, work))
     return _merge_results("packs", results)
 
 
 def shard_stage(ctx: Context) -> StageResult:
-    """Shards of the training set, verified (the demo's shard stage)."""
-    inputs = {"synth_json": file_sha256(ctx.layout.demo.synth / "synth.json"), "per_shard": ctx.cfg.per_shard}
-    return _stamped_stage(ctx, "shard", ctx.layout.demo.shards, inputs,
-                          lambda: demo.shard_stage(demo_config(ctx), ctx.layout.demo).info)
+    """Shards of the training set, verified, shuffled by the training set's seed."""
+    return stages.shard_stage(ctx.stamper, ctx.layout.synth, ctx.layout.shards, ctx.cfg.per_shard,
+                              ctx.cfg.synth.seed, ctx.workers)
 
 
 def train_stage(ctx: Context) -> StageResult:
-    """Pretrain the backbone every arm starts from (the demo's train stage; resumes when interrupted)."""
-    dcfg = demo_config(ctx)
-    tcfg = demo.train_config(dcfg, ctx.layout.demo)
-    inputs = {"config": stamped_config(tcfg, ctx.layout.out), "samples": file_sha256(ctx.layout.demo.shards / "samples.parquet")}
-    where = ctx.layout.demo.train
-
-    def work() -> dict[str, Any]:
-        info = demo.train_stage(dcfg, ctx.layout.demo).info
-        weights = Path(info["checkpoint"]) / "model.pt"
-        return {**info, "weights": str(weights.relative_to(ctx.layout.out)), "sha256": file_sha256(weights)}
-
-    return _stamped_stage(ctx, "train", where, inputs, work)
+    """Pretrain the backbone every arm starts from (resumes when interrupted)."""
+    return stages.train_stage(ctx.stamper, pretrain_config(ctx))
 
 
 def embed_stage(ctx: Context) -> StageResult:
-    """Embeddings of the training set by the pretrained backbone (the demo's embed stage)."""
-    inputs = {"weights": file_sha256(_pretrained(ctx))}
-    return _stamped_stage(ctx, "embed", ctx.layout.demo.emb, inputs,
-                          lambda: demo.embed_stage(demo_config(ctx), ctx.layout.demo).info)
+    """Embeddings of the training set by the pretrained backbone."""
+    return stages.embed_stage(ctx.stamper, pretrain_config(ctx), _pretrained(ctx), ctx.layout.shards,
+                              ctx.layout.emb, EMBED_BATCH)
 
 
 def mine_stage(ctx: Context) -> StageResult:
-    """The mining run over those embeddings, attributes joined (the demo's mine stage)."""
-    dcfg = demo_config(ctx)
-    inputs = {"embeddings": file_sha256(ctx.layout.demo.emb / "run.json"),
-              "config": demo._as_plain(demo.mining_config(dcfg))}
-    return _stamped_stage(ctx, "mine", ctx.layout.demo.mined, inputs,
-                          lambda: demo.mine_stage(dcfg, ctx.layout.demo).info)
+    """The mining run over those embeddings, attributes joined."""
+    mcfg = load_config(str(ctx.cfg.path(ctx.cfg.mining)), MiningConfig)
+    return stages.mine_stage(ctx.stamper, mcfg, ctx.layout.emb, ctx.layout.shards,
+                             synth_folder.attributes_path(ctx.layout.synth), ctx.layout.mined)
 
 
 def plan(ctx: Context, arm: str, seed: int) -> ArmPlan:
     """The fine-tuning run of ``arm`` at ``seed`` in this experiment."""
-    paths = {"shards": ctx.layout.demo.shards, "mined": ctx.layout.demo.mined, "weights": _pretrained(ctx),
+    paths = {"shards": ctx.layout.shards, "mined": ctx.layout.mined, "weights": _pretrained(ctx),
              "output": ctx.layout.run(arm, seed)}
     return plan_arm(ctx.cfg, arm, seed, paths, ctx.device)
 
@@ -246,14 +156,14 @@ def plan(ctx: Context, arm: str, seed: int) -> ArmPlan:
 def finetune_stage(ctx: Context) -> StageResult:
     """Fine-tune every arm x seed from the pretrained backbone at equal compute (resumable), ``ctx.workers``
     runs side by side."""
-    weights_sha, mined_sha = file_sha256(_pretrained(ctx)), file_sha256(ctx.layout.demo.mined / "run.json")
+    weights_sha, mined_sha = file_sha256(_pretrained(ctx)), file_sha256(ctx.layout.mined / rf.RUN_FILE)
     results, todo = [], []
     for seed in ctx.seeds:
         for arm in ctx.arms:
             run, name = plan(ctx, arm, seed), f"finetune-{model_name(arm, seed)}"
             inputs = {"config": stamped_config(run.config, ctx.layout.out), "weights": weights_sha,
                       "mined": mined_sha if run.config.data.run else None}
-            if _prepare(ctx, name, ctx.layout.run(arm, seed), inputs):
+            if ctx.stamper.prepare(name, ctx.layout.run(arm, seed), inputs):
                 ctx.runs[(arm, seed)] = read_stamp(ctx.layout.stamp(name))["info"]
                 results.append(StageResult(name, True, info=ctx.runs[(arm, seed)]))
             else:
@@ -262,7 +172,7 @@ def finetune_stage(ctx: Context) -> StageResult:
     for index, info in run_jobs(finetune_job, [(run, ctx.layout.out) for run, _, _ in todo], ctx.workers):
         run, name, inputs = todo[index]
         info["seconds"] = info["train_seconds"]
-        results.append(_finish(ctx, name, inputs, info))
+        results.append(ctx.stamper.finish(name, inputs, info))
         ctx.runs[(run.arm, run.seed)] = info
         ctx.log(f"[experiment] fine-tuned {run.arm} seed {run.seed} in {info['seconds']:.0f} s")
     return _merge_results("finetune", results)

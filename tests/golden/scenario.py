@@ -20,6 +20,7 @@ from fr_data.formats.recordio import write_insightface
 from fr_data.ingest.plan import ShardOptions
 from fr_data.ingest.sharding import write_shards
 from fr_data.ingest.sources import open_source
+from fr_data.io.policy import ErrorPolicy
 from fr_data.mining import MiningConfig, mine
 from tests.fr_data.mining.planted import PlantedSpec, brute_knn, make_planted, write_emb
 
@@ -57,7 +58,7 @@ def source_items() -> list[tuple[int, bytes]]:
 def shard_scenario(folder: Path) -> Path:
     """Write the RecordIO source into ``folder/rec`` and shard it into ``folder/shards``."""
     write_insightface(folder / "rec", source_items())
-    options = ShardOptions(per_shard=16, seed=3, skip_corrupt=True, decode_check=1.0)
+    options = ShardOptions(per_shard=16, seed=3, errors=ErrorPolicy.SKIP, decode_check=1.0)
     write_shards(open_source(folder / "rec"), folder / "shards", options, workers=1)
     return folder / "shards"
 

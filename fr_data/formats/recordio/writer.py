@@ -11,6 +11,11 @@ from fr_data.formats.recordio.parts import encode_record
 from fr_data.formats.recordio.records import pack_image_record
 from fr_data.io.atomic import atomic_path, atomic_write_text
 
+#: The InsightFace RecordIO folder: images, their index, and ``classes,112,112``.
+REC_FILE = "train.rec"
+IDX_FILE = "train.idx"
+PROPERTY_FILE = "property"
+
 
 class RecordIOWriter:
     """Append records to a ``.rec`` and their offsets to a ``.idx``, MXNet-compatibly.
@@ -92,12 +97,12 @@ def write_insightface(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with RecordIOWriter(folder / "train.rec", folder / "train.idx") as writer:
+    with RecordIOWriter(folder / REC_FILE, folder / IDX_FILE) as writer:
         if shuffled:
             counts = _write_images(writer, items, vector_label, first_key=0)
         else:
             counts = _write_insightface_records(writer, items, vector_label)
-    atomic_write_text(folder / "property", f"{counts['num_classes']},112,112\n")
+    atomic_write_text(folder / PROPERTY_FILE, f"{counts['num_classes']},112,112\n")
     return counts
 
 

@@ -30,6 +30,7 @@ from fr_data.ingest.source import read_each
 from fr_data.ingest.verify import verify_shards
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.parquet import read_table
+from fr_data.io.policy import ErrorPolicy
 from tests.fr_data.ingest.helpers import TRUNCATED, WHOLE, FakeSource, tiny_image
 
 
@@ -213,7 +214,7 @@ def test_bad_record_aborts_with_workers(tmp_path):
 
 def test_skip_corrupt_records_rejections(tmp_path):
     source = FakeSource(n=20, bad={3: b"nonsense", 11: TRUNCATED})
-    run = write_shards(source, tmp_path / "out", ShardOptions(per_shard=5, skip_corrupt=True, decode_check=1))
+    run = write_shards(source, tmp_path / "out", ShardOptions(per_shard=5, errors=ErrorPolicy.SKIP, decode_check=1))
     rejected = read_table(run.out / "rejected.parquet", REJECTED_SCHEMA).to_pylist()
     assert sorted(r["index"] for r in rejected) == [3, 11]
     assert all(r["source"] == "/fake/train.rec" for r in rejected)
@@ -298,7 +299,7 @@ def test_read_many_equals_one_read_per_record_keeping_order_and_errors(tmp_path,
 @pytest.mark.parametrize("workers", [1, 2])
 def test_recordio_shards_are_byte_identical_with_and_without_read_many(tmp_path, workers):
     folder = recordio_folder(tmp_path / "rec")
-    options = ShardOptions(per_shard=7, seed=3, skip_corrupt=True, decode_check=0.5)
+    options = ShardOptions(per_shard=7, seed=3, errors=ErrorPolicy.SKIP, decode_check=0.5)
     many = write_shards(RecordIOSource(folder), tmp_path / "many", options, workers=workers)
     write_shards(PerRecord(RecordIOSource(folder)), tmp_path / "one", options, workers=1)
     assert folder_bytes(tmp_path / "many") == folder_bytes(tmp_path / "one")

@@ -11,6 +11,7 @@ from fr_data.ingest.recordio_source import RecordIOSource
 from fr_data.ingest.source import Source, SourceRecord
 from fr_data.ingest.sources import open_source
 from fr_data.io.errors import DataError
+from fr_data.io.policy import ErrorPolicy
 from tests.fr_data.formats._recordio_fixtures import M, tiny_image
 
 LABELS = [0, 0, 1, 2, 2, 2]
@@ -340,14 +341,14 @@ def test_empty_identity_folder(folder_tree):
     ],
 )
 def test_unexpected_files_are_named(folder_tree, rel, reason):
-    """Strict: refused naming the path and --skip-corrupt; skip_corrupt: left out and listed."""
+    """Strict: refused naming the path and --skip-corrupt; skip: left out and listed."""
     root, _ = folder_tree
     (root / rel).parent.mkdir(parents=True, exist_ok=True)
     (root / rel).write_bytes(b"x")
     with pytest.raises(DataError, match=reason) as err:
         ImageFolderSource(root)
     assert err.value.path.startswith(str(root / rel.split("/")[0])) and "--skip-corrupt" in err.value.reason
-    src = ImageFolderSource(root, skip_corrupt=True)
+    src = ImageFolderSource(root, errors=ErrorPolicy.SKIP)
     assert [(str(s.path), s.index, s.reason.startswith(reason)) for s in src.skipped] == [
         (str(root / ("bob/sub" if rel == "bob/sub/x.jpg" else rel)), None, True)]
     assert len(src) == 4 and src.classes == ["alice", "bob", "carol"]

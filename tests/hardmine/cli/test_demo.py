@@ -12,6 +12,7 @@ from fr_data.synth import SynthConfig
 from hardmine.cli import demo as demo_tool
 from hardmine.pipelines import demo as demo_pipeline
 from hardmine.pipelines.demo import Layout, run_demo, synth_stage, with_overrides
+from hardmine.pipelines.stages import Stamper
 from tests.demo_run import TINY
 
 STAGES = ["synth", "shard", "train", "embed", "mine", "evaluate", "query", "report"]
@@ -87,7 +88,7 @@ def test_a_folder_made_with_other_parameters_is_refused(demo_run, capsys):
     other = with_overrides(TINY, synth=SynthConfig(identities=13, images_per_identity=6, holdout_identities=4,
                                                    pairs=20))
     with pytest.raises(ConfigError, match="other parameters"):
-        synth_stage(other, Layout(out))
+        synth_stage(other, Layout(out), Stamper(Layout(out)))
     assert demo_tool.main(["--out", str(out), "--small"]) == 2
     assert "other parameters" in capsys.readouterr().err
 

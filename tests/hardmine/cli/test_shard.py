@@ -15,7 +15,9 @@ import tqdm as tqdm_module
 from fr_data.folders.shard_folder import REJECTED_SCHEMA, read_samples
 from fr_data.formats.recordio import load_idx
 from fr_data.ingest.verify import verify_shards
+from fr_data.io.errors import DataError
 from fr_data.io.parquet import read_table
+from fr_data.io.policy import ErrorPolicy
 from hardmine.cli import shard as shard
 from hardmine.cli import synth as synth
 from tests.fr_data.ingest.helpers import TRUNCATED, tiny_image
@@ -269,3 +271,17 @@ def test_the_progress_bar_counts_records_against_the_planned_total(tmp_path, mon
     assert shard.main(["--src", str(tmp_path / "rec"), "--out", str(tmp_path / "out10"), "--per-shard", "4",
                        "--limit", "10"]) == 0
     assert "10/10" in drawn.getvalue()
+
+
+def test_shard_command_hands_one_policy_to_the_source_and_the_writer(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_open(path, *, errors, **options):
+        seen["source"] = errors
+        raise DataError(path, "", "stop here")
+
+    monkeypatch.setattr("fr_data.ingest.sources.open_source", fake_open)
+    monkeypatch.setattr(shard, "_options", lambda args, real=shard._options: seen.setdefault("writer", real(args)))
+    (tmp_path / "src").mkdir()
+    assert shard.main(["--src", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--skip-corrupt"]) == 2
+    assert seen["source"] is seen["writer"].errors == ErrorPolicy.SKIP

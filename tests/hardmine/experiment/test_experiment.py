@@ -4,6 +4,9 @@ input change touches, and the folder check against another config."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -15,7 +18,7 @@ from hardmine.experiment.config import load_experiment
 from hardmine.experiment.scoring import (decode_uint8, load_backbone, load_pack, load_scores, pack_metrics,
                                          score_images)
 from hardmine.experiment.stages import Context, Layout, model_name, run_stages
-from hardmine.experiment.stamps import read_stamp
+from hardmine.pipelines.stamps import read_stamp
 from tests.hardmine.experiment.tiny import ARMS, write_tiny
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -29,11 +32,14 @@ def exp(tmp_path_factory):
     out = folder / "exp"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    printed = io.StringIO()
     try:
-        assert main(["--out", str(out), "--config", str(config), "--size", "small", "--arms", *ARMS,
-                     "--workers", "1"]) == 0
+        with contextlib.redirect_stdout(printed):
+            assert main(["--out", str(out), "--config", str(config), "--size", "small", "--arms", *ARMS,
+                         "--workers", "1"]) == 0
     finally:
         torch.set_num_threads(threads)
+    (folder / "printed.txt").write_text(printed.getvalue())
     return out, config
 
 
@@ -92,6 +98,14 @@ def test_report_and_figures(exp):
     for name in ("roc_test", "roc_validation", "gain_test", "similarity_test"):
         png = out / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"figures/{name}.png" in report
+
+
+def test_the_command_prints_the_verdict_section_of_its_report(exp):
+    out, _ = exp
+    report = (out / "report.md").read_text()
+    printed = (out.parent / "printed.txt").read_text()
+    verdict = report[report.index("## Verdict"):report.index("## Figures")].rstrip()
+    assert f"\n{verdict}\n\nwrote {out / 'report.md'} (" in printed  # after the stage log lines
 
 
 def test_a_rerun_skips_every_stage(exp):

@@ -144,6 +144,8 @@ def test_the_cli_writes_the_pool_folder_and_refuses_bad_input(tmp_path, capsys):
     assert "Best DDL arm on the pooled validation gains: `ddl`." in said  # not ddl_w3, the best on test
     assert "**The goal is met on the mean over backbones.**" in said
     assert "meets every criterion alone: 2 of 2 (B1, B2)" in said
+    report = (out / pool_folder.REPORT).read_text()
+    assert said.startswith(report[report.index("## Verdict"):report.index("## Figures")].rstrip() + "\n\nwrote ")
     table = pool_folder.read_pool_table(out)
     assert table.num_rows == 2 * 2 * 4 * 3  # members x splits x arms x packs
     rows = [r for r in table.to_pylist() if r["member"] == str(paths[0]) and r["split"] == "test"

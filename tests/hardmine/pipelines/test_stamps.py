@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fr_train.config import load_train_config
-from hardmine.experiment.stages import non_default, stamped_config
-from hardmine.experiment.stamps import begin, is_current, is_started, read_stamp, write_stamp
+from hardmine.pipelines.stages import non_default, stamped_config
+from hardmine.pipelines.stamps import begin, is_current, is_started, read_stamp, write_stamp
 from tests.repo import ROOT
 
 
