@@ -129,8 +129,8 @@ class _Stream:
 @pytest.mark.parametrize("tty", [True, False])
 def test_the_training_stage_shows_its_bar_only_on_a_terminal(tmp_path, monkeypatch, tty):
     seen = []
-    monkeypatch.setattr(demo_pipeline, "train_run",
-                        lambda tcfg, resume: seen.append(tcfg.train.progress) or SimpleNamespace(checkpoint="ck"))
+    monkeypatch.setattr(demo_pipeline.stages, "train_stage",
+                        lambda stamper, tcfg: seen.append(tcfg.train.progress) or SimpleNamespace(name="train"))
     monkeypatch.setattr(demo_pipeline.sys, "stderr", _Stream(tty))
-    demo_pipeline.train_stage(TINY, Layout(tmp_path))
+    demo_pipeline.train_stage(TINY, Layout(tmp_path), stamper=None)
     assert seen == [tty]
