@@ -48,7 +48,8 @@ from fr_data.mining.config import BinConfig  # noqa: E402
 from fr_data.mining.groundtruth import spearman  # noqa: E402
 from fr_data.mining.splits import POSE_BINS_BY_YAW, pose_bins_from_flip, pose_bins_from_yaw  # noqa: E402
 from fr_data.synth.dataset import ATTRIBUTES_SCHEMA  # noqa: E402
-from hardmine.pipelines.demo import Layout, demo_config, load_backbone, run_demo  # noqa: E402
+from hardmine.pipelines.demo import Layout, demo_config, run_demo, train_config  # noqa: E402
+from hardmine.pipelines.stages import load_backbone, trained_weights  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +65,7 @@ def embed_with_pose(cfg, layout: Layout, out: Path) -> float:
     if (out / ef.RUN_FILE).exists():
         return float("nan")
     estimator = load_landmark_pose()
-    model, spec = load_backbone(cfg, layout)
+    model, spec = load_backbone(train_config(cfg, layout), trained_weights(layout))
     started = time.perf_counter()
     embed_folder(model, layout.shards, out, batch_size=cfg.embed_batch, spec=spec, progress=False,
                  pose=estimator, pose_spec=estimator.describe())

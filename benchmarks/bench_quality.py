@@ -75,8 +75,6 @@ from hardmine.pipelines.demo import (
     Layout,
     demo_config,
     embed_stage,
-    final_checkpoint,
-    load_backbone,
     mine_stage,
     shard_stage,
     synth_stage,
@@ -84,6 +82,7 @@ from hardmine.pipelines.demo import (
     train_stage,
     with_overrides,
 )
+from hardmine.pipelines.stages import Stamper, load_backbone, trained_weights  # noqa: E402
 
 FRACTIONS = np.round(np.arange(0, 0.9501, 0.01), 2)
 PARTIAL = 0.2
@@ -119,9 +118,10 @@ def prepare(size: str, seed: int, work: Path, mislabel_rate: float | None = None
 
 def run_stages(stages: tuple[Any, ...], cfg: Any, layout: Layout, label: str) -> None:
     """Run (or reuse) demo ``stages`` in order, printing each one's time."""
+    stamper = Stamper(layout, log=print, tag=label)
     for stage in stages:
         started = time.perf_counter()
-        result = stage(cfg, layout)
+        result = stage(cfg, layout, stamper)
         print(f"[{label}] {result.name}: {'reused' if result.skipped else f'{time.perf_counter() - started:.0f} s'}",
               flush=True)
 
@@ -169,7 +169,7 @@ def regressor_config(cfg: Any, layout: Layout, overrides: dict[str, Any], tag: s
                      run: Path | None = None) -> TrainConfig:
     """``configs/sdd_fiqa_synth.yaml`` pointed at this seed's shards, mining run (or ``run``: the same
     with other pseudo-labels) and recognition backbone."""
-    backbone = final_checkpoint(train_config(cfg, layout)) / "model.pt"
+    backbone = trained_weights(layout)
     paths = {"data": {"shards": str(layout.shards), "run": str(run or layout.mined), "seed": cfg.synth.seed},
              "model": {"weights": str(backbone)},
              "train": {"output": str(layout.out / f"sdd_fiqa_{tag}"), "progress": False}}
@@ -377,7 +377,7 @@ def score_all(args: argparse.Namespace, cfg: Any, layout: Layout,
               regressor: nn.Module) -> dict[str, dict[str, ErcCurve]]:
     """The curves of the three synthetic packs (with their ground truth; the data set's own, or the
     ``--pack-pairs`` packs) and of every ``--bin`` pack."""
-    backbone, _ = load_backbone(cfg, layout)
+    backbone, _ = load_backbone(train_config(cfg, layout), trained_weights(layout))
     folder, seed, pairs = (larger_packs(args, cfg) if args.pack_pairs
                            else (layout.synth, cfg.synth.seed, cfg.synth.pairs))
     results = {}
