@@ -138,7 +138,7 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
         check_shards_of_run(shards, run)
         for name, folder in attached.items():
             by_option[name].open(tables, folder)
-        picks = select.select(tables, per_section, page.queries())
+        picks = select.select(tables, per_section, page.queries(attached))
         shown = picks.keys()
         attrs = attribute_values(tables, shown, attributes, samples_path(shards))
         origins = shown_provenance(samples_path(shards), shown)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -670,9 +670,11 @@ def attachments() -> tuple[Attachment, ...]:
     return tuple(sec.attach for sec in SECTIONS if sec.attach is not None)
 
 
-def queries() -> tuple[Query, ...]:
-    """Every section's queries, in page order (what ``select.select`` runs for the page)."""
-    return tuple(q for sec in SECTIONS for q in sec.queries)
+def queries(attached: Iterable[str] = ()) -> tuple[Query, ...]:
+    """The queries of the sections on the page, in page order (what ``select.select`` runs for it):
+    every section's but those whose attachment's option is not in ``attached``."""
+    given = set(attached)
+    return tuple(q for sec in SECTIONS if sec.attach is None or sec.attach.option in given for q in sec.queries)
 
 
 # --------------------------------------------------------------------------------------------- document
