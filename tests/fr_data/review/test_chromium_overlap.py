@@ -74,8 +74,8 @@ def test_cards_decisions_round_trip_and_training(chromium, made, tmp_path):
     assert all(u.startswith("file://") for u in opened.requests)
 
     # drop a leaked image (a true copy), keep one class (a false match), export, import in another profile
-    drop_key = sorted(leaked)[0]
-    kept = sorted(identity_cards)[0]
+    drop_key = min(leaked)
+    kept = min(identity_cards)
     page.locator(f'#overlap .item[data-key="{drop_key}"] [data-decision=drop]').click()
     page.locator(f'#overlap .item[data-key="{identity_cards[kept]["key"]}"] [data-decision=keep]').click()
     with page.expect_download() as download:
