@@ -92,7 +92,9 @@ def open_overlap(tables: RunTables, folder: Path) -> None:
         raise DataError(folder / missing, "", "missing: not an overlap folder (write one with hardmine overlap)")
     info, table = of.read_info(folder), of.read_overlap(folder)
     info_file = folder / of.INFO_FILE
-    inputs = info.get("inputs") if isinstance(info.get("inputs"), dict) else {}
+    inputs = info.get("inputs")
+    if not isinstance(inputs, dict) or not isinstance(inputs.get("eval_sets"), list):
+        raise DataError(info_file, "inputs.eval_sets", "missing: not an overlap.json of hardmine overlap")
     run_inputs = tables.run.get("inputs") if isinstance(tables.run.get("inputs"), dict) else {}
     if not _same_folder(inputs.get("embeddings"), run_inputs.get("embeddings")):
         raise DataError(info_file, "inputs.embeddings", f"audited {inputs['embeddings']}, but the run "
@@ -117,8 +119,13 @@ def open_overlap(tables: RunTables, folder: Path) -> None:
 def _set_images(spec: dict[str, Any] | None, keys: list[str]) -> Iterator[tuple[str, bytes | str]]:
     """(key, image bytes or why there is none) of ``keys`` in the evaluation set ``spec``."""
     kind, path = (spec or {}).get("kind"), Path(str((spec or {}).get("path", "")))
-    reason = (NO_IMAGE.get(kind) if spec else "the set is not in overlap.json") or (
-        None if path.exists() else f"{path} is not there any more")
+    reason = None
+    if spec is None:
+        reason = "the set is not in overlap.json"
+    elif kind in NO_IMAGE:
+        reason = NO_IMAGE[kind]
+    elif not path.exists():
+        reason = f"{path} is not there any more"
     if reason is not None:
         yield from ((k, reason) for k in keys)
         return
@@ -152,8 +159,7 @@ def _folder_image(folder: Path, key: str) -> bytes | str:
 def eval_images(folder: Path, picks: Picks, out: Path, size: int) -> dict[str, str]:
     """Thumbnails of the evaluation images the shown cards hold, into the report folder ``out``;
     ``eval_id`` -> why an image has none ("" when it has one)."""
-    sets = {s.get("name"): s for s in of.read_info(folder).get("inputs", {}).get("eval_sets", [])
-            if isinstance(s, dict)}
+    sets = {s.get("name"): s for s in of.read_info(folder)["inputs"]["eval_sets"] if isinstance(s, dict)}
     wanted: dict[str, set[str]] = {}
     for r in picks.of(QUERY.name):
         for e in r["evals"]:

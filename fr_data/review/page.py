@@ -6,7 +6,8 @@ Element contracts (the browser tests rely on them): sections ``#overview``, ``#s
 ``data-section`` holding controls ``[data-decision=keep]`` and ``[data-decision=drop]`` (a suspect also
 ``[data-decision=relabel]``, its item carrying ``data-relabel``, the suspected label); a merge item also
 carries ``data-label`` and ``data-other-label`` and holds ``[data-decision=merge]`` and
-``[data-decision=keep]`` ("keep apart"); ``#export`` downloads ``review.csv`` and ``#import`` reads one
+``[data-decision=keep]`` ("keep apart"); an overlap item carries ``data-match`` (``identity`` or
+``image``) and ``data-train-label``, its ``data-key`` the training image its decision is about; ``#export`` downloads ``review.csv`` and ``#import`` reads one
 (format: ``fr_data.folders.review_file``). Decisions live in ``localStorage`` under
 ``hardmine-review:<data set id>`` (``body[data-data]``: the shard folder's fingerprint, so a re-mine of
 the same data finds them), one per (section, key) and one per label pair.
@@ -268,8 +269,8 @@ def overlap_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) 
     names = list(dict.fromkeys(f"{e['eval_set']}{DOT}{eval_who(e)}" for e in evals))
     more = r["eval_images"] - len(evals)
     caption = html("evaluation: {}{}", "; ".join(names), f" (+{more} more)" if more > 0 else "")
-    shown = html('<div class="strip"><div class="strip-label">{}</div><div class="imgs medium">{}</div></div>',
-                 caption, join(eval_figure(page, e) for e in evals))
+    evaluation = html('<div class="strip"><div class="strip-label">{}</div><div class="imgs medium">{}</div>'
+                      '</div>', caption, join(eval_figure(page, e) for e in evals))
     if match == "image":
         train = html('<div class="strip"><div class="strip-label">{}</div><div class="imgs medium">{}</div></div>',
                      f"training image{DOT}{label_text(page, label)}", image(page, r["train_key"], label))
@@ -279,7 +280,7 @@ def overlap_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) 
         kind = "identity"
     badge = html('<span class="badge {}">{}</span>', match, kind)
     facts = metrics({"max_cos": r["max_cos"], "eval_images": r["eval_images"], "eval_sets": r["eval_sets"]})
-    body = html('<div class="strips">{}{}</div><div class="row">{}{}</div>{}', shown, train, badge, facts,
+    body = html('<div class="strips">{}{}</div><div class="row">{}{}</div>{}', evaluation, train, badge, facts,
                 key_line(page, card_key(page, r)))
     return item("overlap", card_key(page, r), body, decisions,
                 html(' data-match="{}" data-train-label="{}"', match, label))

@@ -44,11 +44,12 @@ def all_cards(page) -> list[dict]:
     show_section(page, "overlap")
     total = page.evaluate("hardmineReview.shown('overlap')")
     for _ in range(20):
-        cards = page.evaluate(CARDS)
-        if len(cards) == total:
-            return cards
+        if page.locator("#overlap .item[data-key]").count() == total:
+            page.evaluate("() => document.querySelectorAll('#overlap img').forEach(i => { i.loading = 'eager'; })")
+            page.wait_for_function("() => Array.from(document.querySelectorAll('#overlap img')).every(i => i.complete)")
+            return page.evaluate(CARDS)
         page.locator("#overlap .item[data-key]").last.scroll_into_view_if_needed()
-    raise AssertionError(f"rendered {len(cards)} of {total} overlap cards")
+    raise AssertionError(f"rendered {page.locator('#overlap .item[data-key]').count()} of {total} overlap cards")
 
 
 def test_cards_decisions_round_trip_and_training(chromium, made, tmp_path):
