@@ -27,7 +27,9 @@ curator's eye and for ``hardmine export``; may be empty), one row per decided it
 ================  ==========================================  ===========================================
 
 ``section`` names the page section the decision was made in (``suspects``, ``duplicates``, ``merges``,
-``quality``, ...; empty: none). Each section's decision is its own: one image shown as a suspect and as a
+``quality``, ``overlap``, ...; empty: none). A row of the ``overlap`` section lifts no mining filter: its
+``keep`` trains a class or leaked image that ``exclude_overlap`` would drop, and needs that option
+(``fr_data.review.decisions``). Each section's decision is its own: one image shown as a suspect and as a
 duplicate may be kept as the one and dropped as the other (a ``drop`` in any section drops it). ``A``,
 ``B`` and ``L`` are integer labels, ``A != B``. A (section, sample key) has at most one sample row, a key
 at most one ``relabel`` row, a label pair (either order) at most one merge row; a key may have both a

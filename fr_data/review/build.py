@@ -96,7 +96,8 @@ def section_counts(picks: select.Picks) -> dict[str, dict[str, int]]:
 def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | os.PathLike, *,
                  per_section: int = DEFAULT_PER_SECTION, attributes: str | os.PathLike | None = None,
                  overwrite: bool = False, workers: int = 2, thumb_size: int = thumbs.THUMB_SIZE,
-                 decisions: str | os.PathLike | None = None) -> ReportResult:
+                 decisions: str | os.PathLike | None = None,
+                 attached: dict[str, str | os.PathLike] | None = None) -> ReportResult:
     """Write the review page of mining run ``run`` (thumbnails from the shard folder ``shards``) to ``out``.
 
     Args:
@@ -111,15 +112,23 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
         thumb_size: longest side of a thumbnail in pixels.
         decisions: a ``review.csv`` whose decisions the page starts from (merged into the browser's stored
             ones once, the file winning, as the page's Import does).
+        attached: folders beside the run that sections read, by option (``page.attachments()``, e.g.
+            ``{"overlap": DIR}``); a section whose folder is not given is left out.
 
     Raises:
         ConfigError: ``per_section`` below 0.
         DataError: a missing or malformed run file, shard folder, attribute table or review file (named
             with its line); ``out`` is, contains
-            or lies inside ``run``, ``shards`` or ``attributes``; a shard folder that is not the one the run
+            or lies inside ``run``, ``shards``, ``attributes`` or an attached folder; an attached folder
+            that is not of its kind or not made from this run; a shard folder that is not the one the run
             was mined from (:mod:`fr_data.mining.origin`).
     """
-    check_apart(out, run, shards, attributes)  # decisions are read before anything is written: may lie in out
+    attached = {name: Path(folder) for name, folder in (attached or {}).items()}
+    by_option = {a.option: a for a in page.attachments()}
+    unknown = sorted(set(attached) - set(by_option))
+    if unknown:
+        raise ConfigError(f"no section reads an attached folder {unknown[0]!r} (known: {sorted(by_option)})")
+    check_apart(out, run, shards, attributes, *attached.values())  # decisions are read before anything is written: may lie in out
     prefill = format_review(read_review(decisions).decisions) if decisions is not None else None
     if per_section < 0:
         raise ConfigError(f"--per-section must be >= 0, got {per_section}")
@@ -127,7 +136,9 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
     with timer.stage("select"):
         tables = select.open_tables(run, threads=workers)
         check_shards_of_run(shards, run)
-        picks = select.select(tables, per_section, page.queries())
+        for name, folder in attached.items():
+            by_option[name].open(tables, folder)
+        picks = select.select(tables, per_section, page.queries(attached))
         shown = picks.keys()
         attrs = attribute_values(tables, shown, attributes, samples_path(shards))
         origins = shown_provenance(samples_path(shards), shown)
@@ -138,21 +149,26 @@ def build_report(run: str | os.PathLike, shards: str | os.PathLike, out: str | o
     with publish(out, overwrite) as tmp:
         with timer.stage("thumbnails"):
             failed = thumbs.write_thumbnails(located, tmp, size=thumb_size, workers=workers)
+            images = {k: why for name, folder in attached.items()
+                      for k, why in by_option[name].images(folder, picks, tmp, thumb_size).items()}
         with timer.stage("figures"):
             drawn = {**figures.draw_all(chart_data, tmp), **figures.copy_calibration(run, tmp)}
         inputs = {"run": str(run.resolve()), "shards": str(shards.resolve()),
                   "attributes": str(Path(attributes).resolve()) if attributes else None,
+                  **{name: str(folder.resolve()) for name, folder in attached.items()},
                   "built": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   "files": sorted(tables.present)}
         data = page.PageData(run_id(run), run.resolve().name, picks, drawn, located.missing, failed, attrs,
                              tables.run, tables.notes, inputs, chart_data.splits, origins=origins,
-                             data_id=data_id(run, shards), prefill=prefill)
+                             data_id=data_id(run, shards), prefill=prefill, images=images)
         with timer.stage("page"):
             atomic_write_text(tmp / INDEX_FILE, page.render(data))
         manifest = {"run_id": data.run_id, "data_id": data.data_id, **inputs,
                     "decisions": str(Path(decisions).resolve()) if decisions else None, "per_section": per_section,
                     "run_json_sha256": file_sha256(run / rf.RUN_FILE) if tables.run else None,
                     "sections": section_counts(picks), "thumbnails": len(shown) - len(located.missing) - len(failed),
+                    "other_images": {"thumbnails": sum(not why for why in images.values()),
+                                     "without": {k: why for k, why in images.items() if why}},
                     "missing_keys": located.missing, "failed_images": failed, "figures": drawn,
                     "notes": tables.notes, "timings": timer.stages}
         write_manifest(tmp, manifest)

@@ -14,6 +14,17 @@
 * ``merge:A:B`` merges labels ``A`` and ``B`` whatever ``merge_classes`` says;
 * ``keep:A:B`` keeps ``A`` and ``B`` apart even when ``merge_classes`` would merge them.
 
+Decisions of the ``overlap`` section (``hardmine report --overlap DIR``) are read with
+``data.selection.exclude_overlap: DIR``, the folder that says what each card's key stands for
+(:mod:`fr_data.review.overlap`); without it they are an error naming the first such line:
+
+* ``keep`` is a false match the curator rejected: a leaked training image (a key ``DIR`` names as
+  ``train_key`` of an image match) trains again, and for any other key its whole class trains again (the
+  class an identity card showed). It lifts no mining filter (counted as ``overlap_classes_kept`` /
+  ``overlap_images_kept``);
+* ``drop`` confirms the match: the key is dropped like any ``drop``, and ``exclude_overlap`` drops the
+  class or image anyway (as it does for undecided cards).
+
 Every key must be in the shards and a merge row's key must carry label ``A`` there: a review of other
 data is an error naming the file and line.
 """
@@ -30,7 +41,8 @@ from fr_data.io.errors import DataError
 
 MINING_REASONS = ("split", "suspect", "duplicate")
 #: The mining filter a section's ``keep`` overrides (sections not listed: every mining filter).
-SECTION_REASONS = {"suspects": ("suspect",), "duplicates": ("duplicate",)}
+SECTION_REASONS = {"suspects": ("suspect",), "duplicates": ("duplicate",), "overlap": ()}
+OVERLAP_SECTION = "overlap"
 
 
 def positions(review: Review, rows: list[Decision], keys: np.ndarray) -> np.ndarray:
@@ -77,6 +89,44 @@ def apply_filters(review: Review, keys: np.ndarray, conditions: dict[str, np.nda
     after = np.logical_and.reduce([conditions[r] for r in mining]) if mining else before
     conditions["review"] = ~drop
     return {"kept_by_review": int((after & ~before).sum())}
+
+
+def overlap_rows(review: Review) -> list[Decision]:
+    """The sample rows made in the ``overlap`` section."""
+    return [d for d in review.decisions if d.kind == "sample" and d.section == OVERLAP_SECTION]
+
+
+def check_overlap_rows(review: Review, exclude_overlap: object) -> None:
+    """Refuse overlap-section decisions without the overlap folder they were made on.
+
+    Raises:
+        DataError: naming the review file and the line of the first overlap row.
+    """
+    rows = overlap_rows(review)
+    if rows and exclude_overlap is None:
+        raise DataError(review.path, f"line {rows[0].line}", "a decision of the overlap section: set "
+                        "data.selection.exclude_overlap to the overlap folder the page was built with")
+
+
+def apply_overlap(review: Review, keys: np.ndarray, labels: np.ndarray, conditions: dict[str, np.ndarray],
+                  leaked: set[str]) -> dict[str, int]:
+    """Let the overlap section's ``keep`` keys through ``exclude_overlap`` (in place): a leaked training
+    image (in ``leaked``) passes ``overlap_image``, any other key's class passes ``overlap_class``.
+
+    Args:
+        keys: the candidate keys, sorted; ``labels`` their labels.
+        conditions: with the ``overlap_class`` and ``overlap_image`` masks (samples passing them).
+        leaked: the training keys of the folder's image matches.
+    """
+    rows = [d for d in overlap_rows(review) if d.action == "keep"]
+    pos = positions(review, rows, keys)
+    image = np.asarray([d.key in leaked for d in rows], bool)
+    images, classes = pos[image], pos[~image]
+    report = {"overlap_images_kept": int((~conditions["overlap_image"][images]).sum()),
+              "overlap_classes_kept": len(np.unique(labels[classes][~conditions["overlap_class"][classes]]))}
+    conditions["overlap_image"][images] = True
+    conditions["overlap_class"] |= np.isin(labels, labels[classes])
+    return report
 
 
 def apply_relabels(review: Review, keys: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:

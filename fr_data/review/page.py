@@ -1,12 +1,13 @@
 """The review page as one HTML document: sections with their element ids, reviewable items, inline CSS/JS.
 
 Element contracts (the browser tests rely on them): sections ``#overview``, ``#suspects``,
-``#duplicates``, ``#merges``, ``#hard-pairs``, ``#quality``, ``#distributions`` (and ``#missing`` when
-keys were not found); every reviewable item is an element ``.item`` with ``data-key`` and
+``#duplicates``, ``#merges``, ``#hard-pairs``, ``#quality``, ``#overlap`` (with ``--overlap``),
+``#distributions`` (and ``#missing`` when keys were not found); every reviewable item is an element ``.item`` with ``data-key`` and
 ``data-section`` holding controls ``[data-decision=keep]`` and ``[data-decision=drop]`` (a suspect also
 ``[data-decision=relabel]``, its item carrying ``data-relabel``, the suspected label); a merge item also
 carries ``data-label`` and ``data-other-label`` and holds ``[data-decision=merge]`` and
-``[data-decision=keep]`` ("keep apart"); ``#export`` downloads ``review.csv`` and ``#import`` reads one
+``[data-decision=keep]`` ("keep apart"); an overlap item carries ``data-match`` (``identity`` or
+``image``) and ``data-train-label``, its ``data-key`` the training image its decision is about; ``#export`` downloads ``review.csv`` and ``#import`` reads one
 (format: ``fr_data.folders.review_file``). Decisions live in ``localStorage`` under
 ``hardmine-review:<data set id>`` (``body[data-data]``: the shard folder's fingerprint, so a re-mine of
 the same data finds them), one per (section, key) and one per label pair.
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -34,10 +35,11 @@ from typing import Any
 import yaml
 
 from fr_data.folders.report_folder import thumb_name
+from fr_data.review import overlap as ov
 from fr_data.review import select as sq
 from fr_data.review.markup import Markup, csp_hash, data_block, html, inline, join, local_src
 from fr_data.review.provenance import Provenance
-from fr_data.review.select import CENTRAL, Picks, Query
+from fr_data.review.select import CENTRAL, Attachment, Picks, Query
 
 DOT = " \u00b7 "
 NOTHING = Markup()
@@ -71,6 +73,8 @@ class PageData:
         origins: the shown images' files and the shown labels' identity names (shard manifest).
         data_id: identifies the data set (localStorage key of the decisions; default ``run_id``).
         prefill: ``review.csv`` text whose decisions the page starts from (``--decisions``), or None.
+        images: images shown that are not in the shards (an attachment's, e.g. evaluation images): id ->
+            why it has no thumbnail ("" when it has one, at ``report_folder.thumb_name(id)``).
     """
 
     run_id: str
@@ -87,6 +91,7 @@ class PageData:
     origins: Provenance = field(default_factory=Provenance)
     data_id: str = ""
     prefill: str | None = None
+    images: dict[str, str] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------- images
@@ -232,6 +237,53 @@ def quality_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) 
     body = html('<div class="row">{}{}</div>{}', figure(page, key, r["label"], label_text(page, r["label"])), scores,
                 key_line(page, key))
     return item("quality", key, body, decisions)
+
+
+def eval_figure(page: PageData, e: dict[str, Any]) -> Markup:
+    """An evaluation image (``PageData.images``; a placeholder saying why when there is none), its cosine
+    below it, its set, key and identity on hover."""
+    image_id = ov.eval_id(e["eval_set"], e["eval_key"])
+    tip = DOT.join([e["eval_set"], e["eval_key"], eval_who(e), f"cos {num(e['cos'])}"])
+    why = page.images.get(image_id, "no image")
+    img = (html('<div class="thumb missing" title="{}: {}">{}</div>', tip, why, why) if why else
+           html('<img class="thumb" src="{}" alt="{}" title="{}" loading="lazy">', local_src(thumb_name(image_id)),
+                e["eval_key"], tip))
+    return html('<figure class="eval">{}<figcaption>cos {}</figcaption></figure>', img, num(e["cos"]))
+
+
+def eval_who(e: dict[str, Any]) -> str:
+    """``identity NAME``, or ``image KEY`` for a set without identities."""
+    return f"identity {e['eval_identity']}" if e["eval_identity"] is not None else f"image {e['eval_key']}"
+
+
+def card_key(page: PageData, r: dict[str, Any]) -> str:
+    """An overlap item's key: the training image its decision is about (``fr_data.review.overlap``)."""
+    return str(r["card_key"])
+
+
+def overlap_item(page: PageData, r: dict[str, Any], decisions: tuple[str, ...]) -> Markup:
+    """Evaluation images (set and identity named above them, cosine below) over the central images of the
+    training class they match (identity) or the training image they duplicate (image); the largest cosine
+    and how many evaluation images matched."""
+    label, match, evals = r["label"], r["match"], r["evals"]
+    names = list(dict.fromkeys(f"{e['eval_set']}{DOT}{eval_who(e)}" for e in evals))
+    more = r["eval_images"] - len(evals)
+    caption = html("evaluation: {}{}", "; ".join(names), f" (+{more} more)" if more > 0 else "")
+    evaluation = html('<div class="strip"><div class="strip-label">{}</div><div class="imgs medium">{}</div>'
+                      '</div>', caption, join(eval_figure(page, e) for e in evals))
+    if match == "image":
+        train = html('<div class="strip"><div class="strip-label">{}</div><div class="imgs medium">{}</div></div>',
+                     f"training image{DOT}{label_text(page, label)}", image(page, r["train_key"], label))
+        kind = "same bytes" if r["same_bytes"] else "image leak"
+    else:
+        train = strip(page, label, html("training {}: central images", label_text(page, label)), "medium")
+        kind = "identity"
+    badge = html('<span class="badge {}">{}</span>', match, kind)
+    facts = metrics({"max_cos": r["max_cos"], "eval_images": r["eval_images"], "eval_sets": r["eval_sets"]})
+    body = html('<div class="strips">{}{}</div><div class="row">{}{}</div>{}', evaluation, train, badge, facts,
+                key_line(page, card_key(page, r)))
+    return item("overlap", card_key(page, r), body, decisions,
+                html(' data-match="{}" data-train-label="{}"', match, label))
 
 
 # --------------------------------------------------------------------------------------------- sections
@@ -444,7 +496,7 @@ def section_counts(sec: Section, p: Picks) -> tuple[Any, Any]:
 
 
 def section_table(page: PageData) -> Markup:
-    rows = [(sec.id, sec.summary, *section_counts(sec, page.picks)) for sec in SECTIONS if sec.summary]
+    rows = [(sec.id, sec.summary, *section_counts(sec, page.picks)) for sec in shown(page) if sec.summary]
     return table([(html('<a href="#{}">{}</a>', sid, name), num(total), num(shown))
                   for sid, name, total, shown in rows], ("section", "in the run", "shown"))
 
@@ -553,6 +605,8 @@ class Section:
             ``data-other-label``, a ``relabel`` item ``data-relabel``).
         summary: its row in the overview's table of sections (None: no row).
         pill: the navigation link shows the full count of its first query.
+        attach: the folder beside the run it reads (``hardmine report --OPTION DIR``); the section is left
+            out of the page when it is not given.
     """
 
     id: str
@@ -562,6 +616,7 @@ class Section:
     decisions: tuple[str, ...] = ()
     summary: str | None = None
     pill: bool = False
+    attach: Attachment | None = None
 
 
 PAIR_KEYS = (("key_a", "label_a"), ("key_b", "label_b"))
@@ -596,13 +651,31 @@ SECTIONS: tuple[Section, ...] = (
     Section("quality", "Quality", quality_body,
             (Query("quality", sq.LOW_QUALITY_SQL, sq.LOW_QUALITY_COUNT),),
             ("keep", "drop"), "Lowest-quality images and quality charts"),
+    Section("overlap", "Overlap",
+            Listing("overlap", overlap_item, "training classes and images that overlap an evaluation set",
+                    Markup("image leaks first, then by cosine; <i>drop</i>: a true match (excluded from training "
+                           "with <code>exclude_overlap</code>), <i>keep</i>: a false match, train with it"),
+                    "grid", ("max_cos", "eval_images"), ("label",), card_key),
+            (ov.QUERY,), ("keep", "drop"), "Overlap with evaluation sets", pill=True, attach=ov.ATTACH),
     Section("distributions", "Distributions", distributions_body, summary="Similarity distributions per split"),
 )
 
 
-def queries() -> tuple[Query, ...]:
-    """Every section's queries, in page order (what ``select.select`` runs for the page)."""
-    return tuple(q for sec in SECTIONS for q in sec.queries)
+def shown(page: PageData) -> tuple[Section, ...]:
+    """The sections on the page: all but those whose attachment was not given."""
+    return tuple(sec for sec in SECTIONS if sec.attach is None or page.inputs.get(sec.attach.option))
+
+
+def attachments() -> tuple[Attachment, ...]:
+    """The folders beside the run that sections read (``hardmine report`` options), in page order."""
+    return tuple(sec.attach for sec in SECTIONS if sec.attach is not None)
+
+
+def queries(attached: Iterable[str] = ()) -> tuple[Query, ...]:
+    """The queries of the sections on the page, in page order (what ``select.select`` runs for it):
+    every section's but those whose attachment's option is not in ``attached``."""
+    given = set(attached)
+    return tuple(q for sec in SECTIONS if sec.attach is None or sec.attach.option in given for q in sec.queries)
 
 
 # --------------------------------------------------------------------------------------------- document
@@ -614,7 +687,7 @@ def header(page: PageData) -> Markup:
     t = page.picks.totals
     links = join(html('<a href="#{}">{}{}</a>', sec.id, sec.title,
                       html(' <span class="pill">{:,}</span>', t[sec.queries[0].name]) if sec.pill else NOTHING)
-                 for sec in SECTIONS)
+                 for sec in shown(page))
     return html('<header id="top"><div class="brand">hardmine review <span class="run">{}</span></div>'
                 '<nav>{}</nav>{}</header>', page.title, links, TOOLS)
 
@@ -661,7 +734,7 @@ def content_security_policy(style: str, script: str) -> str:
 def render(page: PageData) -> str:
     """The whole page (UTF-8 HTML text)."""
     style, script = _asset("page.css"), _asset("page.js")
-    main = join([*(section(sec.id, sec.title, sec.body(page, sec.decisions)) for sec in SECTIONS),
+    main = join([*(section(sec.id, sec.title, sec.body(page, sec.decisions)) for sec in shown(page)),
                  missing_section(page)])
     strips = {str(label): str(strip_images(page, label)) for label in page.picks.central}
     data = (data_block("central", central_images(page)) + data_block("strips", strips)

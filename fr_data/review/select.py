@@ -21,6 +21,7 @@ neither suspects nor removed duplicates (other samples only fill up labels that 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,8 @@ class Query:
         count: ``SELECT count(*) AS n ...``: how many rows the run has (not capped).
         table: the run table it reads; when the run lacks it, no rows and a count of 0.
         params: further named SQL parameters of ``sql`` and ``count``.
-        keys: (key column, label column) of each image a row shows (thumbnails, attributes).
+        keys: (key column, label column) of each image a row shows (thumbnails, attributes; a null key
+            shows no image).
         labels: columns naming labels whose central images a row shows.
     """
 
@@ -193,10 +195,34 @@ class Picks:
         out: dict[str, int | None] = {}
         for q in self.queries:
             for r in self.of(q.name):
-                out.update({r[k]: r[label] for k, label in q.keys})
+                out.update({r[k]: r[label] for k, label in q.keys if r[k] is not None})
         for label, keys in self.central.items():
             out.update({k: label for k in keys})
         return out
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A folder beside the run that a section reads, given as ``hardmine report --OPTION DIR``
+    (``fr_data.review.page.Section.attach``): the command-line option, the report's input and the
+    section all follow from this entry.
+
+    Attributes:
+        option: the command-line option without its dashes, and the key of ``build_report(attached=...)``,
+            ``report.json: inputs`` and ``PageData.inputs``.
+        help: its help text.
+        open: (tables, folder) -> None: validate the folder against the run (a ``DataError`` naming the
+            file) and register its views on ``tables.con`` (names added to ``tables.present``), so the
+            section's ``Query`` reads them like run tables.
+        images: (folder, picks, out, size) -> {image id: why it has no thumbnail, or ""}: write the
+            thumbnails of the shown images that are not in the shards into the report folder ``out``
+            (``report_folder.thumb_name(id)``; ``size`` their longest side).
+    """
+
+    option: str
+    help: str
+    open: Callable[[RunTables, Path], None]
+    images: Callable[[Path, Picks, Path, int], dict[str, str]]
 
 
 def totals(t: RunTables, queries: tuple[Query, ...] = ()) -> dict[str, int]:

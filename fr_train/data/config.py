@@ -46,7 +46,8 @@ class SelectionConfig:
             (see ``fr_data.review.decisions``). Counted in the selection report under ``review``.
         exclude_overlap: an overlap folder (``hardmine overlap``): every sample of a training class that
             overlaps an evaluation identity (``overlap_class``) and every training image leaked into an
-            evaluation set (``overlap_image``) is dropped, whatever the review says; counted in the
+            evaluation set (``overlap_image``) is dropped, unless the review's ``overlap`` section keeps
+            it (a false match: ``keep`` on its card, see ``fr_data.review.decisions``); counted in the
             selection report under ``overlap``.
         sql_memory_limit: DuckDB memory limit of the selection's queries (``query``, ``where`` and the
             joins with the mining run); a query needing more ends in a ConfigError.

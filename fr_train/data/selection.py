@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from fr_data.folders import overlap_folder
 from fr_data.folders import run_folder as rf
-from fr_data.folders.review_file import read_review
+from fr_data.folders.review_file import Review, read_review
 from fr_data.folders.shard_folder import read_input_samples, samples_path
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import ConfigError, DataError
@@ -314,9 +314,12 @@ def _mining_conditions(cfg: SelectionConfig, cand: Candidates, has_run: bool,
         conditions["duplicate"] = ~cand.columns["duplicate"].astype(bool)
 
 
-def overlap_conditions(folder: str | os.PathLike, cand: Candidates) -> dict[str, np.ndarray]:
+def overlap_conditions(folder: str | os.PathLike, cand: Candidates,
+                       review: Review | None = None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """The samples that pass ``exclude_overlap``: not of a class that overlaps an evaluation set
-    (``overlap_class``), not a training image leaked into one (``overlap_image``).
+    (``overlap_class``), not a training image leaked into one (``overlap_image``); the ``keep`` decisions
+    of the review's overlap section let their class or image through (``decisions.apply_overlap``), and
+    what they kept.
 
     Raises:
         DataError: the folder names a label or key the shards do not have (an audit of other data).
@@ -328,8 +331,10 @@ def overlap_conditions(folder: str | os.PathLike, cand: Candidates) -> dict[str,
                         f"{len(unknown)} overlapping label(s) are not in the shards")
     leaked = _member_mask(cand.keys, np.asarray(sorted(keys), dtype=str),
                           os.fspath(Path(folder) / overlap_folder.OVERLAP_FILE))
-    return {"overlap_class": ~np.isin(cand.labels, np.fromiter(labels, np.int64, len(labels))),
-            "overlap_image": ~leaked}
+    conditions = {"overlap_class": ~np.isin(cand.labels, np.fromiter(labels, np.int64, len(labels))),
+                  "overlap_image": ~leaked}
+    kept = review_decisions.apply_overlap(review, cand.keys, cand.labels, conditions, keys) if review else {}
+    return conditions, kept
 
 
 # ------------------------------------------------------------------------------------------------ merges
@@ -367,8 +372,12 @@ def resolve_selection(cfg: SelectionConfig, shards_dir: str | os.PathLike,
         cand = load_candidates(rv, run_dir is not None)
         conditions = keep_conditions(cfg, rv, cand, run_dir is not None)
         by_review = review_decisions.apply_filters(review, cand.keys, conditions) if review else {}
-        if cfg.exclude_overlap is not None:  # after the review: a "keep" decision cannot lift it
-            conditions.update(overlap_conditions(cfg.exclude_overlap, cand))
+        if review is not None:
+            review_decisions.check_overlap_rows(review, cfg.exclude_overlap)
+        overlap_kept: dict[str, int] = {}
+        if cfg.exclude_overlap is not None:  # only a "keep" of the review's overlap section lifts it
+            overlap, overlap_kept = overlap_conditions(cfg.exclude_overlap, cand, review)
+            conditions.update(overlap)
         keep, dropped = np.ones(len(cand.keys), bool), {}
         for reason, passes in conditions.items():
             dropped[reason] = int((keep & ~passes).sum())
@@ -392,7 +401,7 @@ def resolve_selection(cfg: SelectionConfig, shards_dir: str | os.PathLike,
         report["review"] = review_decisions.review_report(review, dropped["review"], by_review, merged)
     if cfg.exclude_overlap is not None:
         report["overlap"] = {"folder": os.fspath(cfg.exclude_overlap), "classes": dropped["overlap_class"],
-                             "images": dropped["overlap_image"]}
+                             "images": dropped["overlap_image"], **overlap_kept}
     return Selection(cand.keys[keep], new, old, old_classes, new_of_old, report)
 
 
