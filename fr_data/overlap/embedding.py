@@ -1,7 +1,7 @@
 """Embedding evaluation images exactly like the training embeddings folder EMB was embedded.
 
-``EMB/run.json`` records the model (``spec``: name or file, checkpoint, ``embedding_size``, and for an ONNX
-file its sha256 and input convention) and whether the flip-sum was used. The evaluation images go through
+``EMB/run.json`` records the model (``spec``: name or file, checkpoint and its sha256, ``embedding_size``,
+and for an ONNX file its sha256 and input convention) and whether the flip-sum was used. The evaluation images go through
 the same decoding (:func:`fr_data.loading.decode.decode_face`), the same forward
 (:func:`fr_data.embed.forward.embed_batch`: flip-sum, L2 normalisation) and the same model. A model named
 on the command line must be the one recorded: vectors of two models are not comparable, so any
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from fr_data.embed.forward import embed_batch
-from fr_data.embed.model_spec import NamedModelFactory, resolve_model
+from fr_data.embed.model_spec import TORCHSCRIPT_SUFFIXES, NamedModelFactory, resolve_model
 from fr_data.embed.onnx_model import OnnxInput, is_onnx_spec
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.hashing import file_sha256
@@ -41,13 +41,22 @@ def model_record(run_info: dict[str, Any], where: str | os.PathLike) -> ModelRec
 
 
 def _identity(spec: dict[str, Any]) -> tuple[Any, ...]:
-    """What makes two recorded models the same: the ONNX file's sha256, or name + checkpoint + size."""
+    """What makes two recorded models the same: the ONNX file's sha256, or name + checkpoint + size (the
+    checkpoint by its sha256 where recorded, else by its real path: folders embedded before the sha256)."""
     onnx = spec.get("onnx")
     if isinstance(onnx, dict) and onnx.get("sha256"):
         return ("onnx", onnx["sha256"], onnx.get("mean"), onnx.get("std"), onnx.get("channel_order"))
     checkpoint = spec.get("checkpoint")
-    return ("model", spec.get("model"), os.path.realpath(checkpoint) if checkpoint else None,
-            spec.get("embedding_size"))
+    weights = spec.get("checkpoint_sha256") or (os.path.realpath(checkpoint) if checkpoint else None)
+    return ("model", spec.get("model"), weights, spec.get("embedding_size"))
+
+
+def _random_weights(spec: dict[str, Any]) -> bool:
+    """A registry name without a checkpoint: its weights were drawn at random when EMB was embedded and
+    cannot be built again (a file or a ``package.module:factory`` brings its own weights)."""
+    model = str(spec.get("model", ""))
+    carries_weights = is_onnx_spec(model) or model.endswith(TORCHSCRIPT_SUFFIXES) or ":" in model
+    return not carries_weights and not spec.get("checkpoint")
 
 
 def check_same_model(recorded: ModelRecord, other: ModelRecord, emb: str | os.PathLike,
@@ -64,6 +73,8 @@ def command_line_record(model: str, checkpoint: str | os.PathLike | None, record
     ONNX input convention as recorded)."""
     spec: dict[str, Any] = {"model": model, "checkpoint": os.fspath(checkpoint) if checkpoint else None,
                             "embedding_size": recorded["spec"].get("embedding_size")}
+    if checkpoint and recorded["spec"].get("checkpoint_sha256") and Path(checkpoint).is_file():
+        spec["checkpoint_sha256"] = file_sha256(checkpoint)
     if is_onnx_spec(model):
         if not Path(model).is_file():
             raise ConfigError(f"ONNX model {model!r} does not exist")
@@ -82,6 +93,15 @@ def load_recorded_model(recorded: ModelRecord, named: NamedModelFactory | None,
     """Build the recorded model (an ONNX file is fed the recorded input convention; its file must still
     have the recorded sha256). ``named`` builds a registry name with the recorded ``embedding_size``."""
     spec = recorded["spec"]
+    if _random_weights(spec):
+        raise ConfigError(f"the embeddings were made with model {spec.get('model')!r} and no checkpoint "
+                          "(randomly initialised weights, which cannot be built again to embed the evaluation "
+                          "images): embed the training set with --checkpoint")
+    checkpoint = spec.get("checkpoint")
+    if spec.get("checkpoint_sha256") and checkpoint and Path(checkpoint).is_file() \
+            and file_sha256(checkpoint) != spec["checkpoint_sha256"]:
+        raise DataError(checkpoint, "", "sha256 differs from the one recorded when the training set was "
+                        "embedded: not the same weights")
     onnx = spec.get("onnx")
     onnx_input = None
     if isinstance(onnx, dict):

@@ -45,6 +45,7 @@ from fr_data.io.argtypes import (
 )
 from fr_data.io.command import command, fail
 from fr_data.io.errors import HardmineError
+from fr_data.io.hashing import file_sha256
 from fr_data.io.publish import check_apart
 
 if TYPE_CHECKING:
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                   onnx_input=onnx_input, device=device)
             spec = {"model": args.model, "checkpoint": os.fspath(args.checkpoint) if args.checkpoint else None,
                     "embedding_size": args.embedding_size}
+            if args.checkpoint:  # the weights by content: hardmine overlap refuses other weights at the same path
+                spec["checkpoint_sha256"] = file_sha256(args.checkpoint)
             if isinstance(model, OnnxBackbone):  # what the graph was fed and where it ran
                 spec["onnx"] = model.describe()
             quality, quality_spec = load_quality(args.quality_model)

@@ -1,5 +1,6 @@
-"""``hardmine overlap`` end to end on a tiny synthetic set (random ``tiny`` backbone: the plumbing, not the
-precision; that is tests/fr_data/overlap/test_audit.py), and its one-line refusals of bad input."""
+"""``hardmine overlap`` end to end on a tiny synthetic set (an untrained ``tiny`` backbone saved as a
+checkpoint: the plumbing, not the precision; that is tests/fr_data/overlap/test_audit.py), and its one-line
+refusals of bad input."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from fr_data.folders import overlap_folder as of
+from fr_train.models import get_model
 from hardmine.cli import embed, overlap, query, shard, synth
 
 
@@ -21,8 +24,10 @@ def made(tmp_path_factory):
                        str(root / "EVAL"), "--overlap-identities", "2", "--leaked-images", "2",
                        "--disjoint-identities", "2"]) == 0
     assert shard.main(["--src", str(root / "synth"), "--out", str(root / "shards")]) == 0
-    assert embed.main(["--shards", str(root / "shards"), "--model", "tiny", "--out", str(root / "emb"),
-                       "--workers", "0", "--no-progress"]) == 0
+    torch.manual_seed(0)
+    torch.save(get_model("tiny").state_dict(), root / "tiny.pt")
+    assert embed.main(["--shards", str(root / "shards"), "--model", "tiny", "--checkpoint", str(root / "tiny.pt"),
+                       "--out", str(root / "emb"), "--workers", "0", "--no-progress"]) == 0
     return root
 
 
@@ -93,3 +98,23 @@ def test_other_models_embeddings_and_broken_onnx_are_refused(made, tmp_path, cap
     (other / "run.json").write_text(json.dumps({**info, "spec": {"model": str(broken), "onnx": onnx}}))
     _fails(["--embeddings", str(other), "--eval", str(made / "EVAL" / "overlap_eval.bin")], capsys,
            tmp_path / "B", "broken.onnx")
+
+
+def test_weights_that_cannot_be_rebuilt_are_refused(made, tmp_path, capsys):
+    """Random weights (a registry name embedded without a checkpoint) and a checkpoint replaced at the
+    recorded path would embed the evaluation images with other weights than the training set's."""
+    random_emb = tmp_path / "random_emb"
+    shutil.copytree(made / "emb", random_emb)
+    info = json.loads((random_emb / "run.json").read_text())
+    assert info["spec"]["checkpoint_sha256"]
+    (random_emb / "run.json").write_text(json.dumps({**info, "spec": {"model": "tiny", "checkpoint": None}}))
+    _fails(["--embeddings", str(random_emb), "--eval", str(made / "EVAL" / "images")], capsys, tmp_path / "A",
+           "no checkpoint", "--checkpoint")
+    moved = tmp_path / "moved_emb"
+    shutil.copytree(made / "emb", moved)
+    other_weights = tmp_path / "tiny.pt"
+    torch.manual_seed(1)
+    torch.save(get_model("tiny").state_dict(), other_weights)
+    (moved / "run.json").write_text(json.dumps({**info, "spec": {**info["spec"], "checkpoint": str(other_weights)}}))
+    _fails(["--embeddings", str(moved), "--eval", str(made / "EVAL" / "images")], capsys, tmp_path / "B",
+           "tiny.pt", "sha256")
