@@ -1,6 +1,7 @@
 """Class centres, leave-one-out centre cosine, nearest classes, centre search, merge candidates."""
 
 import numpy as np
+import pytest
 
 from fr_data.mining import centres as ctr
 from tests.fr_data.mining.planted import brute_knn
@@ -92,3 +93,24 @@ def test_search_centres_removes_own_class_and_keeps_order():
     np.testing.assert_allclose(hits.nearest_other_cos, [x[0, 1], x[1, 3]], atol=1e-6)
     assert hits.negatives.shape == (2, 3)
     assert np.all(np.diff(hits.negatives, axis=1) <= 0)
+
+
+@pytest.mark.parametrize("long_segment", [256, 2], ids=["passes", "passes-and-reduceat"])
+def test_add_class_sums_matches_a_per_class_restatement(monkeypatch, long_segment):
+    """Unsorted labels, a class without rows, classes of 1 to 7 rows, ids consecutive or not: each sum is
+    the float64 sum of its class's rows (the fast segment sum: rank passes, reduceat for long classes)."""
+    monkeypatch.setattr(ctr, "LONG_SEGMENT", long_segment)
+    rng = np.random.default_rng(3)
+    of = np.array([4, 0, 2, 4, 4, 0, 5, 4, 2, 4, 4, 5, 4, 0, 6])  # class 1 and 3 have no rows; 4 has seven
+    x = _unit(rng.standard_normal((len(of), 6)))
+    for chunks in ([slice(0, 15)], [slice(0, 6), slice(6, 15)]):
+        sums = np.zeros((7, 6))
+        for part in chunks:
+            ctr.add_class_sums(sums, of[part], x[part])
+        for c in range(7):
+            np.testing.assert_allclose(sums[c], x[of == c].astype(np.float64).sum(0), atol=1e-6)
+        assert not sums[1].any() and not sums[3].any()
+    consecutive = np.zeros((3, 6))
+    ctr.add_class_sums(consecutive, np.array([2, 1, 1, 2]), x[:4])  # ids 1..2: the slice path
+    np.testing.assert_allclose(consecutive[1:], [x[1] + x[2], x[0] + x[3]], atol=1e-6)
+    assert not consecutive[0].any()
