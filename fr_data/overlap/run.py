@@ -158,7 +158,8 @@ def audit_overlap(train: TrainingSide, eval_sets: list[EvalSet], out: str | os.P
             dup = duplicate_threshold(settings, train, rows, x, knn)
         tables, counts, capped = [], {}, {}
         for eval_set in eval_sets:
-            with clock.stage("identity_search", f"{eval_set.name}: queries x {classes} centres, "
+            queries = len(set(eval_set.identities)) if eval_set.identities is not None else len(eval_set)
+            with clock.stage("identity_search", f"{eval_set.name}: {queries} queries x {classes} centres, "
                              f"top {settings.top_k}"):
                 found, full = identity_matches(eval_set.vectors, eval_set.identities, train.centres.db,
                                                train.centres.active, ident.value, settings.top_k, knn)
@@ -187,7 +188,7 @@ def audit_overlap(train: TrainingSide, eval_sets: list[EvalSet], out: str | os.P
                          "byte_hashes": train.sha256 is not None},
             "counts": counts,
             "overlapping_classes": len(set(overlapping.column("label").to_pylist())),
-            "seconds": {"total": clock.total, "stages": dict(clock.stages)},
+            "seconds": clock.record(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         of.write_info(staging, info)

@@ -86,7 +86,7 @@ def impostor_threshold(x: np.ndarray, own: np.ndarray, db: np.ndarray, active: n
     common = {"params": {"fpr": fpr, "classes": classes, "pair_rate": pair_rate, "pairs": n},
               "sample_size": n, "source": SOURCE}
     if order:
-        value = float(tail[m])
+        value = float(tail.min())  # the (m+1)-th largest
         return _checked(Calibration(
             KEY, value, "impostor_order_statistic",
             f"per query: P(an impostor query exceeds it against any of {classes} classes) <= {fpr:g} by the union "
@@ -113,23 +113,28 @@ def _checked(cal: Calibration, row_max: np.ndarray) -> Calibration:
 
 
 def upper_quantile(tail: np.ndarray, n: int, q: float) -> float:
-    """numpy's default (linear) ``q`` quantile of ``n`` values, from their ``len(tail)`` largest sorted in
-    descending order (enough of them: the two order statistics it interpolates must be among them)."""
+    """numpy's default (linear) ``q`` quantile of ``n`` values, from their ``len(tail)`` largest in any
+    order (enough of them: the two order statistics it interpolates must be among them)."""
     h = (n - 1) * q
     lo = math.floor(h)
-    below, above = tail[n - 1 - lo], tail[max(n - 2 - lo, 0)]
-    return float(below + (h - lo) * (float(above) - float(below)))
+    at = lo - (n - len(tail))  # ascending position within the tail
+    if at < 0:
+        raise ValueError(f"the {len(tail)} largest of {n} values do not reach the {q:g} quantile")
+    upper = min(at + 1, len(tail) - 1)
+    part = np.partition(tail, [at, upper])
+    below, above = float(part[at]), float(part[upper])
+    return below + (h - lo) * (above - below)
 
 
 def _impostor_tail(x: np.ndarray, own: np.ndarray, db: np.ndarray, active: np.ndarray,
                    keep: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``keep`` largest impostor cosines (descending) and each sampled row's largest, block by block.
+    """The ``keep`` largest impostor cosines (in no order) and each sampled row's largest, block by block.
 
     Between blocks only values at or above a floor are kept: the first block's quantile that leaves twice
-    the share ``keep / n`` (the tail fit keeps ~20% of the pairs, not all of them; the order statistic a
-    few dozen). When fewer than ``keep`` values lie above the floor in all, every block is searched again
-    without one (so the answer is always exact); the running list is cut to its ``keep`` largest whenever
-    it holds twice that.
+    the share ``keep / n`` (estimated on every 16th value; the tail fit keeps ~20% of the pairs, not all
+    of them; the order statistic a few dozen). When fewer than ``keep`` values lie above the floor in all,
+    every block is searched again without one (so the answer is always exact); the running list is cut to
+    its ``keep`` largest whenever it holds twice that.
     """
     position = np.full(int(active.max()) + 1 if len(active) else 0, -1, dtype=np.int64)
     position[active] = np.arange(len(active))
@@ -147,7 +152,7 @@ def _impostor_tail(x: np.ndarray, own: np.ndarray, db: np.ndarray, active: np.nd
             row_max[s:s + len(sims)] = sims.max(axis=1)
             flat = sims[sims > -np.inf]
             if use_floor:
-                floor = float(np.quantile(flat, share)) if floor is None else floor
+                floor = float(np.quantile(flat[::16], share)) if floor is None else floor
                 flat = flat[flat >= floor]
             found.append(flat)
             if sum(map(len, found)) > 2 * keep:
@@ -155,5 +160,5 @@ def _impostor_tail(x: np.ndarray, own: np.ndarray, db: np.ndarray, active: np.nd
                 found = [np.partition(merged, len(merged) - keep)[-keep:]]
         best = np.concatenate(found)
         if len(best) >= keep:
-            return -np.sort(-best)[:keep], row_max
+            return np.partition(best, len(best) - keep)[-keep:], row_max
     raise AssertionError("unreachable: without a floor every impostor cosine is kept")

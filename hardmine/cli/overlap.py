@@ -11,11 +11,12 @@ given, must name that model. A training class overlaps an evaluation identity (a
 identities) when its centre's cosine exceeds the identity threshold: calibrated on the training set so that
 a query of a person in none of the C training classes exceeds it against ANY of them with probability at
 most ``--fpr`` (default 1e-5 per evaluation query: a per-pair rate of fpr / C, union bound; see
-``fr_data.overlap.threshold``), or ``--threshold`` (0.4: the MegaFace rule; states no rate). A training image is leaked when it has an evaluation image's bytes or a cosine at or
-above the duplicate threshold of the mining config (``--mining-config``; calibrated with ``auto``).
-Writes ``DIR/overlap.parquet``, ``DIR/overlap_classes.parquet``, ``DIR/overlap.json``
-(``fr_data.folders.overlap_folder``; with the seconds of every stage); train with
-``data.selection.exclude_overlap: DIR``. On a terminal each stage prints a line to stderr as it starts and ends.
+``fr_data.overlap.threshold``), or ``--threshold`` (0.4: the MegaFace rule; states no rate). A training
+image is leaked when it has an evaluation image's bytes or a cosine at or above the duplicate threshold of
+the mining config (``--mining-config``; calibrated with ``auto``). Writes ``DIR/overlap.parquet``,
+``DIR/overlap_classes.parquet``, ``DIR/overlap.json`` (``fr_data.folders.overlap_folder``; with the
+seconds of every stage); train with ``data.selection.exclude_overlap: DIR``. On a terminal each stage
+prints a line to stderr as it starts and ends.
 """
 
 from __future__ import annotations
