@@ -4,13 +4,17 @@
         [--device auto|cpu|cuda] [--skip-planted]
 
 **Scale**: a training EMB of random unit vectors (``--classes`` classes x ``--per-class`` images, float16,
-as ``hardmine embed`` writes them) and ``--eval`` random evaluation vectors (already embedded: the model's
-forward is ``hardmine embed``'s cost, measured by its own benchmark). Times every stage of
-:func:`fr_data.overlap.run.audit_overlap` with the default settings: class centres, the identity threshold
-calibrated on 1000 sampled images against every other-class centre, the duplicate threshold (1000 samples
-against all training images), the identity search (every evaluation identity centre against every class
-centre, exact top 10) and the leak search (every evaluation image against every training image, exact
-top 5). 100K x 12K is the size of LFW + CFP-FP + AgeDB against a 100K-identity training set.
+as ``hardmine embed`` writes them; 100K training rows by default) and ``--eval`` random evaluation vectors
+in identities of 4 images (already embedded: the model's forward is ``hardmine embed``'s cost, measured by
+its own benchmark). Runs what ``hardmine overlap`` runs after embedding, with its defaults and its k-NN
+(:func:`fr_data.mining.knnfn.default_knn`): opening EMB, the class centres (one streaming pass), the
+identity threshold (1000 sampled images against every other-class centre), the duplicate threshold (1000
+samples against all training images, top 2), the identity search (every evaluation identity centre against
+every class centre, exact top 10), the leak search (every evaluation image against every training image,
+exact top 5) and writing the folder; prints the wall and CPU seconds of each stage (``overlap.json``
+``seconds``; on a shared machine the CPU seconds are the load-independent cost), the load average before
+and after, the machine's float32 GEMM rate measured right after, and one ``TOTAL`` line. 100K x 12K is
+the size of LFW + CFP-FP + AgeDB against a 100K-identity training set.
 
 **Planted**: the overlap of ``tests/fr_data/overlap/helpers.py`` (planted training set with mislabels,
 duplicates, split identities and look-alikes; 40 shared people, 60 absent people, 30 near copies), with and
@@ -35,81 +39,56 @@ from fr_data import runtime  # noqa: E402
 from fr_data.folders import overlap_folder as of  # noqa: E402
 from fr_data.overlap.run import OverlapSettings, audit_overlap, open_training  # noqa: E402
 from fr_data.overlap.sources import EvalSet  # noqa: E402
-from tests.fr_data.overlap.helpers import make_planted_overlap  # noqa: E402
+from fr_data.overlap.timing import StageClock  # noqa: E402
+from tests.fr_data.overlap.helpers import make_planted_overlap, random_unit, write_random_emb  # noqa: E402
 
 
-def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
-    x = rng.standard_normal((n, dim), dtype=np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def write_random_emb(folder: Path, classes: int, per_class: int, dim: int, seed: int) -> None:
-    """A training EMB folder of random unit rows, block by block (never the whole float32 array)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    folder.mkdir(parents=True)
-    n = classes * per_class
-    out = np.lib.format.open_memmap(folder / "embeddings.npy", mode="w+", dtype=np.float16, shape=(n, dim))
-    rng = np.random.default_rng(seed)
-    for s in range(0, n, 65536):
-        out[s:s + 65536] = _unit(rng, min(65536, n - s), dim)
-    out.flush()
-    del out
-    labels = np.repeat(np.arange(classes, dtype=np.int64), per_class)
-    pq.write_table(pa.table({"key": [f"{i:09d}" for i in range(n)], "label": labels}), folder / "index.parquet")
-    (folder / "run.json").write_text('{"spec": {"model": "random"}, "flip": true}')
-
-
-class StageTimer:
-    """A KnnFn wrapper recording each search's seconds in call order (calibration, identities, leaks)."""
-
-    def __init__(self, knn):
-        self.knn, self.calls = knn, []
-
-    def __call__(self, queries, database, k, *, exclude_self=False):
-        t0 = time.perf_counter()
-        res = self.knn(queries, database, k, exclude_self=exclude_self)
-        self.calls.append((len(queries), len(database), k, time.perf_counter() - t0))
-        return res
-
-    @property
-    def name(self) -> str:
-        return getattr(self.knn, "name", "knn")
+def gemm_rate(dim: int, seconds: float = 2.0) -> float:
+    """GFLOP/s of a 1000 x 20000 x ``dim`` float32 product, repeated for about ``seconds``."""
+    rng = np.random.default_rng(3)
+    a, b = random_unit(rng, 1000, dim), random_unit(rng, 20000, dim)
+    t0, calls = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        _ = a @ b.T
+        calls += 1
+    return 2e3 * 20000 * dim * calls / (time.perf_counter() - t0) / 1e9
 
 
 def scale(args: argparse.Namespace, work: Path) -> None:
-    from fr_data.knn import default_backend
-    from fr_data.mining.knnfn import BackendKnn
+    from fr_data.mining.knnfn import default_knn
 
     write_random_emb(work / "emb", args.classes, args.per_class, args.dim, 0)
-    vectors = _unit(np.random.default_rng(1), args.eval, args.dim)
+    vectors = random_unit(np.random.default_rng(1), args.eval, args.dim)
     eval_set = EvalSet("eval", work / "eval", "embeddings", [str(i) for i in range(args.eval)],
                        [str(i // 4) for i in range(args.eval)], None, vectors)
     runtime.resolve_device(args.device)
+    knn = default_knn()
+    load_before = os.getloadavg()
+    clock = StageClock(report=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    train = open_training(work / "emb", None)
-    t_centres = time.perf_counter() - t0
-    knn = StageTimer(BackendKnn(default_backend()))
-    t1 = time.perf_counter()
-    info = audit_overlap(train, [eval_set], work / "out", OverlapSettings(), knn=knn)
-    total = time.perf_counter() - t1
-    searches = sum(c[3] for c in knn.calls)
-    print(f"training: {args.classes} classes x {args.per_class} images, dim {args.dim}; evaluation: {args.eval} "
-          f"images ({args.eval // 4} identities); backend {knn.name}")
-    print(f"centres {t_centres:.1f} s; audit {total:.1f} s, of which: identity threshold "
-          f"{total - searches:.1f} s (BLAS, incl. writing), " + ", ".join(
-              f"{q}x{d} top-{k} {s:.1f} s" for q, d, k, s in knn.calls))
+    train = open_training(work / "emb", None, clock)
+    info = audit_overlap(train, [eval_set], work / "out", OverlapSettings(), knn=knn, clock=clock)
+    wall = time.perf_counter() - t0
+    load_after = os.getloadavg()
+    rate = gemm_rate(args.dim)
+    n = args.classes * args.per_class
+    print(f"training: {args.classes} classes x {args.per_class} images = {n} rows, dim {args.dim}; evaluation: "
+          f"{args.eval} images ({args.eval // 4} identities); k-NN {info['search']['knn']}")
+    print("| stage | wall s | CPU s |\n|---|---|---|")
+    for name, seconds in info["seconds"]["stages"].items():
+        print(f"| {name} | {seconds:.1f} | {info['seconds']['cpu'][name]:.1f} |")
+    cpu = sum(info["seconds"]["cpu"].values())
+    print(f"| total | {info['seconds']['total']:.1f} | {cpu:.1f} |")
     ident = info["thresholds"]["identity"]
-    print(f"identity threshold {ident['value']:.4f} ({ident['method']}: {ident['statistic']}); "
-          f"rows reported {of.read_overlap(work / 'out').num_rows} (random vectors: expect ~0)")
-    a = _unit(np.random.default_rng(2), 1000, args.dim)
-    t2 = time.perf_counter()
-    _ = a @ np.asarray(train.emb.vectors[:args.classes], np.float32).T
-    gemm = time.perf_counter() - t2
-    print(f"machine now: one 1000 x {args.classes} x {args.dim} float32 GEMM takes {gemm:.2f} s "
-          f"({2e3 * args.classes * args.dim / gemm / 1e9:.0f} GFLOP/s); load average {os.getloadavg()[0]:.1f}")
-    print(f"TOTAL {t_centres + total:.1f} s (goal <= 60 s for 100K x 12K on the 2-core machine)")
+    matches = of.read_overlap(work / "out").column("match").to_pylist()
+    print(f"identity threshold {ident['value']:.4f} ({ident['method']}; per query {ident['params']['fpr']:g}, per "
+          f"pair {ident['params']['pair_rate']:.3g}); identity rows {matches.count('identity')}, image rows "
+          f"{matches.count('image')} (random vectors: expect ~0)")
+    print(f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after; float32 GEMM right after: "
+          f"{rate:.0f} GFLOP/s")
+    print(f"TOTAL {wall:.1f} s wall ({cpu:.1f} s CPU on {os.cpu_count()} cores) for {args.classes} classes x "
+          f"{args.eval} evaluation images; goal <= 60 s for 100K x 12K on the 2-core machine; load "
+          f"{load_before[0]:.1f} -> {load_after[0]:.1f}, GEMM {rate:.0f} GFLOP/s")
 
 
 def planted(work: Path) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fr_data.mining.centres import add_class_sums
 from fr_data.mining.knnfn import KnnFn
 
 __all__ = ["Matches", "identity_matches", "image_matches", "query_centres"]
@@ -58,7 +59,7 @@ def query_centres(vectors: np.ndarray, identities: list[str] | None) -> tuple[np
         return vectors, np.arange(len(vectors))
     names, of_image = np.unique(np.asarray(identities, dtype=object), return_inverse=True)
     sums = np.zeros((len(names), vectors.shape[1]), dtype=np.float64)
-    np.add.at(sums, of_image, vectors)
+    add_class_sums(sums, of_image, vectors)
     return _unit(sums), of_image
 
 

@@ -11,7 +11,6 @@ the mining config in force: its number, or with ``auto`` cleanlab's rule calibra
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +32,7 @@ from fr_data.mining.knnfn import KnnFn, default_knn
 from fr_data.overlap.audit import Matches, identity_matches, image_matches
 from fr_data.overlap.sources import EvalSet
 from fr_data.overlap.threshold import identity_threshold
+from fr_data.overlap.timing import StageClock
 
 __all__ = ["OverlapSettings", "TrainingSide", "audit_overlap", "open_training"]
 
@@ -44,7 +44,8 @@ class OverlapSettings:
     """The knobs of an audit.
 
     Attributes:
-        fpr: impostor rate of the calibrated identity threshold (per image and other class).
+        fpr: false-match rate of the calibrated identity threshold per evaluation query: the probability
+            that a query of a person in no training class exceeds it against any of the C classes.
         threshold: an explicit identity threshold (overrides the calibration; 0.4 = the MegaFace rule).
         duplicate_cos: an explicit duplicate threshold (overrides the mining config).
         mining: the mining config whose ``duplicates.cos`` (and ``calibration.duplicate_nn_ratio``) apply.
@@ -76,15 +77,22 @@ class TrainingSide:
     sha256: dict[str, list[int]] | None  # image digest -> training rows (None without a manifest)
 
 
-def open_training(emb_folder: str | os.PathLike, samples: str | os.PathLike | None) -> TrainingSide:
-    """Open EMB, compute its class centres, and map image digests to rows from the shard manifest."""
-    emb = ef.open_embeddings(emb_folder)
-    if emb.n == 0:
-        raise DataError(emb.array_path, "", "the training embeddings are empty")
-    class_labels, of_sample = np.unique(emb.labels, return_inverse=True)
-    sums, ok, _ = accumulate_sums(emb.vectors, of_sample, len(class_labels), CHUNK_ROWS)
-    centres = make_centres(sums, np.bincount(of_sample[ok], minlength=len(class_labels)))
-    return TrainingSide(emb, of_sample, class_labels, ok, centres, _digests(emb, samples))
+def open_training(emb_folder: str | os.PathLike, samples: str | os.PathLike | None,
+                  clock: StageClock | None = None) -> TrainingSide:
+    """Open EMB, compute its class centres (one streaming pass over the memmap: a segment sum per chunk,
+    :func:`fr_data.mining.centres.add_class_sums`), and map image digests to rows from the shard manifest.
+    ``clock`` times the stages ``open`` and ``centres``."""
+    clock = clock or StageClock()
+    with clock.stage("open", "training embeddings and byte hashes"):
+        emb = ef.open_embeddings(emb_folder)
+        if emb.n == 0:
+            raise DataError(emb.array_path, "", "the training embeddings are empty")
+        class_labels, of_sample = np.unique(emb.labels, return_inverse=True)
+        digests = _digests(emb, samples)
+    with clock.stage("centres", f"{len(class_labels)} class centres from {emb.n} images"):
+        sums, ok, _ = accumulate_sums(emb.vectors, of_sample, len(class_labels), CHUNK_ROWS)
+        centres = make_centres(sums, np.bincount(of_sample[ok], minlength=len(class_labels)))
+    return TrainingSide(emb, of_sample, class_labels, ok, centres, digests)
 
 
 def _digests(emb: ef.Embeddings, samples: str | os.PathLike | None) -> dict[str, list[int]] | None:
@@ -129,30 +137,41 @@ def duplicate_threshold(settings: OverlapSettings, train: TrainingSide, rows: np
 
 def audit_overlap(train: TrainingSide, eval_sets: list[EvalSet], out: str | os.PathLike,
                   settings: OverlapSettings, *, knn: KnnFn | None = None, overwrite: bool = False,
-                  record: dict[str, Any] | None = None) -> dict[str, Any]:
+                  record: dict[str, Any] | None = None, clock: StageClock | None = None) -> dict[str, Any]:
     """Search every (embedded) evaluation set against ``train`` and publish the overlap folder ``out``.
+
+    ``clock`` (already holding ``open``/``centres``/``embed`` when the caller timed them) times the
+    audit's stages; ``overlap.json`` ``seconds`` gives them all.
 
     Returns:
         The overlap.json content.
     """
     knn = knn or default_knn()
-    started = time.time()
+    clock = clock or StageClock()
     with staged_folder(out, overwrite, "overlap folder") as staging:
         rows, x = _calibration_sample(train, settings.calibration_samples, settings.seed)
-        ident = identity_threshold(settings.threshold, x, train.of_sample[rows], train.centres.db,
-                                   train.centres.active, settings.fpr)
-        dup = duplicate_threshold(settings, train, rows, x, knn)
+        classes = len(train.centres.active)
+        with clock.stage("identity_threshold", f"{len(rows)} sampled images x {classes} class centres"):
+            ident = identity_threshold(settings.threshold, x, train.of_sample[rows], train.centres.db,
+                                       train.centres.active, settings.fpr)
+        with clock.stage("duplicate_threshold", f"{len(rows)} sampled images x {train.emb.n} training images"):
+            dup = duplicate_threshold(settings, train, rows, x, knn)
         tables, counts, capped = [], {}, {}
-        keys = np.asarray(train.emb.index.column("key").to_pylist(), dtype=object)
         for eval_set in eval_sets:
-            found, full = identity_matches(eval_set.vectors, eval_set.identities, train.centres.db,
-                                           train.centres.active, ident.value, settings.top_k, knn)
-            leaks = image_matches(eval_set.vectors, eval_set.images, train.emb.vectors, train.of_sample,
-                                  train.sha256, dup.value, settings.leak_k, knn)
-            tables += [_rows(eval_set, found, "identity", train, keys), _rows(eval_set, leaks, "image", train, keys)]
+            queries = len(set(eval_set.identities)) if eval_set.identities is not None else len(eval_set)
+            with clock.stage("identity_search", f"{eval_set.name}: {queries} queries x {classes} centres, "
+                             f"top {settings.top_k}"):
+                found, full = identity_matches(eval_set.vectors, eval_set.identities, train.centres.db,
+                                               train.centres.active, ident.value, settings.top_k, knn)
+            with clock.stage("leak_search", f"{eval_set.name}: {len(eval_set)} images x {train.emb.n} training "
+                             f"images, top {settings.leak_k}"):
+                leaks = image_matches(eval_set.vectors, eval_set.images, train.emb.vectors, train.of_sample,
+                                      train.sha256, dup.value, settings.leak_k, knn)
+            tables += [_rows(eval_set, found, "identity", train), _rows(eval_set, leaks, "image", train)]
             counts[eval_set.name] = _counts(eval_set, found, leaks, train)
             capped[eval_set.name] = full
-        classes = of.write_tables(staging, pa.concat_tables(tables))
+        with clock.stage("write", "overlap.parquet, overlap_classes.parquet"):
+            overlapping = of.write_tables(staging, pa.concat_tables(tables))
         info = {
             "inputs": {"embeddings": os.fspath(train.emb.folder),
                        "eval_sets": [{"name": s.name, "path": os.fspath(s.path), "kind": s.kind,
@@ -160,34 +179,47 @@ def audit_overlap(train: TrainingSide, eval_sets: list[EvalSet], out: str | os.P
                                      for s in eval_sets]},
             "model": record or {},
             "thresholds": {"identity": ident.record(), "duplicate": dup.record()},
+            "false_match_rate": _rate_record(eval_sets, classes, ident),
             "search": {"top_k": settings.top_k, "leak_k": settings.leak_k, "knn": getattr(knn, "name", repr(knn)),
                        "queries_with_all_top_k_above_threshold": capped,
                        "identity_queries": "each evaluation identity's centre (sets with identities), "
                                            "else each image"},
-            "training": {"images": train.emb.n, "classes": len(train.centres.active),
+            "training": {"images": train.emb.n, "classes": classes,
                          "byte_hashes": train.sha256 is not None},
             "counts": counts,
-            "overlapping_classes": len(set(classes.column("label").to_pylist())),
-            "expected_impostor_pairs": _expected_impostors(eval_sets, len(train.centres.active), ident),
-            "seconds": round(time.time() - started, 3),
+            "overlapping_classes": len(set(overlapping.column("label").to_pylist())),
+            "seconds": clock.record(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         of.write_info(staging, info)
     return info
 
 
-def _expected_impostors(eval_sets: list[EvalSet], classes: int, ident: Calibration) -> float | None:
-    """Queries x classes x fpr: how many (query, other class) pairs a calibrated threshold lets through
-    by chance (None for an explicit threshold). At 1e-5 and 100K classes, about one per query."""
+def _rate_record(eval_sets: list[EvalSet], classes: int, ident: Calibration) -> dict[str, Any]:
+    """What the identity threshold's false-match rate means, for overlap.json.
+
+    Calibrated: ``fpr`` is per evaluation query against all C classes (union bound over a per-pair rate of
+    ``fpr / C``), so at most ``queries x fpr`` queries of people absent from training are expected to
+    overlap some class by chance. An explicit threshold states no rate."""
+    queries = sum(len(set(s.identities)) if s.identities is not None else len(s) for s in eval_sets)
     fpr = ident.params.get("fpr")
     if fpr is None:
-        return None
-    queries = sum(len(set(s.identities)) if s.identities is not None else len(s) for s in eval_sets)
-    return round(queries * classes * fpr, 3)
+        return {"per": None, "fpr": None, "queries": queries, "expected_chance_queries": None,
+                "meaning": "explicit --threshold: no false-match rate is stated"}
+    return {"per": "query", "fpr": fpr, "pair_rate": ident.params["pair_rate"], "classes": classes,
+            "queries": queries, "expected_chance_queries": round(queries * fpr, 6),
+            "meaning": f"a query (an evaluation identity's centre, or an image of a set without identities) of a "
+                       f"person in none of the {classes} training classes exceeds the threshold against any of "
+                       f"them with probability at most {fpr:g} (union bound: per (query, class) pair "
+                       f"{ident.params['pair_rate']:.3g}); estimated by {ident.method} on the training set"}
 
 
-def _rows(eval_set: EvalSet, m: Matches, match: str, train: TrainingSide, keys: np.ndarray) -> pa.Table:
+def _rows(eval_set: EvalSet, m: Matches, match: str, train: TrainingSide) -> pa.Table:
     n = len(m)
+    image = m.train_row >= 0
+    train_key = [None] * n
+    for i, key in zip(np.flatnonzero(image), train.emb.index.column("key").take(m.train_row[image]).to_pylist()):
+        train_key[i] = key
     idx = m.eval_index
     identity = [eval_set.identities[i] for i in idx] if eval_set.identities is not None else [None] * n
     return pa.table({
@@ -199,7 +231,7 @@ def _rows(eval_set: EvalSet, m: Matches, match: str, train: TrainingSide, keys: 
         "cos": pa.array(m.cos, pa.float32()),
         "match": pa.array([match] * n, pa.string()),
         "rank": pa.array(m.rank, pa.int32()),
-        "train_key": pa.array([keys[r] if r >= 0 else None for r in m.train_row], pa.string()),
+        "train_key": pa.array(train_key, pa.string()),
         "same_bytes": pa.array(m.same_bytes, pa.bool_()),
     }, schema=of.OVERLAP_SCHEMA)
 

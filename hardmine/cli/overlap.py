@@ -9,17 +9,21 @@ only), or an embeddings folder made with EMB's model. Images are embedded with t
 ``EMB/run.json`` (same flip-sum, normalisation and ONNX input convention); ``--model``/``--checkpoint``, when
 given, must name that model. A training class overlaps an evaluation identity (an image, for sets without
 identities) when its centre's cosine exceeds the identity threshold: calibrated on the training set so that
-an image of another class exceeds it with probability ``--fpr`` (default 1e-5), or ``--threshold`` (0.4:
-the MegaFace rule). A training image is leaked when it has an evaluation image's bytes or a cosine at or
-above the duplicate threshold of the mining config (``--mining-config``; calibrated with ``auto``).
-Writes ``DIR/overlap.parquet``, ``DIR/overlap_classes.parquet``, ``DIR/overlap.json``
-(``fr_data.folders.overlap_folder``); train with ``data.selection.exclude_overlap: DIR``.
+a query of a person in none of the C training classes exceeds it against ANY of them with probability at
+most ``--fpr`` (default 1e-5 per evaluation query: a per-pair rate of fpr / C, union bound; see
+``fr_data.overlap.threshold``), or ``--threshold`` (0.4: the MegaFace rule; states no rate). A training
+image is leaked when it has an evaluation image's bytes or a cosine at or above the duplicate threshold of
+the mining config (``--mining-config``; calibrated with ``auto``). Writes ``DIR/overlap.parquet``,
+``DIR/overlap_classes.parquet``, ``DIR/overlap.json`` (``fr_data.folders.overlap_folder``; with the
+seconds of every stage); train with ``data.selection.exclude_overlap: DIR``. On a terminal each stage
+prints a line to stderr as it starts and ends.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from fr_data import runtime
 from fr_data.embed.model_spec import NamedModelFactory
@@ -49,6 +53,7 @@ from fr_data.overlap.embedding import (
 )
 from fr_data.overlap.run import OverlapSettings, audit_overlap, open_training
 from fr_data.overlap.sources import EvalSet, read_eval_set
+from fr_data.overlap.timing import StageClock
 
 
 def cosine(text: str) -> float:
@@ -77,7 +82,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=existing_file, help="its state dict (a name or factory model)")
     rule = p.add_mutually_exclusive_group()
     rule.add_argument("--fpr", type=rate, default=1e-5,
-                      help="impostor rate of the calibrated identity threshold (default 1e-5)")
+                      help="false-match rate per evaluation query of the calibrated identity threshold: the "
+                           "probability that a query of a person in no training class exceeds it against ANY of "
+                           "the C classes (per-pair rate fpr / C; default 1e-5)")
     rule.add_argument("--threshold", type=cosine, help="identity threshold (0.4 = the MegaFace rule)")
     p.add_argument("--duplicate-cos", type=cosine, help="image-leak threshold (default: the mining config's)")
     p.add_argument("--mining-config", type=shipped_config, help="mining YAML whose duplicates.cos applies")
@@ -109,6 +116,10 @@ def unique_names(sets: list[EvalSet]) -> None:
             s.name = f"{s.name}#{seen[s.name]}"
 
 
+def _stderr_line(line: str) -> None:
+    print(f"hardmine overlap: {line}", file=sys.stderr, flush=True)
+
+
 @command("hardmine overlap")
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
@@ -129,28 +140,34 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     settings = OverlapSettings(fpr=args.fpr, threshold=args.threshold, duplicate_cos=args.duplicate_cos,
                                mining=mining, top_k=args.top_k, leak_k=args.leak_k,
                                calibration_samples=args.calibration_samples)
-    train = open_training(args.embeddings, args.samples)
+    clock = StageClock(report=_stderr_line if sys.stderr.isatty() else None)
+    train = open_training(args.embeddings, args.samples, clock)
     with runtime.process_group(args.device) as device:
         if any(s.vectors is None for s in sets):
-            model = load_recorded_model(recorded, named_models(recorded["spec"].get("embedding_size")), device)
-            for s in sets:
-                if s.vectors is None:
-                    s.vectors = embed_images(model, s, flip=recorded["flip"], device=device,
-                                             batch_size=args.batch_size)
+            with clock.stage("embed", f"{sum(len(s) for s in sets if s.vectors is None)} evaluation images"):
+                model = load_recorded_model(recorded, named_models(recorded["spec"].get("embedding_size")),
+                                            device)
+                for s in sets:
+                    if s.vectors is None:
+                        s.vectors = embed_images(model, s, flip=recorded["flip"], device=device,
+                                                 batch_size=args.batch_size)
         for s in sets:
             if s.vectors.shape[1] != train.emb.vectors.shape[1]:
                 raise ConfigError(f"{os.fspath(s.path)}: {s.vectors.shape[1]}-dim embeddings, the training set "
                                   f"has {train.emb.vectors.shape[1]}")
-        info = audit_overlap(train, sets, args.out, settings, overwrite=args.overwrite, record=recorded)
+        info = audit_overlap(train, sets, args.out, settings, overwrite=args.overwrite, record=recorded,
+                             clock=clock)
     threshold = info["thresholds"]["identity"]
     print(f"identity threshold {threshold['value']:.4f} ({threshold['method']}), duplicate threshold "
           f"{info['thresholds']['duplicate']['value']:.4f}")
     for name, c in info["counts"].items():
         print(f"{name}: {c['images']} images, {c['overlapping_classes']} overlapping training classes, "
               f"{c['leaked_eval_images']} images leaked ({c['leaked_training_images']} training images)")
-    if info["expected_impostor_pairs"] is not None:
-        print(f"expected by chance at --fpr {args.fpr:g}: {info['expected_impostor_pairs']:g} (query, class) pairs")
-    print(f"wrote {args.out}")
+    rate_info = info["false_match_rate"]
+    if rate_info["fpr"] is not None:
+        print(f"false-match rate {rate_info['fpr']:g} per query against all {rate_info['classes']} classes: at most "
+              f"{rate_info['expected_chance_queries']:g} of {rate_info['queries']} queries expected by chance")
+    print(f"wrote {args.out} in {info['seconds']['total']:.1f} s")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Class centres, leave-one-out centre cosine, nearest classes, centre search, merge candidates."""
 
 import numpy as np
+import pytest
 
 from fr_data.mining import centres as ctr
 from tests.fr_data.mining.planted import brute_knn
@@ -92,3 +93,44 @@ def test_search_centres_removes_own_class_and_keeps_order():
     np.testing.assert_allclose(hits.nearest_other_cos, [x[0, 1], x[1, 3]], atol=1e-6)
     assert hits.negatives.shape == (2, 3)
     assert np.all(np.diff(hits.negatives, axis=1) <= 0)
+
+
+@pytest.mark.parametrize("long_segment", [256, 2], ids=["passes", "passes-and-reduceat"])
+@pytest.mark.parametrize("labels", [
+    [4, 0, 2, 4, 4, 0, 5, 4, 2, 4, 4, 5, 4, 0, 6],  # unsorted; classes 1 and 3 have no rows, 4 has seven
+    [0, 0, 0, 2, 2, 4, 4, 4, 4, 4, 4, 4, 5, 5, 6],  # grouped (sorted shards), the same gaps
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],  # one row per class, sorted
+    [14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0],  # one row per class, unsorted
+], ids=["unsorted", "sorted", "one-per-class", "one-per-class-unsorted"])
+def test_add_class_sums_matches_a_per_class_restatement(monkeypatch, long_segment, labels):
+    """Each sum is the float64 sum of its class's rows, in one chunk or two (classes split across them),
+    and a class without rows stays zero: the fast segment sum (rank passes, reduceat for long classes, no
+    gather for grouped labels, a slice for consecutive ids) restated per class."""
+    monkeypatch.setattr(ctr, "LONG_SEGMENT", long_segment)
+    of = np.array(labels)
+    x = _unit(np.random.default_rng(3).standard_normal((len(of), 6)))
+    before = x.copy()
+    for chunks in ([slice(0, 15)], [slice(0, 6), slice(6, 15)]):
+        sums = np.zeros((15, 6))
+        for part in chunks:
+            ctr.add_class_sums(sums, of[part], x[part])
+        for c in range(15):
+            np.testing.assert_allclose(sums[c], x[of == c].astype(np.float64).sum(0), atol=1e-6)
+    if 1 not in labels:
+        assert not sums[1].any() and not sums[3].any()
+    np.testing.assert_array_equal(x, before)  # the chunk is left alone
+
+
+def test_make_centres_in_blocks_matches_the_whole_table_formula():
+    """Blocks of 2 rows, a class without rows (inactive: zero centre, not in db); all active: db is unit."""
+    sums = np.random.default_rng(5).standard_normal((5, 4))
+    sums[2] = 0.0
+    counts = np.array([3, 1, 0, 2, 4])
+    c = ctr.make_centres(sums, counts, block=2)
+    assert c.active.tolist() == [0, 1, 3, 4] and not c.unit[2].any() and np.isnan(c.spread[2])
+    norm = np.linalg.norm(sums, axis=1)
+    np.testing.assert_array_equal(c.unit[c.active], (sums[c.active] / norm[c.active, None]).astype(np.float32))
+    np.testing.assert_array_equal(c.db, c.unit[c.active])
+    np.testing.assert_allclose(c.spread[c.active], norm[c.active] / counts[c.active], rtol=1e-6)
+    full = ctr.make_centres(sums[[0, 1, 3]], counts[[0, 1, 3]], block=2)
+    assert full.db is full.unit

@@ -1,5 +1,6 @@
 """Planted training embeddings and evaluation vectors with known overlap (shared identities, copied images,
-identities absent from training), for the overlap tests and the benchmark."""
+identities absent from training), and training folders of random unit vectors, for the overlap tests and
+the benchmark."""
 
 from __future__ import annotations
 
@@ -82,3 +83,28 @@ def make_planted_overlap(folder: Path, *, trained: int = 300, disjoint: int = 60
     keys = train_truth.keys
     return PlantedOverlap(emb, np.concatenate([fresh, near]), np.concatenate([ident, identity[copied]]),
                           overlap, [None] * n + [keys[i] for i in copied])
+
+
+def random_unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """``n`` random unit float32 rows (uniform on the sphere)."""
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def write_random_emb(folder: Path, classes: int, per_class: int, dim: int, seed: int) -> None:
+    """A training EMB folder of random unit rows (float16, as ``hardmine embed`` writes them), label ``i //
+    per_class``, written block by block (never the whole float32 array)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    n = classes * per_class
+    out = np.lib.format.open_memmap(folder / "embeddings.npy", mode="w+", dtype=np.float16, shape=(n, dim))
+    rng = np.random.default_rng(seed)
+    for s in range(0, n, 65536):
+        out[s:s + 65536] = random_unit(rng, min(65536, n - s), dim)
+    out.flush()
+    del out
+    labels = np.repeat(np.arange(classes, dtype=np.int64), per_class)
+    pq.write_table(pa.table({"key": [f"{i:09d}" for i in range(n)], "label": labels}), folder / "index.parquet")
+    (folder / "run.json").write_text('{"spec": {"model": "random"}, "flip": true}')

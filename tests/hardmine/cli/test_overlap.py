@@ -49,6 +49,12 @@ def test_pack_and_image_folder_and_embeddings_folder(made, tmp_path, capsys):
     info = json.loads((out / of.INFO_FILE).read_text())
     assert info["model"]["spec"]["model"] == "tiny" and info["thresholds"]["identity"]["value"] == 0.9
     assert [s["kind"] for s in info["inputs"]["eval_sets"]] == ["bin", "images", "embeddings"]
+    # every stage timed (the images of two sets embedded in one embed stage)
+    assert set(info["seconds"]["stages"]) == {"open", "centres", "embed", "identity_threshold",
+                                              "duplicate_threshold", "identity_search", "leak_search", "write"}
+    assert set(info["seconds"]["cpu"]) == set(info["seconds"]["stages"])
+    assert info["false_match_rate"]["fpr"] is None  # an explicit --threshold states no rate
+    assert "ANY of the C classes" in " ".join(overlap.build_parser().format_help().split())
     # every training class's own images match it (cos to its centre > 0.9 for a random tiny backbone)
     labels = set(pq.read_table(made / "emb" / "index.parquet").column("label").to_pylist())
     assert {r["label"] for r in of.read_classes(out).to_pylist() if r["eval_set"] == "emb"} == labels
