@@ -224,7 +224,7 @@ class SweepConfig:
     center_cos: list[float] = field(default_factory=lambda: [0.1, 0.2, round(COS_75_DEGREES, 4), 0.3, 0.4])
     duplicate_cos: list[float] = field(default_factory=lambda: [0.9, 0.93, 0.95, 0.97, 0.98, 0.985, 0.99,
                                                                   0.995, 0.999])
-    vote_min: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.5, 0.7, 0.9])
+    vote_min: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.9])
     merge_mix: list[float] = field(default_factory=lambda: [0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
 
 
