@@ -16,10 +16,15 @@ which the run writes to ``run.json`` under ``calibration``.
   and the cosine of the two half-centres is recorded; the threshold is its ``quantile`` (a low one: that
   share of such split identities would be missed by the centre-cosine rule alone).
 * **mislabels** (:func:`margin_max`): the centre margin (own leave-one-out centre cosine minus nearest
-  other centre cosine) of a suspect must be below ``-ratio`` times the median margin of the samples whose
-  own label wins their k-NN vote: nearer another centre than its own by a stated share of a typical
-  correctly labelled sample's margin, whatever the backbone's cosine scale (a crowded backbone has
-  margins five times smaller than a well-trained one).
+  other centre cosine) of a suspect must be below ``-ratio`` times the gap between the run's genuine and
+  impostor sample-to-centre cosines: the median leave-one-out own-centre cosine of the samples whose own
+  label wins their k-NN vote, minus the mean cosine of a sample to the centre of another class
+  (:func:`impostor_mean_cos`, exact from the class sums). A mislabelled sample sits about that gap nearer
+  its true class than the label's class (its label's centre is an impostor's, its nearest centre a
+  genuine one), so the threshold asks for a stated share of the gap, whatever the backbone's cosine scale
+  (the gap is 0.09 for a crowded backbone whose cosines all sit near 1, 0.7-0.9 for a spread one). The
+  typical margin of a correctly labelled sample (the previous scale) does not track it: it is set by the
+  nearest look-alike class, not by where a wrong label's centre lies.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ import numpy as np
 
 from fr_data.mining.config import AUTO, MiningConfig
 
-__all__ = ["Calibration", "SplitHalves", "calibrate", "duplicate_cos", "fixed", "margin_max", "merge_cos"]
+__all__ = ["Calibration", "SplitHalves", "calibrate", "duplicate_cos", "fixed", "impostor_mean_cos", "margin_max",
+           "merge_cos"]
 
 
 @dataclass
@@ -126,22 +132,44 @@ def merge_cos(split_half_cos: np.ndarray, quantile: float) -> Calibration:
                        "this project: the run's own genuine 'one person, two labels' distribution", vals)
 
 
-def margin_max(margin: np.ndarray, own_wins: np.ndarray, ratio: float) -> Calibration:
-    """``-ratio x median margin of the samples whose own label wins the k-NN vote`` (0 if none or the
-    median is not positive)."""
-    vals = _finite(np.asarray(margin)[np.asarray(own_wins, dtype=bool)])
-    if len(vals) == 0:
-        return Calibration("noise.margin_max", 0.0, "genuine_margin_ratio",
-                           "no sample's own label wins its vote: 0 is used", {"ratio": ratio})
-    median = float(np.median(vals))
-    return Calibration("noise.margin_max", -ratio * max(median, 0.0), "genuine_margin_ratio",
-                       f"median centre margin of samples whose own label wins the k-NN vote = {median:.6g}",
-                       {"ratio": ratio, "median_margin": median}, len(vals),
-                       "this project: relative to the run's typical margin of a correctly voted sample", vals)
+def impostor_mean_cos(sums: np.ndarray, counts: np.ndarray, active: np.ndarray) -> float:
+    """Mean cosine of a valid sample to the unit centre of another class, over every (sample, other class)
+    pair, exactly from the class sums: ``((sum_c s_c) . (sum_c u_c) - sum_c |s_c|) / (N (C - 1))`` over
+    the active classes (``s_c`` the sum of class c's unit vectors, ``u_c`` its unit centre; ``s_c . u_c =
+    |s_c|``). NaN with fewer than two active classes."""
+    if len(active) < 2:
+        return float("nan")
+    s = np.asarray(sums, dtype=np.float64)[active]
+    norms = np.linalg.norm(s, axis=1)
+    unit = s / norms[:, None]
+    pairs = float(np.asarray(counts)[active].sum()) * (len(active) - 1)
+    return float((s.sum(axis=0) @ unit.sum(axis=0) - norms.sum()) / pairs)
+
+
+def margin_max(center_cos: np.ndarray, own_wins: np.ndarray, impostor_mean: float, ratio: float,
+               margin: np.ndarray | None = None) -> Calibration:
+    """``-ratio x (median own-centre cosine of the samples whose own label wins the k-NN vote - the mean
+    impostor sample-to-centre cosine)``; 0 when no sample's own label wins or the gap is not positive.
+
+    ``margin`` (optional, every sample's centre margin) is kept as the distribution the figure draws the
+    threshold on."""
+    genuine = _finite(np.asarray(center_cos)[np.asarray(own_wins, dtype=bool)])
+    params = {"ratio": ratio, "impostor_mean_cos": impostor_mean}
+    if len(genuine) == 0 or not np.isfinite(impostor_mean):
+        return Calibration("noise.margin_max", 0.0, "genuine_impostor_gap",
+                           "no sample's own label wins its vote, or one class: 0 is used", params)
+    median = float(np.median(genuine))
+    gap = median - impostor_mean
+    return Calibration("noise.margin_max", -ratio * max(gap, 0.0), "genuine_impostor_gap",
+                       f"median own-centre cosine of samples whose own label wins the k-NN vote = {median:.6g}"
+                       f", mean sample-to-other-centre cosine = {impostor_mean:.6g}, gap = {gap:.6g}",
+                       {**params, "genuine_median_cos": median, "gap": gap}, len(genuine),
+                       "this project: a share of the run's genuine vs impostor sample-to-centre cosine gap",
+                       None if margin is None else _finite(margin))
 
 
 def calibrate(cfg: MiningConfig, top1_sims: np.ndarray, split_half_cos: np.ndarray, margin: np.ndarray,
-              own_wins: np.ndarray) -> dict[str, Calibration]:
+              own_wins: np.ndarray, center_cos: np.ndarray, impostor_mean: float) -> dict[str, Calibration]:
     """Every decision threshold: calibrated where the config says ``auto``, else the config's value.
 
     Args:
@@ -149,6 +177,8 @@ def calibrate(cfg: MiningConfig, top1_sims: np.ndarray, split_half_cos: np.ndarr
         split_half_cos: per class, the cosine between the centres of two random halves (NaN if < 4 samples).
         margin: per sample, leave-one-out own-centre cosine minus nearest other-centre cosine.
         own_wins: per sample, whether its own label wins its k-NN vote (valid samples only).
+        center_cos: per sample, the leave-one-out own-centre cosine.
+        impostor_mean: the mean sample-to-other-centre cosine (:func:`impostor_mean_cos`).
     """
     c = cfg.calibration
     out = {
@@ -156,8 +186,8 @@ def calibrate(cfg: MiningConfig, top1_sims: np.ndarray, split_half_cos: np.ndarr
         else fixed("duplicates.cos", cfg.duplicates.cos),
         "classes.merge_cos": merge_cos(split_half_cos, c.merge_split_quantile) if cfg.classes.merge_cos == AUTO
         else fixed("classes.merge_cos", cfg.classes.merge_cos),
-        "noise.margin_max": margin_max(margin, own_wins, c.margin_ratio) if cfg.noise.margin_max == AUTO
-        else fixed("noise.margin_max", cfg.noise.margin_max),
+        "noise.margin_max": margin_max(center_cos, own_wins, impostor_mean, c.margin_ratio, margin)
+        if cfg.noise.margin_max == AUTO else fixed("noise.margin_max", cfg.noise.margin_max),
     }
     if out["duplicates.cos"].value is None:  # no neighbours at all: nothing can be a duplicate
         out["duplicates.cos"].value = 1.0

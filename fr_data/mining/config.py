@@ -71,14 +71,18 @@ class NoiseConfig:
     """Label-noise (mislabel) detection by k-NN vote plus centre margin.
 
     A sample is a suspect when the plurality label of its self-excluded k nearest neighbours differs
-    from its own label with at least ``vote_min`` of the votes (cleanlab's feature-based label check is
-    the same self-excluded k-NN vote) and it is closer to another class centre than to its own
-    leave-one-out centre by more than ``-margin_max`` (``margin < margin_max``). ``margin_max`` ``auto``
-    (default): minus ``calibration.margin_ratio`` times the median margin of the samples whose own label
-    wins their vote; a number overrides it (0.0 was the fixed default before calibration).
+    from its own label (cleanlab's feature-based label check is the same self-excluded k-NN vote: the
+    predicted label is the plurality one) with at least ``vote_min`` of the votes (0: the plurality is
+    enough) and it is closer to another class centre than to its own leave-one-out centre by more than
+    ``-margin_max`` (``margin < margin_max``). ``margin_max`` ``auto`` (default): minus
+    ``calibration.margin_ratio`` times the gap between the run's genuine and impostor sample-to-centre
+    cosines (``fr_data.mining.calibration.margin_max``); a number overrides it (0.0 was the fixed default
+    before calibration). The margin carries precision, so the vote needs no share of its own: a briefly
+    trained backbone scatters a mislabelled sample's neighbours over several classes (its true class wins
+    with 30-40 % of the votes), which a 50 % share misses.
     """
 
-    vote_min: float = 0.5
+    vote_min: float = 0.0
     margin_max: float | Auto = AUTO
 
 
@@ -109,9 +113,9 @@ class CalibrationConfig:
             (cleanlab's near-duplicate ``threshold``, 0.13).
         merge_split_quantile: quantile of the split-half centre cosines used as ``classes.merge_cos``.
             0.1: the centre-cosine rule is the precision-first one; the neighbour-mix rule carries recall.
-        margin_ratio: ``noise.margin_max`` = minus this share of the median centre margin of the samples
-            whose own label wins their k-NN vote (0.25; on the planted geometries 0 cost precision on the
-            crowded one, 0.2-0.3 kept recall everywhere).
+        margin_ratio: ``noise.margin_max`` = minus this share of the gap between the median own-centre
+            cosine of the samples whose own label wins their k-NN vote and the mean cosine of a sample to
+            another class's centre (0.3; a mislabel's margin is about minus the whole gap).
         warn_merge_share: warn when more than this share of the classes are merge candidates.
         warn_duplicate_share: ... more than this share of the samples are removed as duplicates.
         warn_suspect_share: ... more than this share of the samples are suspected mislabels.
@@ -120,7 +124,7 @@ class CalibrationConfig:
 
     duplicate_nn_ratio: float = 0.13
     merge_split_quantile: float = 0.1
-    margin_ratio: float = 0.25
+    margin_ratio: float = 0.3
     warn_merge_share: float = 0.2
     warn_duplicate_share: float = 0.1
     warn_suspect_share: float = 0.2

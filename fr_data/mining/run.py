@@ -48,7 +48,7 @@ from fr_data.io.publish import check_apart, check_target, output_lock, staged_fo
 from fr_data.loading.shard_index import ShardIndex
 from fr_data.mining import calibration_figure, tables
 from fr_data.mining import centres as ctr
-from fr_data.mining.calibration import Calibration, SplitHalves, calibrate
+from fr_data.mining.calibration import Calibration, SplitHalves, calibrate, impostor_mean_cos
 from fr_data.mining.config import MiningConfig, validate_config, with_thresholds
 from fr_data.mining.difficulty import difficulty_score, split_by_quantile
 from fr_data.mining.duplicates import Duplicates, find_duplicates
@@ -189,7 +189,9 @@ def thresholds_stage(geo: Geometry, cp: ClassPass, vote: Any, margin: np.ndarray
     class_of, ok = geo.cindex.of_sample, geo.validity.ok
     top1 = cp.topk.sims[:, 0] if cp.topk.sims.shape[1] else np.zeros(len(class_of), np.float32)
     top1 = np.where(ok & (cp.topk.ids[:, 0] >= 0), top1, np.nan) if cp.topk.ids.shape[1] else top1
-    cal = calibrate(cfg, top1, cp.split_half_cos, margin, ok & (vote.winner == class_of))
+    c = geo.centres
+    cal = calibrate(cfg, top1, cp.split_half_cos, margin, ok & (vote.winner == class_of), geo.center_cos,
+                    impostor_mean_cos(c.sums, c.counts, c.active))
     resolved = with_thresholds(cfg, cal["classes.merge_cos"].value, cal["duplicates.cos"].value,
                                cal["noise.margin_max"].value)
     return cal, resolved

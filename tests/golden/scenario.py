@@ -68,6 +68,7 @@ def absolute_thresholds() -> MiningConfig:
     tables were recorded with them, so they are compared under the same explicit overrides."""
     cfg = MiningConfig()
     cfg.classes.merge_cos, cfg.duplicates.cos, cfg.noise.margin_max = 0.5, 0.95, 0.0
+    cfg.noise.vote_min = 0.5
     return cfg
 
 

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from fr_data.mining.calibration import SplitHalves, calibrate, duplicate_cos, margin_max, merge_cos
+from fr_data.mining.calibration import (
+    SplitHalves,
+    calibrate,
+    duplicate_cos,
+    impostor_mean_cos,
+    margin_max,
+    merge_cos,
+)
 from fr_data.mining.config import MiningConfig
 
 
@@ -34,21 +41,38 @@ def test_merge_cos_is_a_quantile_of_the_split_halves():
     assert merge_cos(np.array([np.nan]), 0.1).value is None  # no class of 4: rule off
 
 
-def test_margin_max_is_minus_a_share_of_the_typical_correct_margin():
-    margin = np.array([0.2, 0.4, 0.6, -0.5, np.nan])
+def test_margin_max_is_minus_a_share_of_the_genuine_impostor_gap():
+    center_cos = np.array([0.7, 0.8, 0.9, 0.1, np.nan])  # own label wins for the first three: median 0.8
     own_wins = np.array([True, True, True, False, True])
-    cal = margin_max(margin, own_wins, 0.25)
-    assert cal.value == pytest.approx(-0.1) and cal.sample_size == 3
-    assert margin_max(margin, np.zeros(5, bool), 0.25).value == 0.0
+    cal = margin_max(center_cos, own_wins, 0.2, 0.25)  # gap 0.8 - 0.2 = 0.6
+    assert cal.value == pytest.approx(-0.15) and cal.sample_size == 3
+    assert cal.params["gap"] == pytest.approx(0.6) and cal.method == "genuine_impostor_gap"
+    assert margin_max(center_cos, np.zeros(5, bool), 0.2, 0.25).value == 0.0  # no correctly voted sample
+    assert margin_max(center_cos, own_wins, 0.9, 0.25).value == 0.0  # impostors above genuines: no gap
+    assert margin_max(center_cos, own_wins, float("nan"), 0.25).value == 0.0  # one class
+
+
+def test_impostor_mean_cos_is_the_mean_over_every_sample_and_other_centre():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 3))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    of = np.array([0, 0, 0, 1, 1, 2, 2])
+    sums = np.stack([x[of == c].sum(0) for c in range(4)])  # class 3 has no samples
+    counts = np.bincount(of, minlength=4)
+    unit = sums[:3] / np.linalg.norm(sums[:3], axis=1, keepdims=True)
+    brute = np.mean([x[i] @ unit[c] for i in range(7) for c in range(3) if c != of[i]])
+    assert impostor_mean_cos(sums, counts, np.arange(3)) == pytest.approx(brute)
+    assert np.isnan(impostor_mean_cos(sums, counts, np.arange(1)))
 
 
 def test_numbers_in_the_config_override_and_null_turns_merge_cos_off():
     cfg = MiningConfig()
     cfg.duplicates.cos, cfg.classes.merge_cos, cfg.noise.margin_max = 0.9, None, -0.3
-    cal = calibrate(cfg, np.array([0.5, 0.6]), np.array([0.7, 0.8]), np.array([0.1, 0.2]), np.ones(2, bool))
+    cal = calibrate(cfg, np.array([0.5, 0.6]), np.array([0.7, 0.8]), np.array([0.1, 0.2]), np.ones(2, bool),
+                    np.array([0.8, 0.9]), 0.1)
     assert [(c.value, c.method) for c in cal.values()] == [(0.9, "override"), (None, "off"),
                                                            (-0.3, "override")]
     auto = calibrate(MiningConfig(), np.array([0.5, 0.6]), np.array([0.7, 0.8]), np.array([0.1, 0.2]),
-                     np.ones(2, bool))
+                     np.ones(2, bool), np.array([0.8, 0.9]), 0.1)
     assert [c.method for c in auto.values()] == ["nn_distance_ratio", "split_half_quantile",
-                                                 "genuine_margin_ratio"]
+                                                 "genuine_impostor_gap"]

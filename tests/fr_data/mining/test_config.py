@@ -19,7 +19,7 @@ def test_override_and_unknown_key(tmp_path):
     p = tmp_path / "m.yaml"
     p.write_text("classes:\n  merge_cos: 0.4\nduplicates:\n  cos: 0.9\n")
     cfg = load_config(p, MiningConfig)
-    assert cfg.classes.merge_cos == 0.4 and cfg.duplicates.cos == 0.9 and cfg.noise.vote_min == 0.5
+    assert cfg.classes.merge_cos == 0.4 and cfg.duplicates.cos == 0.9 and cfg.noise.vote_min == 0.0
     p.write_text("classes:\n  merge_cosine: 0.4\n")
     with pytest.raises(ConfigError, match="merge_cosine"):
         load_config(p, MiningConfig)

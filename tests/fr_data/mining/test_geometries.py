@@ -58,7 +58,7 @@ def test_run_json_says_how_every_threshold_was_obtained(mined):
     cal, used = res.run["calibration"], res.run["thresholds"]
     assert {k: c["method"] for k, c in cal.items()} == {
         "duplicates.cos": "nn_distance_ratio", "classes.merge_cos": "split_half_quantile",
-        "noise.margin_max": "genuine_margin_ratio"}
+        "noise.margin_max": "genuine_impostor_gap"}
     assert (used["duplicate_cos"], used["merge_cos"], used["margin_max"]) == tuple(
         cal[k]["value"] for k in ("duplicates.cos", "classes.merge_cos", "noise.margin_max"))
     assert all(c["sample_size"] > 0 and c["params"] for c in cal.values())
