@@ -1,7 +1,7 @@
 """FAN's normalisation (Yin et al., ACCV 2020, https://arxiv.org/abs/1911.11680, part (c)): a decoder that
 renders a high-resolution face from the identity feature and a non-identity feature of a low-resolution one.
 
-Small and CPU-friendly (about 40K parameters), with the paper's split:
+Small and CPU-friendly (35K parameters for a 64-d identity feature), with the paper's split:
 
 * identity feature: the frozen recognition backbone's embedding of the low-resolution image (the same
   feature FAN's adaptation terms train, :mod:`fr_train.objective.losses.fan`), L2-normalised;
