@@ -25,8 +25,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["NonIdentityEncoder", "Decoder", "Normaliser", "NormaliserConfig", "bicubic_from_capture",
-           "to_unit", "to_uint8", "train_normaliser"]
+__all__ = [
+    "Decoder",
+    "NonIdentityEncoder",
+    "Normaliser",
+    "NormaliserConfig",
+    "bicubic_from_capture",
+    "to_uint8",
+    "to_unit",
+    "train_normaliser",
+]
 
 
 def to_unit(images: np.ndarray) -> torch.Tensor:

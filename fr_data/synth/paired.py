@@ -23,8 +23,14 @@ from fr_data.synth.dataset import SynthConfig, pack_slots, render_chunks
 from fr_data.synth.packs import PACKS
 from fr_data.synth.variation import LOWRES_PRIOR, VariationPrior, Variations, sample_variations
 
-__all__ = ["PairedImages", "render_pairs", "lowres_pack_pairs", "training_pairs", "LOWRES_PACK",
-           "TRAINING_STREAM"]
+__all__ = [
+    "LOWRES_PACK",
+    "TRAINING_STREAM",
+    "PairedImages",
+    "lowres_pack_pairs",
+    "render_pairs",
+    "training_pairs",
+]
 
 #: The pack whose probes are low-resolution.
 LOWRES_PACK = "synth_lowres"

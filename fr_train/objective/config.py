@@ -32,8 +32,7 @@ from typing import Any, Literal
 from fr_train.data.config import ScaleDist
 from fr_train.models.config import ModelConfig
 from fr_train.objective.kd import LowResDistillation
-from fr_train.objective.losses import (DistributionDistillationLoss, EKDLoss, OTLoss, PairedConsistency,
-                                      UnpairedAlignment)
+from fr_train.objective.losses import DistributionDistillationLoss, EKDLoss, OTLoss, UnpairedAlignment
 from fr_train.objective.quality import QualityRegression
 
 __all__ = ["HeadConfig", "PartialFCConfig", "TermConfig", "DDLConfig", "OTConfig", "EKDConfig",

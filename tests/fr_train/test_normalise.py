@@ -8,7 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fr_train.normalise import Normaliser, NormaliserConfig, bicubic_from_capture, to_uint8, to_unit, train_normaliser
+from fr_train.normalise import (
+    Normaliser,
+    NormaliserConfig,
+    bicubic_from_capture,
+    to_uint8,
+    to_unit,
+    train_normaliser,
+)
 
 
 def test_pixel_conversions_round_trip_and_scale():

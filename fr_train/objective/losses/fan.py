@@ -32,7 +32,7 @@ from torch import nn
 
 from fr_train.objective.losses.functional import LossOutput
 
-__all__ = ["PairedConsistency", "UnpairedAlignment", "paired_consistency", "gaussian_mmd2"]
+__all__ = ["PairedConsistency", "UnpairedAlignment", "gaussian_mmd2", "paired_consistency"]
 
 
 def paired_consistency(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:

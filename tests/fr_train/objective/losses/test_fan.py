@@ -14,7 +14,12 @@ import torch.nn.functional as F
 from fr_data.io.errors import ConfigError
 from fr_train.config import load_train_config
 from fr_train.objective import Batch, Need, build_objective, objective_config
-from fr_train.objective.losses.fan import PairedConsistency, UnpairedAlignment, gaussian_mmd2, paired_consistency
+from fr_train.objective.losses.fan import (
+    PairedConsistency,
+    UnpairedAlignment,
+    gaussian_mmd2,
+    paired_consistency,
+)
 from fr_train.trainer import planned_images_per_step
 
 ROOT = Path(__file__).resolve().parents[4]
