@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     pack = lowres_pack_pairs(SynthConfig(identities=args.identities, images_per_identity=1, seed=args.pack_seed,
                                          holdout_identities=args.pack_identities, pairs=args.pack_pairs))
     rendered = time.perf_counter()
+    print(f"rendered {len(train)} training pairs and {len(pack)} probes in {rendered - start:.0f} s", flush=True)
     low, high, factors = to_unit(train.low), to_unit(train.high), torch.from_numpy(train.downsample)
     probe, probe_factors = to_unit(pack.low), torch.from_numpy(pack.downsample)
     upsampled = bicubic_from_capture(probe, probe_factors)
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             outputs[name] = to_uint8(model(upsampled, embed(backbone, probe)))
         models[name] = model
+        print(f"trained {name}: L1 {losses[name][0]:.4f} -> {losses[name][-1]:.4f}", flush=True)
     trained = time.perf_counter()
     results = summarise(outputs, pack, backbone)
     args.out.mkdir(parents=True, exist_ok=True)
