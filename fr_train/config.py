@@ -238,7 +238,16 @@ def _range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
         (cfg.init.head is None or (cfg.objective.head is not None and not cfg.objective.partial_fc.enabled),
          "init.head initialises the objective's head; with objective.partial_fc.enabled or no head there is "
          "none"),
+        (cfg.objective.terms.fan_unpaired is None
+         or cfg.objective.terms.fan_unpaired.branch <= len(cfg.data.composer.hard),
+         "objective.terms.fan_unpaired.branch must name a hard composer branch (1..len(data.composer.hard)), "
+         f"got {_fan_branch(cfg)} with {len(cfg.data.composer.hard)} hard branches"),
     ]
+
+
+def _fan_branch(cfg: TrainConfig) -> int | None:
+    fan = cfg.objective.terms.fan_unpaired
+    return None if fan is None else fan.branch
 
 
 def validate_train_config(cfg: TrainConfig) -> None:

@@ -27,7 +27,7 @@ from fr_data.formats.recordio import write_insightface
 from fr_data.synth.defects import (LabelPlan, near_duplicate, plan_duplicates, plan_labels, plan_mislabels,
                                    split_images)
 from fr_data.synth.identity import identity_group, sample_identity
-from fr_data.synth.packs import PACKS, PackSpec, pack_variations, plan_pairs
+from fr_data.synth.packs import PACKS, PackSpec, PairPlan, pack_variations, plan_pairs
 from fr_data.synth.render import prepare_texture, render
 from fr_data.synth.texture import build_texture
 from fr_data.synth.variation import TRAIN_PRIOR, Variations, degrade, sample_variations
@@ -35,7 +35,7 @@ from fr_data.formats.verification import save_bin
 from fr_data.io.hashing import file_sha256
 
 __all__ = ["ATTRIBUTES_SCHEMA", "SynthConfig", "TrainPlan", "plan_train", "generate", "generate_packs",
-           "RENDER_CHUNK"]
+           "RENDER_CHUNK", "render_chunks", "pack_slots"]
 
 GENERATOR_VERSION = 1
 RENDER_CHUNK = 32  # images rendered per vectorised call (keeps the working set in cache)
@@ -159,15 +159,26 @@ class RenderTask:
     duplicates: np.ndarray
 
 
+def render_chunks(seed: int, identity: int, stream: int, variations: Variations
+                  ) -> Iterator[tuple[np.ndarray, list[bytes]]]:
+    """The images of one identity, ``RENDER_CHUNK`` at a time: the clean renders (uint8, before any capture
+    degradation) and their JPEG bytes after :func:`fr_data.synth.variation.degrade` (the stored images).
+    The degradation's generator is keyed by ``(seed, 2, stream, identity)``."""
+    ident = sample_identity(seed, identity)
+    texture = prepare_texture(build_texture(ident))
+    rng = np.random.default_rng([seed, 2, stream, identity])
+    for start in range(0, len(variations), RENDER_CHUNK):
+        part = variations.take(slice(start, start + RENDER_CHUNK))
+        renders = render(ident, texture, part)
+        clean = np.clip(np.rint(renders), 0, 255).astype(np.uint8)
+        yield clean, degrade(renders, part, rng)
+
+
 def render_task(task: RenderTask) -> tuple[list[bytes], list[tuple[bytes, int]]]:
     """Worker entry point: JPEG bytes of the task's images and ``(bytes, quality)`` of its duplicates."""
-    ident = sample_identity(task.seed, task.identity)
-    texture = prepare_texture(build_texture(ident))
-    rng = np.random.default_rng([task.seed, 2, task.stream, task.identity])
     images: list[bytes] = []
-    for start in range(0, len(task.variations), RENDER_CHUNK):
-        part = task.variations.take(slice(start, start + RENDER_CHUNK))
-        images.extend(degrade(render(ident, texture, part), part, rng))
+    for _, stored in render_chunks(task.seed, task.identity, task.stream, task.variations):
+        images.extend(stored)
     dup_rng = np.random.default_rng([task.seed, 3, task.stream, task.identity])
     dups = [near_duplicate(images[r], int(task.variations.jpeg_quality[r]), dup_rng) for r in task.duplicates]
     return images, dups
@@ -291,14 +302,20 @@ def attributes_table(plan: TrainPlan, quality: np.ndarray) -> pa.Table:
 # Verification packs
 
 
-def write_pack(cfg: SynthConfig, index: int, spec: PackSpec, out: Path, workers: int) -> dict:
-    """Render and save one verification pack over the held-out identities; return its summary."""
+def pack_slots(cfg: SynthConfig, index: int, spec: PackSpec) -> tuple[PairPlan, np.ndarray, Variations]:
+    """Pack ``index``'s pairs over the held-out identities, and the identity and variation of every image
+    slot in ``.bin`` order (slots ``2i`` and ``2i + 1`` form pair ``i``). Its render stream is ``10 + index``."""
     holdout = np.arange(cfg.identities, cfg.identities + cfg.holdout_identities, dtype=np.int64)
     groups = np.array([identity_group(cfg.seed, int(i)) for i in holdout])
     pairs = plan_pairs(np.random.default_rng([cfg.seed, 5, index]), holdout, groups, cfg.pairs)
-    slot_var = pack_variations(cfg.seed, index, spec, cfg.pairs)
-    second = slot_var.take(np.arange(1, 2 * cfg.pairs, 2))
     slot_identity = np.stack([pairs.first, pairs.second], axis=1).ravel()  # interleaved
+    return pairs, slot_identity, pack_variations(cfg.seed, index, spec, cfg.pairs)
+
+
+def write_pack(cfg: SynthConfig, index: int, spec: PackSpec, out: Path, workers: int) -> dict:
+    """Render and save one verification pack over the held-out identities; return its summary."""
+    pairs, slot_identity, slot_var = pack_slots(cfg, index, spec)
+    second = slot_var.take(np.arange(1, 2 * cfg.pairs, 2))
     images = render_slots(cfg.seed, slot_identity, slot_var, 10 + index, workers)
     save_bin(out / synth_folder.pack_file(spec.name), images, pairs.issame)
     return {"pairs": int(cfg.pairs), "genuine": int(pairs.issame.sum()), "description": spec.description,

@@ -1,6 +1,8 @@
 """Per-sample augmentation: horizontal flip and random-scale resolution loss.
 
-Resolution loss downsamples a face by a random side factor ``s`` in ``[min, max]`` (antialiased
+Resolution loss downsamples a face by a random side factor ``s`` in ``[min, max]``, drawn continuously
+(:func:`draw_scale`: uniform in ``s``, or log-uniform: uniform in ``log s``, as many draws per octave of
+shrink; FAN's random scale augmentation, https://arxiv.org/abs/1911.11680) (antialiased
 bilinear: the filter widens with the shrink factor, averaging like an area filter) and upsamples it
 back to its size (bilinear): the image keeps its shape but loses the detail above the lower
 resolution's Nyquist limit, the way low-resolution
@@ -16,12 +18,20 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from fr_train.data.config import AugmentConfig
+from fr_train.data.config import AugmentConfig, ScaleDist
 
 
 def flip(image: np.ndarray) -> None:
     """Mirror a C x H x W image horizontally, in place."""
     image[...] = image[..., ::-1].copy()
+
+
+def draw_scale(u: float, low: float, high: float, dist: ScaleDist = "uniform") -> float:
+    """The side factor of a uniform draw ``u`` in [0, 1): ``low + (high - low) * u`` (``uniform``) or
+    ``low * (high / low) ** u`` (``log_uniform``: each octave of ``[low, high]`` equally likely)."""
+    if dist == "log_uniform":
+        return low * (high / low) ** u
+    return low + (high - low) * u
 
 
 def degrade_resolution(image: np.ndarray, scale: float) -> None:
@@ -52,6 +62,7 @@ class Augmenter:
         self.flip_p = cfg.flip_p
         self.lowres_p = cfg.lowres_p
         self.scale_min, self.scale_max = cfg.lowres_scale
+        self.scale_dist = cfg.lowres_dist
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> None:
         """Augment ``image`` (C x H x W float32) in place with draws from ``rng``."""
@@ -59,4 +70,4 @@ class Augmenter:
         if u_flip < self.flip_p:
             flip(image)
         if u_low < self.lowres_p:
-            degrade_resolution(image, self.scale_min + (self.scale_max - self.scale_min) * float(u_scale))
+            degrade_resolution(image, draw_scale(float(u_scale), self.scale_min, self.scale_max, self.scale_dist))

@@ -10,7 +10,7 @@ key is a ConfigError). A training config nests :class:`DataConfig` under ``data:
       selection: {drop_suspects: true, drop_duplicates: true, merge_classes: true, splits: [easy, medium]}
       composer: {enabled: true, identities: 32, pairs: 32,
                  hard: [{source: variation, where: "pose_bin = 'profile'"}]}
-      augment: {flip_p: 0.5, lowres_p: 0.2, lowres_scale: [0.25, 0.75]}
+      augment: {flip_p: 0.5, lowres_p: 0.2, lowres_scale: [0.25, 0.75], lowres_dist: uniform}
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fr_data.io.errors import ConfigError
+
+#: How a downsampling factor is drawn from its ``[min, max]`` range (``fr_train.data.augment.draw_scale``).
+ScaleDist = Literal["uniform", "log_uniform"]
 
 
 @dataclass
@@ -118,11 +121,14 @@ class AugmentConfig:
         flip_p: probability of a horizontal flip.
         lowres_p: probability of a resolution loss (downsample by a random factor, upsample back).
         lowres_scale: range ``[min, max]`` of the downsampling factor (side ratio, in (0, 1]).
+        lowres_dist: how the factor is drawn from that range, continuously: ``uniform`` in the factor or
+            ``log_uniform`` (uniform in its logarithm: every octave of shrink equally likely).
     """
 
     flip_p: float = 0.5
     lowres_p: float = 0.0
     lowres_scale: list[float] = field(default_factory=lambda: [0.25, 1.0])
+    lowres_dist: ScaleDist = "uniform"
 
 
 @dataclass

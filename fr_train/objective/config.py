@@ -11,8 +11,11 @@ inputs the terms need. Built from YAML by :func:`fr_data.io.config.from_dict` (u
         ekd: {weight: 1.0, top_k: 2000}              # needs teacher embeddings (objective.teacher)
         kd_lowres: {weight: 1.0, classifier: teacher_run/objective.pt}  # needs a low-resolution copy
         quality: {weight: 1.0, scale: 100.0, delta: 1.0}  # SDD-FIQA regression; needs per-sample targets
+        fan_paired: {weight: 1.0}                    # FAN consistency; needs a low-resolution copy
+        fan_unpaired: {weight: 1.0, branch: 1, sigma: 0.5}  # FAN alignment; needs composer branches
       teacher: {name: iresnet50, weights: pretrained/r50/model.pt}     # gives teacher embeddings
       lowres_scale: [0.125, 0.5]                     # gives the low-resolution copy
+      lowres_dist: uniform                           # its factor's draw (uniform | log_uniform)
       target_column: quality_sdd                     # gives per-sample targets (data.run's samples column)
       gather: true                                   # the terms see the batch of all ranks
 
@@ -26,13 +29,15 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fr_train.data.config import ScaleDist
 from fr_train.models.config import ModelConfig
 from fr_train.objective.kd import LowResDistillation
-from fr_train.objective.losses import DistributionDistillationLoss, EKDLoss, OTLoss
+from fr_train.objective.losses import DistributionDistillationLoss, EKDLoss, OTLoss, UnpairedAlignment
 from fr_train.objective.quality import QualityRegression
 
 __all__ = ["HeadConfig", "PartialFCConfig", "TermConfig", "DDLConfig", "OTConfig", "EKDConfig",
-           "LowResKDConfig", "QualityConfig", "TermsConfig", "ObjectiveConfig"]
+           "LowResKDConfig", "QualityConfig", "FanPairedConfig", "FanUnpairedConfig", "TermsConfig",
+           "ObjectiveConfig"]
 
 
 def _default(loss: type, name: str) -> Any:
@@ -166,10 +171,33 @@ class QualityConfig(TermConfig):
 
 
 @dataclass
+class FanPairedConfig(TermConfig):
+    """FAN's paired consistency (:class:`fr_train.objective.losses.PairedConsistency`): the identity feature
+    of each image's low-resolution copy (``objective.lowres_scale``, ``lowres_dist``) pulled to the
+    original's; needs a low-resolution copy (its images count in the step's compute)."""
+
+
+@dataclass
+class FanUnpairedConfig(TermConfig):
+    """FAN's unpaired alignment (:class:`fr_train.objective.losses.UnpairedAlignment`); needs composer
+    branches.
+
+    Attributes:
+        branch: the composer branch of unpaired low-resolution images (1 = ``data.composer.hard[0]``,
+            e.g. ``where: "resolution_bin = 'low'"``); aligned to the easy branch.
+        sigma: Gaussian kernel width of the MMD on unit-normalised features.
+    """
+
+    branch: int = _default(UnpairedAlignment, "branch")
+    sigma: float = _default(UnpairedAlignment, "sigma")
+
+
+@dataclass
 class TermsConfig:
     """The auxiliary terms, each off (None) or on with its settings; the names of :data:`TERMS`.
 
-    They are added to the loss in this order: ``ddl``, ``ot``, ``ekd``, ``kd_lowres``, ``quality``.
+    They are added to the loss in this order: ``ddl``, ``ot``, ``ekd``, ``kd_lowres``, ``quality``,
+    ``fan_paired``, ``fan_unpaired``.
     """
 
     ddl: DDLConfig | None = None
@@ -177,6 +205,8 @@ class TermsConfig:
     ekd: EKDConfig | None = None
     kd_lowres: LowResKDConfig | None = None
     quality: QualityConfig | None = None
+    fan_paired: FanPairedConfig | None = None
+    fan_unpaired: FanUnpairedConfig | None = None
 
 
 @dataclass
@@ -192,6 +222,8 @@ class ObjectiveConfig:
             the terms that need teacher embeddings; unused otherwise.
         lowres_scale: ``[min, max]`` downsampling factor of the low-resolution copy of each image, for
             the terms that need it.
+        lowres_dist: how that factor is drawn from the range (``uniform`` or ``log_uniform``, see
+            :func:`fr_train.data.augment.draw_scale`).
         gather: the auxiliary terms see the batch all-gathered across ranks (classification stays
             local: Partial FC handles ranks itself).
         target_column: the column of the mining run's ``samples.parquet`` (``data.run``) whose values are
@@ -204,5 +236,6 @@ class ObjectiveConfig:
     terms: TermsConfig = field(default_factory=TermsConfig)
     teacher: ModelConfig | None = None
     lowres_scale: list[float] = field(default_factory=lambda: [0.125, 0.5])
+    lowres_dist: ScaleDist = "uniform"
     gather: bool = False
     target_column: str = "quality_sdd"

@@ -211,7 +211,7 @@ def _branches(ctx: InputContext) -> Provider:
 
 def _lowres(ctx: InputContext) -> Provider:
     scale = (float(ctx.objective.lowres_scale[0]), float(ctx.objective.lowres_scale[1]))
-    return LowResFeatures(LowResCopy(scale, torch.Generator().manual_seed(ctx.seed)))
+    return LowResFeatures(LowResCopy(scale, torch.Generator().manual_seed(ctx.seed), ctx.objective.lowres_dist))
 
 
 def _teacher(ctx: InputContext) -> Provider:

@@ -23,6 +23,8 @@ from torch import nn
 
 from fr_data.io.errors import ConfigError
 from fr_train.checkpoints.resume import load_tensors
+from fr_train.data.augment import draw_scale
+from fr_train.data.config import ScaleDist
 from fr_train.checkpoints.weights import load_weights
 from fr_train.models import get_model
 from fr_train.models.config import ModelConfig
@@ -89,17 +91,20 @@ class LowResCopy:
     Args:
         scale_range: ``(min, max)`` of each image's downsampling factor.
         generator: draws the factors (CPU; the trainer checkpoints its state).
+        dist: how a factor is drawn from the range (:func:`fr_train.data.augment.draw_scale`).
     """
 
     def __init__(self, scale_range: tuple[float, float] = (0.125, 0.5),
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, dist: ScaleDist = "uniform"):
         self.scale_min, self.scale_max = scale_range
+        self.dist = dist
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """The low-resolution copy of ``images`` (one random factor per image)."""
-        u = torch.rand(images.shape[0], generator=self.generator, dtype=torch.float64)
-        return degrade_batch(images, self.scale_min + (self.scale_max - self.scale_min) * u)
+        u = torch.rand(images.shape[0], generator=self.generator, dtype=torch.float64).tolist()
+        scales = [draw_scale(v, self.scale_min, self.scale_max, self.dist) for v in u]
+        return degrade_batch(images, torch.tensor(scales, dtype=torch.float64))
 
 
 class LowResDistillation(nn.Module):

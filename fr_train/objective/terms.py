@@ -5,7 +5,7 @@ beyond the classification embeddings (composer branches, teacher embeddings, a l
 trainer provides exactly the union of the declared needs, and each term sees only its own.
 
 :data:`TERMS` maps every ``objective.terms.<name>`` to its :class:`TermSpec`: the config class, the needs
-of a config, and how to build and check the loss. DDL, OT and EKD come from the
+of a config, and how to build and check the loss. DDL, OT, EKD and FAN's two terms come from the
 :data:`fr_train.objective.losses.LOSSES` registry (their config keys are the loss's constructor arguments);
 ``kd_lowres`` loads the teacher's classifier (:mod:`fr_train.objective.kd`); ``quality`` (the SDD-FIQA
 regression head, :class:`fr_train.objective.quality.QualityRegression`) is built for the embedding width and
@@ -23,8 +23,8 @@ from torch import nn
 
 from fr_data.io.errors import ConfigError
 from fr_train.objective.batch import Need
-from fr_train.objective.config import (DDLConfig, EKDConfig, LowResKDConfig, OTConfig, QualityConfig,
-                                       TermConfig, TermsConfig)
+from fr_train.objective.config import (DDLConfig, EKDConfig, FanPairedConfig, FanUnpairedConfig, LowResKDConfig,
+                                       OTConfig, QualityConfig, TermConfig, TermsConfig)
 from fr_train.objective.kd import LowResDistillation, load_classifier
 from fr_train.objective.losses import LOSSES
 from fr_train.objective.quality import QualityRegression
@@ -133,6 +133,10 @@ TERMS: dict[str, TermSpec] = {
     "ekd": TermSpec(EKDConfig, _needs(Need.TEACHER), _registered_loss("ekd"), _constructs("ekd")),
     "kd_lowres": TermSpec(LowResKDConfig, _needs(Need.LOWRES), _lowres_loss, _lowres_check),
     "quality": TermSpec(QualityConfig, _needs(Need.TARGETS), _quality_loss, _quality_check),
+    "fan_paired": TermSpec(FanPairedConfig, _needs(Need.LOWRES), _registered_loss("fan_paired"),
+                           _constructs("fan_paired")),
+    "fan_unpaired": TermSpec(FanUnpairedConfig, _needs(Need.BRANCHES), _registered_loss("fan_unpaired"),
+                             _constructs("fan_unpaired")),
 }
 
 

@@ -1,4 +1,4 @@
-"""Hard-sample losses: DDL, OT (after OTFace) and EKD, plus the ``LOSSES`` name registry (the SDD-FIQA
+"""Hard-sample losses: DDL, OT (after OTFace), EKD and FAN's feature adaptation, plus the ``LOSSES`` name registry (the SDD-FIQA
 quality regression, a term built with the embedding width, lives with the regressor in
 :mod:`fr_train.objective.quality`).
 
@@ -12,6 +12,7 @@ from torch import nn
 
 from fr_train.objective.losses.ddl import DistributionDistillationLoss, ddl_loss
 from fr_train.objective.losses.ekd import EKDLoss
+from fr_train.objective.losses.fan import PairedConsistency, UnpairedAlignment
 from fr_train.objective.losses.functional import LossOutput
 from fr_train.objective.losses.ot import OTLoss, sinkhorn_cost
 
@@ -19,6 +20,8 @@ LOSSES: dict[str, type[nn.Module]] = {
     "ddl": DistributionDistillationLoss,
     "ot": OTLoss,
     "ekd": EKDLoss,
+    "fan_paired": PairedConsistency,
+    "fan_unpaired": UnpairedAlignment,
 }
 """Config name -> loss class (constructor keyword arguments come from the config entry)."""
 
@@ -28,6 +31,8 @@ __all__ = [
     "EKDLoss",
     "LossOutput",
     "OTLoss",
+    "PairedConsistency",
+    "UnpairedAlignment",
     "ddl_loss",
     "sinkhorn_cost",
 ]

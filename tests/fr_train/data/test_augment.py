@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from fr_data.io.errors import ConfigError
-from fr_train.data.augment import Augmenter, degrade_resolution, flip
+from fr_data.io.config import from_dict
+from fr_train.data.augment import Augmenter, degrade_resolution, draw_scale, flip
 from fr_train.data.config import AugmentConfig, DataConfig, validate_data_config
 
 
@@ -101,3 +102,36 @@ def test_augmenter_probabilities_select_the_operations():
 def test_bad_scale_range_is_rejected(scale):
     with pytest.raises(ConfigError, match="lowres_scale"):
         validate_data_config(DataConfig(shards="x", augment=AugmentConfig(lowres_scale=scale)))
+
+
+def test_scale_draws_by_hand():
+    assert draw_scale(0.5, 0.125, 0.5) == pytest.approx(0.3125)  # uniform: the midpoint
+    assert draw_scale(0.5, 0.125, 0.5, "log_uniform") == pytest.approx(0.25)  # geometric mean
+    assert draw_scale(0.0, 0.125, 0.5, "log_uniform") == pytest.approx(0.125)
+    # log-uniform: each octave equally likely; u = 1/3 ends the first of the three octaves of [1/8, 1]
+    assert draw_scale(1 / 3, 0.125, 1.0, "log_uniform") == pytest.approx(0.25)
+
+
+class FixedDraws:
+    """An rng whose ``random(3)`` returns given uniforms (flip, loss, scale)."""
+
+    def __init__(self, draws):
+        self.draws = np.asarray(draws)
+
+    def random(self, n):
+        return self.draws[:n]
+
+
+@pytest.mark.parametrize("dist, scale", [("uniform", 0.625), ("log_uniform", 0.5)])
+def test_the_augmenter_degrades_by_the_drawn_factor(dist, scale):
+    augmenter = Augmenter(AugmentConfig(flip_p=0.0, lowres_p=1.0, lowres_scale=[0.25, 1.0], lowres_dist=dist))
+    image, expected = noise_image(4, 8), noise_image(4, 8)
+    augmenter(image, FixedDraws([0.9, 0.0, 0.5]))
+    degrade_resolution(expected, scale)  # 8 px -> 5 px (uniform) or 4 px (log-uniform) and back
+    np.testing.assert_array_equal(image, expected)
+    assert not np.array_equal(image, noise_image(4, 8))
+
+
+def test_a_misspelt_scale_distribution_is_rejected():
+    with pytest.raises(ConfigError, match="lowres_dist"):
+        from_dict(DataConfig, {"shards": "x", "augment": {"lowres_dist": "loguniform"}})

@@ -76,3 +76,11 @@ def test_frozen_teacher_loads_weights_and_is_frozen(tmp_path):
     torch.testing.assert_close(out, source.eval()(images))
     with pytest.raises(ConfigError, match="teacher.weights"):
         FrozenTeacher.from_config(ModelConfig("tiny", 8))
+
+
+def test_log_uniform_copies_use_the_geometric_draw():
+    copy = LowResCopy((0.125, 0.5), generator=torch.Generator().manual_seed(4), dist="log_uniform")
+    images = torch.rand(3, 3, 16, 16)
+    u = torch.rand(3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    factors = 0.125 * 4.0 ** u  # (0.5 / 0.125) ** u
+    torch.testing.assert_close(copy(images), degrade_batch(images, factors), rtol=0, atol=0)

@@ -231,6 +231,6 @@ def test_replicated_and_sharded_state_are_kept_apart():
 
 def test_term_settings_default_to_the_loss_defaults():
     assert list(TERMS) == [f.name for f in fields(TermsConfig)]
-    for name in ("ddl", "ot", "ekd"):
+    for name in ("ddl", "ot", "ekd", "fan_paired", "fan_unpaired"):
         built = TERMS[name].loss(TERMS[name].config(), TermContext(D, C))
         assert repr(built) == repr(LOSSES[name]())

@@ -28,7 +28,7 @@ MINIMAL = {"arms": {"baseline": {}, "clean": {"extends": "baseline", "mining": T
 
 @pytest.mark.parametrize("size", ["small", "full"])
 @pytest.mark.parametrize("name", ["hard_samples.yaml", "hard_samples_tuning.yaml", "hard_samples_replication.yaml",
-                                  "hard_samples_pose.yaml"])
+                                  "hard_samples_pose.yaml", "hard_samples_fan.yaml"])
 def test_the_shipped_configs_load_at_both_sizes_with_valid_arms(name, size):
     cfg = load_experiment(SHIPPED.parent / name, size)
     assert cfg.size == size
