@@ -493,6 +493,18 @@
     move(1);
   }
 
+  // The sticky header's height as --header-h (page.css: jump targets stop below it); it wraps to two
+  // rows or more on narrow screens and grows with the import and storage notes.
+  function trackHeader() {
+    var header = document.querySelector('header');
+    if (!header) { return; }
+    var set = function () {
+      document.documentElement.style.setProperty('--header-h', header.getBoundingClientRect().height + 'px');
+    };
+    set();
+    if (window.ResizeObserver) { new ResizeObserver(set).observe(header); }
+  }
+
   // ------------------------------------------------------------------------------------------ overlays
   function openOverlay(id) {
     document.querySelectorAll('.overlay').forEach(function (o) { o.hidden = o.id !== id; });
@@ -598,6 +610,7 @@
     }
   };
 
+  trackHeader();
   document.querySelectorAll('.lazy[data-list]').forEach(function (el) { lists.push(new List(el)); });
   prefill();
   lists.forEach(function (l) { l.fillBins(); l.filter(); });
