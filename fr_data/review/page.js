@@ -41,9 +41,14 @@
     if (storage) { storage.setItem(storeKey, JSON.stringify(decisions)); }
   }
 
+  // A data block's value. Each block is read once (its value is kept by the caller) and its element is
+  // then removed, so the page does not hold its JSON text beside the parsed values (most of the file).
   function block(name) {
     var el = document.querySelector('script[type="application/json"][data-block="' + name + '"]');
-    return el ? JSON.parse(el.textContent) : null;
+    if (!el) { return null; }
+    var value = JSON.parse(el.textContent);
+    el.remove();
+    return value;
   }
 
   // ----------------------------------------------------------------------------------------- decisions

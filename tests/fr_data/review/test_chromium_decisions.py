@@ -154,7 +154,7 @@ def test_decisions_survive_a_re_mine_of_the_same_data_and_a_reload(chromium, tin
 
 
 def test_a_file_naming_each_image_file_imports_too(chromium, report, tmp_path):
-    data, result = report
+    _, result = report
     opened = open_page(chromium, result.index)
     page = opened.page
     named = tmp_path / "named.csv"  # review_file.format_review adds source_path when decisions name files

@@ -64,6 +64,21 @@ def test_only_items_near_the_viewport_are_in_the_dom(chromium, big):
     opened.close()
 
 
+def test_parsed_data_blocks_leave_the_dom(chromium, big):
+    _, index = big
+    html_blocks = index.read_text(encoding="utf-8").count('data-block="html:')
+    opened = open_page(chromium, index)
+    page = opened.page
+    left = "() => Array.from(document.querySelectorAll('script[data-block]')).map(e => e.dataset.block)"
+    remaining = page.evaluate(left)
+    assert remaining and all(name.startswith("html:") for name in remaining)  # lists, strips, ... parsed
+    assert "html:suspects:0" not in remaining and len(remaining) < html_blocks  # the first items' HTML too
+    show_section(page, "quality")
+    assert "html:quality:0" not in page.evaluate(left)
+    assert opened.errors == []
+    opened.close()
+
+
 def test_a_decision_repaints_one_item(chromium, big):
     _, index = big
     opened = open_page(chromium, index)
