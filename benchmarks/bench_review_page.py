@@ -13,9 +13,10 @@ from disk in a fresh context and the script reports:
 * decision: ``--decisions`` clicks on rendered items, each timed in the page from the click to the end
   of the layout it causes (``performance.now()`` around ``click()`` and a forced ``offsetHeight``);
 * filter / hide: a metric range on the suspects, and "hide decided" over every list, timed the same way;
-* memory: the renderer processes' proportional set size and private anonymous memory (``/proc``, every
-  ``--type=renderer`` process of this browser) and the JS heap (CDP ``Performance.getMetrics``), after
-  the measurements.
+* memory, after the measurements: the proportional set size and private anonymous memory (``/proc``) of
+  every ``--type=renderer`` process of this browser (the page's and Chromium's spare ones) and of the
+  page's own renderer (the one whose private memory grew with the page: ``renderer_memory_mb``), and the
+  JS heap (CDP ``Performance.getMetrics``).
 """
 
 from __future__ import annotations
@@ -82,25 +83,26 @@ def write_page(n: int, folder: Path) -> dict:
     return {"render_s": render_s, "html_mb": len(text.encode("utf-8")) / 1e6, "images": len(data.picks.keys())}
 
 
-def renderer_memory_mb() -> dict[str, float]:
-    """Memory of the renderer processes this benchmark started (descendants of this process): proportional
-    set size (shared pages divided among their users, from ``smaps_rollup``) and private anonymous memory."""
-    parent, rss, renderer = {}, {}, set()
+def renderer_processes() -> dict[int, tuple[float, float]]:
+    """The renderer processes this benchmark started (descendants of this process): pid -> (proportional
+    set size, private anonymous memory) in MB (``smaps_rollup`` Pss: shared pages divided among their
+    users; ``status`` RssAnon)."""
+    parent, found = {}, {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             status = (proc / "status").read_text()
             cmd = (proc / "cmdline").read_bytes()
+            rollup = (proc / "smaps_rollup").read_text() if b"--type=renderer" in cmd else ""
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         pid = int(proc.name)
         parent[pid] = int(fields["PPid"])
-        if b"--type=renderer" in cmd:
-            renderer.add(pid)
-            rollup = dict(line.split(":", 1) for line in (proc / "smaps_rollup").read_text().splitlines()[1:])
-            rss[pid] = (int(rollup["Pss"].split()[0]), int(fields.get("RssAnon", "0 kB").split()[0]))
+        if rollup:
+            pss = dict(line.split(":", 1) for line in rollup.splitlines()[1:])["Pss"]
+            found[pid] = (int(pss.split()[0]) / 1024, int(fields.get("RssAnon", "0 kB").split()[0]) / 1024)
 
     def ours(pid: int) -> bool:
         while pid > 1:
@@ -108,9 +110,18 @@ def renderer_memory_mb() -> dict[str, float]:
                 return True
             pid = parent.get(pid, 1)
         return False
-    mine = [pid for pid in renderer if ours(pid)]
-    return {"renderer_pss_mb": sum(rss[p][0] for p in mine) / 1024,
-            "renderer_anon_mb": sum(rss[p][1] for p in mine) / 1024, "renderers": len(mine)}
+    return {pid: mem for pid, mem in found.items() if ours(pid)}
+
+
+def renderer_memory_mb(before: dict[int, tuple[float, float]]) -> dict[str, float]:
+    """Memory of every renderer of this browser, and of the page's own one: the renderer whose private
+    memory grew the most since ``before`` (``renderer_processes`` taken with the tab on about:blank; a
+    renderer started since counts from 0), i.e. the one that loaded the page (the others are Chromium's
+    spare renderers, which hold no page)."""
+    now = renderer_processes()
+    page = max(now, key=lambda pid: now[pid][1] - before.get(pid, (0.0, 0.0))[1])
+    return {"renderer_pss_mb": sum(m[0] for m in now.values()), "renderer_anon_mb": sum(m[1] for m in now.values()),
+            "renderers": len(now), "page_pss_mb": now[page][0], "page_anon_mb": now[page][1]}
 
 
 def measure(index: Path, decisions: int) -> dict:
@@ -123,6 +134,8 @@ def measure(index: Path, decisions: int) -> dict:
         page = context.new_page()
         cdp = context.new_cdp_session(page)
         cdp.send("Performance.enable")
+        page.goto("about:blank")
+        before = renderer_processes()
         page.goto(index.as_uri())
         page.wait_for_function("window.hardmineReview && window.hardmineReview.ready > 0")
         ready = page.evaluate("hardmineReview.ready")
@@ -139,7 +152,7 @@ def measure(index: Path, decisions: int) -> dict:
         unfilter_ms = page.evaluate(TIMED, ["#suspects .filters [data-filter=min]", ""])
         hide_ms = page.evaluate(HIDE)
         metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
-        memory = renderer_memory_mb()
+        memory = renderer_memory_mb(before)
         browser.close()
     return {"interactive_ms": ready, "load_ms": load, "decision_ms_median": statistics.median(times),
             "decision_ms_max": max(times), "filter_ms": filter_ms, "unfilter_ms": unfilter_ms, "hide_ms": hide_ms,

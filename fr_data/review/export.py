@@ -7,13 +7,17 @@ which to move to another identity.
 
 * ``list.txt``: the ``source_path`` of every ``drop`` decision, one per line, sorted (paths relative to
   the image folder that was sharded, or ``train.rec#KEY`` for RecordIO);
-* ``relabel.csv`` beside it: ``source_path,identity,new_identity,label,new_label`` for every image of a
-  label that a ``merge:A:B`` decision folds into another one. Merged labels join the group's smallest label,
-  as training merges them (:func:`fr_data.review.decisions.merge_representatives`); dropped images are not
-  listed (they are deleted).
+* ``relabel.csv`` beside it: ``source_path,identity,new_identity,label,new_label`` for every image whose
+  training label the review changes: each image a ``relabel:L`` decision moves to label ``L``, and every
+  image of a label that a ``merge:A:B`` decision folds into another one. As in training, relabels apply
+  first (:func:`fr_data.review.decisions.apply_relabels`) and merged labels then join the group's smallest
+  label (:func:`fr_data.review.decisions.merge_representatives`), so an image relabelled into a merged
+  label lands on the group's label; ``label``/``identity`` are the image's own in the shards. Dropped
+  images are not listed (they are deleted).
 
-Every key must be in the shards and a merge row's key must carry label ``A`` there (the checks training
-makes), so a review of another data set is refused naming the file and line.
+Every key must be in the shards, a merge row's key must carry label ``A`` there (the checks training
+makes) and a ``relabel:L`` row's label ``L`` must have a sample (its identity names the target folder), so
+a review of another data set is refused naming the file and line.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from fr_data.folders.review_file import Review
 from fr_data.folders.shard_folder import read_provenance, samples_path
 from fr_data.io.atomic import atomic_write_text
 from fr_data.io.errors import DataError
-from fr_data.review.decisions import apply_merges, merge_representatives, positions
+from fr_data.review.decisions import apply_merges, apply_relabels, merge_representatives, positions
 
 RELABEL_FILE = "relabel.csv"
 RELABEL_HEADER = ("source_path", "identity", "new_identity", "label", "new_label")
@@ -43,8 +47,8 @@ class FileActions:
 
     Attributes:
         delete: ``source_path`` of each dropped image, sorted.
-        relabel: ``(source_path, identity, new_identity, label, new_label)`` per image of a merged label,
-            sorted by path.
+        relabel: ``(source_path, identity, new_identity, label, new_label)`` per image moved by a
+            ``relabel:L`` decision or of a merged label, sorted by path.
     """
 
     delete: list[str]
@@ -71,8 +75,8 @@ def file_actions(review: Review, provenance: pa.Table) -> FileActions:
     (:func:`manifest_provenance`).
 
     Raises:
-        DataError: a decided key the shards do not hold, or a merge row that does not fit them (file and
-            line of the review named).
+        DataError: a decided key the shards do not hold, a merge row that does not fit them, or a
+            relabel row to a label without a sample (file and line of the review named).
     """
     keys = np.asarray(provenance.column("key").to_pylist(), dtype=str)
     labels = provenance.column("label").to_numpy()
@@ -81,14 +85,24 @@ def file_actions(review: Review, provenance: pa.Table) -> FileActions:
     drops = [d for d in review.decisions if d.kind == "sample" and d.action == "drop"]
     dropped = positions(review, drops, keys)
     delete = sorted(paths[i] for i in dropped.tolist() if paths[i] is not None)
+    named = {int(label): identities[i] for label, i in zip(*np.unique(labels, return_index=True))}
+    _check_relabel_targets(review, named)
     merges, _ = apply_merges(review, keys, labels, [])
     reps = merge_representatives(merges)
-    named = {int(label): identities[i] for label, i in zip(*np.unique(labels, return_index=True))}
-    moved = np.flatnonzero(np.asarray([reps.get(int(v), int(v)) != int(v) for v in labels], dtype=bool))
-    moved = np.setdiff1d(moved, dropped)
-    relabel = sorted((paths[i], identities[i], named[reps[int(labels[i])]], int(labels[i]), reps[int(labels[i])])
+    relabelled, _ = apply_relabels(review, keys, labels)
+    final = np.asarray([reps.get(int(v), int(v)) for v in relabelled], dtype=np.int64)
+    moved = np.setdiff1d(np.flatnonzero(final != labels), dropped)
+    relabel = sorted((paths[i], identities[i], named[int(final[i])], int(labels[i]), int(final[i]))
                      for i in moved.tolist() if paths[i] is not None)
     return FileActions(delete, relabel)
+
+
+def _check_relabel_targets(review: Review, named: dict[int, str]) -> None:
+    """Refuse a ``relabel:L`` row whose label ``L`` has no sample: no identity folder to move it to."""
+    for d in review.samples("relabel"):
+        if d.label not in named:
+            raise DataError(review.path, f"line {d.line}", f"relabel to label {d.label}, which has no sample in "
+                                                           "the shards")
 
 
 def write_file_actions(actions: FileActions, out: str | os.PathLike) -> tuple[Path, Path]:

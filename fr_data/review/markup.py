@@ -120,10 +120,21 @@ def csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
+#: Characters above Latin-1 (written as their UTF-16 units: an astral one as its two surrogates).
+_WIDE = re.compile("[\u0100-\U0010ffff]")
+
+
+def _escape_wide(match: re.Match[str]) -> str:
+    return "".join(f"\\u{unit:04x}" for unit in memoryview(match.group().encode("utf-16-le")).cast("H"))
+
+
 def data_json(value: Any) -> str:
-    """``value`` as JSON text safe inside any HTML element: no ``<``, ``>`` or ``&`` (written ``\\u003c``...)."""
+    """``value`` as JSON text safe inside any HTML element: no ``<``, ``>`` or ``&`` (written ``\\u003c``...),
+    and no character above Latin-1 (written ``\\u2212``, an astral one as its two surrogates), so the
+    browser keeps the block's text in one byte per character (a text with any wider character takes two
+    bytes for each: the item HTML blocks are most of the page, and stay in memory until first shown)."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+    return _WIDE.sub(_escape_wide, text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
 
 
 def data_block(name: str, value: Any) -> Markup:

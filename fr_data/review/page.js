@@ -41,9 +41,14 @@
     if (storage) { storage.setItem(storeKey, JSON.stringify(decisions)); }
   }
 
+  // A data block's value. Each block is read once (its value is kept by the caller) and its element is
+  // then removed, so the page does not hold its JSON text beside the parsed values (most of the file).
   function block(name) {
     var el = document.querySelector('script[type="application/json"][data-block="' + name + '"]');
-    return el ? JSON.parse(el.textContent) : null;
+    if (!el) { return null; }
+    var value = JSON.parse(el.textContent);
+    el.remove();
+    return value;
   }
 
   // ----------------------------------------------------------------------------------------- decisions
@@ -108,11 +113,17 @@
       } else if (value === 'relabel') {
         cell = 'relabel:' + el.getAttribute('data-relabel');
       }
-      decisions[id] = {key: key, decision: cell, section: el.getAttribute('data-section')};
+      decisions[id] = {key: key, decision: cell, section: el.getAttribute('data-section'), path: itemPath(el)};
     }
     save();
     paint(el);
     status();
+  }
+
+  // The item's file (source_path) from its list data, '' when the shards do not name it.
+  function itemPath(el) {
+    var list = el.hmList;
+    return (list && list.items[list.order[el.hmPos]].p) || '';
   }
 
   function repaintAll() {
@@ -125,11 +136,16 @@
     return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
   }
 
+  // With the source_path column (each decided image's file, from its card or the imported file) when any
+  // decision names one, as fr_data/folders/review_file.py format_review writes it.
   function csvText() {
-    var lines = ['key,decision,section'];
-    Object.keys(decisions).sort().forEach(function (id) {
+    var ids = Object.keys(decisions).sort();
+    var paths = ids.some(function (id) { return decisions[id].path; });
+    var lines = [paths ? 'key,decision,section,source_path' : 'key,decision,section'];
+    ids.forEach(function (id) {
       var d = decisions[id];
-      lines.push(cell(d.key) + ',' + cell(d.decision) + ',' + cell(d.section || ''));
+      var row = [d.key, d.decision, d.section || ''].concat(paths ? [d.path || ''] : []);
+      lines.push(row.map(cell).join(','));
     });
     return lines.join('\r\n') + '\r\n';
   }
@@ -169,11 +185,11 @@
   function parseReview(text) {
     var rows = csvRows(text), out = {}, seen = {};
     var header = rows.length ? rows[0].cells.map(function (c) { return c.trim(); }).join(',') : '';
-    var base = header.replace(/,source_path$/, '');  // the optional file column: read, not needed here
+    var base = header.replace(/,source_path$/, '');  // the optional file column: kept with the decision
     if (base !== 'key,decision,section' && base !== 'key,decision') {
       throw new Error("line 1: header must be 'key,decision,section' or 'key,decision' (optionally + ',source_path')");
     }
-    var width = header.split(',').length, hasSection = base.split(',').length > 2;
+    var width = header.split(',').length, hasSection = base.split(',').length > 2, hasPath = base !== header;
     rows.slice(1).forEach(function (r) {
       var c = r.cells, where = 'line ' + r.line + ': ';
       if (c.length === 1 && c[0] === '') { return; }
@@ -188,7 +204,7 @@
       var ident = decision.indexOf('relabel:') === 0 ? 'r|' + key : id;
       if (seen[ident]) { throw new Error(where + 'already decided on line ' + seen[ident]); }
       seen[ident] = r.line;
-      out[id] = {key: key, decision: decision, section: section};
+      out[id] = {key: key, decision: decision, section: section, path: hasPath ? c[width - 1] : ''};
     });
     return out;
   }
@@ -482,6 +498,18 @@
     move(1);
   }
 
+  // The sticky header's height as --header-h (page.css: jump targets stop below it); it wraps to two
+  // rows or more on narrow screens and grows with the import and storage notes.
+  function trackHeader() {
+    var header = document.querySelector('header');
+    if (!header) { return; }
+    var set = function () {
+      document.documentElement.style.setProperty('--header-h', header.getBoundingClientRect().height + 'px');
+    };
+    set();
+    if (window.ResizeObserver) { new ResizeObserver(set).observe(header); }
+  }
+
   // ------------------------------------------------------------------------------------------ overlays
   function openOverlay(id) {
     document.querySelectorAll('.overlay').forEach(function (o) { o.hidden = o.id !== id; });
@@ -587,6 +615,7 @@
     }
   };
 
+  trackHeader();
   document.querySelectorAll('.lazy[data-list]').forEach(function (el) { lists.push(new List(el)); });
   prefill();
   lists.forEach(function (l) { l.fillBins(); l.filter(); });

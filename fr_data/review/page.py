@@ -13,7 +13,7 @@ carries ``data-label`` and ``data-other-label`` and holds ``[data-decision=merge
 the same data finds them), one per (section, key) and one per label pair.
 
 Fast at any size: a list's items are not in the HTML as elements but as data (``data_block``: each item's
-escaped HTML, key, labels, metric values and bins); ``page.js`` renders them in chunks near the viewport
+escaped HTML, key, labels, metric values, bins and file); ``page.js`` renders them in chunks near the viewport
 (``.lazy`` lists, an IntersectionObserver), filters and sorts the data, and repaints one item per
 decision. The page needs no network: images and charts are relative paths inside the report folder, CSS
 and JS are inlined from this package.
@@ -315,9 +315,15 @@ def facets(page: PageData, key: str, r: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def entry(card: Markup, key: str, labels: list[Any], values: list[Any], bins: list[str]) -> dict[str, Any]:
-    """One item of a lazy list as data: its HTML, key, labels, metric values (in the list's order), bins."""
-    return {"h": str(card), "k": key, "l": [str(x) for x in labels], "m": [_value(v) for v in values], "f": bins}
+def entry(card: Markup, key: str, labels: list[Any], values: list[Any], bins: list[str],
+          path: str | None = None) -> dict[str, Any]:
+    """One item of a lazy list as data: its HTML, key, labels, metric values (in the list's order), bins
+    and, when the shards name it, the key's file (``p``: ``page.js`` writes it into review.csv with the
+    item's decision)."""
+    out = {"h": str(card), "k": key, "l": [str(x) for x in labels], "m": [_value(v) for v in values], "f": bins}
+    if path:
+        out["p"] = path
+    return out
 
 
 def filter_bar(name: str, metric_names: tuple[str, ...]) -> Markup:
@@ -345,7 +351,7 @@ HTML_PAGE = 500
 def lazy_list(name: str, entries: list[dict[str, Any]], cls: str, metric_names: tuple[str, ...],
               decides: str = "") -> Markup:
     """A list ``page.js`` renders near the viewport: its filter bar, an empty ``.lazy`` container, the
-    items' keys, labels, metrics and bins as one data block (``list:NAME``: what filters and sorts read) and
+    items' keys, labels, metrics, bins and files as one data block (``list:NAME``: what filters and sorts read) and
     their HTML in blocks of ``HTML_PAGE`` (``html:NAME:P``). ``decides``: what its items' decisions are keyed
     by (``sample``: section and key, ``pair``: the label pair; empty: not reviewable)."""
     if not entries:
@@ -381,9 +387,9 @@ class Listing:
 
     def entries(self, page: PageData, decisions: tuple[str, ...]) -> list[dict[str, Any]]:
         """The section's items as lazy-list data."""
-        return [entry(self.render(page, r, decisions), self.key(page, r), [r[c] for c in self.labels],
-                      [r[m] for m in self.metrics], facets(page, self.key(page, r), r))
-                for r in page.picks.of(self.query)]
+        return [entry(self.render(page, r, decisions), key, [r[c] for c in self.labels], [r[m] for m in self.metrics],
+                      facets(page, key, r), page.origins.paths.get(key))
+                for r in page.picks.of(self.query) for key in (self.key(page, r),)]
 
     def __call__(self, page: PageData, decisions: tuple[str, ...]) -> Markup:
         rows = page.picks.of(self.query)

@@ -1,11 +1,12 @@
 """Turn review decisions into file operations: ``hardmine export --review review.csv --shards S --out list.txt``.
 
 Writes OUT (the source_path of every image the review drops, one per line, sorted) and relabel.csv beside
-it (source_path,identity,new_identity,label,new_label for every image of a label a merge:A:B decision
-folds into another one, merged into the group's smallest label as training does). Paths are those of the
-shard manifest's source_path column: relative to the image folder that was sharded (RecordIO:
-train.rec#KEY). Exit codes: 0 ok, 2 bad input (a key the shards do not hold, a manifest without
-source_path, a malformed review.csv: file and line named).
+it (source_path,identity,new_identity,label,new_label for every image a relabel:L decision moves to label
+L and every image of a label a merge:A:B decision folds into another one, merged into the group's smallest
+label as training does). Paths are those of the shard manifest's source_path column: relative to the
+image folder that was sharded (RecordIO: train.rec#KEY). Exit codes: 0 ok, 2 bad input (a key the
+shards do not hold, a relabel to a label without a sample, a manifest without source_path, a malformed
+review.csv: file and line named).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from fr_data.folders.run_folder import (
     CLASSES_SCHEMA,
@@ -62,9 +63,21 @@ def run_json(samples: pa.Table, classes: pa.Table) -> dict:
             "samples_manifest": "elsewhere/samples.parquet"}
 
 
-def make_review_run(tmp: Path, seed: int = 0) -> TinyData:
-    """Write the run (``tmp/run``) and its shards (``tmp/shards``); see the module docstring."""
+def name_files(manifest: Path) -> None:
+    """Fill a shard manifest's provenance columns as an identity folder's would be: label L's images are
+    ``idL/KEY.jpg`` of identity ``idL`` (two digits)."""
+    table = pq.read_table(manifest)  # the shard writer's columns and metadata, as they are
+    keys, labels = table.column("key").to_pylist(), table.column("label").to_pylist()
+    pq.write_table(_with(table, source_path=[f"id{v:02d}/{k}.jpg" for k, v in zip(keys, labels)],
+                         identity=[f"id{v:02d}" for v in labels]), manifest)
+
+
+def make_review_run(tmp: Path, seed: int = 0, named: bool = False) -> TinyData:
+    """Write the run (``tmp/run``) and its shards (``tmp/shards``); see the module docstring. ``named``:
+    the shard manifest names each image's file (:func:`name_files`)."""
     data = make_tiny_data(Path(tmp))
+    if named:
+        name_files(data.shards / "samples.parquet")
     rng = np.random.default_rng(seed)
     samples = randomise_samples(read_table(data.run / "samples.parquet", MINED_SAMPLES_SCHEMA), rng)
     write_table(samples, data.run / "samples.parquet", MINED_SAMPLES_SCHEMA)

@@ -32,7 +32,7 @@ def decided(page) -> dict[str, list]:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("decisions")
-    data = make_review_run(tmp)
+    data = make_review_run(tmp, named=True)  # each image's file: id<label>/<key>.jpg
     return data, build_report(data.run, data.shards, tmp / "report", per_section=50)
 
 
@@ -67,12 +67,14 @@ def test_each_section_decides_on_its_own_and_export_import_round_trips(chromium,
     download.value.save_as(csv)
     text = csv.read_bytes().decode("utf-8")
     review = read_review(csv)
+    assert text.startswith("key,decision,section,source_path\r\n")  # the file names each decided file
     assert format_review(review.decisions) == text  # Python reads and writes the page's file exactly
-    rows = {(d.section, d.key, d.decision) for d in review.decisions}
-    assert rows - {("merges", review.merges()[0].key, "keep:4:5")} == {
-        ("suspects", SUSPECT, "keep"), ("suspects", "000000010", "relabel:2"), ("duplicates", SHARED, "drop"),
-        ("quality", SHARED, "keep")}
-    assert [d.decision for d in review.merges()] == ["keep:4:5"]
+    rows = {(d.section, d.key, d.decision, d.source_path) for d in review.decisions}
+    (merge,) = review.merges()
+    assert merge.decision == "keep:4:5" and merge.source_path == f"id04/{merge.key}.jpg"
+    assert rows - {("merges", merge.key, "keep:4:5", merge.source_path)} == {
+        ("suspects", SUSPECT, "keep", "id00/000000003.jpg"), ("suspects", "000000010", "relabel:2", "id01/000000010.jpg"),
+        ("duplicates", SHARED, "drop", "id02/000000013.jpg"), ("quality", SHARED, "keep", "id02/000000013.jpg")}
     shown = decided(page)
     assert shown["quality"] == [[SHARED, "keep"]] and shown["duplicates"] == [[SHARED, "drop"]]
     assert first.violations() == [] and first.errors == []
@@ -103,6 +105,7 @@ def test_a_bad_file_imports_nothing_and_an_old_file_decides_every_section(chromi
     old.write_text(f"key,decision\n{SHARED},keep\n")  # before sections: a keep for every section
     page.set_input_files("#import-file", str(old))
     page.wait_for_function("document.getElementById('review-status').textContent.startsWith('1 decided')")
+    assert page.evaluate("hardmineReview.csv()") == f"key,decision,section\r\n{SHARED},keep,\r\n"  # as imported
     page.locator("#quality .filters [data-filter=label]").fill("2")
     assert item(page, "quality", SHARED).get_attribute("data-decided") == "keep"
     assert item(page, "duplicates", SHARED).get_attribute("data-decided") == "keep"
@@ -151,13 +154,15 @@ def test_decisions_survive_a_re_mine_of_the_same_data_and_a_reload(chromium, tin
 
 
 def test_a_file_naming_each_image_file_imports_too(chromium, report, tmp_path):
-    data, result = report
+    _, result = report
     opened = open_page(chromium, result.index)
     page = opened.page
     named = tmp_path / "named.csv"  # review_file.format_review adds source_path when decisions name files
-    named.write_text(f"key,decision,section,source_path\r\n{SUSPECT},drop,suspects,0000045/002.jpg\r\n")
+    text = f'key,decision,section,source_path\r\n{SUSPECT},drop,suspects,"0000045/0,2.jpg"\r\n'
+    named.write_bytes(text.encode())
     page.set_input_files("#import-file", str(named))
     page.wait_for_function("document.getElementById('review-status').textContent.startsWith('1 decided')")
     assert item(page, "suspects", SUSPECT).get_attribute("data-decided") == "drop"
+    assert page.evaluate("hardmineReview.csv()") == text  # the file's path is kept (the file wins)
     assert opened.errors == []
     opened.close()

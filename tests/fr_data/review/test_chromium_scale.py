@@ -2,7 +2,8 @@
 --page): with 2,000 items in each of three sections only what is near the viewport is in the DOM while
 scrolling through it, a decision changes one item, filters and sorts agree with the data, the keys move
 through sections (``j`` after a navigation link continues from that section), an image zooms with more
-images of its label, and the page fits a 390 px wide screen."""
+images of its label, and the page fits a 390 px wide screen, where a navigation link shows the section's
+title below the (two-row) sticky header."""
 
 from __future__ import annotations
 
@@ -60,6 +61,21 @@ def test_only_items_near_the_viewport_are_in_the_dom(chromium, big):
     most = page.evaluate(SCROLL_DOM)
     assert 0 < most["items"] <= 400 and most["nodes"] <= 15000, most  # 6,000+ items in the lists
     assert opened.errors == [] and opened.violations() == []
+    opened.close()
+
+
+def test_parsed_data_blocks_leave_the_dom(chromium, big):
+    _, index = big
+    html_blocks = index.read_text(encoding="utf-8").count('data-block="html:')
+    opened = open_page(chromium, index)
+    page = opened.page
+    left = "() => Array.from(document.querySelectorAll('script[data-block]')).map(e => e.dataset.block)"
+    remaining = page.evaluate(left)
+    assert remaining and all(name.startswith("html:") for name in remaining)  # lists, strips, ... parsed
+    assert "html:suspects:0" not in remaining and len(remaining) < html_blocks  # the first items' HTML too
+    show_section(page, "quality")
+    assert "html:quality:0" not in page.evaluate(left)
+    assert opened.errors == []
     opened.close()
 
 
@@ -149,4 +165,29 @@ def test_the_page_fits_a_390_px_screen(chromium, big):
     for sid in ("suspects", "duplicates", "merges", "quality"):
         show_section(page, sid)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, sid
+    opened.close()
+
+
+#: The sticky header's bottom and section ``sid``'s title top, once the section's first items are rendered.
+TITLE_UNDER_HEADER = """async sid => {
+  await new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)));
+  return [document.querySelector('header').getBoundingClientRect().bottom,
+          document.querySelector('#' + sid + ' h2').getBoundingClientRect().top];
+}"""
+
+
+def test_a_navigation_link_shows_the_section_title_below_the_header_at_390_px(chromium, big):
+    _, index = big
+    opened = open_page(chromium, index, width=390, height=844)
+    page = opened.page
+    for sid in ("suspects", "duplicates", "merges", "quality"):
+        page.click(f'header nav a[href="#{sid}"]')
+        page.wait_for_function("id => document.querySelector('#' + id + ' .lazy .item')", arg=sid)
+        header_bottom, title_top = page.evaluate(TITLE_UNDER_HEADER, sid)
+        assert header_bottom > 100, header_bottom  # two rows at this width
+        assert header_bottom <= title_top < 844 / 2, (sid, header_bottom, title_top)
+    page.keyboard.press("j")  # the item the keyboard moves to is below the header too
+    focused = page.evaluate("document.activeElement.getBoundingClientRect().top")
+    assert focused >= page.evaluate("document.querySelector('header').getBoundingClientRect().bottom")
+    assert opened.errors == [] and opened.violations() == []
     opened.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fr_data.review import markup
-from fr_data.review.markup import Markup, csp_hash, data_block, esc, html, inline, join, local_src
+from fr_data.review.markup import Markup, csp_hash, data_block, data_json, esc, html, inline, join, local_src
 
 PAGE_SOURCE = Path(markup.__file__).with_name("page.py")
 
@@ -85,3 +85,12 @@ def test_a_data_block_cannot_end_its_element_and_reads_back_exactly():
     assert "<" not in inner and ">" not in inner and "&" not in inner
     assert json.loads(inner) == value
     assert data_block('"><b>', []).startswith('<script type="application/json" data-block="&quot;&gt;&lt;b&gt;">')
+
+
+def test_a_data_block_holds_no_character_above_latin_1():
+    # a text with one wider character takes two bytes per character in the browser's DOM
+    value = {"h": "0.5 \u00b7 \u2212 0.2 \u2013 caf\u00e9 \U0001f600", "n": ["\u2191"]}
+    inner = data_json(value)
+    assert max(map(ord, inner)) <= 0xFF and "\u00b7" in inner  # Latin-1 stays as it is (readable)
+    assert "\\u2212" in inner and "\\ud83d\\ude00" in inner  # the astral one as its two surrogates
+    assert json.loads(inner) == value

@@ -131,6 +131,44 @@ def test_export_writes_the_dropped_files_and_a_relabel_map(curated, tmp_path, ca
     assert "2 file(s) to delete" in capsys.readouterr().out
 
 
+def test_export_moves_relabelled_files_as_training_relabels_them(curated, tmp_path, capsys):
+    review = tmp_path / "review.csv"
+    review.write_text("key,decision,section\n"
+                      "000000001,drop,duplicates\n"      # dropped: deleted, never moved
+                      "000000001,relabel:2,suspects\n"
+                      "000000003,relabel:1,suspects\n"   # 0000045/004.jpg joins 0000099
+                      "000000006,relabel:3,suspects\n"   # to label 3, which the merge folds into 2
+                      "000000017,relabel:0,suspects\n"   # out of the merged label 3, to label 0
+                      "000000012,relabel:2,suspects\n"   # its own label: not moved
+                      "000000010,merge:2:3,merges\n")
+    out = tmp_path / "list.txt"
+    assert export.main(["--review", str(review), "--shards", str(curated.shards), "--out", str(out)]) == 0
+    assert out.read_text().splitlines() == ["0000045/002.jpg"]
+    with (tmp_path / "relabel.csv").open(newline="") as handle:
+        relabel = [tuple(r.values()) for r in csv.DictReader(handle)]
+    assert relabel == [
+        ("0000045/004.jpg", "0000045", "0000099", "0", "1"),
+        ("0000099/002.jpg", "0000099", "0000102", "1", "2"),
+        ("0000107/001.jpg", "0000107", "0000102", "3", "2"),
+        ("0000107/002.jpg", "0000107", "0000102", "3", "2"),
+        ("0000107/003.jpg", "0000107", "0000045", "3", "0"),
+        ("0000107/004.jpg", "0000107", "0000102", "3", "2"),
+        ("0000107/005.jpg", "0000107", "0000102", "3", "2"),
+    ]
+    assert all((curated.root / r[0]).is_file() and (curated.root / r[2]).is_dir() for r in relabel)
+    assert "7 file(s) to move" in capsys.readouterr().out
+
+
+def test_export_refuses_a_relabel_to_a_label_without_a_sample(curated, tmp_path, capsys):
+    review = tmp_path / "review.csv"
+    review.write_text("key,decision,section\n000000003,relabel:9,suspects\n")
+    assert export.main(["--review", str(review), "--shards", str(curated.shards),
+                        "--out", str(tmp_path / "list.txt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "review.csv (line 2)" in err and "label 9" in err and "\n" not in err
+    assert not (tmp_path / "list.txt").exists() and not (tmp_path / "relabel.csv").exists()
+
+
 def test_export_refuses_a_key_the_shards_do_not_hold(curated, tmp_path, capsys):
     review = tmp_path / "review.csv"
     review.write_text("key,decision\nnot-a-key,drop\n")
