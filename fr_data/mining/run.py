@@ -519,7 +519,7 @@ def shared_output(out: str | os.PathLike, tmp: Path | None, ranks: Ranks) -> Non
     if tmp is not None:
         (tmp / TOKEN_FILE).write_text(token)
     token = ranks.broadcast_json("output_token", token)
-    path = staging_dir(out) / TOKEN_FILE
+    path = staging_dir(swapped("mine:out", out)) / TOKEN_FILE
 
     def read_back() -> None:
         try:
