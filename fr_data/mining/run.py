@@ -53,10 +53,10 @@ from fr_data.mining.calibration import Calibration, SplitHalves, calibrate
 from fr_data.mining.config import MiningConfig, validate_config, with_thresholds
 from fr_data.mining.difficulty import difficulty_score, split_by_quantile
 from fr_data.mining.duplicates import Duplicates, find_duplicates
+from fr_data.mining.group import SOLO, Ranks, split_by_cost
 from fr_data.mining.inputs import Validity, iter_chunks, read_rows, validity_from_masks
 from fr_data.mining.knnfn import KnnFn, KnnTotals, TimedKnn, default_knn
 from fr_data.mining.merges import merge_candidates, neighbour_mix
-from fr_data.mining.group import SOLO, Ranks, split_by_cost
 from fr_data.mining.neighbours import (
     CandidateNeighbours,
     TopK,
@@ -74,6 +74,9 @@ from fr_data.mining.quality import SddCollector, certainty_ratio, instance_fpr, 
 from fr_data.mining.results import Findings, Geometry
 
 log = logging.getLogger(__name__)
+
+#: Rows of another rank's partial k-NN graph merged at once on rank 0.
+MERGE_ROWS = 65_536
 
 
 def peak_rss_mb() -> float:
@@ -238,7 +241,8 @@ def class_stage(emb: Embeddings, geo: Geometry, cfg: MiningConfig, knn: KnnFn,
         topk.sims[part[0], :part[1][0].shape[1]], topk.ids[part[0], :part[1][1].shape[1]] = part[1]
 
     def merge(rows: np.ndarray, got: list[np.ndarray]) -> None:
-        topk.merge_lists(rows, got[0], got[1])
+        for r0 in range(0, len(rows), MERGE_ROWS):  # bounded temporaries: (block, 2k) candidates at once
+            topk.merge_lists(rows[r0:r0 + MERGE_ROWS], got[0][r0:r0 + MERGE_ROWS], got[1][r0:r0 + MERGE_ROWS])
     ranks.gather_rows("class_pass", part[0], part[1], merge)
     if visitors is None:
         return None

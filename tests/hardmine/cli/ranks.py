@@ -39,7 +39,8 @@ def torchrun(ranks: int, argv: list[str]) -> subprocess.CompletedProcess:
     """``python -m torch.distributed.run --nproc_per_node R --master_port P -m hardmine mine ARGV``."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
            "--master_port", str(free_port()), "-m", "hardmine", "mine", *argv]
-    return subprocess.run(cmd, cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=240)
+    return subprocess.run(cmd, cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=240,
+                          check=False)
 
 
 @dataclass
