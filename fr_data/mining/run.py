@@ -18,6 +18,10 @@ renamed to ``RUN`` only after every file, with ``run.json`` last, is written
 (:func:`fr_data.io.publish.staged_folder`); an interrupted run leaves only the staging folder, which the
 next run clears. The run holds the lock of ``RUN`` throughout (a second run to the same ``--out`` is
 refused), and an ``out`` that is, contains or lies inside an input is refused first.
+
+Under several ranks (``ranks``, :mod:`fr_data.mining.group`) every rank opens the inputs and computes
+the centres; stages 2 and 3 split their searches and send the results to rank 0, which alone takes the
+lock, runs stages 4 and 5 and writes. The run folder equals the single-process one.
 """
 
 from __future__ import annotations
