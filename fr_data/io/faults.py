@@ -10,6 +10,10 @@ waits until a signal ends it, so a test can send Ctrl-C (SIGINT) at a known poin
 ``HARDMINE_HOLD_AT=POINT=FOLDER`` holds it until ``FOLDER/release`` exists, after writing its pid to
 ``FOLDER/held``: the race tests hold one run at a point while a second run to the same output starts and
 ends, so what they check does not depend on timing.
+
+``HARDMINE_SWAP=POINT=PATH`` makes :func:`swapped` return ``PATH`` at that point instead of the path it
+was given (a rank of a distributed run that opens another file). ``HARDMINE_FAULT_RANK=R`` limits every
+fault above to the process whose ``RANK`` (set by torchrun) is ``R``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from pathlib import Path
 
 KILL_ENV = "HARDMINE_KILL_AT"
 HOLD_ENV = "HARDMINE_HOLD_AT"
+SWAP_ENV = "HARDMINE_SWAP"
+RANK_ENV = "HARDMINE_FAULT_RANK"
 
 #: Every point, with where it is (the crash-safety tests cover each).
 KILL_POINTS = {
@@ -33,6 +39,7 @@ KILL_POINTS = {
     "embed:index": "embeddings.npy and index.parquet are written, run.json not yet",
     "embed:run_info": "the embeddings folder is complete in staging, not yet published",
     "mine:centres": "mining finished its first stage",
+    "mine:search": "mining is about to search a chunk of samples against the class centres",
     "mine:tables": "mining wrote its first table into staging",
     "mine:run_info": "the run folder is complete in staging, not yet published",
 }
@@ -41,11 +48,25 @@ KILL_POINTS = {
 def kill_point(name: str) -> None:
     """SIGKILL this process when ``HARDMINE_KILL_AT`` names this point, hold it when ``HARDMINE_HOLD_AT``
     does (a no-op otherwise)."""
+    if not _this_rank():
+        return
     if os.environ.get(KILL_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
     point, _, folder = os.environ.get(HOLD_ENV, "").partition("=")
     if point == name:
         _hold(name, Path(folder) if folder else None)
+
+
+def swapped(name: str, path: str | os.PathLike) -> str | os.PathLike:
+    """``path``, or the path ``HARDMINE_SWAP=NAME=PATH`` gives for point ``name`` (on the faulty rank)."""
+    point, _, other = os.environ.get(SWAP_ENV, "").partition("=")
+    return other if point == name and _this_rank() else path
+
+
+def _this_rank() -> bool:
+    """Whether faults apply to this process (``HARDMINE_FAULT_RANK`` unset, or equal to its ``RANK``)."""
+    want = os.environ.get(RANK_ENV)
+    return want is None or want == os.environ.get("RANK", "0")
 
 
 def _hold(name: str, folder: Path | None) -> None:

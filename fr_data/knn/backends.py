@@ -298,6 +298,16 @@ class TorchBackend(BaseBackend):
             start += len(block)
         return PreparedChunk(self.name, rows, (low, low if exact is None else exact))
 
+    def rescore_exact(self, queries: np.ndarray, database: np.ndarray,
+                      ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``knn_search``'s exact re-scoring on this backend's CUDA device (the host's float64 values,
+        bit for bit: :mod:`fr_data.knn.device_rescore`); None on the CPU (the host path runs)."""
+        if self.device.type != "cuda":
+            return None
+        from fr_data.knn.device_rescore import device_exact_scores
+
+        return device_exact_scores(queries, database, ids, self.device)
+
     def _search(self, q: np.ndarray, chunk: PreparedChunk, k: int) -> tuple[np.ndarray, np.ndarray]:
         import torch
 

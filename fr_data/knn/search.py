@@ -3,7 +3,8 @@
 Loop order: database chunks outside (each prepared once, so a GPU backend keeps it resident), query
 chunks inside, each answer merged into a running (nq, k + MARGIN) candidate list with the chunk's row
 offset. The candidates are then re-scored exactly from the stored rows and ordered by that score
-(``fr_data.knn.rescore``); rows whose k-th place is not settled by the backend's error bound are searched
+(``fr_data.knn.rescore``; on a CUDA torch backend on the device, with the same values:
+``fr_data.knn.device_rescore``); rows whose k-th place is not settled by the backend's error bound are searched
 again with four times the candidates. Host memory: one database chunk in the backend's dtype, one query
 chunk in float32, the candidate lists. A float16 memmap is read and converted block by block; every
 block is checked for NaN/inf.
@@ -65,7 +66,7 @@ def _exact_topk(queries: np.ndarray, database: np.ndarray, k: int, backend: KnnB
     limit = len(database) - int(own is not None)
     want = max(k, min(limit, k + margin, getattr(backend, "max_k", None) or limit))
     approx, cand, db_norm = _candidates(queries, database, want, backend, chunks, own)
-    exact, q_norm = exact_scores(queries, database, cand)
+    exact, q_norm = _rescore(backend, queries, database, cand)
     sims, ids = canonical_topk(exact.astype(np.float32), cand, k)
     if want == limit:
         return sims, ids
@@ -80,6 +81,15 @@ def _exact_topk(queries: np.ndarray, database: np.ndarray, k: int, backend: KnnB
         sims[rows], ids[rows] = _exact_topk(np.asarray(queries[rows]), database, k, backend, chunks, sub_own,
                                             4 * want - k)
     return sims, ids
+
+
+def _rescore(backend: KnnBackend, queries: np.ndarray, database: np.ndarray,
+             cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact scores of the candidates on the backend's device when it offers that (the same values as
+    the host's :func:`exact_scores`), else on the host."""
+    on_device = getattr(backend, "rescore_exact", None)
+    done = on_device(queries, database, cand) if on_device is not None else None
+    return done if done is not None else exact_scores(queries, database, cand)
 
 
 def _candidates(queries: np.ndarray, database: np.ndarray, k: int, backend: KnnBackend,

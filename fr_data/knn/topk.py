@@ -80,23 +80,25 @@ def drop_rows(sims: np.ndarray, ids: np.ndarray, own: np.ndarray) -> None:
     ids[hit] = EMPTY_ID
 
 
-def exact_topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` columns of a dense score matrix, honouring the tie rule even at the k-th place.
+def select_topk(sims: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The canonical top ``k`` of each row of candidates ``(sims, ids)`` (an id at most once per row),
+    whatever order the candidates come in.
 
     ``np.argpartition`` picks arbitrarily among values equal to the k-th largest; rows where such a tie
     crosses the cut are re-solved with a full canonical sort, so the result is exactly canonical.
     """
-    n = scores.shape[1]
-    k = min(k, n)
-    if k == n:
-        idx = np.broadcast_to(np.arange(n, dtype=np.int64), scores.shape)
-        return canonical_topk(scores, idx, k)
-    idx = np.argpartition(-scores, k - 1, axis=1)[:, :k].astype(np.int64)
-    sims = np.take_along_axis(scores, idx, 1)
-    kth = sims.min(axis=1, keepdims=True)
-    tied = np.flatnonzero((scores == kth).sum(1) > (sims == kth).sum(1))
-    for r in tied:
-        full = np.arange(n, dtype=np.int64)[None]
-        s, i = canonical_topk(scores[r][None], full, k)
-        sims[r], idx[r] = s[0], i[0]
-    return canonical_topk(sims, idx, k)
+    if sims.shape[1] <= k:
+        return canonical_topk(sims, ids, k)
+    part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    top_s, top_i = np.take_along_axis(sims, part, 1), np.take_along_axis(ids, part, 1)
+    kth = top_s.min(axis=1, keepdims=True)
+    tied = np.flatnonzero((sims == kth).sum(1) > (top_s == kth).sum(1))
+    if len(tied):
+        top_s[tied], top_i[tied] = canonical_topk(sims[tied], ids[tied], k)
+    return canonical_topk(top_s, top_i, k)
+
+
+def exact_topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` columns of a dense score matrix, honouring the tie rule even at the k-th place
+    (:func:`select_topk` with the column numbers as ids)."""
+    return select_topk(scores, np.broadcast_to(np.arange(scores.shape[1], dtype=np.int64), scores.shape), k)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fr_data.knn.topk import canonical_topk, drop_rows
 from fr_data.mining.inputs import iter_chunks
 from fr_data.mining.knnfn import KnnFn
 
@@ -194,15 +195,39 @@ def leave_one_out_cos(x_dot_centre: np.ndarray, sum_norm: np.ndarray, counts: np
 
 def nearest_classes(centres: Centres, knn: KnnFn) -> tuple[np.ndarray, np.ndarray]:
     """Nearest other class id and centre cosine for every class (-1 / NaN where undefined)."""
-    c = len(centres.counts)
-    nearest = np.full(c, -1, dtype=np.int64)
-    cos = np.full(c, np.nan, dtype=np.float32)
-    if len(centres.active) < 2:
+    return class_nearest(centres, *nearest_of_active(centres, knn))
+
+
+def nearest_of_active(centres: Centres, knn: KnnFn,
+                      span: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest other class id and centre cosine of the active classes ``span`` = ``[a, b)`` (positions in
+    ``centres.active``; default all), as arrays over those classes (-1 / NaN where undefined)."""
+    a, b = span or (0, len(centres.active))
+    nearest = np.full(b - a, -1, dtype=np.int64)
+    cos = np.full(b - a, np.nan, dtype=np.float32)
+    if len(centres.active) < 2 or a == b:
         return nearest, cos
-    res = knn(centres.db, centres.db, 1, exclude_self=True)
-    nearest[centres.active] = centres.active[np.asarray(res.ids)[:, 0]]
-    cos[centres.active] = np.asarray(res.sims)[:, 0]
-    return nearest, cos
+    sims, ids = top_others(knn, centres.db[a:b], centres.db, np.arange(a, b), 1)
+    return centres.active[ids[:, 0]], sims[:, 0]
+
+
+def class_nearest(centres: Centres, nearest: np.ndarray, cos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class arrays (all C classes) from :func:`nearest_of_active` over every active class."""
+    c = len(centres.counts)
+    out_near, out_cos = np.full(c, -1, dtype=np.int64), np.full(c, np.nan, dtype=np.float32)
+    out_near[centres.active], out_cos[centres.active] = nearest, cos
+    return out_near, out_cos
+
+
+def top_others(knn: KnnFn, queries: np.ndarray, database: np.ndarray, own: np.ndarray,
+               k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` database rows of each query other than its own row ``own[i]``: ``k + 1`` searched,
+    the own row dropped (so a share of the queries can be searched against the whole database; the
+    result equals ``exclude_self`` over all rows by the exactness of the search)."""
+    res = knn(queries, database, min(k + 1, len(database)))
+    sims, ids = np.array(res.sims, np.float32), np.array(res.ids, np.int64)
+    drop_rows(sims, ids, own)
+    return canonical_topk(sims, ids, k)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -69,3 +69,42 @@ def validity_from_masks(ok: np.ndarray, finite: np.ndarray) -> Validity:
     bad = np.flatnonzero(~ok)
     n_nan = int((~finite).sum())
     return Validity(ok, n_nan, int(len(bad)) - n_nan, bad[:10].tolist())
+
+
+class UnitRows:
+    """Rows ``vectors[rows]`` as a read-only (n, D) float32 array of re-normalised rows, read on demand.
+
+    The database of a search that must not hold all N rows in memory (each rank of a distributed run
+    streams it from the memmap in chunks): ``view[a:b]`` and ``view[ids]`` (integer arrays of any shape)
+    return exactly the values :func:`read_rows` gives for those rows, so a search over the view equals
+    one over ``read_rows(vectors, rows)``.
+    """
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, vectors: np.ndarray, rows: np.ndarray):
+        self.vectors, self.rows = vectors, np.asarray(rows, np.int64)
+        self.filename = getattr(vectors, "filename", None)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.rows), int(self.vectors.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """All the rows at once (for a k-NN function that takes the whole database)."""
+        x = self[:]
+        return x if dtype is None else x.astype(dtype)
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, slice):
+            return read_rows(self.vectors, self.rows[key])
+        key = np.asarray(key)
+        flat = self.rows[key.reshape(-1)]
+        order = np.argsort(flat, kind="stable")
+        x = np.empty((len(flat), self.shape[1]), np.float32)
+        x[order] = read_rows(self.vectors, flat[order])  # the memmap is read in ascending row order
+        return x.reshape(*key.shape, self.shape[1])

@@ -23,9 +23,10 @@ from typing import Protocol
 
 import numpy as np
 
+from fr_data.knn.topk import select_topk
 from fr_data.mining.blas import single_threaded_blas
-from fr_data.mining.centres import ClassIndex
-from fr_data.mining.inputs import read_rows
+from fr_data.mining.centres import ClassIndex, top_others
+from fr_data.mining.inputs import UnitRows, read_rows
 from fr_data.mining.knnfn import KnnFn
 
 
@@ -47,17 +48,20 @@ class TopK:
         return cls(np.full((n, k), -np.inf, dtype=np.float32), np.full((n, k), -1, dtype=np.int64))
 
     def merge(self, rows: np.ndarray, sims: np.ndarray, cand: np.ndarray) -> None:
-        """Merge ``sims[i, j]`` = similarity of sample ``rows[i]`` to sample ``cand[j]``."""
-        k = self.sims.shape[1]
-        all_s = np.concatenate([self.sims[rows], sims.astype(np.float32, copy=False)], axis=1)
-        all_i = np.concatenate([self.ids[rows], np.broadcast_to(cand, sims.shape)], axis=1)
-        if all_s.shape[1] > k:
-            part = np.argpartition(-all_s, k - 1, axis=1)[:, :k]
-            all_s = np.take_along_axis(all_s, part, axis=1)
-            all_i = np.take_along_axis(all_i, part, axis=1)
-        order = np.lexsort((all_i, -all_s), axis=1)
-        self.sims[rows] = np.take_along_axis(all_s, order, axis=1)
-        self.ids[rows] = np.take_along_axis(all_i, order, axis=1)
+        """Merge ``sims[i, j]`` = similarity of sample ``rows[i]`` to sample ``cand[j]``.
+
+        The result is the canonical top k of everything merged so far, whatever the order of the merges
+        (so partial graphs built on several ranks merge into the single-process graph); a ``-inf``
+        similarity (a sample against itself) is an empty slot."""
+        sims = sims.astype(np.float32, copy=False)
+        self.merge_lists(rows, sims, np.broadcast_to(cand, sims.shape))
+
+    def merge_lists(self, rows: np.ndarray, sims: np.ndarray, ids: np.ndarray) -> None:
+        """Merge per-row candidate lists (``ids[i, j]`` with similarity ``sims[i, j]``) into ``rows``."""
+        all_s = np.concatenate([self.sims[rows], sims], axis=1)
+        all_i = np.concatenate([self.ids[rows], ids], axis=1)
+        all_i = np.where(np.isneginf(all_s), -1, all_i)
+        self.sims[rows], self.ids[rows] = select_topk(all_s, all_i, self.sims.shape[1])
 
 
 def visitors_by_class(candidates: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,14 +80,19 @@ def visitors_by_class(candidates: np.ndarray, num_classes: int) -> tuple[np.ndar
 
 
 class CandidateNeighbours:
-    """ClassVisitor that builds the candidate k-NN graph (own class + visiting samples)."""
+    """ClassVisitor that builds the candidate k-NN graph (own class + visiting samples) from the classes
+    ``classes`` (default all; a rank of a distributed run builds the part of the graph its classes give)."""
 
-    def __init__(self, vectors: np.ndarray, n: int, k: int, visitors: tuple[np.ndarray, np.ndarray]):
+    def __init__(self, vectors: np.ndarray, n: int, k: int, visitors: tuple[np.ndarray, np.ndarray],
+                 classes: range | None = None):
         self.vectors = vectors
         self.topk = TopK.empty(n, k)
         self.visit_rows, self.visit_starts = visitors
+        self.classes = classes
 
     def visit(self, c: int, rows: np.ndarray, x: np.ndarray, gram: np.ndarray) -> None:
+        if self.classes is not None and c not in self.classes:
+            return
         own = gram.copy()
         np.fill_diagonal(own, -np.inf)
         self.topk.merge(rows, own, rows)
@@ -92,13 +101,21 @@ class CandidateNeighbours:
             self.topk.merge(vis, read_rows(self.vectors, vis) @ x.T, rows)
 
 
-def class_pass(vectors: np.ndarray, cindex: ClassIndex, visitors: Sequence[ClassVisitor]) -> None:
-    """Read each class once (in class-id order) and hand its rows, vectors and Gram to ``visitors``.
+def class_costs(counts: np.ndarray, visit_starts: np.ndarray) -> np.ndarray:
+    """Multiply-adds of each class in the candidate pass (up to D): its Gram plus its visitors' block."""
+    return counts.astype(np.float64) * (counts + np.diff(visit_starts))
 
-    The many tiny matrix products run with single-threaded BLAS (see ``blas``).
+
+def class_pass(vectors: np.ndarray, cindex: ClassIndex, visitors: Sequence[ClassVisitor],
+               classes: range | None = None) -> None:
+    """Read each class of ``classes`` (default all) once, in class-id order, and hand its rows, vectors
+    and Gram to ``visitors``.
+
+    The many tiny matrix products run with single-threaded BLAS (see ``blas``): a class's products are
+    then the same whichever rank computes them.
     """
     with single_threaded_blas():
-        for c in range(cindex.num_classes):
+        for c in classes if classes is not None else range(cindex.num_classes):
             rows = cindex.rows(c)
             if len(rows) == 0:
                 continue
@@ -110,13 +127,24 @@ def class_pass(vectors: np.ndarray, cindex: ClassIndex, visitors: Sequence[Class
 
 def exact_neighbours(vectors: np.ndarray, valid_rows: np.ndarray, k: int, knn: KnnFn) -> TopK:
     """Exact self-excluded k-NN among all valid rows (small N: the rows are held in RAM)."""
-    n = vectors.shape[0]
-    out = TopK.empty(n, k)
-    k_eff = min(k, len(valid_rows) - 1)
-    if k_eff <= 0:
-        return out
-    x = read_rows(vectors, valid_rows)
-    res = knn(x, x, k_eff, exclude_self=True)
-    out.sims[valid_rows, :k_eff] = np.asarray(res.sims, dtype=np.float32)
-    out.ids[valid_rows, :k_eff] = valid_rows[np.asarray(res.ids)]
+    out = TopK.empty(vectors.shape[0], k)
+    sims, ids = exact_share(vectors, valid_rows, k, knn, (0, len(valid_rows)), stream=False)
+    out.sims[valid_rows, :sims.shape[1]], out.ids[valid_rows, :ids.shape[1]] = sims, ids
     return out
+
+
+def exact_share(vectors: np.ndarray, valid_rows: np.ndarray, k: int, knn: KnnFn, span: tuple[int, int],
+                stream: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Exact self-excluded k-NN among all valid rows for the queries ``valid_rows[a:b]`` (``span``): the
+    (b - a, min(k, n_valid - 1)) similarities and row numbers.
+
+    ``stream``: read the database from the memmap chunk by chunk (:class:`UnitRows`, a rank's share of a
+    distributed run) instead of holding all valid rows in RAM; the result is the same.
+    """
+    a, b = span
+    k_eff = max(0, min(k, len(valid_rows) - 1))
+    if k_eff == 0 or a == b:
+        return np.zeros((b - a, k_eff), np.float32), np.zeros((b - a, k_eff), np.int64)
+    database = UnitRows(vectors, valid_rows) if stream else read_rows(vectors, valid_rows)
+    sims, ids = top_others(knn, database[a:b], database, np.arange(a, b), k_eff)
+    return sims, valid_rows[ids]

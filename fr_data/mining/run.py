@@ -18,6 +18,10 @@ renamed to ``RUN`` only after every file, with ``run.json`` last, is written
 (:func:`fr_data.io.publish.staged_folder`); an interrupted run leaves only the staging folder, which the
 next run clears. The run holds the lock of ``RUN`` throughout (a second run to the same ``--out`` is
 refused), and an ``out`` that is, contains or lies inside an input is refused first.
+
+Under several ranks (``ranks``, :mod:`fr_data.mining.group`) every rank opens the inputs and computes
+the centres; stages 2 and 3 split their searches and send the results to rank 0, which alone takes the
+lock, runs stages 4 and 5 and writes. The run folder equals the single-process one.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import datetime as dt
 import logging
 import os
 import resource
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,9 +47,9 @@ from fr_data.folders.embeddings_folder import INDEX_FILE, Embeddings, check_reco
 from fr_data.folders.shard_folder import list_shards, read_input_samples
 from fr_data.io.config import dump_config, to_dict
 from fr_data.io.errors import ConfigError, DataError
-from fr_data.io.faults import kill_point
+from fr_data.io.faults import kill_point, swapped
 from fr_data.io.hashing import file_sha256
-from fr_data.io.publish import check_apart, check_target, output_lock, staged_folder
+from fr_data.io.publish import check_apart, check_target, output_lock, staged_folder, staging_dir
 from fr_data.loading.shard_index import ShardIndex
 from fr_data.mining import calibration_figure, tables
 from fr_data.mining import centres as ctr
@@ -52,14 +57,16 @@ from fr_data.mining.calibration import Calibration, SplitHalves, calibrate, impo
 from fr_data.mining.config import MiningConfig, validate_config, with_thresholds
 from fr_data.mining.difficulty import difficulty_score, split_by_quantile
 from fr_data.mining.duplicates import Duplicates, find_duplicates
+from fr_data.mining.group import SOLO, Ranks, split_by_cost
 from fr_data.mining.inputs import Validity, iter_chunks, read_rows, validity_from_masks
 from fr_data.mining.knnfn import KnnFn, KnnTotals, TimedKnn, default_knn
 from fr_data.mining.merges import merge_candidates, neighbour_mix
 from fr_data.mining.neighbours import (
     CandidateNeighbours,
     TopK,
+    class_costs,
     class_pass,
-    exact_neighbours,
+    exact_share,
     visitors_by_class,
 )
 from fr_data.mining.noise import knn_vote, suspects
@@ -71,6 +78,9 @@ from fr_data.mining.quality import SddCollector, certainty_ratio, instance_fpr, 
 from fr_data.mining.results import Findings, Geometry
 
 log = logging.getLogger(__name__)
+
+#: Rows of another rank's partial k-NN graph merged at once on rank 0.
+MERGE_ROWS = 65_536
 
 
 def peak_rss_mb() -> float:
@@ -115,31 +125,68 @@ def centre_stage(emb: Embeddings, cfg: MiningConfig) -> tuple[ctr.ClassIndex, ct
 
 
 def search_stage(emb: Embeddings, cindex: ctr.ClassIndex, centres: ctr.Centres, validity: Validity,
-                 cfg: MiningConfig, knn: KnnFn) -> Geometry:
-    """Stage 2: every valid sample against all class centres, in chunks; centre-to-centre neighbours."""
+                 cfg: MiningConfig, knn: KnnFn, ranks: Ranks = SOLO) -> Geometry:
+    """Stage 2: every valid sample against all class centres, in chunks; centre-to-centre neighbours.
+
+    Each rank searches its share of the samples and of the centres; rank 0 gathers the results (the
+    other ranks get the candidate classes only, which their part of the class pass needs)."""
     n, nc = emb.n, cfg.neighbours
+    a, b = ranks.share(n)
     k = max(1, min(nc.centre_k, len(centres.active) - 1))
-    center_cos = np.full(n, np.nan, dtype=np.float32)
-    nearest = np.full(n, -1, dtype=np.int64)
-    nearest_cos = np.full(n, np.nan, dtype=np.float32)
-    candidates = np.full((n, nc.candidate_classes), -1, dtype=np.int64)
-    negatives = np.full((n, k), np.nan, dtype=np.float32)
-    for chunk in iter_chunks(emb.vectors, nc.chunk_rows):
-        rows = chunk.start + np.flatnonzero(chunk.ok)
-        if len(rows) == 0:
+    cols = _search_share(emb, cindex, centres, cfg, knn, (a, b), k)
+    full = [np.empty((n, *c.shape[1:]), c.dtype) for c in cols] if ranks.is_root else cols
+    if ranks.is_root:
+        for dst, src in zip(full, cols):
+            dst[a:b] = src
+
+    def place(rows: np.ndarray, got: list[np.ndarray]) -> None:
+        for dst, src in zip(full, got):
+            dst[rows] = src
+    ranks.gather_rows("centre_search", np.arange(a, b), cols, place)
+    center_cos, nearest, nearest_cos, candidates, negatives = full
+    candidates = ranks.broadcast_array("candidate_classes", candidates if ranks.is_root else None,
+                                       (n, nc.candidate_classes), np.dtype(np.int64))
+    ca, cb = ranks.share(len(centres.active))
+    near, cos = ctr.nearest_of_active(centres, knn, (ca, cb))
+    all_near = np.empty(len(centres.active), np.int64) if ranks.is_root else near
+    all_cos = np.empty(len(centres.active), np.float32) if ranks.is_root else cos
+    if ranks.is_root:
+        all_near[ca:cb], all_cos[ca:cb] = near, cos
+
+    def place_classes(rows: np.ndarray, got: list[np.ndarray]) -> None:
+        all_near[rows], all_cos[rows] = got
+    ranks.gather_rows("centre_centre", np.arange(ca, cb), [near, cos], place_classes)
+    cls_near, cls_cos = ctr.class_nearest(centres, all_near, all_cos) if ranks.is_root else (near, cos)
+    return Geometry(cindex, centres, validity, center_cos, nearest, nearest_cos, candidates, negatives,
+                    cls_near, cls_cos)
+
+
+def _search_share(emb: Embeddings, cindex: ctr.ClassIndex, centres: ctr.Centres, cfg: MiningConfig,
+                  knn: KnnFn, span: tuple[int, int], k: int) -> list[np.ndarray]:
+    """Rows ``[a, b)`` against the centres: centre cosine, nearest other class and its cosine, candidate
+    classes, negatives (arrays over the share; rows are searched alone, so chunking changes nothing)."""
+    nc = cfg.neighbours
+    a, b = span
+    center_cos = np.full(b - a, np.nan, dtype=np.float32)
+    nearest = np.full(b - a, -1, dtype=np.int64)
+    nearest_cos = np.full(b - a, np.nan, dtype=np.float32)
+    candidates = np.full((b - a, nc.candidate_classes), -1, dtype=np.int64)
+    negatives = np.full((b - a, k), np.nan, dtype=np.float32)
+    for chunk in iter_chunks(emb.vectors[a:b], nc.chunk_rows):
+        kill_point("mine:search")
+        local = chunk.start + np.flatnonzero(chunk.ok)
+        if len(local) == 0:
             continue
         x = chunk.x if chunk.ok.all() else chunk.x[chunk.ok]
-        own = cindex.of_sample[rows]
-        center_cos[rows] = centres.leave_one_out(x, own)
+        own = cindex.of_sample[a + local]
+        center_cos[local] = centres.leave_one_out(x, own)
         if len(centres.active) < 2:
             continue
         hits = ctr.search_centres(x, own, centres, k, nc.candidate_classes, knn)
-        nearest[rows], nearest_cos[rows] = hits.nearest_other, hits.nearest_other_cos
-        candidates[rows, :hits.candidates.shape[1]] = hits.candidates
-        negatives[rows, :hits.negatives.shape[1]] = hits.negatives
-    cls_near, cls_cos = ctr.nearest_classes(centres, knn)
-    return Geometry(cindex, centres, validity, center_cos, nearest, nearest_cos, candidates, negatives,
-                    cls_near, cls_cos)
+        nearest[local], nearest_cos[local] = hits.nearest_other, hits.nearest_other_cos
+        candidates[local, :hits.candidates.shape[1]] = hits.candidates
+        negatives[local, :hits.negatives.shape[1]] = hits.negatives
+    return [center_cos, nearest, nearest_cos, candidates, negatives]
 
 
 def reference_set(geo: Geometry, size: int, seed: int) -> np.ndarray:
@@ -160,27 +207,61 @@ class ClassPass:
     split_half_cos: np.ndarray
 
 
-def class_stage(emb: Embeddings, geo: Geometry, cfg: MiningConfig, knn: KnnFn) -> ClassPass:
-    """Stage 3: class-major pass (SDD-FIQA, positive extremes, split halves) and the sample k-NN graph."""
-    n, q = emb.n, cfg.quality
-    ref = reference_set(geo, q.sdd_reference, cfg.seed)
-    sdd = SddCollector(n, read_rows(emb.vectors, ref), geo.cindex.of_sample[ref], q.sdd_samples,
-                       q.sdd_rounds, cfg.seed + 1)
-    ext = PositiveExtremes(n)
-    halves = SplitHalves(geo.cindex.num_classes, cfg.seed)
+def class_stage(emb: Embeddings, geo: Geometry, cfg: MiningConfig, knn: KnnFn,
+                ranks: Ranks = SOLO) -> ClassPass | None:
+    """Stage 3: class-major pass (SDD-FIQA, positive extremes, split halves) and the sample k-NN graph.
+
+    Rank 0 runs the class visitors over every class. The k-NN graph is split: the exact search by query
+    rows, the candidate search by class ranges of about equal work; rank 0 merges the parts (the graph
+    is the canonical top k whatever the order of the merges). Returns None on the other ranks."""
+    n = emb.n
     valid_rows = np.flatnonzero(geo.validity.ok)
-    visitors: list[Any] = [sdd, ext, halves]
+    visitors = _class_visitors(emb, geo, cfg) if ranks.is_root else None
+    k = cfg.neighbours.k
+    topk = TopK.empty(n, k) if ranks.is_root else None
     if len(valid_rows) <= cfg.neighbours.exact_max_n:
         strategy = "exact"
-        class_pass(emb.vectors, geo.cindex, visitors)
-        topk = exact_neighbours(emb.vectors, valid_rows, cfg.neighbours.k, knn)
+        if visitors is not None:
+            class_pass(emb.vectors, geo.cindex, list(visitors))
+        a, b = ranks.share(len(valid_rows))
+        sims, ids = exact_share(emb.vectors, valid_rows, k, knn, (a, b), stream=ranks.world > 1)
+        part = (valid_rows[a:b], [sims, ids])
     else:
         strategy = "candidates"
-        cand = CandidateNeighbours(emb.vectors, n, cfg.neighbours.k,
-                                   visitors_by_class(geo.candidates, geo.cindex.num_classes))
-        class_pass(emb.vectors, geo.cindex, [cand, *visitors])
-        topk = cand.topk
+        visits = visitors_by_class(geo.candidates, geo.cindex.num_classes)
+        bounds = split_by_cost(class_costs(geo.cindex.counts, visits[1]), ranks.world)
+        mine_ = range(int(bounds[ranks.rank]), int(bounds[ranks.rank + 1]))
+        cand = CandidateNeighbours(emb.vectors, n, k, visits, mine_)
+        if visitors is not None:
+            class_pass(emb.vectors, geo.cindex, [cand, *visitors])
+        else:
+            class_pass(emb.vectors, geo.cindex, [cand], mine_)
+        if ranks.is_root:
+            topk = cand.topk
+        touched = np.flatnonzero(cand.topk.ids[:, 0] >= 0)
+        part = (touched, [cand.topk.sims[touched], cand.topk.ids[touched]])
+        del cand
+    if ranks.is_root and strategy == "exact":
+        topk.sims[part[0], :part[1][0].shape[1]], topk.ids[part[0], :part[1][1].shape[1]] = part[1]
+
+    def merge(rows: np.ndarray, got: list[np.ndarray]) -> None:
+        for r0 in range(0, len(rows), MERGE_ROWS):  # bounded temporaries: (block, 2k) candidates at once
+            topk.merge_lists(rows[r0:r0 + MERGE_ROWS], got[0][r0:r0 + MERGE_ROWS], got[1][r0:r0 + MERGE_ROWS])
+    ranks.gather_rows("class_pass", part[0], part[1], merge)
+    if visitors is None:
+        return None
+    sdd, ext, halves = visitors
     return ClassPass(topk, sdd.raw, ext, strategy, halves.cos)
+
+
+def _class_visitors(emb: Embeddings, geo: Geometry, cfg: MiningConfig) -> tuple[SddCollector, PositiveExtremes,
+                                                                                 SplitHalves]:
+    """The per-class measures of stage 3 (rank 0): SDD-FIQA, positive extremes, split-half centres."""
+    q = cfg.quality
+    ref = reference_set(geo, q.sdd_reference, cfg.seed)
+    sdd = SddCollector(emb.n, read_rows(emb.vectors, ref), geo.cindex.of_sample[ref], q.sdd_samples,
+                       q.sdd_rounds, cfg.seed + 1)
+    return sdd, PositiveExtremes(emb.n), SplitHalves(geo.cindex.num_classes, cfg.seed)
 
 
 def thresholds_stage(geo: Geometry, cp: ClassPass, vote: Any, margin: np.ndarray,
@@ -329,7 +410,7 @@ def run_info(emb: Embeddings, digest: str, samples: Any, attributes: Any, knn: K
 
 def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningConfig | None = None, *,
          samples: str | os.PathLike | None = None, attributes: str | os.PathLike | None = None,
-         knn: KnnFn | None = None, overwrite: bool = False) -> MiningResult:
+         knn: KnnFn | None = None, overwrite: bool = False, ranks: Ranks = SOLO) -> MiningResult | None:
     """Mine an embeddings folder into a manifest run folder (see the module docstring).
 
     Args:
@@ -342,30 +423,40 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
         knn: k-NN function (default ``knnfn.default_knn()``: ``knn_search`` with the tuned backend);
             its time and flops per stage go to ``run.json`` ``timings``.
         overwrite: replace an existing run folder (only once the new one is complete).
+        ranks: the ranks of a distributed run (every rank calls ``mine`` with the same arguments; see
+            :mod:`fr_data.mining.group`); default one process.
+
+    Returns:
+        The result on rank 0; None on the other ranks (they search and hand their results to rank 0).
+
+    Raises:
+        RankError: under several ranks, any rank's bad input (every rank raises the same line), or a
+            rank that died or timed out.
     """
     check_apart(out, embeddings, samples, attributes)
     cfg = validate_config(config or MiningConfig())
     knn = TimedKnn(knn or default_knn())
-    with output_lock(out, "run folder"):  # one run at a time; held from the check to the publication
-        check_target(out, overwrite, "run folder")
-        timer = StageTimer(knn.totals)
+    timer = StageTimer(knn.totals)
+    # rank 0 holds the lock from the check to the publication; one run at a time
+    with output_lock(out, "run folder") if ranks.is_root else contextlib.nullcontext():
         with timer.stage("open"):
-            emb = open_embeddings(embeddings)
-            samples_fingerprint = None
-            if samples is not None:
-                read_input_samples(samples, ["key", "source_index"])
-                samples_fingerprint = check_samples_of_embeddings(samples, emb)
-            check_quality_input(emb, cfg)
-            digest = file_sha256(emb.array_path)
-            check_recorded_hash(emb, digest)
-        with staged_folder(out, overwrite, "run folder") as tmp:
+            ranks.check("target", lambda: check_target(out, overwrite, "run folder") if ranks.is_root else None)
+            inputs = ranks.check("inputs", lambda: open_inputs(swapped("mine:embeddings", embeddings), samples,
+                                                              cfg, ranks))
+            emb, digest, samples_fingerprint = inputs
+            same_embeddings(emb, digest, ranks)
+        with staged_folder(out, overwrite, "run folder") if ranks.is_root else contextlib.nullcontext() as tmp:
+            shared_output(out, tmp, ranks)
             with timer.stage("centres"):
                 cindex, centres, validity = centre_stage(emb, cfg)
             kill_point("mine:centres")
             with timer.stage("centre_search"):
-                geo = search_stage(emb, cindex, centres, validity, cfg, knn)
+                geo = search_stage(emb, cindex, centres, validity, cfg, knn, ranks)
             with timer.stage("class_pass"):
-                cp = class_stage(emb, geo, cfg, knn)
+                cp = class_stage(emb, geo, cfg, knn, ranks)
+            per_rank = ranks.gather_json("timings", timer.stages)
+            if cp is None:
+                return None
             with timer.stage("finalise"):
                 images, no_images = image_reader(emb, samples, cfg)
                 found = finalise_stage(emb, geo, cp, cfg, images)
@@ -377,6 +468,7 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
                 built.report.update(calibration_report(found, built.report, cfg))
             run = run_info(emb, digest, samples, attributes, knn, cp.strategy, built.report, cfg)
             run["inputs"]["samples_fingerprint"] = samples_fingerprint
+            run["ranks"] = ranks.world
             with timer.stage("write"):
                 tables.write(tmp, built, run)
                 dump_config(cfg, tmp / rf.CONFIG_FILE)
@@ -384,6 +476,71 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
                     drawn = calibration_figure.draw(found.calibration, tmp / calibration_figure.FIGURE_FILE)
                     run["calibration_figure"] = drawn.name if drawn else None
             run["timings"] = timer.stages
+            if ranks.world > 1:
+                run["timings_per_rank"] = per_rank
             rf.write_run_info(tmp, run)
             kill_point("mine:run_info")
         return MiningResult(Path(out), run)
+
+
+def open_inputs(embeddings: str | os.PathLike, samples: str | os.PathLike | None, cfg: MiningConfig,
+                ranks: Ranks) -> tuple[Embeddings, str, str | None]:
+    """Open the embeddings (every rank) and check the manifest and config against them (rank 0): the
+    embeddings, their SHA-256 and the manifest's fingerprint."""
+    emb = open_embeddings(embeddings)
+    samples_fingerprint = None
+    if ranks.is_root:
+        if samples is not None:
+            read_input_samples(samples, ["key", "source_index"])
+            samples_fingerprint = check_samples_of_embeddings(samples, emb)
+        check_quality_input(emb, cfg)
+    digest = file_sha256(emb.array_path)
+    if ranks.is_root:
+        check_recorded_hash(emb, digest)
+    return emb, digest, samples_fingerprint
+
+
+def same_embeddings(emb: Embeddings, digest: str, ranks: Ranks) -> None:
+    """Every rank must read the embeddings rank 0 reads: size and SHA-256 of the array file, broadcast
+    from rank 0 and compared on each rank (a RankError naming the rank and its file otherwise)."""
+    if ranks.world == 1:
+        return
+    own = {"bytes": emb.array_path.stat().st_size, "sha256": digest}
+    ref = ranks.broadcast_json("embeddings", own)
+
+    def compare() -> None:
+        for what in ("bytes", "sha256"):
+            if own[what] != ref[what]:
+                raise DataError(emb.array_path, what, f"this rank's embeddings differ from rank 0's "
+                                                      f"({what} {own[what]} here, {ref[what]} on rank 0)")
+    ranks.check("same_embeddings", compare)
+
+
+#: File rank 0 writes into the staging folder for the other ranks to find (removed before publication).
+TOKEN_FILE = ".ranks-token"
+
+
+def shared_output(out: str | os.PathLike, tmp: Path | None, ranks: Ranks) -> None:
+    """Every rank must see rank 0's staging folder of ``out`` (a shared filesystem): rank 0 writes a random
+    token there, broadcasts it, each rank reads it back (a RankError naming the rank otherwise)."""
+    if ranks.world == 1:
+        return
+    token = secrets.token_hex(16) if ranks.is_root else None
+    if tmp is not None:
+        (tmp / TOKEN_FILE).write_text(token)
+    token = ranks.broadcast_json("output_token", token)
+    path = staging_dir(swapped("mine:out", out)) / TOKEN_FILE
+
+    def read_back() -> None:
+        try:
+            seen = path.read_text()
+        except OSError as e:
+            raise DataError(out, "output", f"this rank cannot see rank 0's staging folder {path.parent} "
+                                           f"({e.strerror}): the output must be on a filesystem every rank "
+                                           "shares") from None
+        if seen != token:
+            raise DataError(out, "output", f"{path} holds another run's token: the output must be on a "
+                                           "filesystem every rank shares")
+    ranks.check("shared_output", read_back)
+    if tmp is not None:
+        (tmp / TOKEN_FILE).unlink()

@@ -46,7 +46,7 @@ from tests.repo import ROOT
 
 CLOCK_FIELDS = {"created", "seconds", "images_per_second", "timings"}
 EMBED_POINTS = ["publish:locked", "publish:staging", "embed:batch", "atomic:replace", "embed:index", "embed:run_info"]
-MINE_POINTS = ["publish:locked", "publish:staging", "mine:centres", "atomic:replace", "mine:tables", "mine:run_info"]
+MINE_POINTS = ["publish:locked", "publish:staging", "mine:centres", "mine:search", "atomic:replace", "mine:tables", "mine:run_info"]
 
 
 @pytest.fixture(scope="module")

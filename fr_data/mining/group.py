@@ -1,0 +1,233 @@
+"""The ranks a mining run is spread over: which share of a search each rank does, and how results meet.
+
+Under ``torchrun`` (a ``torch.distributed`` group: gloo on CPU, NCCL on GPU) every k-NN search of mining
+splits its *queries* into contiguous shares, one per rank (:func:`share`, any rank count: none has to
+divide N or C); the class-major pass splits its *classes* into contiguous ranges of about equal work
+(:func:`split_by_cost`). Each rank computes its share exactly as a single process computes those rows,
+so the results gathered on rank 0 are the single-process results. Without a group the run is
+:data:`SOLO` (one rank; no collective runs and torch is not imported).
+
+Every collective is named by the mining stage it ends. Before it, the rank records its arrival in the
+group's key-value store; a collective that fails (a peer died, or did not arrive within the group's
+timeout) becomes a :class:`RankError` naming the ranks that never arrived. :meth:`Ranks.agree` turns an
+error found on one rank (another embeddings file, an output folder it cannot see) into the same one-line
+error on every rank, so all of them stop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from fr_data.io.errors import HardmineError, one_line
+
+T = TypeVar("T")
+
+#: Store key a rank sets when it reaches the collective that ends ``stage``.
+ARRIVAL_KEY = "hardmine/mine/{stage}/rank-{rank}"
+
+
+class RankError(HardmineError):
+    """A distributed mining run stopped: a rank failed, died or did not arrive (one line, exit 2)."""
+
+
+def share(n: int, rank: int, world: int) -> tuple[int, int]:
+    """Rows ``[start, stop)`` of ``n`` that ``rank`` of ``world`` takes: contiguous, sizes differ by <= 1."""
+    return n * rank // world, n * (rank + 1) // world
+
+
+def split_by_cost(cost: np.ndarray, world: int) -> np.ndarray:
+    """``world + 1`` bounds splitting items ``0..len(cost)`` into contiguous ranges of about equal total
+    ``cost`` (range ``r`` = ``bounds[r]:bounds[r + 1]``; a range may be empty)."""
+    total = np.concatenate([[0.0], np.cumsum(np.asarray(cost, np.float64))])
+    targets = total[-1] * np.arange(1, world) / world
+    inner = np.searchsorted(total, targets, side="left")
+    return np.concatenate([[0], np.clip(inner, 0, len(cost)), [len(cost)]]).astype(np.int64)
+
+
+@dataclass
+class Ranks:
+    """This process's place in the mining group (``rank`` of ``world``) and the group's collectives.
+
+    ``device``: where collective tensors live (the CUDA device under NCCL, else the CPU).
+    ``arrived``: the stages this rank reached, in order (for the error of a failed collective).
+    """
+
+    rank: int = 0
+    world: int = 1
+    device: Any = None
+    arrived: list[str] = field(default_factory=list)
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    def share(self, n: int) -> tuple[int, int]:
+        """This rank's contiguous share ``[start, stop)`` of ``n`` queries."""
+        return share(n, self.rank, self.world)
+
+    @classmethod
+    def current(cls, device: Any = None) -> Ranks:
+        """The ranks of the running ``torch.distributed`` group, or :data:`SOLO` without one."""
+        from fr_data import runtime
+
+        rank, world = runtime.rank_world()
+        if world == 1:
+            return SOLO
+        return cls(rank, world, device)
+
+    # -- collectives (never called with world == 1) -----------------------------------------------
+
+    def _run(self, stage: str, fn: Callable[[], T]) -> T:
+        """Run collective ``fn`` ending ``stage``; a failure names the ranks that did not arrive."""
+        self.arrived.append(stage)
+        store = _store()
+        if store is not None:
+            store.set(ARRIVAL_KEY.format(stage=stage, rank=self.rank), "1")
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - gloo/NCCL raise RuntimeError subclasses of several kinds
+            missing = _missing(store, stage, self.world)
+            who = (f"rank {', '.join(map(str, missing))} did not arrive" if missing
+                   else "a rank stopped or timed out")
+            raise RankError(f"rank {self.rank}: the run stopped at stage '{stage}': {who} "
+                            f"({type(exc).__name__}: {one_line(exc)[:200]})") from None
+
+    def agree(self, stage: str, error: str | None) -> None:
+        """Every rank passes its own error line (or None); if any rank has one, all raise it."""
+        if self.world == 1:
+            if error is not None:
+                raise RankError(error)
+            return
+        errors = self._run(stage, lambda: self._all_gather_bytes(json.dumps(error).encode()))
+        found = [(r, json.loads(e)) for r, e in enumerate(errors) if json.loads(e) is not None]
+        if found:
+            rank, line = found[0]
+            raise RankError(f"rank {rank}: {line}")
+
+    def check(self, stage: str, fn: Callable[[], T]) -> T:
+        """``fn()`` on this rank, then :meth:`agree` on whether every rank's call raised a HardmineError
+        (one process: ``fn()`` as it is)."""
+        if self.world == 1:
+            return fn()
+        try:
+            result, error = fn(), None
+        except HardmineError as exc:
+            result, error = None, one_line(exc)
+        self.agree(stage, error)
+        return result  # type: ignore[return-value]
+
+    def broadcast_json(self, stage: str, value: Any) -> Any:
+        """Rank 0's JSON-able ``value`` on every rank (sent as JSON text: nothing is unpickled)."""
+        if self.world == 1:
+            return value
+        return json.loads(self._run(stage, lambda: self._all_gather_bytes(json.dumps(value).encode()))[0])
+
+    def broadcast_array(self, stage: str, array: np.ndarray | None, shape: tuple[int, ...],
+                        dtype: np.dtype) -> np.ndarray:
+        """Rank 0's ``array`` (of ``shape`` and ``dtype``, known to every rank) on every rank."""
+        if self.world == 1:
+            assert array is not None
+            return array
+        import torch
+        import torch.distributed as dist
+
+        def run() -> np.ndarray:
+            buf = (np.ascontiguousarray(array, dtype) if self.is_root else np.empty(shape, dtype))
+            t = torch.from_numpy(buf.view(np.uint8).reshape(-1)).to(self.device)
+            dist.broadcast(t, src=0)
+            return t.cpu().numpy().view(dtype).reshape(shape)
+        return self._run(stage, run)
+
+    def gather_rows(self, stage: str, rows: np.ndarray, columns: Sequence[np.ndarray],
+                    into: Callable[[np.ndarray, list[np.ndarray]], None]) -> None:
+        """Hand every other rank's ``(rows, columns)`` to ``into`` on rank 0, one rank at a time in rank
+        order, so rank 0 holds at most one other rank's rows at once (rank 0 places its own itself).
+
+        ``columns`` are arrays with ``len(rows)`` rows whose dtypes and trailing shapes are the same on
+        every rank (the same code built them)."""
+        if self.world == 1:
+            return
+        import torch
+        import torch.distributed as dist
+
+        arrays = [np.asarray(rows, np.int64), *columns]
+
+        def send() -> None:
+            dist.send(torch.tensor([len(rows)], dtype=torch.int64).to(self.device), dst=0)
+            for a in arrays if len(rows) else ():
+                dist.send(_tensor(a, self.device), dst=0)
+
+        def receive() -> None:
+            for src in range(1, self.world):
+                size = torch.zeros(1, dtype=torch.int64).to(self.device)
+                dist.recv(size, src=src)
+                n = int(size.item())
+                got = []
+                for a in arrays:
+                    if n == 0:
+                        got.append(np.empty((0, *a.shape[1:]), a.dtype))
+                        continue
+                    buf = np.empty((n, *a.shape[1:]), a.dtype)
+                    t = _tensor(buf, self.device)
+                    dist.recv(t, src=src)
+                    got.append(t.cpu().numpy().view(a.dtype).reshape(buf.shape))
+                into(got[0], got[1:])
+        self._run(stage, receive if self.is_root else send)
+
+    def gather_json(self, stage: str, value: Any) -> list[Any]:
+        """Every rank's JSON-able ``value``, in rank order (on every rank)."""
+        if self.world == 1:
+            return [value]
+        return [json.loads(b) for b in self._run(stage, lambda: self._all_gather_bytes(json.dumps(value).encode()))]
+
+    def _all_gather_bytes(self, payload: bytes) -> list[bytes]:
+        import torch
+        import torch.distributed as dist
+
+        size = torch.tensor([len(payload)], dtype=torch.int64).to(self.device)
+        sizes = [torch.zeros_like(size) for _ in range(self.world)]
+        dist.all_gather(sizes, size)
+        longest = max(int(s.item()) for s in sizes)
+        buf = np.zeros(max(longest, 1), np.uint8)
+        buf[:len(payload)] = np.frombuffer(payload, np.uint8)
+        mine = torch.from_numpy(buf).to(self.device)
+        parts = [torch.empty_like(mine) for _ in range(self.world)]
+        dist.all_gather(parts, mine)
+        return [p.cpu().numpy()[:int(s.item())].tobytes() for p, s in zip(parts, sizes)]
+
+
+#: The single-process run: rank 0 of 1.
+SOLO = Ranks()
+
+
+def _tensor(array: np.ndarray, device: Any) -> Any:
+    """``array``'s bytes as a flat uint8 tensor on ``device`` (any dtype, bool included)."""
+    import torch
+
+    flat = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
+    return torch.from_numpy(flat.copy() if not flat.flags.writeable else flat).to(device)
+
+
+def _store() -> Any:
+    """The default group's key-value store (hosted by the launcher or rank 0), or None if unreachable."""
+    try:
+        from torch.distributed import distributed_c10d
+
+        return distributed_c10d._get_default_store()
+    except Exception:  # noqa: BLE001 - private API: without it the error names no rank
+        return None
+
+
+def _missing(store: Any, stage: str, world: int) -> list[int]:
+    """Ranks whose arrival at ``stage`` the store does not hold."""
+    if store is None:
+        return []
+    try:
+        return [r for r in range(world) if not store.check([ARRIVAL_KEY.format(stage=stage, rank=r)])]
+    except Exception:  # noqa: BLE001 - the store went with the launcher
+        return []

@@ -1,0 +1,103 @@
+"""``hardmine mine`` under torchrun (issue 25, point 1): 1, 2 and 3 CPU ranks (gloo) write the run folder one
+process writes; ranks that see another embeddings file or cannot see the output folder, and a rank that
+dies mid-search, stop every rank with one line naming the rank (exit 2) and publish nothing.
+
+The planted set is tiny (81 samples, 20 labels) and mined with the candidate strategy (``exact_max_n``
+below N), whose class ranges split unevenly over 2 and 3 ranks. The exact strategy's split (query shares
+against the streamed database) is tested in-process in tests/fr_data/mining/test_group.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fr_data.folders import run_folder as rf
+from fr_data.io.config import load_config
+from fr_data.mining import MiningConfig, mine
+from fr_data.mining.config import NeighbourConfig
+from tests.fr_data.mining.planted import PlantedSpec, make_planted, write_emb
+from tests.hardmine.cli.ranks import assert_same_run, hand_started, torchrun
+
+CANDIDATES = "neighbours: {exact_max_n: 10}\ncalibration: {figure: false}\n"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ranks")
+    x, truth = make_planted(PlantedSpec(identities=12, per_identity=(4, 8), seed=3))
+    emb = write_emb(folder / "EMB", x, truth)
+    other = write_emb(folder / "OTHER", *make_planted(PlantedSpec(identities=12, per_identity=(4, 8), seed=4)))
+    (folder / "candidates.yaml").write_text(CANDIDATES)
+    return folder, emb, other
+
+
+def argv(folder, emb, out):
+    return ["--embeddings", str(emb), "--out", str(out), "--config", str(folder / "candidates.yaml"), "--quiet",
+            "--rank-timeout", "60"]
+
+
+@pytest.fixture(scope="module")
+def reference(data):
+    """The run of one process, in this process (no launcher)."""
+    folder, emb, _ = data
+    cfg = load_config(folder / "candidates.yaml", MiningConfig)
+    assert cfg.neighbours.exact_max_n < 81 <= NeighbourConfig().exact_max_n
+    return mine(emb, folder / "REF", cfg).folder
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+def test_torchrun_ranks_write_the_single_process_run(data, reference, ranks):
+    folder, emb, _ = data
+    out = folder / f"R{ranks}"
+    done = torchrun(ranks, argv(folder, emb, out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_run(out, reference)
+    info = json.loads((out / rf.RUN_FILE).read_text())
+    assert info["neighbour_strategy"] == "candidates"
+    assert info["ranks"] == ranks
+    if ranks > 1:
+        per_rank = info["timings_per_rank"]
+        assert len(per_rank) == ranks and all(t["class_pass"]["peak_rss_mb"] > 0 for t in per_rank)
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []  # nothing staged left
+
+
+def _one_line_each(ranks, want: str) -> None:
+    for r in ranks:
+        assert r.code == 2, ranks
+        lines = r.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("hardmine mine: error: ") and want in lines[0], r.err
+
+
+def test_a_rank_with_other_embeddings_stops_every_rank(data):
+    folder, emb, other = data
+    out = folder / "SWAPPED"
+    ranks = hand_started(2, argv(folder, emb, out), HARDMINE_SWAP=f"mine:embeddings={other}",
+                         HARDMINE_FAULT_RANK="1")
+    _one_line_each(ranks, f"rank 1: {other / 'embeddings.npy'}")
+    assert "differ from rank 0's" in ranks[0].err
+    assert not out.exists() and not (folder / ".SWAPPED.partial").exists()
+
+
+def test_a_rank_that_cannot_see_the_output_stops_every_rank(data, tmp_path):
+    folder, emb, _ = data
+    out = folder / "UNSHARED"
+    ranks = hand_started(2, argv(folder, emb, out), HARDMINE_SWAP=f"mine:out={tmp_path / 'UNSHARED'}",
+                         HARDMINE_FAULT_RANK="1")
+    _one_line_each(ranks, "rank 1: ")
+    assert "cannot see rank 0's staging folder" in ranks[0].err and "filesystem every rank shares" in ranks[0].err
+    assert not out.exists() and not (folder / ".UNSHARED.partial").exists()
+
+
+def test_a_rank_dying_mid_search_stops_the_run_and_a_rerun_is_complete(data, reference):
+    folder, emb, _ = data
+    out = folder / "DIED"
+    ranks = hand_started(2, argv(folder, emb, out), HARDMINE_KILL_AT="mine:search", HARDMINE_FAULT_RANK="1")
+    assert ranks[1].code == -9  # killed at the point
+    _one_line_each(ranks[:1], "rank 1 did not arrive")
+    assert "stage 'centre_search'" in ranks[0].err
+    assert not out.exists() and not (folder / ".DIED.partial").exists()
+    again = hand_started(2, argv(folder, emb, out))
+    assert [r.code for r in again] == [0, 0], again
+    assert_same_run(out, reference)
