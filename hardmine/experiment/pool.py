@@ -33,7 +33,7 @@ from hardmine.experiment.stages import Layout
 from hardmine.pipelines.stamps import read_stamp
 
 __all__ = ["Member", "Pooled", "read_member", "read_goal", "check_members", "common_arms", "pooled_gain", "best_arm",
-           "goal_checks", "t_quantile", "pool_rows", "dotted", "SEED_KEYS", "BASELINE", "SPLITS"]
+           "goal_checks", "t_quantile", "pool_rows", "members_from_table", "dotted", "SEED_KEYS", "BASELINE", "SPLITS"]
 
 BASELINE = "baseline"
 SPLITS = ("validation", "test")
@@ -252,6 +252,29 @@ def pool_rows(members: Sequence[Member], metric: str) -> list[dict[str, Any]]:
                              "pack": pack, "metric": metric, "seeds": m.seeds[split][arm], "value": value,
                              "gain": None if base is None else value - base})
     return rows
+
+
+def members_from_table(rows: Sequence[dict[str, Any]], listed: Sequence[dict[str, Any]], recipe: dict[str, Any],
+                       table: Path) -> list[Member]:
+    """The members again from the rows of ``POOL/pool.parquet`` (their seed means) and the members listed
+    in ``POOL/pool.yaml`` (their order, backbones), each with the pooled ``recipe`` as its config.
+
+    Raises:
+        DataError: naming ``table`` when a listed member has no row.
+    """
+    means: dict[str, dict[str, dict[tuple[str, str], float]]] = defaultdict(lambda: {s: {} for s in SPLITS})
+    seeds: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: {s: {} for s in SPLITS})
+    for row in rows:
+        value = math.nan if row["value"] is None else row["value"]
+        means[row["member"]].setdefault(row["split"], {})[(row["arm"], row["pack"])] = value
+        seeds[row["member"]].setdefault(row["split"], {})[row["arm"]] = row["seeds"]
+    members = []
+    for entry in listed:
+        name = str(entry["folder"])
+        if name not in means:
+            raise DataError(table, f"member {name}", "no row for this member of pool.yaml")
+        members.append(Member(Path(name), recipe, str(entry.get("backbone_sha256", "")), means[name], seeds[name]))
+    return members
 
 
 def dotted(config: dict[str, Any], key: str) -> Any:
