@@ -28,8 +28,8 @@ import pyarrow as pa
 from fr_data.io.parquet import read_table, write_table
 
 __all__ = ["CONFIG", "RESULTS", "VALIDATION", "ESTIMATES", "REPORT", "FIGURES", "RESULTS_SCHEMA",
-           "ESTIMATES_SCHEMA", "SPLIT_FILES", "results_table", "write_results", "read_results", "results_path",
-           "estimates_table", "write_estimates", "read_estimates"]
+           "ESTIMATES_SCHEMA", "SPLIT_FILES", "results_table", "write_results", "read_results",
+           "results_path", "estimates_table", "write_estimates", "read_estimates"]
 
 CONFIG = "experiment.yaml"
 RESULTS = "results.parquet"

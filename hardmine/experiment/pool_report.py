@@ -16,7 +16,8 @@ from fr_data.folders import pool_folder
 from fr_data.io.publish import staged_folder
 from hardmine.experiment import figures
 from hardmine.experiment.config import GoalSection
-from hardmine.experiment.pool import BASELINE, SEED_KEYS, SPLITS, Member, common_arms, dotted, pool_rows, pooled_gain
+from hardmine.experiment.pool import (BASELINE, SEED_KEYS, SPLITS, Member, common_arms, dotted, pool_rows,
+                                      pooled_gain)
 from hardmine.experiment.report import machine_line
 from hardmine.experiment.verdict import Verdict, format_pooled, verdict_of
 
@@ -72,7 +73,8 @@ def draw(members: Sequence[Member], goal: GoalSection, out: Path) -> list[Path]:
     return paths
 
 
-def pool_report(members: Sequence[Member], goal: GoalSection, out: Path, command: str, verdict: Verdict) -> str:
+def pool_report(members: Sequence[Member], goal: GoalSection, out: Path, command: str,
+                verdict: Verdict) -> str:
     """The report's text, ending with ``verdict``; figures are drawn into ``out/figures``."""
     paths = draw(members, goal, out)
     lines = ["# Pooled hard-sample experiment", "", f"Command: `{command}`  ", f"Machine: {machine_line()}  ",
@@ -98,7 +100,8 @@ def members_yaml(members: Sequence[Member]) -> str:
     return yaml.safe_dump(plain, sort_keys=False)
 
 
-def write_pool_folder(members: Sequence[Member], out: str | os.PathLike, overwrite: bool, command: str) -> Path:
+def write_pool_folder(members: Sequence[Member], out: str | os.PathLike, overwrite: bool,
+                      command: str) -> Path:
     """Write ``POOL`` through a staging folder (renamed once complete); return the report's path. The
     report's verdict is ``verdict_of`` the staged tables (what the command prints from the published ones)."""
     goal = members[0].goal

@@ -112,8 +112,8 @@ def estimate_rows(an: Analysis) -> list[dict[str, Any]]:
                     add(arm, BASELINE, packs, metric, an.gain(arm, BASELINE, packs, metric))
     if goal.competitor in ctx.arms:
         for arm in (a for a in goal.ddl_arms if a in ctx.arms):
-            add(arm, goal.competitor, goal.hard_packs, goal.metric, an.gain(arm, goal.competitor, goal.hard_packs,
-                                                                               goal.metric))
+            gain = an.gain(arm, goal.competitor, goal.hard_packs, goal.metric)
+            add(arm, goal.competitor, goal.hard_packs, goal.metric, gain)
     return list(rows.values())
 
 
@@ -134,7 +134,8 @@ def gains_table(an: Analysis, est: Estimates, arms: Sequence[str], over: str) ->
     rows = []
     for arm in arms:
         for label, packs in [*((p, [p]) for p in an.packs), ("hard-pack mean", hard)]:
-            cells = [format_estimate(est.get(an.split, arm, packs, m, over), signed=True) for m in METRIC_FPRS]
+            cells = [format_estimate(est.get(an.split, arm, packs, m, over), signed=True)
+                     for m in METRIC_FPRS]
             rows.append([arm, label, *cells])
     return _table(["arm", "pack", f"gain TPR@1e-2 over {over} (points)", f"gain TPR@1e-3 over {over} (points)"],
                   rows)

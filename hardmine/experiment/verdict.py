@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from fr_data.folders import experiment_folder, pool_folder
 from fr_data.io.config import from_dict
 from fr_data.io.errors import DataError
 from hardmine.experiment.config import GoalSection
-from hardmine.experiment.pool import BASELINE, Member, Pooled, best_arm, goal_checks, members_from_table, read_goal
+from hardmine.experiment.pool import (BASELINE, Member, Pooled, best_arm, goal_checks, members_from_table,
+                                      read_goal, read_mapping)
 from hardmine.experiment.stats import Estimate
 
 __all__ = ["Verdict", "Estimates", "verdict_of", "experiment_verdict", "pool_verdict", "format_estimate",
@@ -61,7 +61,8 @@ def format_estimate(est: Estimate, signed: bool = False) -> str:
     if not np.isfinite(est.value):
         return "n/a"
     text = f"{100 * est.value:{sign}.1f} [{100 * est.low:{sign}.1f}, {100 * est.high:{sign}.1f}]"
-    return text + (f" ({100 * est.seed_min:{sign}.1f} to {100 * est.seed_max:{sign}.1f})" if est.seeds > 1 else "")
+    spread = f" ({100 * est.seed_min:{sign}.1f} to {100 * est.seed_max:{sign}.1f})"
+    return text + (spread if est.seeds > 1 else "")
 
 
 def format_pooled(p: Pooled) -> str:
@@ -88,9 +89,11 @@ class Estimates:
 
     def arms(self, split: str) -> list[str]:
         """The fine-tuned arms with a metric on ``split`` (``pretrained`` left out), sorted."""
-        return sorted({arm for s, arm, _, _, over in self._rows if s == split and over is None and arm != PRETRAINED})
+        return sorted({arm for s, arm, _, _, over in self._rows
+                       if s == split and over is None and arm != PRETRAINED})
 
-    def get(self, split: str, arm: str, packs: Sequence[str], metric: str, over: str | None = None) -> Estimate:
+    def get(self, split: str, arm: str, packs: Sequence[str], metric: str,
+            over: str | None = None) -> Estimate:
         """The estimate of one row; NaN where the table holds null (undefined metric).
 
         Raises:
@@ -98,8 +101,9 @@ class Estimates:
         """
         row = self._rows.get((split, arm, tuple(packs), metric, over))
         if row is None:
-            raise DataError(experiment_folder.ESTIMATES, f"{split} {arm} {'/'.join(packs)} {metric} over {over}",
-                            "no such row (the verdict needs it)")
+            where = f"{split} {arm} {'/'.join(packs)} {metric} over {over}"
+            raise DataError(experiment_folder.ESTIMATES, where, "no such row (the verdict needs it)")
+
         def value(key: str) -> float:
             return math.nan if row[key] is None else float(row[key])
 
@@ -111,11 +115,11 @@ class Estimates:
 def goal_lines(goal: GoalSection) -> list[str]:
     """The heading and the goal in words."""
     return ["## Verdict", "",
-            f"Goal (issue 9, section 4), on the test packs, mean of the seeds, at equal compute: the best DDL "
-            f"arm raises {goal.metric} by >= {goal.min_gain} points over `baseline` averaged over "
+            f"Goal (issue 9, section 4), on the test packs, mean of the seeds, at equal compute: the best "
+            f"DDL arm raises {goal.metric} by >= {goal.min_gain} points over `baseline` averaged over "
             f"{', '.join(goal.hard_packs)}, neither hard pack worse, {goal.easy_pack} within "
-            f"{goal.easy_tolerance} points, and beats `{goal.competitor}` by >= {goal.min_gain_over} point(s) on "
-            f"that average.", ""]
+            f"{goal.easy_tolerance} points, and beats `{goal.competitor}` by >= {goal.min_gain_over} point(s) "
+            f"on that average.", ""]
 
 
 def best_ddl_arm(est: Estimates, goal: GoalSection) -> str | None:
@@ -134,13 +138,13 @@ def judge(est: Estimates, goal: GoalSection, arm: str) -> tuple[bool, list[str]]
         return est.get("test", arm, packs, goal.metric, over)
 
     hard = gain(goal.hard_packs)
-    checks = [(100 * hard.value >= goal.min_gain,
-               f"mean hard-pack gain over baseline {format_estimate(hard, True)} points (goal >= +{goal.min_gain})")]
+    checks = [(100 * hard.value >= goal.min_gain, f"mean hard-pack gain over baseline "
+               f"{format_estimate(hard, True)} points (goal >= +{goal.min_gain})")]
     checks += [(e.value >= 0, f"{p}: {format_estimate(e, True)} points (goal: not worse)")
                for p, e in ((p, gain([p])) for p in goal.hard_packs)]
     easy = gain([goal.easy_pack])
-    checks.append((100 * easy.value >= -goal.easy_tolerance,
-                   f"{goal.easy_pack}: {format_estimate(easy, True)} points (goal >= -{goal.easy_tolerance})"))
+    checks.append((100 * easy.value >= -goal.easy_tolerance, f"{goal.easy_pack}: {format_estimate(easy, True)} "
+                   f"points (goal >= -{goal.easy_tolerance})"))
     if goal.competitor in est.arms("test"):
         comp = gain(goal.hard_packs, goal.competitor)
         checks.append((100 * comp.value >= goal.min_gain_over,
@@ -155,8 +159,8 @@ def experiment_verdict(est: Estimates, goal: GoalSection) -> Verdict:
     """The goal, the arm it is judged on and how that arm was chosen, and the outcome."""
     lines = goal_lines(goal)
     if not {"validation", "test"} <= est.splits:
-        return Verdict((*lines, "No verdict: it needs both the validation packs (to choose the arm) and the test "
-                        "packs."), None, None)
+        return Verdict((*lines, "No verdict: it needs both the validation packs (to choose the arm) and the "
+                        "test packs."), None, None)
     arm = best_ddl_arm(est, goal)
     if arm is None:
         return Verdict((*lines, "No verdict: it needs `baseline` and at least one of the DDL arms "
@@ -164,9 +168,9 @@ def experiment_verdict(est: Estimates, goal: GoalSection) -> Verdict:
     met, checks = judge(est, goal, arm)
     lines += [f"Best DDL arm on the validation packs: `{arm}`. On the test packs:", "", *checks, ""]
     lines.append("**The goal is met.**" if met else "**The goal is not met.**")
-    lines += ["", "One pretrained backbone: the intervals resample pairs and fine-tuning seeds, not pretraining. "
-              "For the spread between backbones, run other draws (`--data-seed S`) and pool the folders with "
-              "`tools/experiment_pool.py`."]
+    lines += ["", "One pretrained backbone: the intervals resample pairs and fine-tuning seeds, not "
+              "pretraining. For the spread between backbones, run other draws (`--data-seed S`) and pool the "
+              "folders with `tools/experiment_pool.py`."]
     return Verdict(tuple(lines), met, arm)
 
 
@@ -176,8 +180,8 @@ def pool_verdict(members: Sequence[Member], goal: GoalSection) -> Verdict:
     head = ("## Verdict", "")
     arm = best_arm(members, goal)
     if arm is None:
-        return Verdict((*head, f"No verdict: it needs `{BASELINE}` and one of the DDL arms {goal.ddl_arms} in "
-                        "every member."), None, None)
+        return Verdict((*head, f"No verdict: it needs `{BASELINE}` and one of the DDL arms {goal.ddl_arms} "
+                        "in every member."), None, None)
     checks = goal_checks(members, goal, arm)
     lines = [*head, f"Best DDL arm on the pooled validation gains: `{arm}`. On the test packs, mean over "
              f"{len(members)} backbones:", ""]
@@ -185,8 +189,9 @@ def pool_verdict(members: Sequence[Member], goal: GoalSection) -> Verdict:
               f"(backbones: {' / '.join(f'{v:+.1f}' for v in p.values)})" for ok, what, p in checks]
     per_member = [all(ok for ok, _, _ in goal_checks([m], goal, arm)) for m in members]
     met = all(ok for ok, _, _ in checks)
+    alone = ", ".join(f"B{i + 1}" for i, ok in enumerate(per_member) if ok) or "none"
     lines += ["", f"Backbones on which `{arm}` meets every criterion alone: {sum(per_member)} of {len(members)}"
-              f" ({', '.join(f'B{i + 1}' for i, ok in enumerate(per_member) if ok) or 'none'}).", "",
+              f" ({alone}).", "",
               "**The goal is met on the mean over backbones.**" if met else
               "**The goal is not met on the mean over backbones.**"]
     return Verdict(tuple(lines), met, arm)
@@ -200,20 +205,16 @@ def read_pool(folder: str | os.PathLike) -> tuple[list[Member], GoalSection]:
         DataError / SchemaError: naming the file that is missing or unreadable.
     """
     path = Path(folder) / pool_folder.CONFIG
-    try:
-        stored = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise DataError(path, "", "missing: not a pool folder") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise DataError(path, "", f"unreadable ({exc})") from None
-    if not isinstance(stored, dict) or not isinstance(stored.get("recipe"), dict) \
+    stored = read_mapping(path, "a pool folder")
+    if not isinstance(stored.get("recipe"), dict) \
             or not isinstance(stored.get("members"), list) \
             or not all(isinstance(m, dict) and "folder" in m for m in stored["members"]):
         raise DataError(path, "", "not a pool config (a recipe, and members each with a folder, expected)")
     recipe = stored["recipe"]
     goal = from_dict(GoalSection, dict(recipe.get("goal") or {}), f"{path}: recipe.goal")
     table = pool_folder.read_pool_table(folder)
-    return members_from_table(table.to_pylist(), stored["members"], recipe, Path(folder) / pool_folder.TABLE), goal
+    members = members_from_table(table.to_pylist(), stored["members"], recipe, Path(folder) / pool_folder.TABLE)
+    return members, goal
 
 
 def verdict_of(folder: str | os.PathLike) -> Verdict:
