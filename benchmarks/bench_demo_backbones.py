@@ -33,7 +33,7 @@ from fr_data.io.config import load_config
 from fr_data.io.shipped import config_file
 from fr_data.mining import MiningConfig, mine
 from fr_data.mining.groundtruth import TARGETS, check_targets, score_run
-from hardmine.pipelines.demo import Layout, demo_config, run_demo, with_overrides
+from hardmine.pipelines.demo import Layout, demo_config, run_demo
 
 #: Backbone name -> (training YAML, overrides merged over the demo's own training overrides).
 BACKBONES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
     for name in args.backbones.split(","):
         train_config, overrides = BACKBONES[name]
-        cfg = with_overrides(demo_config(args.size, seed=args.seed, steps=args.steps),
-                             train_config=str(config_file(train_config)), train_overrides=overrides)
+        cfg = demo_config(args.size, seed=args.seed, steps=args.steps, train_config=str(config_file(train_config)),
+                          train_overrides=overrides)
         run_demo(cfg, args.work / name, log=lambda line: None)
         for tag in args.mining.split(","):
             m = score(Layout(args.work / name), tag)

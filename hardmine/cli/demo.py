@@ -8,6 +8,11 @@ Examples::
 Rerun the same command to resume: every finished stage is skipped. Prints the DuckDB query results and a
 summary (also written to OUT/summary.json) ending with the path of the review page
 (OUT/report/index.html). Exit codes: 0 ok, 2 bad input or config.
+
+Upgrading: a stage is skipped only when its stamp (OUT/stages/NAME.json) says it finished from the current
+inputs. A demo folder written by a hardmine version without stamps (before the stage mechanism) has none,
+so the first rerun redoes every stage once, replacing its outputs (the same data: the outputs do not
+change), and later reruns skip them again. Nothing is adopted unchecked from such a folder.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ from hardmine.experiment.config import (
 )
 from hardmine.experiment.report import write_report
 from hardmine.experiment.stages import Context, Layout, run_stages
+from hardmine.experiment.verdict import verdict_of
 from fr_data.io.shipped import resolve_config
 
 __all__ = ["DEFAULT_CONFIG", "build_parser", "check_seeds", "claim_folder", "main"]
@@ -146,8 +147,9 @@ def _main(argv: list[str] | None, prog: str | None) -> int:
             finally:
                 torch.set_num_threads(threads)
             times = {r.name: (r.seconds, r.info["stage_cpu_seconds"]) for r in results}
-            written = write_report(ctx, times, command)
+            report = write_report(ctx, times, command)
+            verdict = verdict_of(args.out)
     except HardmineError as exc:
         return fail(prog, exc)
-    print(written.verdict + f"\n\nwrote {written.path} ({time.perf_counter() - started:.0f} s)")
+    print(verdict.text + f"\n\nwrote {report} ({time.perf_counter() - started:.0f} s)")
     return 0

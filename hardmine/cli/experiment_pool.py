@@ -22,6 +22,7 @@ from fr_data.io.errors import HardmineError
 from fr_data.io.publish import check_apart
 from hardmine.experiment.pool import check_members, read_goal, read_member
 from hardmine.experiment.pool_report import write_pool_folder
+from hardmine.experiment.verdict import verdict_of
 
 __all__ = ["build_parser", "main"]
 
@@ -45,8 +46,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         metric = args.metric or read_goal(args.experiments[0]).metric
         members = [read_member(path, metric) for path in args.experiments]
         check_members(members)
-        written = write_pool_folder(members, args.out, args.overwrite, command)
+        report = write_pool_folder(members, args.out, args.overwrite, command)
+        verdict = verdict_of(args.out)
     except HardmineError as exc:
         return fail(prog, exc)
-    print(written.verdict + f"\n\nwrote {written.path}")
+    print(verdict.text + f"\n\nwrote {report}")
     return 0

@@ -33,7 +33,8 @@ from hardmine.experiment.stages import Layout
 from hardmine.pipelines.stamps import read_stamp
 
 __all__ = ["Member", "Pooled", "read_member", "read_goal", "check_members", "common_arms", "pooled_gain", "best_arm",
-           "goal_checks", "t_quantile", "pool_rows", "dotted", "SEED_KEYS", "BASELINE", "SPLITS"]
+           "goal_checks", "t_quantile", "pool_rows", "members_from_table", "read_mapping", "dotted", "SEED_KEYS",
+           "BASELINE", "SPLITS"]
 
 BASELINE = "baseline"
 SPLITS = ("validation", "test")
@@ -102,7 +103,7 @@ def read_member(path: str | os.PathLike, metric: str) -> Member:
         DataError: naming the file that is missing or unreadable.
     """
     path = Path(path)
-    config = _read_config(path / folder.CONFIG)
+    config = read_mapping(path / folder.CONFIG)
     where = Layout(path).stamp("train")
     stamp = read_stamp(where)
     if stamp is None or not stamp.get("done") or "sha256" not in stamp.get("info", {}):
@@ -117,18 +118,23 @@ def read_member(path: str | os.PathLike, metric: str) -> Member:
 
 def read_goal(path: str | os.PathLike) -> GoalSection:
     """The goal of an experiment folder's stored config (without reading its results)."""
-    return _goal(_read_config(Path(path) / folder.CONFIG), Path(path))
+    return _goal(read_mapping(Path(path) / folder.CONFIG), Path(path))
 
 
 def _goal(config: dict[str, Any], path: Path) -> GoalSection:
     return from_dict(GoalSection, dict(config.get("goal") or {}), f"{path / folder.CONFIG}: goal")
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def read_mapping(path: Path, folder_kind: str = "an experiment folder") -> dict[str, Any]:
+    """The YAML mapping at ``path`` (a folder's config file).
+
+    Raises:
+        DataError: naming ``path`` when it is missing (not ``folder_kind``), unreadable or not a mapping.
+    """
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise DataError(path, "", "missing: not an experiment folder") from None
+        raise DataError(path, "", f"missing: not {folder_kind}") from None
     except (OSError, yaml.YAMLError) as exc:
         raise DataError(path, "", f"unreadable ({exc})") from None
     if not isinstance(data, dict):
@@ -252,6 +258,30 @@ def pool_rows(members: Sequence[Member], metric: str) -> list[dict[str, Any]]:
                              "pack": pack, "metric": metric, "seeds": m.seeds[split][arm], "value": value,
                              "gain": None if base is None else value - base})
     return rows
+
+
+def members_from_table(rows: Sequence[dict[str, Any]], listed: Sequence[dict[str, Any]],
+                       recipe: dict[str, Any], table: Path) -> list[Member]:
+    """The members again from the rows of ``POOL/pool.parquet`` (their seed means) and the members listed
+    in ``POOL/pool.yaml`` (their order, backbones), each with the pooled ``recipe`` as its config.
+
+    Raises:
+        DataError: naming ``table`` when a listed member has no row.
+    """
+    means: dict[str, dict[str, dict[tuple[str, str], float]]] = defaultdict(lambda: {s: {} for s in SPLITS})
+    seeds: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: {s: {} for s in SPLITS})
+    for row in rows:
+        value = math.nan if row["value"] is None else row["value"]
+        means[row["member"]].setdefault(row["split"], {})[(row["arm"], row["pack"])] = value
+        seeds[row["member"]].setdefault(row["split"], {})[row["arm"]] = row["seeds"]
+    members = []
+    for entry in listed:
+        name = str(entry["folder"])
+        if name not in means:
+            raise DataError(table, f"member {name}", "no row for this member of pool.yaml")
+        backbone = str(entry.get("backbone_sha256", ""))
+        members.append(Member(Path(name), recipe, backbone, means[name], seeds[name]))
+    return members
 
 
 def dotted(config: dict[str, Any], key: str) -> Any:

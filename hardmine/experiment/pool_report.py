@@ -16,17 +16,12 @@ from fr_data.folders import pool_folder
 from fr_data.io.publish import staged_folder
 from hardmine.experiment import figures
 from hardmine.experiment.config import GoalSection
-from hardmine.experiment.pool import (BASELINE, SEED_KEYS, SPLITS, Member, Pooled, best_arm, common_arms, dotted,
-                                      goal_checks, pool_rows, pooled_gain)
-from hardmine.experiment.report import WrittenReport, machine_line
+from hardmine.experiment.pool import (BASELINE, SEED_KEYS, SPLITS, Member, common_arms, dotted, pool_rows,
+                                      pooled_gain)
+from hardmine.experiment.report import machine_line
+from hardmine.experiment.verdict import Verdict, format_pooled, verdict_of
 
-__all__ = ["write_pool_folder", "pool_report", "members_yaml", "format_pooled"]
-
-
-def format_pooled(p: Pooled) -> str:
-    """``+1.2 [-0.8, +3.1]`` (points, 95% t-interval over backbones)."""
-    low, high = p.interval()
-    return f"{p.mean:+.1f} [{low:+.1f}, {high:+.1f}]"
+__all__ = ["write_pool_folder", "pool_report", "members_yaml"]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -63,25 +58,6 @@ def values_table(members: Sequence[Member], goal: GoalSection, split: str) -> li
     return _table(["arm", *packs], rows)
 
 
-def verdict_lines(members: Sequence[Member], goal: GoalSection) -> list[str]:
-    """The arm chosen on pooled validation gains and the goal's criteria on the pooled test gains."""
-    arm = best_arm(members, goal)
-    if arm is None:
-        return [f"No verdict: it needs `{BASELINE}` and one of the DDL arms {goal.ddl_arms} in every member."]
-    checks = goal_checks(members, goal, arm)
-    lines = [f"Best DDL arm on the pooled validation gains: `{arm}`. On the test packs, mean over "
-             f"{len(members)} backbones:", ""]
-    lines += [f"- {'met' if ok else 'NOT met'}: {what}: {format_pooled(p)} "
-              f"(backbones: {' / '.join(f'{v:+.1f}' for v in p.values)})" for ok, what, p in checks]
-    per_member = [all(ok for ok, _, _ in goal_checks([m], goal, arm)) for m in members]
-    met = all(ok for ok, _, _ in checks)
-    lines += ["", f"Backbones on which `{arm}` meets every criterion alone: {sum(per_member)} of {len(members)}"
-              f" ({', '.join(f'B{i + 1}' for i, ok in enumerate(per_member) if ok) or 'none'}).", "",
-              "**The goal is met on the mean over backbones.**" if met else
-              "**The goal is not met on the mean over backbones.**"]
-    return lines
-
-
 def draw(members: Sequence[Member], goal: GoalSection, out: Path) -> list[Path]:
     """The gain figure of each split: bars = mean over backbones with the t-interval, dots = backbones."""
     groups = [*((p, [p]) for p in (goal.easy_pack, *goal.hard_packs)), ("hard mean", goal.hard_packs)]
@@ -97,8 +73,9 @@ def draw(members: Sequence[Member], goal: GoalSection, out: Path) -> list[Path]:
     return paths
 
 
-def pool_report(members: Sequence[Member], goal: GoalSection, out: Path, command: str) -> str:
-    """The report's text; figures are drawn into ``out/figures``."""
+def pool_report(members: Sequence[Member], goal: GoalSection, out: Path, command: str,
+                verdict: Verdict) -> str:
+    """The report's text, ending with ``verdict``; figures are drawn into ``out/figures``."""
     paths = draw(members, goal, out)
     lines = ["# Pooled hard-sample experiment", "", f"Command: `{command}`  ", f"Machine: {machine_line()}  ",
              f"Written: {time.strftime('%Y-%m-%d %H:%M:%S')}; arms in every member: {common_arms(members)}.", "",
@@ -110,7 +87,7 @@ def pool_report(members: Sequence[Member], goal: GoalSection, out: Path, command
         lines += [f"## {split.capitalize()} packs", "", f"{goal.metric} (%), mean over backbones:", "",
                   *values_table(members, goal, split), "", f"Gain over `{BASELINE}`:", "",
                   *gains_table(members, goal, split), ""]
-    lines += [*verdict_section(members, goal), "", "## Figures", ""]
+    lines += [*verdict.lines, "", "## Figures", ""]
     lines += [f"![{p.stem}]({pool_folder.FIGURES}/{p.name})" for p in paths]
     return "\n".join(lines) + "\n"
 
@@ -123,18 +100,14 @@ def members_yaml(members: Sequence[Member]) -> str:
     return yaml.safe_dump(plain, sort_keys=False)
 
 
-def verdict_section(members: Sequence[Member], goal: GoalSection) -> list[str]:
-    """The report's verdict section (also what the command prints)."""
-    return ["## Verdict", "", *verdict_lines(members, goal)]
-
-
 def write_pool_folder(members: Sequence[Member], out: str | os.PathLike, overwrite: bool,
-                      command: str) -> WrittenReport:
-    """Write ``POOL`` through a staging folder (renamed once complete); return the report's path and its
-    verdict."""
+                      command: str) -> Path:
+    """Write ``POOL`` through a staging folder (renamed once complete); return the report's path. The
+    report's verdict is ``verdict_of`` the staged tables (what the command prints from the published ones)."""
     goal = members[0].goal
     with staged_folder(out, overwrite, "pool folder") as staging:
         pool_folder.write_pool_table(staging, pool_rows(members, goal.metric))
         (staging / pool_folder.CONFIG).write_text(members_yaml(members))
-        (staging / pool_folder.REPORT).write_text(pool_report(members, goal, staging, command))
-    return WrittenReport(Path(out) / pool_folder.REPORT, "\n".join(verdict_section(members, goal)).rstrip())
+        report = pool_report(members, goal, staging, command, verdict_of(staging))
+        (staging / pool_folder.REPORT).write_text(report)
+    return Path(out) / pool_folder.REPORT

@@ -1,9 +1,10 @@
-"""``EXP/report.md`` and ``EXP/figures``: per arm and pack the mean over seeds with its bootstrap interval
-and seed spread, the gains over ``baseline`` (paired bootstrap), compute and wall time per arm, what was
-tuned, and a plain-words verdict on the goal.
+"""``EXP/estimates.parquet``, ``EXP/report.md`` and ``EXP/figures``: per arm and pack the mean over seeds
+with its bootstrap interval and seed spread, the gains over ``baseline`` (paired bootstrap), compute and
+wall time per arm, what was tuned, and a plain-words verdict on the goal.
 
-The "best DDL arm" of the verdict is chosen on the validation packs (largest mean gain over the hard
-packs), then judged on the test packs: the test scores never choose anything.
+The estimates are computed once, written to ``EXP/estimates.parquet``, and the report's tables and verdict
+are read from that table (the verdict by :func:`hardmine.experiment.verdict.verdict_of`, which the command
+prints too).
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from fr_data.synth import PACKS
 from hardmine.experiment import figures
 from hardmine.experiment.scoring import METRIC_FPRS, PackScores
 from hardmine.experiment.stages import Context, model_name, split_scores
+from hardmine.experiment.stats import Draws, draw_counts, pack_seed, tpr_draws
+from hardmine.experiment.verdict import PRETRAINED, Estimates, format_estimate, verdict_of
 from hardmine.pipelines.stamps import read_stamp
-from hardmine.experiment.stats import Draws, Estimate, draw_counts, pack_seed, tpr_draws
 
-__all__ = ["Analysis", "WrittenReport", "write_report", "verdict", "format_estimate"]
+__all__ = ["Analysis", "estimate_rows", "write_report"]
 
 BASELINE = "baseline"
-PRETRAINED = "pretrained"
 
 
 @dataclass
@@ -80,39 +81,60 @@ class Analysis:
                          for n in names])
 
 
-def format_estimate(est: Estimate, signed: bool = False) -> str:
-    """``82.3 [80.1, 84.0] (81.9-82.8)``: percent points, interval, seed range."""
-    sign = "+" if signed else ""
-    if not np.isfinite(est.value):
-        return "n/a"
-    text = f"{100 * est.value:{sign}.1f} [{100 * est.low:{sign}.1f}, {100 * est.high:{sign}.1f}]"
-    return text + (f" ({100 * est.seed_min:{sign}.1f} to {100 * est.seed_max:{sign}.1f})" if est.seeds > 1 else "")
-
-
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
-def results_table(an: Analysis, arms: Sequence[str]) -> list[str]:
+def estimate_rows(an: Analysis) -> list[dict[str, Any]]:
+    """The rows of ``EXP/estimates.parquet`` for the split of ``an``: every arm's metrics per pack
+    (``pretrained`` included); if ``baseline`` ran, every other arm's paired gains over it per pack and on
+    the goal's hard packs together; if the goal's competitor ran, each DDL arm's gain over it on the hard
+    packs (what the verdict compares)."""
+    ctx, goal, level = an.ctx, an.ctx.cfg.goal, an.ctx.cfg.evaluation.interval
+    rows: dict[tuple, dict[str, Any]] = {}
+
+    def add(arm: str, over: str | None, packs: Sequence[str], metric: str, draws: Draws) -> None:
+        est = draws.estimate(level)
+        rows[(arm, over, tuple(packs), metric)] = {
+            "split": an.split, "arm": arm, "over": over, "packs": list(packs), "metric": metric,
+            "value": est.value, "low": est.low, "high": est.high, "level": level, "seed_min": est.seed_min,
+            "seed_max": est.seed_max, "seeds": est.seeds}
+
+    for arm in [PRETRAINED, *ctx.arms]:
+        for pack in an.packs:
+            for metric in METRIC_FPRS:
+                add(arm, None, [pack], metric, an.draws(arm, pack, metric))
+    if BASELINE in ctx.arms:
+        for arm in (a for a in ctx.arms if a != BASELINE):
+            for packs in [*([p] for p in an.packs), goal.hard_packs]:
+                for metric in METRIC_FPRS:
+                    add(arm, BASELINE, packs, metric, an.gain(arm, BASELINE, packs, metric))
+    if goal.competitor in ctx.arms:
+        for arm in (a for a in goal.ddl_arms if a in ctx.arms):
+            gain = an.gain(arm, goal.competitor, goal.hard_packs, goal.metric)
+            add(arm, goal.competitor, goal.hard_packs, goal.metric, gain)
+    return list(rows.values())
+
+
+def results_table(an: Analysis, est: Estimates, arms: Sequence[str]) -> list[str]:
     """Per arm and pack: both TPRs with intervals and seed ranges, accuracy mean and range."""
-    level = an.ctx.cfg.evaluation.interval
     rows = []
     for arm in arms:
         for pack in an.packs:
             acc = 100 * an.accuracy(arm, pack)
-            tprs = [format_estimate(an.draws(arm, pack, m).estimate(level)) for m in METRIC_FPRS]
+            tprs = [format_estimate(est.get(an.split, arm, [pack], m)) for m in METRIC_FPRS]
             rows.append([arm, pack, *tprs, f"{acc.mean():.2f} ({acc.min():.2f}-{acc.max():.2f})"])
     return _table(["arm", "pack", "TPR@FPR=1e-2 (%)", "TPR@FPR=1e-3 (%)", "accuracy (%)"], rows)
 
 
-def gains_table(an: Analysis, arms: Sequence[str], over: str) -> list[str]:
+def gains_table(an: Analysis, est: Estimates, arms: Sequence[str], over: str) -> list[str]:
     """Per arm and pack (and the hard-pack mean): paired gains over ``over`` for both TPRs."""
-    level, hard = an.ctx.cfg.evaluation.interval, an.ctx.cfg.goal.hard_packs
+    hard = an.ctx.cfg.goal.hard_packs
     rows = []
     for arm in arms:
         for label, packs in [*((p, [p]) for p in an.packs), ("hard-pack mean", hard)]:
-            cells = [format_estimate(an.gain(arm, over, packs, m).estimate(level), signed=True)
+            cells = [format_estimate(est.get(an.split, arm, packs, m, over), signed=True)
                      for m in METRIC_FPRS]
             rows.append([arm, label, *cells])
     return _table(["arm", "pack", f"gain TPR@1e-2 over {over} (points)", f"gain TPR@1e-3 over {over} (points)"],
@@ -143,64 +165,6 @@ def tuning_table(ctx: Context) -> list[str]:
     if not rows:
         return ["Nothing was tuned for this config."]
     return _table(["parameter", "values tried", "chosen", "arms", "packs", "evidence"], rows)
-
-
-# ------------------------------------------------------------------------------------------ verdict
-def best_ddl_arm(an_val: Analysis) -> str | None:
-    """The DDL arm with the largest mean hard-pack gain over the baseline on the validation packs."""
-    goal = an_val.ctx.cfg.goal
-    candidates = [a for a in goal.ddl_arms if a in an_val.ctx.arms]
-    if not candidates or BASELINE not in an_val.ctx.arms:
-        return None
-    gains = {a: an_val.gain(a, BASELINE, goal.hard_packs, goal.metric).estimate().value for a in candidates}
-    return max(gains, key=gains.get)
-
-
-def verdict(an_test: Analysis, arm: str) -> tuple[bool, list[str]]:
-    """Check the goal on the test packs for ``arm``; return (met, plain-words lines)."""
-    goal, level = an_test.ctx.cfg.goal, an_test.ctx.cfg.evaluation.interval
-    hard = an_test.gain(arm, BASELINE, goal.hard_packs, goal.metric).estimate(level)
-    per_pack = {p: an_test.gain(arm, BASELINE, [p], goal.metric).estimate(level) for p in goal.hard_packs}
-    easy = an_test.gain(arm, BASELINE, [goal.easy_pack], goal.metric).estimate(level)
-    checks = [(100 * hard.value >= goal.min_gain,
-               f"mean hard-pack gain over baseline {format_estimate(hard, True)} points (goal >= +{goal.min_gain})")]
-    checks += [(est.value >= 0, f"{p}: {format_estimate(est, True)} points (goal: not worse)")
-               for p, est in per_pack.items()]
-    checks.append((100 * easy.value >= -goal.easy_tolerance,
-                   f"{goal.easy_pack}: {format_estimate(easy, True)} points (goal >= -{goal.easy_tolerance})"))
-    if goal.competitor in an_test.ctx.arms:
-        comp = an_test.gain(arm, goal.competitor, goal.hard_packs, goal.metric).estimate(level)
-        checks.append((100 * comp.value >= goal.min_gain_over,
-                       f"mean hard-pack gain over {goal.competitor} {format_estimate(comp, True)} points "
-                       f"(goal >= +{goal.min_gain_over})"))
-    else:
-        checks.append((False, f"{goal.competitor} was not run: the comparison the goal needs is missing"))
-    lines = [f"- {'met' if ok else 'NOT met'}: {text}" for ok, text in checks]
-    return all(ok for ok, _ in checks), lines
-
-
-def verdict_section(ctx: Context, analyses: dict[str, Analysis]) -> list[str]:
-    """The goal, the arm it is judged on and how that arm was chosen, and the outcome."""
-    goal = ctx.cfg.goal
-    lines = ["## Verdict", "",
-             f"Goal (issue 9, section 4), on the test packs, mean of the seeds, at equal compute: the best DDL "
-             f"arm raises {goal.metric} by >= {goal.min_gain} points over `baseline` averaged over "
-             f"{', '.join(goal.hard_packs)}, neither hard pack worse, {goal.easy_pack} within "
-             f"{goal.easy_tolerance} points, and beats `{goal.competitor}` by >= {goal.min_gain_over} point(s) on "
-             f"that average.", ""]
-    if "validation" not in analyses or "test" not in analyses:
-        return lines + ["No verdict: it needs both the validation packs (to choose the arm) and the test packs."]
-    arm = best_ddl_arm(analyses["validation"])
-    if arm is None:
-        return lines + ["No verdict: it needs `baseline` and at least one of the DDL arms "
-                        f"{goal.ddl_arms} among the arms run."]
-    met, checks = verdict(analyses["test"], arm)
-    lines += [f"Best DDL arm on the validation packs: `{arm}`. On the test packs:", "", *checks, ""]
-    lines.append("**The goal is met.**" if met else "**The goal is not met.**")
-    lines += ["", "One pretrained backbone: the intervals resample pairs and fine-tuning seeds, not pretraining. "
-              "For the spread between backbones, run other draws (`--data-seed S`) and pool the folders with "
-              "`tools/experiment_pool.py`."]
-    return lines
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -242,17 +206,12 @@ def draw_figures(ctx: Context, analyses: dict[str, Analysis]) -> list[Path]:
     return paths
 
 
-@dataclass(frozen=True)
-class WrittenReport:
-    """A written report and its verdict section, as computed (what the command prints at the end)."""
-
-    path: Path
-    verdict: str
-
-
-def write_report(ctx: Context, stage_times: dict[str, tuple[float, float]], command: str) -> WrittenReport:
-    """Compute every table and figure and write ``EXP/report.md`` (atomically)."""
+def write_report(ctx: Context, stage_times: dict[str, tuple[float, float]], command: str) -> Path:
+    """Compute the estimates, write ``EXP/estimates.parquet``, then every figure and ``EXP/report.md``
+    (atomically) with the tables and verdict read from the estimates; return the report's path."""
     analyses = {split: Analysis(ctx, split) for split in ctx.splits}
+    folder.write_estimates(ctx.layout.out, [row for an in analyses.values() for row in estimate_rows(an)])
+    est = Estimates.read(ctx.layout.out)
     paths = draw_figures(ctx, analyses)
     cfg = ctx.cfg
     lines = [f"# Hard-sample experiment ({Path(cfg.source).name}, size {cfg.size})", "",
@@ -270,17 +229,17 @@ def write_report(ctx: Context, stage_times: dict[str, tuple[float, float]], comm
         lines += [f"## Results on the {split} packs{note}", "",
                   f"Mean over seeds [{cfg.evaluation.interval:.0%} bootstrap interval over pairs, "
                   f"{cfg.evaluation.bootstrap} resamples] (min to max over seeds).", "",
-                  *results_table(an, [PRETRAINED, *ctx.arms]), ""]
+                  *results_table(an, est, [PRETRAINED, *ctx.arms]), ""]
         if BASELINE in ctx.arms and len(ctx.arms) > 1:
             lines += [f"### Gain over baseline ({split})", "", "Paired bootstrap: the same resampled pairs for "
                       "both arms; seed range of the per-seed differences.", "",
-                      *gains_table(an, [a for a in ctx.arms if a != BASELINE], BASELINE), ""]
-    verdict_lines = verdict_section(ctx, analyses)
-    lines += ["## What was tuned", "", *tuning_table(ctx), "", *verdict_lines, "", "## Figures", ""]
+                      *gains_table(an, est, [a for a in ctx.arms if a != BASELINE], BASELINE), ""]
+    lines += ["## What was tuned", "", *tuning_table(ctx), "", *verdict_of(ctx.layout.out).lines, "",
+              "## Figures", ""]
     lines += [f"![{p.stem}]({folder.FIGURES}/{p.name})" for p in paths]
     path = ctx.layout.out / folder.REPORT
     atomic_write_text(path, "\n".join(lines) + "\n")
-    return WrittenReport(path, "\n".join(verdict_lines).rstrip())
+    return path
 
 
 def setup_lines(ctx: Context) -> list[str]:

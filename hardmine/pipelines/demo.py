@@ -344,7 +344,9 @@ def demo_config(size: str = "full", *, seed: int | None = None, steps: int | Non
     """A ready size of :data:`DEMO_SIZES` with the command-line changes applied (None = keep).
 
     ``seed`` seeds the synthetic data set, the shard shuffle and the training data order together
-    (another seed is another data set); ``fields`` replace :class:`DemoConfig` fields.
+    (another seed is another data set); ``fields`` replace :class:`DemoConfig` fields, except
+    ``train_overrides``, which is deep-merged over the size's (as :func:`with_overrides` does), with the
+    ``steps`` and ``seed`` given here merged over it.
     """
     cfg = DEMO_SIZES[size]
     synth = {"seed": seed, "identities": identities, "images_per_identity": images_per_identity}
@@ -357,6 +359,6 @@ def demo_config(size: str = "full", *, seed: int | None = None, steps: int | Non
         train["train"] = {"max_steps": steps}
     if seed is not None:
         train["data"] = {"seed": seed}
-    if train:
-        changes["train_overrides"] = train
+    if train:  # over the caller's own train_overrides, not instead of them
+        changes["train_overrides"] = deep_merge(changes.get("train_overrides") or {}, train)
     return with_overrides(cfg, **changes)

@@ -8,9 +8,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fr_data.io.errors import SchemaError
-from fr_data.folders.experiment_folder import (RESULTS, RESULTS_SCHEMA, VALIDATION, read_results, results_path,
+from fr_data.folders import pool_folder
+from fr_data.folders.experiment_folder import (ESTIMATES, ESTIMATES_SCHEMA, RESULTS, RESULTS_SCHEMA, VALIDATION,
+                                               read_estimates, read_results, results_path, write_estimates,
                                                write_results)
+from fr_data.io.errors import SchemaError
+from tests.fr_data.folders.helpers import documented_columns
 
 COLUMNS = ["arm", "seed", "pack", "accuracy", "tpr_at_fpr_1e_2", "tpr_at_fpr_1e_3", "images_seen",
            "train_seconds", "checkpoint"]
@@ -54,3 +57,24 @@ def test_a_null_where_a_value_is_required_is_refused(tmp_path):
     bad["images_seen"] = None
     with pytest.raises(SchemaError, match="images_seen"):
         write_results(tmp_path, [bad])
+
+
+def test_readme_documents_every_column_of_the_results_estimates_and_pool_tables():
+    assert documented_columns(RESULTS) == RESULTS_SCHEMA.names
+    assert documented_columns(ESTIMATES) == ESTIMATES_SCHEMA.names
+    assert documented_columns(pool_folder.TABLE) == pool_folder.POOL_SCHEMA.names
+
+
+def test_estimates_round_trip_sorted_with_nan_as_null(tmp_path):
+    def est(split: str, arm: str, over: str | None, value: float) -> dict:
+        return {"split": split, "arm": arm, "over": over, "packs": ["synth_pose", "synth_lowres"],
+                "metric": "tpr_at_fpr_1e_2", "value": value, "low": value - 0.01, "high": value + 0.01,
+                "level": 0.95, "seed_min": value, "seed_max": value, "seeds": 3}
+
+    write_estimates(tmp_path, [est("test", "ddl", "baseline", 0.02), est("test", "ddl", None, math.nan),
+                               est("validation", "baseline", None, 0.5)])
+    table = read_estimates(tmp_path)
+    assert table.schema.equals(ESTIMATES_SCHEMA)
+    assert [(r["split"], r["arm"], r["over"], r["value"]) for r in table.to_pylist()] == [
+        ("test", "ddl", None, None), ("test", "ddl", "baseline", 0.02), ("validation", "baseline", None, 0.5)]
+    assert table.column("packs").to_pylist()[0] == ["synth_pose", "synth_lowres"]

@@ -3,23 +3,15 @@ from the identity rows only."""
 
 from __future__ import annotations
 
-import re
-
 import pyarrow as pa
 
 from fr_data.folders import overlap_folder as of
-from tests.repo import ROOT
-
-
-def _documented(title: str) -> list[str]:
-    text = (ROOT / "manifests" / "README.md").read_text(encoding="utf-8")
-    part = text.split(f"### `{title}`", 1)[1].split("\n#", 1)[0]
-    return [re.findall(r"`([^`]+)`", line)[0] for line in part.splitlines() if line.startswith("| `")]
+from tests.fr_data.folders.helpers import documented_columns
 
 
 def test_readme_documents_every_column():
-    assert _documented(of.OVERLAP_FILE) == of.OVERLAP_SCHEMA.names
-    assert _documented(of.CLASSES_FILE) == of.CLASSES_SCHEMA.names
+    assert documented_columns(of.OVERLAP_FILE) == of.OVERLAP_SCHEMA.names
+    assert documented_columns(of.CLASSES_FILE) == of.CLASSES_SCHEMA.names
 
 
 def test_classes_count_identity_rows_only(tmp_path):

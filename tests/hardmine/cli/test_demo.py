@@ -105,6 +105,19 @@ def test_demo_config_applies_seed_steps_and_sizes_over_the_ready_size():
     assert demo_config("small") == base
 
 
+def test_demo_config_keeps_the_callers_train_overrides_when_seed_or_steps_are_given():
+    from hardmine.pipelines.demo import DEMO_SIZES, demo_config
+    base = DEMO_SIZES["small"]
+    mine = {"model": {"embedding_size": 128}, "train": {"max_steps": 99, "lr": 0.5}}
+    for cfg in (demo_config("small", seed=3, train_overrides=mine),
+                demo_config("small", steps=7, train_overrides=mine)):
+        assert cfg.train_overrides["model"]["embedding_size"] == 128 and cfg.train_overrides["train"]["lr"] == 0.5
+        assert cfg.train_overrides["data"]["batch_size"] == base.train_overrides["data"]["batch_size"]
+    assert demo_config("small", seed=3, train_overrides=mine).train_overrides["data"]["seed"] == 3
+    assert demo_config("small", steps=7, train_overrides=mine).train_overrides["train"]["max_steps"] == 7  # steps win
+    assert demo_config("small", train_overrides=mine).train_overrides["train"]["max_steps"] == 99
+
+
 def test_the_demo_ends_with_a_pointer_to_the_experiment(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo_tool, "run_demo", lambda cfg, out: print("summary"))
     assert demo_tool.main(["--out", str(tmp_path / "d"), "--small"]) == 0

@@ -12,12 +12,13 @@ import pytest
 import torch
 import yaml
 
-from fr_data.folders.experiment_folder import RESULTS_SCHEMA, read_results
+from fr_data.folders.experiment_folder import RESULTS_SCHEMA, read_estimates, read_results
 from hardmine.cli.experiment import main
 from hardmine.experiment.config import load_experiment
 from hardmine.experiment.scoring import (decode_uint8, load_backbone, load_pack, load_scores, pack_metrics,
                                          score_images)
 from hardmine.experiment.stages import Context, Layout, model_name, run_stages
+from hardmine.experiment.verdict import verdict_of
 from hardmine.pipelines.stamps import read_stamp
 from tests.hardmine.experiment.tiny import ARMS, write_tiny
 
@@ -106,6 +107,25 @@ def test_the_command_prints_the_verdict_section_of_its_report(exp):
     printed = (out.parent / "printed.txt").read_text()
     verdict = report[report.index("## Verdict"):report.index("## Figures")].rstrip()
     assert f"\n{verdict}\n\nwrote {out / 'report.md'} (" in printed  # after the stage log lines
+    assert verdict == verdict_of(out).text  # the report's verdict is the one read from estimates.parquet
+
+
+def test_estimates_hold_each_arms_seed_mean_and_the_gains_the_verdict_reads(exp):
+    out, _ = exp
+    estimates = read_estimates(out).to_pylist()
+    results = read_results(out).to_pylist()
+    for r in results:  # one seed: the estimate of an arm on a pack is its results row
+        own = [e for e in estimates if (e["split"], e["arm"], e["packs"], e["metric"], e["over"])
+               == ("test", r["arm"], [r["pack"]], "tpr_at_fpr_1e_2", None)]
+        assert len(own) == 1 and own[0]["value"] == pytest.approx(r["tpr_at_fpr_1e_2"]) and own[0]["seeds"] == 1
+        assert own[0]["low"] <= own[0]["high"]
+    gains = {(e["split"], e["arm"], tuple(e["packs"]), e["metric"]): e["value"] for e in estimates
+             if e["over"] == "baseline"}
+    value = {(r["arm"], r["pack"]): r["tpr_at_fpr_1e_2"] for r in results}
+    assert gains[("test", "ddl", ("synth_pose", "synth_lowres"), "tpr_at_fpr_1e_2")] == pytest.approx(
+        (value[("ddl", "synth_pose")] - value[("baseline", "synth_pose")]
+         + value[("ddl", "synth_lowres")] - value[("baseline", "synth_lowres")]) / 2)
+    assert {e["split"] for e in estimates} == {"validation", "test"}
 
 
 def test_a_rerun_skips_every_stage(exp):

@@ -18,6 +18,7 @@ from hardmine.cli.experiment_pool import main
 from hardmine.experiment.config import GoalSection, experiment_dict, load_experiment, with_data_seed
 from hardmine.experiment.pool import (Pooled, best_arm, check_members, common_arms, goal_checks, pooled_gain,
                                       read_member, t_quantile)
+from hardmine.experiment.verdict import verdict_of
 from tests.repo import ROOT
 
 SHIPPED = ROOT / "configs" / "experiments" / "hard_samples.yaml"
@@ -146,6 +147,7 @@ def test_the_cli_writes_the_pool_folder_and_refuses_bad_input(tmp_path, capsys):
     assert "meets every criterion alone: 2 of 2 (B1, B2)" in said
     report = (out / pool_folder.REPORT).read_text()
     assert said.startswith(report[report.index("## Verdict"):report.index("## Figures")].rstrip() + "\n\nwrote ")
+    assert said.startswith(verdict_of(out).text + "\n\nwrote ")
     table = pool_folder.read_pool_table(out)
     assert table.num_rows == 2 * 2 * 4 * 3  # members x splits x arms x packs
     rows = [r for r in table.to_pylist() if r["member"] == str(paths[0]) and r["split"] == "test"
@@ -161,6 +163,26 @@ def test_the_cli_writes_the_pool_folder_and_refuses_bad_input(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "p2"), str(paths[0])]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("hardmine experiment-pool: error:") for line in err)
+
+
+def test_the_pooled_verdict_is_read_from_pool_parquet_not_from_pool_md(tmp_path, capsys):
+    paths = [make_member(tmp_path, "b1", M1, 3), make_member(tmp_path, "b2", M2, 5)]
+    out = tmp_path / "pool"
+    assert main(["--out", str(out), *map(str, paths)]) == 0
+    before = verdict_of(out)
+    assert before.met is True and before.arm == "ddl"
+    # pose gains +5 (B1) and +2 (B2): mean +3.5, t-interval 3.5 +- 12.706 * 2.1213 / sqrt(2) = +-19.1
+    assert "- met: synth_pose (goal: not worse): +3.5 [-15.6, +22.6] (backbones: +5.0 / +2.0)" in before.lines
+    (out / pool_folder.REPORT).write_text("## Verdict\n\n**The goal is not met on the mean over backbones.**\n")
+    assert verdict_of(out) == before
+    rows = pool_folder.read_pool_table(out).to_pylist()
+    for r in rows:  # B1's ddl loses 10 points on the test pose pack: -5 and +2, mean -1.5 +- 12.706 * 4.950 / sqrt(2)
+        if r["member"] == str(paths[0]) and (r["split"], r["arm"], r["pack"]) == ("test", "ddl", "synth_pose"):
+            r["value"] -= 0.10
+    pool_folder.write_pool_table(out, rows)
+    after = verdict_of(out)
+    assert after.met is False
+    assert "- NOT met: synth_pose (goal: not worse): -1.5 [-46.0, +43.0] (backbones: -5.0 / +2.0)" in after.lines
 
 
 def test_data_seed_follows_the_shipped_convention():
