@@ -9,13 +9,16 @@ flagged items with pyarrow, independently of the page builder, for both tests.
 Chromium helpers for any test: ``chromium()`` launches it (skipping when absent), ``open_page(browser,
 index)`` opens a page from disk in a fresh context and records every request, page error, console error
 and Content-Security-Policy violation (``Opened``); ``tests/fr_data/review/conftest.py`` shares one
-browser per module as the fixture ``chromium``.
+browser per module as the fixture ``chromium``. ``wait_until(page, js)`` waits for a condition: Playwright's
+own ``wait_for_function`` builds its predicate with ``eval`` inside the page, which the page's CSP refuses
+(and reports as a violation) whenever the condition is not already true at the first check.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -107,11 +110,21 @@ def open_page(browser, index: Path, width: int = 1400, height: int = 900) -> Ope
     return opened
 
 
+def wait_until(page, js: str, arg: Any = None, timeout_s: float = 30.0) -> None:
+    """Poll ``page.evaluate(js, arg)`` (DevTools evaluation, which the page's CSP does not govern) until it
+    is truthy; AssertionError naming ``js`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(js, arg):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for: {js}")
+        page.wait_for_timeout(50)
+
+
 def show_section(page, sid: str) -> None:
     """Scroll section ``sid`` into view and wait until its lazy lists have rendered their first items."""
     page.evaluate("id => document.getElementById(id).scrollIntoView()", sid)
-    page.wait_for_function("id => Array.from(document.querySelectorAll('#' + id + ' .lazy'))"
-                           ".every(l => l.querySelector('.item, .card'))", arg=sid)
+    wait_until(page, "id => Array.from(document.querySelectorAll('#' + id + ' .lazy'))"
+               ".every(l => l.querySelector('.item, .card'))", sid)
 
 
 def shown_counts(page, names=("suspects", "duplicates", "merges")) -> dict[str, int]:

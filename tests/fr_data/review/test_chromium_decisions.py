@@ -9,7 +9,7 @@ import pytest
 from fr_data.folders.review_file import format_review, read_review
 from fr_data.review import build_report
 from hardmine.cli.mine import main as mine_main
-from tests.fr_data.review.browsers import open_page, show_section
+from tests.fr_data.review.browsers import open_page, show_section, wait_until
 from tests.fr_data.review.builders import make_review_run
 
 SUSPECT = "000000003"  # image 3 of class 0: a suspect (builders.py)
@@ -84,7 +84,7 @@ def test_each_section_decides_on_its_own_and_export_import_round_trips(chromium,
     page = second.page
     assert page.inner_text("#review-status") == "0 decided"
     page.set_input_files("#import-file", str(csv))
-    page.wait_for_function("document.getElementById('review-status').textContent.startsWith('5 decided')")
+    wait_until(page, "document.getElementById('review-status').textContent.startsWith('5 decided')")
     assert "imported 5 decision(s)" in page.inner_text("#import-status")
     assert page.evaluate("hardmineReview.csv()") == text  # import then export: the same bytes
     assert decided(page) == shown
@@ -99,12 +99,12 @@ def test_a_bad_file_imports_nothing_and_an_old_file_decides_every_section(chromi
     bad = tmp_path / "bad.csv"
     bad.write_text("key,decision,section\r\nk,keep,suspects\r\nj,explode,suspects\r\n")
     page.set_input_files("#import-file", str(bad))
-    page.wait_for_function("!document.getElementById('import-status').hidden")
+    wait_until(page, "!document.getElementById('import-status').hidden")
     assert "line 3" in page.inner_text("#import-status") and page.inner_text("#review-status") == "0 decided"
     old = tmp_path / "old.csv"
     old.write_text(f"key,decision\n{SHARED},keep\n")  # before sections: a keep for every section
     page.set_input_files("#import-file", str(old))
-    page.wait_for_function("document.getElementById('review-status').textContent.startsWith('1 decided')")
+    wait_until(page, "document.getElementById('review-status').textContent.startsWith('1 decided')")
     assert page.evaluate("hardmineReview.csv()") == f"key,decision,section\r\n{SHARED},keep,\r\n"  # as imported
     page.locator("#quality .filters [data-filter=label]").fill("2")
     assert item(page, "quality", SHARED).get_attribute("data-decided") == "keep"
@@ -161,7 +161,7 @@ def test_a_file_naming_each_image_file_imports_too(chromium, report, tmp_path):
     text = f'key,decision,section,source_path\r\n{SUSPECT},drop,suspects,"0000045/0,2.jpg"\r\n'
     named.write_bytes(text.encode())
     page.set_input_files("#import-file", str(named))
-    page.wait_for_function("document.getElementById('review-status').textContent.startsWith('1 decided')")
+    wait_until(page, "document.getElementById('review-status').textContent.startsWith('1 decided')")
     assert item(page, "suspects", SUSPECT).get_attribute("data-decided") == "drop"
     assert page.evaluate("hardmineReview.csv()") == text  # the file's path is kept (the file wins)
     assert opened.errors == []

@@ -19,7 +19,7 @@ from fr_data.review.page import num
 from fr_train.data.config import SelectionConfig
 from fr_train.data.selection import resolve_selection
 from hardmine.cli import overlap, report
-from tests.fr_data.review.browsers import open_page, show_section
+from tests.fr_data.review.browsers import open_page, show_section, wait_until
 from tests.fr_data.review.overlap_run import expected_cards, make_overlap_run
 
 CARDS = """() => Array.from(document.querySelectorAll('#overlap .item[data-key]')).map(e => ({
@@ -46,7 +46,7 @@ def all_cards(page) -> list[dict]:
     for _ in range(20):
         if page.locator("#overlap .item[data-key]").count() == total:
             page.evaluate("() => document.querySelectorAll('#overlap img').forEach(i => { i.loading = 'eager'; })")
-            page.wait_for_function("() => Array.from(document.querySelectorAll('#overlap img')).every(i => i.complete)")
+            wait_until(page, "() => Array.from(document.querySelectorAll('#overlap img')).every(i => i.complete)")
             return page.evaluate(CARDS)
         page.locator("#overlap .item[data-key]").last.scroll_into_view_if_needed()
     raise AssertionError(f"rendered {page.locator('#overlap .item[data-key]').count()} of {total} overlap cards")
@@ -88,7 +88,7 @@ def test_cards_decisions_round_trip_and_training(chromium, made, tmp_path):
     opened.close()
     second = open_page(chromium, out / "index.html")
     second.page.set_input_files("#import-file", str(csv))
-    second.page.wait_for_function("document.getElementById('review-status').textContent.startsWith('2 decided')")
+    wait_until(second.page, "document.getElementById('review-status').textContent.startsWith('2 decided')")
     decided = {(c["key"], c["decided"]) for c in all_cards(second.page) if c["decided"]}
     assert decided == {(drop_key, "drop"), (identity_cards[kept]["key"], "keep")}
     assert second.violations() == [] and second.errors == []

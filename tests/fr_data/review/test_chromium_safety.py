@@ -8,7 +8,8 @@ import pytest
 
 from fr_data.folders.review_file import read_review
 from fr_data.review import build_report, figures
-from tests.fr_data.review.browsers import images_seen_while_scrolling, open_page, show_section
+from tests.fr_data.review.browsers import (images_seen_while_scrolling, open_page, show_section,
+                                           wait_until)
 from tests.fr_data.review.hostile import COLUMN, FOLDER, PAGE_TAGS, PAYLOADS, make_hostile_run
 
 DOM = """() => {
@@ -122,7 +123,7 @@ def test_injected_script_and_navigation_are_blocked(chromium, tiny_demo, tmp_pat
     page = opened.page
     page.click("#evil-link", no_wait_after=True)
     page.click("#evil-submit", no_wait_after=True)  # a blocked submission never finishes navigating
-    page.wait_for_function(f"new Set(window.__cspViolations.map(v => v.directive)).size >= {len(BLOCKED)}")
+    wait_until(page, f"new Set(window.__cspViolations.map(v => v.directive)).size >= {len(BLOCKED)}")
     assert {v["directive"] for v in opened.violations()} == BLOCKED
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.url == index.as_uri()

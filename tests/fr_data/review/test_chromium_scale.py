@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from fr_data.review.page import render
-from tests.fr_data.review.browsers import open_page, show_section
+from tests.fr_data.review.browsers import open_page, show_section, wait_until
 from tests.fr_data.review.builders import synthetic_page
 
 N = 2000
@@ -182,7 +182,7 @@ def test_a_navigation_link_shows_the_section_title_below_the_header_at_390_px(ch
     page = opened.page
     for sid in ("suspects", "duplicates", "merges", "quality"):
         page.click(f'header nav a[href="#{sid}"]')
-        page.wait_for_function("id => document.querySelector('#' + id + ' .lazy .item')", arg=sid)
+        wait_until(page, "id => document.querySelector('#' + id + ' .lazy .item')", sid)
         header_bottom, title_top = page.evaluate(TITLE_UNDER_HEADER, sid)
         assert header_bottom > 100, header_bottom  # two rows at this width
         assert header_bottom <= title_top < 844 / 2, (sid, header_bottom, title_top)
