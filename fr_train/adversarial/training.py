@@ -84,7 +84,7 @@ class AdversarialTraining:
     def _afa(self, backbone: nn.Module, objective: Objective, inputs: Inputs, batch: ImageBatch,
              attacked: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if not isinstance(backbone, DualBNNet):
-            raise ValueError("adversarial.mode afa needs a dual-BN backbone (model.options.dual_bn: true)")
+            raise TypeError("adversarial.mode afa needs a dual-BN backbone (model.options.dual_bn: true)")
         with backbone.routed("clean"):
             out = objective(inputs.features(backbone, batch))
         with backbone.routed("adversarial"):

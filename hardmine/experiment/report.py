@@ -23,7 +23,7 @@ from fr_data.io.atomic import atomic_write_text
 from fr_data.folders import experiment_folder as folder
 from fr_data.synth import PACKS
 from hardmine.experiment import figures
-from hardmine.experiment.scoring import METRIC_FPRS, PackScores
+from hardmine.experiment.scoring import METRIC_FPRS, PackScores, attack_pack
 from hardmine.experiment.stages import Context, model_name, split_scores
 from hardmine.pipelines.stamps import read_stamp
 from hardmine.experiment.stats import Draws, Estimate, draw_counts, pack_seed, tpr_draws
@@ -106,6 +106,34 @@ def results_table(an: Analysis, arms: Sequence[str]) -> list[str]:
     return _table(["arm", "pack", "TPR@FPR=1e-2 (%)", "TPR@FPR=1e-3 (%)", "accuracy (%)"], rows)
 
 
+def attack_curves(an: Analysis, arms: Sequence[str]) -> dict[str, dict[str, list[tuple[int, Estimate]]]]:
+    """Per attacked pack and arm: TPR@FPR=1e-2 at every attack strength (``PACK@pgdE``), mean over seeds."""
+    attack, level = an.ctx.cfg.evaluation.attack, an.ctx.cfg.evaluation.interval
+    return {pack: {arm: [(eps, an.draws(arm, attack_pack(pack, eps), "tpr_at_fpr_1e_2").estimate(level))
+                         for eps in attack.eps] for arm in arms} for pack in attack.packs}
+
+
+def attack_table(an: Analysis, arms: Sequence[str]) -> list[str]:
+    """Per attacked pack and arm: TPR@FPR=1e-2 under attack at each strength."""
+    eps = an.ctx.cfg.evaluation.attack.eps
+    rows = [[arm, pack, *(format_estimate(est) for _, est in points)]
+            for pack, by_arm in attack_curves(an, arms).items() for arm, points in by_arm.items()]
+    return _table(["arm", "pack", *(f"eps {e}/255" for e in eps)], rows)
+
+
+def attack_lines(ctx: Context, an: Analysis) -> list[str]:
+    """The report's "under attack" subsection of one split (nothing when no attack was configured)."""
+    attack = ctx.cfg.evaluation.attack
+    if not attack.eps or an.split not in attack.splits:
+        return []
+    subset = f"the first {attack.pairs} pairs of each pack" if attack.pairs is not None else "every pair"
+    return [f"### Verification under attack ({an.split})", "",
+            f"TPR@FPR=1e-2 (%) when the first image of every pair is replaced by its L-inf PGD example "
+            f"({attack.steps} steps of eps x {attack.step_ratio}, random start, seed {attack.seed}) against the "
+            "cosine of the flip-sum embeddings (genuine pairs pushed apart, impostor pairs together); results "
+            f"rows `PACK@pgdE`, on {subset}. Mean over seeds [interval] (seed range).", "", *attack_table(an, ctx.arms), ""]
+
+
 def gains_table(an: Analysis, arms: Sequence[str], over: str) -> list[str]:
     """Per arm and pack (and the hard-pack mean): paired gains over ``over`` for both TPRs."""
     level, hard = an.ctx.cfg.evaluation.interval, an.ctx.cfg.goal.hard_packs
@@ -152,6 +180,8 @@ def best_ddl_arm(an_val: Analysis) -> str | None:
     candidates = [a for a in goal.ddl_arms if a in an_val.ctx.arms]
     if not candidates or BASELINE not in an_val.ctx.arms:
         return None
+    if len(candidates) == 1:  # nothing to choose (the validation packs need not hold the goal's packs)
+        return candidates[0]
     gains = {a: an_val.gain(a, BASELINE, goal.hard_packs, goal.metric).estimate().value for a in candidates}
     return max(gains, key=gains.get)
 
@@ -234,6 +264,12 @@ def draw_figures(ctx: Context, analyses: dict[str, Analysis]) -> list[Path]:
             paths.append(figures.gain_figure(gains, packs, f"{goal.metric} gain over baseline, {split} packs "
                                              f"({level:.0%} bootstrap interval, dots: seed extremes)",
                                              out / f"gain_{split}.png"))
+        if ctx.cfg.evaluation.attack.eps and split in ctx.cfg.evaluation.attack.splits:
+            curves = {pack: {arm: [(eps, 100 * e.value, 100 * e.low, 100 * e.high) for eps, e in points]
+                             for arm, points in by_arm.items()} for pack, by_arm in attack_curves(an, ctx.arms).items()}
+            paths.append(figures.attack_figure(curves, f"TPR at FPR 1e-2 under L-inf PGD, {split} packs "
+                                               f"(mean over seeds, {level:.0%} bootstrap interval)",
+                                               out / f"attack_{split}.png"))
         shown = {"before fine-tuning (pretrained)": an.runs(PRETRAINED)[0]}
         shown.update({f"after: {a} (seed {ctx.seeds[0]})": an.runs(a)[0] for a in (BASELINE, "ddl") if a in ctx.arms})
         paths.append(figures.similarity_figure(shown, goal.easy_pack, goal.hard_packs,
@@ -275,6 +311,7 @@ def write_report(ctx: Context, stage_times: dict[str, tuple[float, float]], comm
             lines += [f"### Gain over baseline ({split})", "", "Paired bootstrap: the same resampled pairs for "
                       "both arms; seed range of the per-seed differences.", "",
                       *gains_table(an, [a for a in ctx.arms if a != BASELINE], BASELINE), ""]
+        lines += attack_lines(ctx, an)
     verdict_lines = verdict_section(ctx, analyses)
     lines += ["## What was tuned", "", *tuning_table(ctx), "", *verdict_lines, "", "## Figures", ""]
     lines += [f"![{p.stem}]({folder.FIGURES}/{p.name})" for p in paths]
