@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ import pytest
 from fr_data.folders.experiment_folder import read_results
 from fr_data.io.errors import ConfigError
 from hardmine.cli.experiment import main
-from hardmine.experiment.arms import check_arms
+from fr_train.optim import build_schedule
+from hardmine.experiment.arms import check_arms, plan_arm
 from hardmine.experiment.config import experiment_dict, load_experiment
 from hardmine.experiment.scoring import load_scores
 from tests.hardmine.experiment.tiny import write_tiny
@@ -75,6 +77,10 @@ def test_the_shipped_adversarial_config_runs_three_arms_at_equal_compute(size):
     cfg = load_experiment(ADVERSARIAL, size)
     assert list(cfg.arms) == ["baseline", "afa", "pgd_at"] and cfg.evaluation.attack.eps == [0, 2, 4, 8]
     check_arms(cfg, list(cfg.arms))
+    paths = {name: Path(name) for name in ("shards", "mined", "weights", "output")}
+    for arm in cfg.arms:  # the schedule fits the steps equal compute leaves (afa: 19 at size small)
+        plan = plan_arm(cfg, arm, 0, paths)
+        build_schedule(plan.config.schedule, plan.config.optim.lr, plan.steps, plan.steps)
 
 
 def test_attack_settings_are_validated_and_left_out_of_the_stored_config_when_off(tmp_path):
