@@ -49,7 +49,7 @@ def attack_figure(curves: Mapping[str, Mapping[str, Sequence[tuple[int, float, f
     """TPR against attack strength: one panel per attacked pack, one line per arm through its (eps / 255,
     TPR %) points with the interval as error bars. ``curves``: pack -> arm -> [(eps, value, low, high)]."""
     packs = list(curves)
-    fig, axes = plt.subplots(1, len(packs), figsize=(5 * len(packs), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(packs), figsize=(max(8, 5 * len(packs)), 4.2), squeeze=False)
     for ax, pack in zip(axes[0], packs):
         for arm, points in curves[pack].items():
             eps, value, low, high = (np.array(column, dtype=float) for column in zip(*points))

@@ -52,6 +52,12 @@ class Analysis:
             self._runs[arm] = [split_scores(self.ctx, self.split, name) for name in names]
         return self._runs[arm]
 
+    def scored(self, packs: Sequence[str]) -> bool:
+        """Whether this split's scores hold every one of ``packs`` (attacked packs may be scored on one split
+        only, ``evaluation.attack.splits``)."""
+        held = self.runs(self.ctx.arms[0])[0]
+        return all(p in held for p in packs)
+
     def counts(self, pack: str) -> np.ndarray:
         """The bootstrap resamples of a pack (shared by every arm and seed)."""
         if pack not in self._counts:
@@ -139,7 +145,8 @@ def gains_table(an: Analysis, arms: Sequence[str], over: str) -> list[str]:
     level, hard = an.ctx.cfg.evaluation.interval, an.ctx.cfg.goal.hard_packs
     rows = []
     for arm in arms:
-        for label, packs in [*((p, [p]) for p in an.packs), ("hard-pack mean", hard)]:
+        means = [("hard-pack mean", hard)] if an.scored(hard) else []
+        for label, packs in [*((p, [p]) for p in an.packs), *means]:
             cells = [format_estimate(an.gain(arm, over, packs, m).estimate(level), signed=True)
                      for m in METRIC_FPRS]
             rows.append([arm, label, *cells])
@@ -257,9 +264,11 @@ def draw_figures(ctx: Context, analyses: dict[str, Analysis]) -> list[Path]:
                                             out / f"anatomy_{split}.png"))
         if BASELINE in ctx.arms and len(ctx.arms) > 1:
             others = [a for a in ctx.arms if a != BASELINE]
-            packs = [*an.packs, "hard mean"]
+            mean = an.scored(goal.hard_packs)
+            packs = [*an.packs, *(["hard mean"] if mean else [])]
             gains = {a: {**{p: an.gain(a, BASELINE, [p], goal.metric).estimate(level) for p in an.packs},
-                         "hard mean": an.gain(a, BASELINE, goal.hard_packs, goal.metric).estimate(level)}
+                         **({"hard mean": an.gain(a, BASELINE, goal.hard_packs, goal.metric).estimate(level)}
+                            if mean else {})}
                      for a in others}
             paths.append(figures.gain_figure(gains, packs, f"{goal.metric} gain over baseline, {split} packs "
                                              f"({level:.0%} bootstrap interval, dots: seed extremes)",
@@ -272,7 +281,9 @@ def draw_figures(ctx: Context, analyses: dict[str, Analysis]) -> list[Path]:
                                                out / f"attack_{split}.png"))
         shown = {"before fine-tuning (pretrained)": an.runs(PRETRAINED)[0]}
         shown.update({f"after: {a} (seed {ctx.seeds[0]})": an.runs(a)[0] for a in (BASELINE, "ddl") if a in ctx.arms})
-        paths.append(figures.similarity_figure(shown, goal.easy_pack, goal.hard_packs,
+        held = all(p in scores for scores in shown.values() for p in goal.hard_packs)  # pretrained: never attacked
+        hard = goal.hard_packs if held else [p for p in an.packs if p != goal.easy_pack]
+        paths.append(figures.similarity_figure(shown, goal.easy_pack, hard,
                                                f"Similarity distributions, {split} packs",
                                                out / f"similarity_{split}.png"))
     return paths
