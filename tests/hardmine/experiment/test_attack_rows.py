@@ -1,6 +1,6 @@
-"""The AFA arms in the experiment on a tiny config (slow: about a minute): equal compute with the PGD steps
-counted, results rows ``synth_easy@pgdE`` (eps 0 equal to the clean row), the report's attack table and
-figure; and the shipped adversarial config."""
+"""The AFA arms in the experiment on a tiny config (slow: the tiny experiment of test_experiment.py plus the
+attacks): equal compute with the PGD steps counted, results rows ``synth_easy@pgdE`` on the test split only
+(eps 0 equal to the clean row), the report's attack table and figure; and the shipped adversarial config."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 
 from fr_data.folders.experiment_folder import read_results
 from fr_data.io.errors import ConfigError
-from hardmine.cli.experiment import main
 from fr_train.optim import build_schedule
+from hardmine.cli.experiment import main
 from hardmine.experiment.arms import check_arms, plan_arm
 from hardmine.experiment.config import experiment_dict, load_experiment
 from hardmine.experiment.scoring import load_scores
@@ -34,7 +34,8 @@ ARM_SETTINGS = {
 def exp(tmp_path_factory):
     folder = tmp_path_factory.mktemp("attack")
     config = write_tiny(folder, arms=ARM_SETTINGS, finetune={"images": 480},
-                        evaluation={"attack": {"eps": [0, 8], "steps": 2}})
+                        evaluation={"attack": {"eps": [0, 8], "steps": 2, "splits": ["test"]}},
+                        goal={"hard_packs": ["synth_easy@pgd8"], "ddl_arms": ["afa"], "competitor": "pgd_at"})
     out = folder / "exp"
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["--out", str(out), "--config", str(config), "--size", "small", "--arms", *ARMS,
@@ -43,15 +44,16 @@ def exp(tmp_path_factory):
 
 
 def test_attack_rows_per_eps_with_eps_0_equal_to_the_clean_row(exp):
-    for split in ("test", "validation"):
-        rows = {(r["arm"], r["pack"]): r for r in read_results(exp, split).to_pylist()}
-        for arm in ARMS:
-            clean, zero = rows[(arm, "synth_easy")], rows[(arm, "synth_easy@pgd0")]
-            assert (zero["accuracy"], zero["tpr_at_fpr_1e_2"]) == (clean["accuracy"], clean["tpr_at_fpr_1e_2"])
-            assert (arm, "synth_easy@pgd8") in rows and (arm, "synth_pose@pgd8") not in rows
-        # batch 16: baseline 16 images a step, pgd_at 16 + 1 PGD step, afa 16 + 16 attacked + 1 PGD step
-        assert {arm: rows[(arm, "synth_easy")]["images_seen"] for arm in ARMS} == {"baseline": 480, "afa": 480,
-                                                                                   "pgd_at": 480}
+    rows = {(r["arm"], r["pack"]): r for r in read_results(exp, "test").to_pylist()}
+    for arm in ARMS:
+        clean, zero = rows[(arm, "synth_easy")], rows[(arm, "synth_easy@pgd0")]
+        assert (zero["accuracy"], zero["tpr_at_fpr_1e_2"]) == (clean["accuracy"], clean["tpr_at_fpr_1e_2"])
+        assert (arm, "synth_easy@pgd8") in rows and (arm, "synth_pose@pgd8") not in rows
+    # batch 16: baseline 16 images a step, pgd_at 16 + 1 PGD step, afa 16 + 16 attacked + 1 PGD step
+    assert {arm: rows[(arm, "synth_easy")]["images_seen"] for arm in ARMS} == {"baseline": 480, "afa": 480,
+                                                                               "pgd_at": 480}
+    validation = {r["pack"] for r in read_results(exp, "validation").to_pylist()}
+    assert validation == {"synth_easy", "synth_pose", "synth_lowres"}  # attack.splits: test only
 
 
 def test_the_attack_pushes_genuine_pairs_apart_and_impostors_together(exp):
@@ -68,6 +70,8 @@ def test_the_attack_pushes_genuine_pairs_apart_and_impostors_together(exp):
 def test_report_has_the_attack_table_and_figure(exp):
     report = (exp / "report.md").read_text()
     assert "### Verification under attack (test)" in report and "| eps 0/255 | eps 8/255 |" in report
+    assert "### Verification under attack (validation)" not in report
+    assert "Best DDL arm on the validation packs: `afa`" in report  # one goal arm: chosen without its packs
     png = exp / "figures" / "attack_test.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "figures/attack_test.png" in report
 
