@@ -24,6 +24,7 @@ import yaml
 
 from fr_data.io.config import deep_merge, dump_config, from_dict, load_yaml_with_bases
 from fr_data.io.errors import ConfigError
+from fr_train.adversarial.config import AdversarialConfig, adversarial_checks
 from fr_train.data.config import DataConfig, validate_data_config
 from fr_train.models.config import ModelConfig
 from fr_train.moved_keys import reject_moved_keys
@@ -174,6 +175,7 @@ class TrainConfig:
     train: LoopConfig = field(default_factory=LoopConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     init: InitConfig = field(default_factory=InitConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -217,6 +219,8 @@ def _range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
     loop, sched, optim = cfg.train, cfg.schedule, cfg.optim
     return [
         (cfg.model.embedding_size >= 1, f"model.embedding_size must be >= 1, got {cfg.model.embedding_size}"),
+        (isinstance(cfg.model.options.get("dual_bn", False), bool),
+         f"model.options.dual_bn must be true or false, got {cfg.model.options.get('dual_bn')!r}"),
         (optim.lr > 0, f"optim.lr must be > 0, got {optim.lr}"),
         (optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {optim.weight_decay}"),
         (len(optim.betas) == 2, f"optim.betas must be [beta1, beta2], got {optim.betas}"),
@@ -253,13 +257,17 @@ def _fan_branch(cfg: TrainConfig) -> int | None:
 def validate_train_config(cfg: TrainConfig) -> None:
     """Check ranges and cross-section rules the types cannot express, and the objective: head and term
     settings, and that every input a term needs is provided (composer branches: ``data.composer``;
-    per-sample targets: ``data.run``).
+    per-sample targets: ``data.run``); the ``adversarial:`` section against the model and the head.
 
     Raises:
         ConfigError: naming the key.
     """
     validate_data_config(cfg.data)
-    for ok, message in _range_checks(cfg):
+    dual_bn = cfg.model.options.get("dual_bn", False)
+    checks = _range_checks(cfg) + adversarial_checks(cfg.adversarial, dual_bn=dual_bn is True,
+                                                     head=cfg.objective.head is not None,
+                                                     partial_fc=cfg.objective.partial_fc.enabled)
+    for ok, message in checks:
         if not ok:
             raise ConfigError(message)
     check_objective_config(cfg.objective, composer=cfg.data.composer.enabled, run=cfg.data.run is not None)

@@ -34,6 +34,8 @@ from fr_data import runtime
 from fr_data.folders import training_run_folder as run_folder
 from fr_data.io.errors import ConfigError, DataError
 from fr_train import dist
+from fr_train.adversarial.config import attack_passes
+from fr_train.adversarial.training import AdversarialTraining, build_adversarial
 from fr_train.checkpoints.resume import (CheckpointStore, TrainState, capture_rng, load_tensors, rank_name,
                                          read_state, restore_rng, save_tensors)
 from fr_train.checkpoints.weights import load_weights
@@ -62,15 +64,19 @@ class TrainModule(nn.Module):
         objective: classification slot + auxiliary terms.
         inputs: providers of everything the objective's terms need (plain objects: a frozen teacher is
             neither trained nor synchronised); default: none.
+        adversarial: the adversarial step (AFA or PGD-AT, :mod:`fr_train.adversarial.training`); None:
+            plain training.
 
     Raises:
         ValueError: a need of the objective that no provider gives.
     """
 
-    def __init__(self, backbone: nn.Module, objective: Objective, inputs: Inputs | None = None):
+    def __init__(self, backbone: nn.Module, objective: Objective, inputs: Inputs | None = None,
+                 adversarial: AdversarialTraining | None = None):
         super().__init__()
         self.backbone, self.objective = backbone, objective
         self.inputs = inputs if inputs is not None else Inputs()
+        self.adversarial = adversarial
         missing = objective.needs - self.inputs.provided
         if missing:
             needed = sorted(need.value for need in missing)
@@ -78,8 +84,9 @@ class TrainModule(nn.Module):
 
     @property
     def generators(self) -> dict[str, torch.Generator]:
-        """RNGs of the objective and its inputs (checkpointed with the global ones)."""
-        return {**self.objective.generators, **self.inputs.generators}
+        """RNGs of the objective, its inputs and the adversarial step (checkpointed with the global ones)."""
+        extra = self.adversarial.generators if self.adversarial is not None else {}
+        return {**self.objective.generators, **self.inputs.generators, **extra}
 
     def unsynchronised(self) -> list[str]:
         """Parameters and buffers DDP must not synchronise (see :meth:`Objective.unsynchronised_names`)."""
@@ -87,6 +94,8 @@ class TrainModule(nn.Module):
 
     def forward(self, batch: ImageBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and its named (detached) parts for one batch already on the module's device."""
+        if self.adversarial is not None:
+            return self.adversarial(self.backbone, self.objective, self.inputs, batch, self)
         out = self.objective(self.inputs.features(self.backbone, batch))
         return out.loss, out.parts
 
@@ -106,7 +115,8 @@ def build_module(cfg: TrainConfig, num_classes: int, device: torch.device) -> Tr
     seed_all(cfg.train.seed + 1000 * dist.rank())
     inputs = build_inputs(cfg.objective, objective.needs, device=device, seed=cfg.train.seed + dist.rank(),
                           run=cfg.data.run)
-    return TrainModule(backbone, objective, inputs).to(device)
+    adversarial = build_adversarial(cfg.adversarial, cfg.train.seed + dist.rank())
+    return TrainModule(backbone, objective, inputs, adversarial).to(device)
 
 
 # ------------------------------------------------------------------------------------------- precision
@@ -354,13 +364,14 @@ def planned_images_per_step(cfg: TrainConfig) -> int:
     """Images one step forwards on one rank according to ``cfg`` (what :attr:`Inputs.last_images` counts):
     ``batch_size``, plus ``(1 + hard branches) * (identities + 2 * pairs)`` when a term needs the composer's
     branches, plus ``batch_size`` again when a term needs a low-resolution copy (teacher passes are not
-    counted: the frozen teacher runs without gradient). Equal-compute comparisons divide an image budget by
+    counted: the frozen teacher runs without gradient), plus ``batch_size`` per adversarial pass
+    (:func:`fr_train.adversarial.config.attack_passes`: each PGD step, and AFA's attacked batch). Equal-compute comparisons divide an image budget by
     this to get each run's step count."""
     data, composer = cfg.data, cfg.data.composer
     needs = set().union(*check_objective_settings(cfg.objective).values())
     branches = (1 + len(composer.hard)) * (composer.identities + 2 * composer.pairs)
     return (data.batch_size + (branches if Need.BRANCHES in needs else 0)
-            + (data.batch_size if Need.LOWRES in needs else 0))
+            + (data.batch_size if Need.LOWRES in needs else 0) + attack_passes(cfg.adversarial) * data.batch_size)
 
 
 def _mean_over_ranks(loss: torch.Tensor, parts: dict[str, torch.Tensor]

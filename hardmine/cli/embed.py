@@ -61,6 +61,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=existing_file,
                         help="state dict for a name/factory SPEC (weights_only load)")
     parser.add_argument("--embedding-size", type=positive_int, help="embedding_size passed to an fr_train backbone")
+    parser.add_argument("--dual-bn", action="store_true",
+                        help="the fr_train backbone is dual-BN (trained with model.options.dual_bn, e.g. AFA)")
     parser.add_argument("--out", required=True, type=output_folder, help="the EMB folder to create")
     parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--no-flip", action="store_true", help="embed f(x) only (no flip-sum, no flip_cos)")
@@ -82,13 +84,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def named_models(embedding_size: int | None) -> NamedModelFactory | None:
-    """``fr_train.models.get_model`` (with ``embedding_size`` if given), or None without fr_train."""
+def named_models(embedding_size: int | None, dual_bn: bool = False) -> NamedModelFactory | None:
+    """``fr_train.models.get_model`` (with ``embedding_size`` if given; its dual-BN version with ``dual_bn``),
+    or None without fr_train."""
     try:
         from fr_train.models import get_model
     except ImportError:
         return None
     kwargs = {} if embedding_size is None else {"embedding_size": embedding_size}
+    if dual_bn:
+        kwargs["dual_bn"] = True
     return lambda name: get_model(name, **kwargs)
 
 
@@ -108,10 +113,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         # ranks wait at the barrier for the slowest rank's whole share of the data set: allow hours
         with runtime.process_group(args.device, timeout=timedelta(hours=12)) as device:
             onnx_input = OnnxInput(args.input_mean, args.input_std, args.channel_order)
-            model = resolve_model(args.model, args.checkpoint, named=named_models(args.embedding_size),
+            model = resolve_model(args.model, args.checkpoint, named=named_models(args.embedding_size, args.dual_bn),
                                   onnx_input=onnx_input, device=device)
             spec = {"model": args.model, "checkpoint": os.fspath(args.checkpoint) if args.checkpoint else None,
-                    "embedding_size": args.embedding_size}
+                    "embedding_size": args.embedding_size, **({"dual_bn": True} if args.dual_bn else {})}
             if args.checkpoint:  # the weights by content: hardmine overlap refuses other weights at the same path
                 spec["checkpoint_sha256"] = file_sha256(args.checkpoint)
             if isinstance(model, OnnxBackbone):  # what the graph was fed and where it ran

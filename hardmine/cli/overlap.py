@@ -100,11 +100,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
-def named_models(embedding_size: int | None) -> NamedModelFactory | None:
-    """``fr_train.models.get_model`` (with the recorded ``embedding_size``), or None without fr_train."""
+def named_models(embedding_size: int | None, dual_bn: bool = False) -> NamedModelFactory | None:
+    """``fr_train.models.get_model`` (with the recorded ``embedding_size`` and dual-BN flag), or None without
+    fr_train."""
     from hardmine.cli.embed import named_models as embed_named
 
-    return embed_named(embedding_size)
+    return embed_named(embedding_size, dual_bn)
 
 
 def unique_names(sets: list[EvalSet]) -> None:
@@ -145,8 +146,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     with runtime.process_group(args.device) as device:
         if any(s.vectors is None for s in sets):
             with clock.stage("embed", f"{sum(len(s) for s in sets if s.vectors is None)} evaluation images"):
-                model = load_recorded_model(recorded, named_models(recorded["spec"].get("embedding_size")),
-                                            device)
+                model = load_recorded_model(recorded, named_models(recorded["spec"].get("embedding_size"),
+                                                                   recorded["spec"].get("dual_bn", False)), device)
                 for s in sets:
                     if s.vectors is None:
                         s.vectors = embed_images(model, s, flip=recorded["flip"], device=device,

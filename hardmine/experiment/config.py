@@ -18,9 +18,10 @@ from typing import Any
 
 from fr_data.io.config import deep_merge, from_dict, load_yaml_with_bases
 from fr_data.io.errors import ConfigError
-from fr_data.synth import SynthConfig
+from fr_data.synth import PACKS, SynthConfig
 
-__all__ = ["SynthSection", "PacksSection", "TrainSection", "FinetuneSection", "ArmConfig", "EvalSection",
+__all__ = ["SynthSection", "PacksSection", "TrainSection", "FinetuneSection", "ArmConfig", "AttackSection",
+           "EvalSection",
            "GoalSection", "TuningEntry", "ExperimentConfig", "load_experiment", "experiment_dict",
            "differing_keys", "with_data_seed", "SIZES", "SYNTH_PACK_FIELDS"]
 
@@ -111,6 +112,32 @@ class ArmConfig:
 
 
 @dataclass
+class AttackSection:
+    """Verification under attack (:mod:`fr_train.evaluation.attack`): extra results rows
+    ``PACK@pgdE`` (e.g. ``synth_easy@pgd4``) of the fine-tuned arms, one per pack and strength.
+
+    Attributes:
+        eps: L-inf strengths in 1/255 pixel steps (e.g. ``[0, 2, 4, 8]``); empty: no attack rows.
+        packs: the pack stems attacked.
+        steps: PGD steps.
+        step_ratio: PGD step size as a fraction of eps.
+        seed: seeds the random starts.
+        pairs: attack (and score under attack) only the first this many pairs of each attacked pack (the packs
+            are in random order); None: every pair. With a number, ``PACK@pgd0`` is the clean score of those
+            pairs, not of the whole pack.
+        splits: the pack splits attacked (``validation``, ``test``).
+    """
+
+    eps: list[int] = field(default_factory=list)
+    packs: list[str] = field(default_factory=lambda: ["synth_easy"])
+    steps: int = 10
+    step_ratio: float = 0.25
+    seed: int = 0
+    pairs: int | None = None
+    splits: list[str] = field(default_factory=lambda: ["validation", "test"])
+
+
+@dataclass
 class EvalSection:
     """Scoring of the packs and the intervals of the report.
 
@@ -120,6 +147,7 @@ class EvalSection:
         bootstrap: bootstrap replicates (pairs resampled with replacement).
         interval: coverage of the intervals.
         seed: seed of the bootstrap draws.
+        attack: verification under attack of the arms (off unless ``attack.eps`` is given).
     """
 
     batch_size: int = 128
@@ -127,6 +155,7 @@ class EvalSection:
     bootstrap: int = 1000
     interval: float = 0.95
     seed: int = 0
+    attack: AttackSection = field(default_factory=AttackSection)
 
 
 @dataclass
@@ -210,10 +239,25 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
          "synth.seed, packs.validation_seed and packs.test_seed must differ (held-out people)"),
         (cfg.evaluation.bootstrap >= 10, f"evaluation.bootstrap must be >= 10, got {cfg.evaluation.bootstrap}"),
         (0 < cfg.evaluation.interval < 1, f"evaluation.interval must lie in (0, 1), got {cfg.evaluation.interval}"),
+        *_attack_checks(cfg.evaluation.attack),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"{where}: {message}")
+
+
+def _attack_checks(attack: AttackSection) -> list[tuple[bool, str]]:
+    packs = [spec.name for spec in PACKS]
+    return [
+        (all(0 <= e <= 255 for e in attack.eps) and len(set(attack.eps)) == len(attack.eps),
+         f"evaluation.attack.eps must be distinct strengths in [0, 255] (1/255 steps), got {attack.eps}"),
+        (all(p in packs for p in attack.packs), f"evaluation.attack.packs must name packs of {packs}, got {attack.packs}"),
+        (attack.steps >= 1, f"evaluation.attack.steps must be >= 1, got {attack.steps}"),
+        (attack.step_ratio > 0, f"evaluation.attack.step_ratio must be > 0, got {attack.step_ratio}"),
+        (attack.pairs is None or attack.pairs >= 20, f"evaluation.attack.pairs must be >= 20 or null, got {attack.pairs}"),
+        (set(attack.splits) <= {"validation", "test"},
+         f"evaluation.attack.splits must be among validation and test, got {attack.splits}"),
+    ]
 
 
 def load_experiment(path: str | os.PathLike, size: str = "full") -> ExperimentConfig:
@@ -256,9 +300,12 @@ def with_data_seed(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
 
 def experiment_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """The resolved config as plain data (what ``EXP/experiment.yaml`` holds); ``source`` left out so
-    that the same config read from another checkout compares equal."""
+    that the same config read from another checkout compares equal, and ``evaluation.attack`` when it is
+    off."""
     out = asdict(cfg)
     out.pop("source")
+    if not cfg.evaluation.attack.eps:  # off: folders made before the section existed still match
+        out["evaluation"].pop("attack")
     return out
 
 

@@ -44,6 +44,27 @@ def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
 
 
 @literal_text
+def attack_figure(curves: Mapping[str, Mapping[str, Sequence[tuple[int, float, float, float]]]], title: str,
+                  path: str | os.PathLike) -> Path:
+    """TPR against attack strength: one panel per attacked pack, one line per arm through its (eps / 255,
+    TPR %) points with the interval as error bars. ``curves``: pack -> arm -> [(eps, value, low, high)]."""
+    packs = list(curves)
+    fig, axes = plt.subplots(1, len(packs), figsize=(max(8, 5 * len(packs)), 4.2), squeeze=False)
+    for ax, pack in zip(axes[0], packs):
+        for arm, points in curves[pack].items():
+            eps, value, low, high = (np.array(column, dtype=float) for column in zip(*points))
+            ax.errorbar(eps, value, yerr=[value - low, high - value], marker="o", capsize=3, label=arm)
+        ax.set_title(pack)
+        ax.set_xlabel("L-inf PGD strength eps (x 1/255)")
+        ax.set_ylabel("TPR at FPR 1e-2 (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+@literal_text
 def roc_figure(runs: Runs, packs: Sequence[str], title: str, path: str | os.PathLike) -> Path:
     """One panel per pack, one curve per model (mean TPR over seeds at each FPR)."""
     fig, axes = plt.subplots(1, len(packs), figsize=(5 * len(packs), 4.2), squeeze=False)

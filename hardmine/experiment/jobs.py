@@ -26,9 +26,12 @@ from fr_data.formats.verification import VerificationPack
 from fr_data.io.errors import HardmineError
 from fr_data.io.hashing import file_sha256
 from fr_data.synth import PACKS
+from fr_train.evaluation.attack import PairAttack
 from fr_train.trainer import run as train_run
 from hardmine.experiment.arms import ArmPlan
-from hardmine.experiment.scoring import PackScores, decode_uint8, load_backbone, load_pack, score_images
+from hardmine.experiment.config import AttackSection
+from hardmine.experiment.scoring import (PackScores, attack_pack, decode_uint8, load_backbone, load_pack,
+                                         score_images)
 from hardmine.pipelines.stages import cpu_seconds
 
 __all__ = ["JobError", "finetune_job", "score_job", "run_jobs"]
@@ -53,16 +56,27 @@ def finetune_job(run: ArmPlan, out: Path) -> dict[str, Any]:
             "final_loss": result.state.metrics.get("loss"), "load_average": [round(v, 1) for v in os.getloadavg()]}
 
 
-def score_job(packs: Path, models: dict[str, Path], batch_size: int, device: str) -> dict[str, dict[str, PackScores]]:
+def score_job(packs: Path, models: dict[str, Path], batch_size: int, device: str,
+              attack: AttackSection | None = None, attacked: Sequence[str] = ()) -> dict[str, dict[str, PackScores]]:
     """Pair scores of every backbone in ``models`` on every pack of the folder ``packs`` (each pack decoded
-    once for the group)."""
+    once for the group); the backbones named in ``attacked`` also under ``attack`` (``PACK@pgdE`` entries of
+    the first ``attack.pairs`` pairs; eps 0 is their clean scores, which the attack would return unchanged)."""
     backbones = {name: load_backbone(path, device) for name, path in models.items()}
     scores: dict[str, dict[str, PackScores]] = {name: {} for name in models}
     for spec in PACKS:
         pack: VerificationPack = load_pack(packs / pack_file(spec.name))
         images = decode_uint8(pack)
         for name, model in backbones.items():
-            scores[name][spec.name] = PackScores(score_images(model, images, batch_size), pack.issame)
+            clean = scores[name][spec.name] = PackScores(score_images(model, images, batch_size), pack.issame)
+            if attack is None or name not in attacked or spec.name not in attack.packs:
+                continue
+            pairs = len(pack.issame) if attack.pairs is None else min(attack.pairs, len(pack.issame))
+            issame = pack.issame[:pairs]
+            for eps in attack.eps:
+                setting = PairAttack(eps / 255, attack.steps, attack.step_ratio, attack.seed)
+                values = (clean.scores[:pairs] if eps == 0 else
+                          score_images(model, images[:2 * pairs], batch_size, attack=setting, issame=issame))
+                scores[name][attack_pack(spec.name, eps)] = PackScores(values, issame)
     return scores
 
 

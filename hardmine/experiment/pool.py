@@ -224,6 +224,8 @@ def best_arm(members: Sequence[Member], goal: GoalSection) -> str | None:
     candidates = [a for a in goal.ddl_arms if a in arms]
     if not candidates or BASELINE not in arms:
         return None
+    if len(candidates) == 1:  # nothing to choose (the validation packs need not hold the goal's packs)
+        return candidates[0]
     gains = {a: pooled_gain(members, "validation", a, goal.hard_packs).mean for a in candidates}
     return max(gains, key=gains.get)
 

@@ -24,9 +24,9 @@ from fr_data.io.atomic import atomic_write_text
 from fr_data.folders import experiment_folder as folder
 from fr_data.synth import PACKS
 from hardmine.experiment import figures
-from hardmine.experiment.scoring import METRIC_FPRS, PackScores
+from hardmine.experiment.scoring import METRIC_FPRS, PackScores, attack_pack
 from hardmine.experiment.stages import Context, model_name, split_scores
-from hardmine.experiment.stats import Draws, draw_counts, pack_seed, tpr_draws
+from hardmine.experiment.stats import Draws, Estimate, draw_counts, pack_seed, tpr_draws
 from hardmine.experiment.verdict import PRETRAINED, Estimates, format_estimate, verdict_of
 from hardmine.pipelines.stamps import read_stamp
 
@@ -52,6 +52,19 @@ class Analysis:
             names = [PRETRAINED] if arm == PRETRAINED else [model_name(arm, s) for s in self.ctx.seeds]
             self._runs[arm] = [split_scores(self.ctx, self.split, name) for name in names]
         return self._runs[arm]
+
+    def scored(self, packs: Sequence[str]) -> bool:
+        """Whether this split's scores hold every one of ``packs`` (attacked packs may be scored on one split
+        only, ``evaluation.attack.splits``)."""
+        held = self.runs(self.ctx.arms[0])[0]
+        return all(p in held for p in packs)
+
+    def attacked_packs(self) -> list[str]:
+        """The ``PACK@pgdE`` names this split scored (none when no attack was configured for it)."""
+        attack = self.ctx.cfg.evaluation.attack
+        if not attack.eps or self.split not in attack.splits:
+            return []
+        return [attack_pack(p, e) for p in attack.packs for e in attack.eps]
 
     def counts(self, pack: str) -> np.ndarray:
         """The bootstrap resamples of a pack (shared by every arm and seed)."""
@@ -105,12 +118,19 @@ def estimate_rows(an: Analysis) -> list[dict[str, Any]]:
         for pack in an.packs:
             for metric in METRIC_FPRS:
                 add(arm, None, [pack], metric, an.draws(arm, pack, metric))
+    attacked = [p for p in an.attacked_packs() if p not in an.packs]  # the pretrained backbone is not attacked
+    for arm in ctx.arms:
+        for pack in attacked:
+            for metric in METRIC_FPRS:
+                add(arm, None, [pack], metric, an.draws(arm, pack, metric))
+    # a goal on attacked packs is judged on the split(s) that scored them
+    hard = [goal.hard_packs] if an.scored(goal.hard_packs) else []
     if BASELINE in ctx.arms:
         for arm in (a for a in ctx.arms if a != BASELINE):
-            for packs in [*([p] for p in an.packs), goal.hard_packs]:
+            for packs in [*([p] for p in [*an.packs, *attacked]), *hard]:
                 for metric in METRIC_FPRS:
                     add(arm, BASELINE, packs, metric, an.gain(arm, BASELINE, packs, metric))
-    if goal.competitor in ctx.arms:
+    if goal.competitor in ctx.arms and hard:
         for arm in (a for a in goal.ddl_arms if a in ctx.arms):
             gain = an.gain(arm, goal.competitor, goal.hard_packs, goal.metric)
             add(arm, goal.competitor, goal.hard_packs, goal.metric, gain)
@@ -128,13 +148,42 @@ def results_table(an: Analysis, est: Estimates, arms: Sequence[str]) -> list[str
     return _table(["arm", "pack", "TPR@FPR=1e-2 (%)", "TPR@FPR=1e-3 (%)", "accuracy (%)"], rows)
 
 
+def attack_curves(an: Analysis, arms: Sequence[str]) -> dict[str, dict[str, list[tuple[int, Estimate]]]]:
+    """Per attacked pack and arm: TPR@FPR=1e-2 at every attack strength (``PACK@pgdE``), mean over seeds."""
+    attack, level = an.ctx.cfg.evaluation.attack, an.ctx.cfg.evaluation.interval
+    return {pack: {arm: [(eps, an.draws(arm, attack_pack(pack, eps), "tpr_at_fpr_1e_2").estimate(level))
+                         for eps in attack.eps] for arm in arms} for pack in attack.packs}
+
+
+def attack_table(an: Analysis, arms: Sequence[str]) -> list[str]:
+    """Per attacked pack and arm: TPR@FPR=1e-2 under attack at each strength."""
+    eps = an.ctx.cfg.evaluation.attack.eps
+    rows = [[arm, pack, *(format_estimate(est) for _, est in points)]
+            for pack, by_arm in attack_curves(an, arms).items() for arm, points in by_arm.items()]
+    return _table(["arm", "pack", *(f"eps {e}/255" for e in eps)], rows)
+
+
+def attack_lines(ctx: Context, an: Analysis) -> list[str]:
+    """The report's "under attack" subsection of one split (nothing when no attack was configured)."""
+    attack = ctx.cfg.evaluation.attack
+    if not attack.eps or an.split not in attack.splits:
+        return []
+    subset = f"the first {attack.pairs} pairs of each pack" if attack.pairs is not None else "every pair"
+    return [f"### Verification under attack ({an.split})", "",
+            f"TPR@FPR=1e-2 (%) when the first image of every pair is replaced by its L-inf PGD example "
+            f"({attack.steps} steps of eps x {attack.step_ratio}, random start, seed {attack.seed}) against the "
+            "cosine of the flip-sum embeddings (genuine pairs pushed apart, impostor pairs together); results "
+            f"rows `PACK@pgdE`, on {subset}. Mean over seeds [interval] (seed range).", "", *attack_table(an, ctx.arms), ""]
+
+
 def gains_table(an: Analysis, est: Estimates, arms: Sequence[str], over: str) -> list[str]:
     """Per arm and pack (and the hard-pack mean): paired gains over ``over`` for both TPRs."""
     hard = an.ctx.cfg.goal.hard_packs
     rows = []
     for arm in arms:
-        for label, packs in [*((p, [p]) for p in an.packs), ("hard-pack mean", hard)]:
-            cells = [format_estimate(est.get(an.split, arm, packs, m, over), signed=True)
+        means = [("hard-pack mean", hard)] if an.scored(hard) else []
+        for label, packs in [*((p, [p]) for p in an.packs), *means]:
+            cells = [format_estimate(est.get(an.split, arm, packs, m), signed=True)
                      for m in METRIC_FPRS]
             rows.append([arm, label, *cells])
     return _table(["arm", "pack", f"gain TPR@1e-2 over {over} (points)", f"gain TPR@1e-3 over {over} (points)"],
@@ -191,16 +240,26 @@ def draw_figures(ctx: Context, analyses: dict[str, Analysis]) -> list[Path]:
                                             out / f"anatomy_{split}.png"))
         if BASELINE in ctx.arms and len(ctx.arms) > 1:
             others = [a for a in ctx.arms if a != BASELINE]
-            packs = [*an.packs, "hard mean"]
+            mean = an.scored(goal.hard_packs)
+            packs = [*an.packs, *(["hard mean"] if mean else [])]
             gains = {a: {**{p: an.gain(a, BASELINE, [p], goal.metric).estimate(level) for p in an.packs},
-                         "hard mean": an.gain(a, BASELINE, goal.hard_packs, goal.metric).estimate(level)}
+                         **({"hard mean": an.gain(a, BASELINE, goal.hard_packs, goal.metric).estimate(level)}
+                            if mean else {})}
                      for a in others}
             paths.append(figures.gain_figure(gains, packs, f"{goal.metric} gain over baseline, {split} packs "
                                              f"({level:.0%} bootstrap interval, dots: seed extremes)",
                                              out / f"gain_{split}.png"))
+        if ctx.cfg.evaluation.attack.eps and split in ctx.cfg.evaluation.attack.splits:
+            curves = {pack: {arm: [(eps, 100 * e.value, 100 * e.low, 100 * e.high) for eps, e in points]
+                             for arm, points in by_arm.items()} for pack, by_arm in attack_curves(an, ctx.arms).items()}
+            paths.append(figures.attack_figure(curves, f"TPR at FPR 1e-2 under L-inf PGD, {split} packs "
+                                               f"(mean over seeds, {level:.0%} bootstrap interval)",
+                                               out / f"attack_{split}.png"))
         shown = {"before fine-tuning (pretrained)": an.runs(PRETRAINED)[0]}
         shown.update({f"after: {a} (seed {ctx.seeds[0]})": an.runs(a)[0] for a in (BASELINE, "ddl") if a in ctx.arms})
-        paths.append(figures.similarity_figure(shown, goal.easy_pack, goal.hard_packs,
+        held = all(p in scores for scores in shown.values() for p in goal.hard_packs)  # pretrained: never attacked
+        hard = goal.hard_packs if held else [p for p in an.packs if p != goal.easy_pack]
+        paths.append(figures.similarity_figure(shown, goal.easy_pack, hard,
                                                f"Similarity distributions, {split} packs",
                                                out / f"similarity_{split}.png"))
     return paths
@@ -234,6 +293,7 @@ def write_report(ctx: Context, stage_times: dict[str, tuple[float, float]], comm
             lines += [f"### Gain over baseline ({split})", "", "Paired bootstrap: the same resampled pairs for "
                       "both arms; seed range of the per-seed differences.", "",
                       *gains_table(an, est, [a for a in ctx.arms if a != BASELINE], BASELINE), ""]
+        lines += attack_lines(ctx, an)
     lines += ["## What was tuned", "", *tuning_table(ctx), "", *verdict_of(ctx.layout.out).lines, "",
               "## Figures", ""]
     lines += [f"![{p.stem}]({folder.FIGURES}/{p.name})" for p in paths]

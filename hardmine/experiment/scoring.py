@@ -22,12 +22,13 @@ from fr_data.io.atomic import atomic_path
 from fr_data.io.config import from_dict, load_yaml_with_bases
 from fr_data.io.errors import ConfigError, DataError
 from fr_train.checkpoints.weights import load_weights
+from fr_train.evaluation.attack import PairAttack, attack_pairs
 from fr_train.evaluation.verification import flip_sum_embeddings, tpr_at_fpr, verify_distances
 from fr_train.models import get_model
 from fr_train.models.config import ModelConfig
 
-__all__ = ["METRIC_FPRS", "PackScores", "decode_uint8", "score_images", "pack_metrics", "save_scores",
-           "load_scores", "load_backbone"]
+__all__ = ["METRIC_FPRS", "PackScores", "decode_uint8", "score_images", "attack_pack", "pack_metrics",
+           "save_scores", "load_scores", "load_backbone"]
 
 #: Results column -> FPR of the TPR it holds.
 METRIC_FPRS = {"tpr_at_fpr_1e_2": 1e-2, "tpr_at_fpr_1e_3": 1e-3}
@@ -47,11 +48,23 @@ def decode_uint8(pack: VerificationPack) -> torch.Tensor:
     return torch.from_numpy(decode_pack_uint8(pack)).permute(0, 3, 1, 2)
 
 
-def score_images(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> np.ndarray:
-    """Cosine of pairs ``(2i, 2i + 1)`` of uint8 ``images`` under ``model`` (flip-sum embeddings)."""
+def attack_pack(pack: str, eps: int) -> str:
+    """Results name of ``pack`` attacked at ``eps`` / 255: ``synth_easy@pgd4``."""
+    return f"{pack}@pgd{eps}"
+
+
+def score_images(model: nn.Module, images: torch.Tensor, batch_size: int = 128, *,
+                 attack: PairAttack | None = None, issame: np.ndarray | None = None) -> np.ndarray:
+    """Cosine of pairs ``(2i, 2i + 1)`` of uint8 ``images`` under ``model`` (flip-sum embeddings); with
+    ``attack``, the first image of every pair attacked first (:func:`fr_train.evaluation.attack.attack_pairs`,
+    ``issame`` saying which pairs are genuine), chunk by chunk like the clean scores (at eps 0 they are the
+    clean scores exactly)."""
     parts = []
+    generator = torch.Generator().manual_seed(attack.seed) if attack is not None else None
     for start in range(0, len(images), CHUNK):
         chunk = images[start:start + CHUNK].float().div_(255).sub_(0.5).div_(0.5).contiguous()
+        if attack is not None:
+            chunk = attack_pairs(model, chunk, issame[start // 2:(start + len(chunk)) // 2], attack, generator)
         parts.append(flip_sum_embeddings(model, chunk, batch_size))
     emb = np.concatenate(parts).astype(np.float64)
     return np.sum(emb[0::2] * emb[1::2], axis=1)

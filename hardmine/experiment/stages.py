@@ -45,6 +45,8 @@ from hardmine.pipelines.stamps import is_current, read_stamp, write_stamp
 __all__ = ["SPLITS", "Layout", "Context", "STAGES", "run_stages", "model_name"]
 
 SPLITS = ("validation", "test")
+#: Name of the pretrained backbone in ``EXP/scores``.
+PRETRAINED = "pretrained"
 #: Images per forward when embedding the training set.
 EMBED_BATCH = 128
 
@@ -180,7 +182,7 @@ def finetune_stage(ctx: Context) -> StageResult:
 
 def evaluate_stage(ctx: Context) -> StageResult:
     """Score the pretrained and every fine-tuned backbone on the packs of each split; write the results."""
-    models = {"pretrained": _pretrained(ctx)}
+    models = {PRETRAINED: _pretrained(ctx)}
     models.update({model_name(arm, seed): ctx.layout.out / ctx.runs[(arm, seed)]["checkpoint"]
                    for seed in ctx.seeds for arm in ctx.arms})
     results = [_score_split(ctx, split, models) for split in ctx.splits]
@@ -192,15 +194,19 @@ def evaluate_stage(ctx: Context) -> StageResult:
 def _score_split(ctx: Context, split: str, models: dict[str, Path]) -> StageResult:
     """Score the models whose scores of ``split`` are missing or stale, in ``ctx.workers`` groups."""
     packs_sha = read_stamp(ctx.layout.stamp(f"packs-{split}"))["info"]["packs"]
-    inputs = {name: {"weights": file_sha256(path), "packs": packs_sha, "batch": ctx.cfg.evaluation.batch_size}
+    attack_cfg = ctx.cfg.evaluation.attack
+    attack = attack_cfg if attack_cfg.eps and split in attack_cfg.splits else None
+    attacked = [name for name in models if name != PRETRAINED]  # the arms; the starting point is not judged
+    inputs = {name: {"weights": file_sha256(path), "packs": packs_sha, "batch": ctx.cfg.evaluation.batch_size,
+                     **({"attack": asdict(attack)} if attack is not None and name in attacked else {})}
               for name, path in models.items()}
     todo = [name for name in models if not is_current(ctx.layout.stamp(f"scores-{split}-{name}"), inputs[name])]
     if not todo:
         return StageResult(f"evaluate {split}", True)
     ctx.log(f"[experiment] scoring {len(todo)} backbone(s) on the {split} packs")
     groups = [todo[i::max(1, ctx.workers)] for i in range(max(1, ctx.workers))]
-    jobs = [(ctx.layout.packs(split), {n: models[n] for n in group}, ctx.cfg.evaluation.batch_size, ctx.device)
-            for group in groups if group]
+    jobs = [(ctx.layout.packs(split), {n: models[n] for n in group}, ctx.cfg.evaluation.batch_size, ctx.device,
+             attack, attacked) for group in groups if group]
     for _, scores in run_jobs(score_job, jobs, ctx.workers):
         for name, packs in scores.items():
             save_scores(ctx.layout.scores(split, name), packs)

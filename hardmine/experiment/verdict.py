@@ -128,6 +128,8 @@ def best_ddl_arm(est: Estimates, goal: GoalSection) -> str | None:
     candidates = [a for a in goal.ddl_arms if a in arms]
     if not candidates or BASELINE not in arms:
         return None
+    if len(candidates) == 1:  # nothing to choose (the validation packs need not hold the goal's packs)
+        return candidates[0]
     gains = {a: est.get("validation", a, goal.hard_packs, goal.metric, BASELINE).value for a in candidates}
     return max(gains, key=gains.get)
 

@@ -73,6 +73,24 @@ def test_fr_train_name_with_checkpoint(shards, tmp_path):
     np.testing.assert_allclose(emb[0], want, atol=2e-3)
 
 
+def test_dual_bn_checkpoint_with_the_flag(shards, tmp_path):
+    trained = get_model("tiny", embedding_size=8, dual_bn=True).eval()
+    torch.nn.init.normal_(trained.net.fc.weight, generator=torch.Generator().manual_seed(3))
+    torch.save(trained.state_dict(), tmp_path / "backbone.pth")
+    base = ["--shards", str(shards), "--model", "tiny", "--embedding-size", "8", "--checkpoint",
+            str(tmp_path / "backbone.pth"), "--device", "cpu", "--workers", "0", "--no-progress"]
+    assert embed.main([*base, "--out", str(tmp_path / "plain")]) == 2  # a plain tiny does not take the weights
+    assert embed.main([*base, "--dual-bn", "--out", str(tmp_path / "EMB")]) == 0
+    assert json.loads((tmp_path / "EMB" / RUN_FILE).read_text())["spec"]["dual_bn"] is True
+    from fr_data.loading.decode import decode_face
+    from fr_data.loading.loader import iter_samples
+    sample = min(iter_samples(sorted(shards.glob("*.tar"))), key=lambda s: s["key"])
+    x = decode_face(sample["jpg"])[None]
+    with torch.no_grad():  # inference: the predicted fusion weight
+        want = torch.nn.functional.normalize(trained(x) + trained(x.flip(-1)))[0].numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "EMB" / EMBEDDINGS_FILE)[0].astype(np.float32), want, atol=2e-3)
+
+
 def run_in_own_group(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
     """Run ``cmd`` in a new process group; on timeout kill the whole group (torchrun and its ranks)."""
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
