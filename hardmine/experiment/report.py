@@ -183,7 +183,7 @@ def gains_table(an: Analysis, est: Estimates, arms: Sequence[str], over: str) ->
     for arm in arms:
         means = [("hard-pack mean", hard)] if an.scored(hard) else []
         for label, packs in [*((p, [p]) for p in an.packs), *means]:
-            cells = [format_estimate(est.get(an.split, arm, packs, m), signed=True)
+            cells = [format_estimate(est.get(an.split, arm, packs, m, over), signed=True)
                      for m in METRIC_FPRS]
             rows.append([arm, label, *cells])
     return _table(["arm", "pack", f"gain TPR@1e-2 over {over} (points)", f"gain TPR@1e-3 over {over} (points)"],
