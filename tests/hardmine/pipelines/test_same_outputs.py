@@ -8,15 +8,12 @@ deterministic (no dependence on the folder's path, the time, or state left by an
 prove that today's code matches an older version: that is the hand-run comparison recorded in
 ``docs/architecture.md``.
 
-Both runs happen inside the test with torch pinned to one thread: the session's shared ``tiny_demo`` may
+Both runs happen inside the test with torch pinned to one thread (the ``one_thread`` fixture of tests/conftest.py): the session's shared ``tiny_demo`` may
 have been made under another thread count (tests and the trainer set it process-wide), and floats summed
 in other chunkings are not expected to match to the bit.
 """
 
 from __future__ import annotations
-
-import pytest
-import torch
 
 from fr_data.folders import synth_folder
 from fr_data.io.config import deep_merge, load_config
@@ -27,14 +24,6 @@ from hardmine.pipelines.stages import Folders, Stamper
 from tests.compare_runs import compare
 from hardmine.pipelines.demo import run_demo
 from tests.demo_run import TINY
-
-
-@pytest.fixture
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def test_the_shared_stages_called_directly_make_the_demo_recipes_outputs(one_thread, tmp_path):
