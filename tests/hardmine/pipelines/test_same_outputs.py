@@ -20,9 +20,9 @@ from fr_data.io.config import deep_merge, load_config
 from fr_data.mining import MiningConfig
 from fr_train.config import load_train_config
 from hardmine.pipelines import stages
+from hardmine.pipelines.demo import run_demo
 from hardmine.pipelines.stages import Folders, Stamper
 from tests.compare_runs import compare
-from hardmine.pipelines.demo import run_demo
 from tests.demo_run import TINY
 
 
