@@ -59,12 +59,16 @@ class Analysis:
         held = self.runs(self.ctx.arms[0])[0]
         return all(p in held for p in packs)
 
-    def attacked_packs(self) -> list[str]:
-        """The ``PACK@pgdE`` names this split scored (none when no attack was configured for it)."""
+    @property
+    def attacked(self) -> bool:
+        """Whether this split was scored under attack (``evaluation.attack``: eps given, split listed)."""
         attack = self.ctx.cfg.evaluation.attack
-        if not attack.eps or self.split not in attack.splits:
-            return []
-        return [attack_pack(p, e) for p in attack.packs for e in attack.eps]
+        return bool(attack.eps) and self.split in attack.splits
+
+    def attacked_packs(self) -> list[str]:
+        """The ``PACK@pgdE`` names this split scored (none when it was not scored under attack)."""
+        attack = self.ctx.cfg.evaluation.attack
+        return [attack_pack(p, e) for p in attack.packs for e in attack.eps] if self.attacked else []
 
     def counts(self, pack: str) -> np.ndarray:
         """The bootstrap resamples of a pack (shared by every arm and seed)."""
@@ -118,8 +122,8 @@ def estimate_rows(an: Analysis) -> list[dict[str, Any]]:
         for pack in an.packs:
             for metric in METRIC_FPRS:
                 add(arm, None, [pack], metric, an.draws(arm, pack, metric))
-    attacked = [p for p in an.attacked_packs() if p not in an.packs]  # the pretrained backbone is not attacked
-    for arm in ctx.arms:
+    attacked = an.attacked_packs()
+    for arm in ctx.arms:  # the pretrained backbone is not attacked
         for pack in attacked:
             for metric in METRIC_FPRS:
                 add(arm, None, [pack], metric, an.draws(arm, pack, metric))
@@ -165,9 +169,9 @@ def attack_table(an: Analysis, arms: Sequence[str]) -> list[str]:
 
 def attack_lines(ctx: Context, an: Analysis) -> list[str]:
     """The report's "under attack" subsection of one split (nothing when no attack was configured)."""
-    attack = ctx.cfg.evaluation.attack
-    if not attack.eps or an.split not in attack.splits:
+    if not an.attacked:
         return []
+    attack = ctx.cfg.evaluation.attack
     subset = f"the first {attack.pairs} pairs of each pack" if attack.pairs is not None else "every pair"
     return [f"### Verification under attack ({an.split})", "",
             f"TPR@FPR=1e-2 (%) when the first image of every pair is replaced by its L-inf PGD example "
@@ -249,7 +253,7 @@ def draw_figures(ctx: Context, analyses: dict[str, Analysis]) -> list[Path]:
             paths.append(figures.gain_figure(gains, packs, f"{goal.metric} gain over baseline, {split} packs "
                                              f"({level:.0%} bootstrap interval, dots: seed extremes)",
                                              out / f"gain_{split}.png"))
-        if ctx.cfg.evaluation.attack.eps and split in ctx.cfg.evaluation.attack.splits:
+        if an.attacked:
             curves = {pack: {arm: [(eps, 100 * e.value, 100 * e.low, 100 * e.high) for eps, e in points]
                              for arm, points in by_arm.items()} for pack, by_arm in attack_curves(an, ctx.arms).items()}
             paths.append(figures.attack_figure(curves, f"TPR at FPR 1e-2 under L-inf PGD, {split} packs "
