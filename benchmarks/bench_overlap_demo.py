@@ -53,10 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 def score(out: Path, truth: list[dict], eval_set: str) -> dict:
     """Precision / recall of the named classes, leak recall and matches of disjoint people in ``out``."""
     rows = [r for r in of.read_overlap(out).to_pylist() if r["eval_set"] == eval_set]
-    by_index = {t["eval_index"]: t for t in truth}
     key_of = (lambda t: t["eval_path"].removeprefix(f"{IMAGES_DIR}/")) if eval_set == IMAGES_DIR \
         else (lambda t: str(t["eval_index"]))
-    truth_of_key = {key_of(t): t for t in by_index.values()}
+    truth_of_key = {key_of(t): t for t in truth}
     shared = {t["train_label"] for t in truth if t["train_label"] is not None}
     named = {r["label"] for r in rows if r["match"] == "identity"}
     leaked = {(key_of(t), f"{t['train_index']:09d}") for t in truth if t["train_index"] is not None}
