@@ -8,10 +8,21 @@ looking like a machine without a GPU.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from tests.demo_run import tiny_demo  # noqa: F401  (session fixture)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (the README's ``-n`` command) each worker gets one torch/BLAS thread, so that the
+    workers share the cores instead of oversubscribing them; subprocesses inherit it through the env."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        os.environ.setdefault("MKL_NUM_THREADS", "1")
+        torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
