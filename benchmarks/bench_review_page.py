@@ -35,9 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._machine import describe  # noqa: E402
-
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+from tests.fr_data.review.browsers import CHROMIUM_ARGS, wait_until  # noqa: E402  (the tests' launch and wait)
 
 TIMED = """(args) => {
   const [selector, action] = args;
@@ -137,7 +135,7 @@ def measure(index: Path, decisions: int) -> dict:
         page.goto("about:blank")
         before = renderer_processes()
         page.goto(index.as_uri())
-        page.wait_for_function("window.hardmineReview && window.hardmineReview.ready > 0")
+        wait_until(page, "() => window.hardmineReview && window.hardmineReview.ready > 0")
         ready = page.evaluate("hardmineReview.ready")
         page.wait_for_load_state("load")
         load = page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd")

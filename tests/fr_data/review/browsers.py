@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,14 +110,24 @@ def open_page(browser, index: Path, width: int = 1400, height: int = 900) -> Ope
     return opened
 
 
-def wait_until(page, js: str, arg: Any = None, timeout_s: float = 30.0) -> None:
-    """Poll ``page.evaluate(js, arg)`` (DevTools evaluation, which the page's CSP does not govern) until it
-    is truthy; AssertionError naming ``js`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(js, arg):
+def poll_until(check: Callable[[], Any], what: str, seconds: float = 30.0, interval: float = 0.05) -> Any:
+    """``check()``'s value once it is truthy (a list: non-empty and all true), polled every ``interval``
+    seconds; AssertionError naming ``what`` and the last value after ``seconds``. The one waiting loop of
+    both browser drivers (Playwright for Chromium, Marionette for Firefox)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if (value and all(value)) if isinstance(value, list) else value:
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for: {js}")
-        page.wait_for_timeout(50)
+            raise AssertionError(f"still {value!r} after {seconds:.0f} s: {what}")
+        time.sleep(interval)
+
+
+def wait_until(page, js: str, arg: Any = None, timeout_s: float = 30.0) -> Any:
+    """Poll ``page.evaluate(js, arg)`` (DevTools evaluation, which the page's CSP does not govern) until it
+    is truthy (``poll_until``)."""
+    return poll_until(lambda: page.evaluate(js, arg), js, timeout_s)
 
 
 def show_section(page, sid: str) -> None:

@@ -4,12 +4,10 @@ reload, and the export downloads the same review.csv as in Chromium."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from fr_data.folders.review_file import read_review
-from tests.fr_data.review.browsers import browser_or_skip, run_counts
+from tests.fr_data.review.browsers import browser_or_skip, poll_until, run_counts
 from tests.fr_data.review.marionette import Firefox
 
 COUNTS = "return ['suspects', 'duplicates', 'merges'].map(s => window.hardmineReview.shown(s))"
@@ -25,24 +23,14 @@ def firefox(tmp_path):
 
 
 def wait_for(path, seconds: float = 20.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if path.is_file() and path.stat().st_size > 0:
-            return path
-        time.sleep(0.1)
-    raise AssertionError(f"no download at {path}")
+    """``path`` once the download has written it (non-empty)."""
+    poll_until(lambda: path.is_file() and path.stat().st_size > 0, f"a download at {path}", seconds, 0.1)
+    return path
 
 
 def poll(firefox, script: str, *args, seconds: float = 20.0):
     """The script's result once it is truthy (and, for a list, all true)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = firefox.script(script, *args)
-        if (value and all(value)) if isinstance(value, list) else value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still {value!r} after {seconds} s: {script}")
-        time.sleep(0.1)
+    return poll_until(lambda: firefox.script(script, *args), script, seconds, interval=0.1)
 
 
 def show(firefox, sid: str) -> list:
