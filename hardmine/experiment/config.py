@@ -165,10 +165,12 @@ class GoalSection:
     Attributes:
         metric: results column compared.
         hard_packs / easy_pack: pack stems.
-        min_gain: mean gain over ``baseline`` on the hard packs, best DDL arm.
+        min_gain: mean gain over ``baseline`` on the hard packs, best candidate arm.
         easy_tolerance: largest allowed loss on the easy pack.
-        min_gain_over: the competitor arm and the mean gain the DDL arm needs over it.
-        ddl_arms: the arms competing for "best DDL arm" (chosen on validation).
+        min_gain_over: the competitor arm and the mean gain the best arm needs over it.
+        ddl_arms: the arms competing for "best arm" (chosen on validation); the key keeps its first name,
+            the arms may be of any method (FAN, AFA).
+        method: what the verdict calls those arms ("Best DDL arm ...", "Best AFA arm ...").
     """
 
     metric: str = "tpr_at_fpr_1e_2"
@@ -179,6 +181,7 @@ class GoalSection:
     competitor: str = "lowres_aug"
     min_gain_over: float = 1.0
     ddl_arms: list[str] = field(default_factory=lambda: ["ddl", "ddl_ot"])
+    method: str = "DDL"
 
 
 @dataclass

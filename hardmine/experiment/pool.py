@@ -219,7 +219,7 @@ def pooled_gain(members: Sequence[Member], split: str, arm: str, packs: Sequence
 
 
 def best_arm(members: Sequence[Member], goal: GoalSection) -> str | None:
-    """The DDL arm of ``goal.ddl_arms`` with the largest pooled hard-pack gain on the validation packs."""
+    """The arm of ``goal.ddl_arms`` with the largest pooled hard-pack gain on the validation packs."""
     arms = common_arms(members)
     candidates = [a for a in goal.ddl_arms if a in arms]
     if not candidates or BASELINE not in arms:

@@ -115,15 +115,15 @@ class Estimates:
 def goal_lines(goal: GoalSection) -> list[str]:
     """The heading and the goal in words."""
     return ["## Verdict", "",
-            f"Goal (issue 9, section 4), on the test packs, mean of the seeds, at equal compute: the best "
-            f"DDL arm raises {goal.metric} by >= {goal.min_gain} points over `baseline` averaged over "
+            f"Goal, on the test packs, mean of the seeds, at equal compute: the best "
+            f"{goal.method} arm raises {goal.metric} by >= {goal.min_gain} points over `baseline` averaged over "
             f"{', '.join(goal.hard_packs)}, neither hard pack worse, {goal.easy_pack} within "
             f"{goal.easy_tolerance} points, and beats `{goal.competitor}` by >= {goal.min_gain_over} point(s) "
             f"on that average.", ""]
 
 
 def best_ddl_arm(est: Estimates, goal: GoalSection) -> str | None:
-    """The DDL arm with the largest mean hard-pack gain over the baseline on the validation packs."""
+    """The goal arm (``goal.ddl_arms``) with the largest mean hard-pack gain over the baseline on the validation packs."""
     arms = est.arms("validation")
     candidates = [a for a in goal.ddl_arms if a in arms]
     if not candidates or BASELINE not in arms:
@@ -165,10 +165,10 @@ def experiment_verdict(est: Estimates, goal: GoalSection) -> Verdict:
                         "test packs."), None, None)
     arm = best_ddl_arm(est, goal)
     if arm is None:
-        return Verdict((*lines, "No verdict: it needs `baseline` and at least one of the DDL arms "
-                        f"{goal.ddl_arms} among the arms run."), None, None)
+        return Verdict((*lines, "No verdict: it needs `baseline` and at least one of the "
+                        f"{goal.method} arms {goal.ddl_arms} among the arms run."), None, None)
     met, checks = judge(est, goal, arm)
-    lines += [f"Best DDL arm on the validation packs: `{arm}`. On the test packs:", "", *checks, ""]
+    lines += [f"Best {goal.method} arm on the validation packs: `{arm}`. On the test packs:", "", *checks, ""]
     lines.append("**The goal is met.**" if met else "**The goal is not met.**")
     lines += ["", "One pretrained backbone: the intervals resample pairs and fine-tuning seeds, not "
               "pretraining. For the spread between backbones, run other draws (`--data-seed S`) and pool the "
@@ -182,10 +182,10 @@ def pool_verdict(members: Sequence[Member], goal: GoalSection) -> Verdict:
     head = ("## Verdict", "")
     arm = best_arm(members, goal)
     if arm is None:
-        return Verdict((*head, f"No verdict: it needs `{BASELINE}` and one of the DDL arms {goal.ddl_arms} "
+        return Verdict((*head, f"No verdict: it needs `{BASELINE}` and one of the {goal.method} arms {goal.ddl_arms} "
                         "in every member."), None, None)
     checks = goal_checks(members, goal, arm)
-    lines = [*head, f"Best DDL arm on the pooled validation gains: `{arm}`. On the test packs, mean over "
+    lines = [*head, f"Best {goal.method} arm on the pooled validation gains: `{arm}`. On the test packs, mean over "
              f"{len(members)} backbones:", ""]
     lines += [f"- {'met' if ok else 'NOT met'}: {what}: {format_pooled(p)} "
               f"(backbones: {' / '.join(f'{v:+.1f}' for v in p.values)})" for ok, what, p in checks]

@@ -35,7 +35,8 @@ def exp(tmp_path_factory):
     folder = tmp_path_factory.mktemp("attack")
     config = write_tiny(folder, arms=ARM_SETTINGS, finetune={"images": 480},
                         evaluation={"attack": {"eps": [0, 8], "steps": 2, "splits": ["test"]}},
-                        goal={"hard_packs": ["synth_easy@pgd8"], "ddl_arms": ["afa"], "competitor": "pgd_at"})
+                        goal={"hard_packs": ["synth_easy@pgd8"], "ddl_arms": ["afa"], "competitor": "pgd_at",
+                              "method": "AFA"})
     out = folder / "exp"
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["--out", str(out), "--config", str(config), "--size", "small", "--arms", *ARMS,
@@ -71,7 +72,7 @@ def test_report_has_the_attack_table_and_figure(exp):
     report = (exp / "report.md").read_text()
     assert "### Verification under attack (test)" in report and "| eps 0/255 | eps 8/255 |" in report
     assert "### Verification under attack (validation)" not in report
-    assert "Best DDL arm on the validation packs: `afa`" in report  # one goal arm: chosen without its packs
+    assert "Best AFA arm on the validation packs: `afa`" in report  # one goal arm: chosen without its packs
     png = exp / "figures" / "attack_test.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "figures/attack_test.png" in report
 

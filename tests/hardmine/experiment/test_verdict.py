@@ -42,10 +42,10 @@ def rows(test_hard_gain: float = 0.025, splits: tuple[str, ...] = ("validation",
     return out
 
 
-def make_folder(root: Path, estimates: list[dict]) -> Path:
+def make_folder(root: Path, estimates: list[dict], **goal) -> Path:
     out = root / "exp"
     out.mkdir(parents=True)
-    (out / "experiment.yaml").write_text(yaml.safe_dump({"goal": GOAL}))
+    (out / "experiment.yaml").write_text(yaml.safe_dump({"goal": {**GOAL, **goal}}))
     write_estimates(out, estimates)
     return out
 
@@ -62,6 +62,12 @@ def test_the_verdict_is_computed_from_the_estimates_table(tmp_path):
     assert "- met: mean hard-pack gain over lowres_aug +1.2 [+0.2, +2.2] points (goal >= +1.0)" in verdict.lines
     assert verdict.lines[0] == "## Verdict" and verdict.text.splitlines()[-3] == "**The goal is met.**"
     assert str(verdict) == verdict.text
+
+
+def test_the_verdict_names_the_goal_arms_method(tmp_path):
+    verdict = verdict_of(make_folder(tmp_path, rows(), method="FAN"))
+    assert "Best FAN arm on the validation packs: `ddl_ot`. On the test packs:" in verdict.lines
+    assert not any("DDL" in line for line in verdict.lines)
 
 
 def test_editing_the_report_changes_nothing_editing_the_table_does(tmp_path):
