@@ -1,6 +1,6 @@
 """Benchmark: ``hardmine overlap`` with the demo's trained backbone on a planted evaluation set (issue 22's goal).
 
-    python benchmarks/bench_overlap_demo.py [--small] [--work DIR] [--overlap-identities K]
+    python benchmarks/bench_overlap_demo.py [--small] [--seed S] [--work DIR] [--overlap-identities K]
                                             [--leaked-images J] [--disjoint-identities D]
 
 The README demo (``hardmine demo``; reused when ``WORK/demo`` is complete) gives the training set, its
@@ -43,6 +43,8 @@ from hardmine.pipelines.demo import demo_config, run_demo  # noqa: E402
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--small", action="store_true", help="the demo's small size")
+    p.add_argument("--seed", type=int, help="the demo's data seed (default: the demo's own; another seed is "
+                   "another data set, backbone and evaluation set)")
     p.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
     p.add_argument("--overlap-identities", type=int, default=20)
     p.add_argument("--leaked-images", type=int, default=20)
@@ -71,7 +73,7 @@ def score(out: Path, truth: list[dict], eval_set: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_overlap_demo_"))
-    cfg = demo_config("small" if args.small else "full")
+    cfg = demo_config("small" if args.small else "full", seed=args.seed)
     print(describe(), flush=True)
     t0 = time.perf_counter()
     run_demo(cfg, work / "demo", log=lambda line: None)
