@@ -208,12 +208,24 @@ def audit_overlap(train: TrainingSide, eval_sets: list[EvalSet], out: str | os.P
             "training": {"images": train.emb.n, "classes": classes,
                          "byte_hashes": train.sha256 is not None},
             "counts": counts,
+            "warnings": _warnings(ident),
             "overlapping_classes": len(set(overlapping.column("label").to_pylist())),
             "seconds": clock.record(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         of.write_info(staging, info)
     return info
+
+
+def _warnings(ident: Calibration) -> list[str]:
+    """What a user must know before trusting an empty result: a calibrated identity threshold at the
+    largest cosine (1.0) can never be exceeded, so no identity overlap is reported whatever the data."""
+    if ident.method == "override" or ident.value < 1.0:
+        return []
+    return [f"the identity threshold calibrated at --fpr {ident.params.get('fpr'):g} per query is 1.0: no cosine "
+            "exceeds it, so no identity overlap can be reported. This backbone's impostor cosines (training images "
+            "against other classes' centres) reach too high for that rate: audit with a stronger backbone, a larger "
+            "--fpr, or --threshold"]
 
 
 def _rate_record(eval_sets: list[EvalSet], classes: int, ident: Calibration) -> dict[str, Any]:

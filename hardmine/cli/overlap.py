@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if rate_info["fpr"] is not None:
         print(f"false-match rate {rate_info['fpr']:g} per query against all {rate_info['classes']} classes: at most "
               f"{rate_info['expected_chance_queries']:g} of {rate_info['queries']} queries expected by chance")
+    for warning in info["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {args.out} in {info['seconds']['total']:.1f} s")
     return 0
 
