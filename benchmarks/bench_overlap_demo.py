@@ -43,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe  # noqa: E402
 
 from fr_data.folders import overlap_folder as of  # noqa: E402
-from fr_data.synth.eval_set import EVAL_PACK, IMAGES_DIR, TRUTH_FILE, EvalSetConfig, generate_eval_set  # noqa: E402
 from fr_data.synth.dataset import plan_train  # noqa: E402
+from fr_data.synth.eval_set import EVAL_PACK, IMAGES_DIR, TRUTH_FILE, EvalSetConfig, generate_eval_set  # noqa: E402
 from hardmine.cli import overlap  # noqa: E402
 from hardmine.pipelines.demo import demo_config, run_demo  # noqa: E402
 

@@ -222,10 +222,10 @@ def _warnings(ident: Calibration) -> list[str]:
     largest cosine (1.0) can never be exceeded, so no identity overlap is reported whatever the data."""
     if ident.method == "override" or ident.value < 1.0:
         return []
-    return [f"the identity threshold calibrated at --fpr {ident.params.get('fpr'):g} per query is 1.0: no cosine "
-            "exceeds it, so no identity overlap can be reported. This backbone's impostor cosines (training images "
-            "against other classes' centres) reach too high for that rate: audit with a stronger backbone, a larger "
-            "--fpr, or --threshold"]
+    return [(f"the identity threshold calibrated at --fpr {ident.params.get('fpr'):g} per query is 1.0: no cosine "
+             "exceeds it, so no identity overlap can be reported. This backbone's impostor cosines (training images "
+             "against other classes' centres) reach too high for that rate: audit with a stronger backbone, a "
+             "larger --fpr, or --threshold")]
 
 
 def _rate_record(eval_sets: list[EvalSet], classes: int, ident: Calibration) -> dict[str, Any]:
