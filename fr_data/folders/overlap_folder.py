@@ -9,8 +9,8 @@ Layout of ``DIR`` (built in a staging folder, renamed when complete: :mod:`fr_da
 
 ``match`` is ``identity`` (the image's identity, or the image itself when its set has no identities,
 overlaps the training class ``label``: cosine above the identity threshold) or ``image`` (the training
-image ``train_key`` of class ``label`` is the same photo: cosine at or above the duplicate threshold, or
-the same bytes). Training with ``data.selection.exclude_overlap: DIR`` drops every sample of the classes in
+image ``train_key`` of class ``label`` is the same photo: confirmed by the pixel check, ``pixel_sim``, when
+both images are at hand, else cosine at or above the duplicate threshold; or the same bytes). Training with ``data.selection.exclude_overlap: DIR`` drops every sample of the classes in
 ``overlap_classes.parquet`` and every training image named by an ``image`` row (:func:`excluded`).
 Torch-free.
 """
@@ -30,7 +30,7 @@ from fr_data.io.errors import DataError
 from fr_data.io.jsonfile import read_json_object
 from fr_data.io.parquet import read_table, write_table
 
-__all__ = ["CLASSES_FILE", "CLASSES_SCHEMA", "INFO_FILE", "MATCHES", "OVERLAP_FILE", "OVERLAP_SCHEMA",
+__all__ = ["CLASSES_FILE", "CLASSES_SCHEMA", "INFO_FILE", "MATCHES", "OVERLAP_FILE", "OVERLAP_OPTIONAL", "OVERLAP_SCHEMA",
            "classes_table", "excluded", "is_overlap_folder", "read_classes", "read_info", "read_overlap", "write_info",
            "write_tables"]
 
@@ -51,6 +51,11 @@ OVERLAP_SCHEMA = pa.schema([
     pa.field("rank", pa.int32(), nullable=False),  # place among the query's top k (0: found by bytes only)
     pa.field("train_key", pa.string(), nullable=True),  # the training image of an image match, else null
     pa.field("same_bytes", pa.bool_(), nullable=False),  # an image match with the same sha256
+])
+
+#: Columns of overlap.parquet that folders written before them lack (read when present).
+OVERLAP_OPTIONAL = pa.schema([
+    pa.field("pixel_sim", pa.float32(), nullable=True),  # an image match's pixel-check similarity (null: not checked)
 ])
 
 #: One row per (training class, evaluation set) that overlaps by identity.
@@ -87,7 +92,7 @@ def write_tables(folder: str | os.PathLike, overlap: pa.Table) -> pa.Table:
     folder = Path(folder)
     overlap = overlap.sort_by([("eval_set", "ascending"), ("eval_index", "ascending"), ("match", "ascending"),
                                ("rank", "ascending"), ("label", "ascending")])
-    write_table(overlap, folder / OVERLAP_FILE, OVERLAP_SCHEMA)
+    write_table(overlap, folder / OVERLAP_FILE, OVERLAP_SCHEMA, optional=OVERLAP_OPTIONAL)
     classes = classes_table(overlap)
     write_table(classes, folder / CLASSES_FILE, CLASSES_SCHEMA)
     return classes
@@ -100,7 +105,7 @@ def write_info(folder: str | os.PathLike, info: dict[str, Any]) -> None:
 
 def read_overlap(folder: str | os.PathLike) -> pa.Table:
     """Read and validate ``folder/overlap.parquet``."""
-    return read_table(Path(folder) / OVERLAP_FILE, OVERLAP_SCHEMA)
+    return read_table(Path(folder) / OVERLAP_FILE, OVERLAP_SCHEMA, optional=OVERLAP_OPTIONAL)
 
 
 def read_classes(folder: str | os.PathLike) -> pa.Table:

@@ -25,19 +25,43 @@ from PIL import Image
 
 from fr_data.mining.duplicates import duplicate_edges
 
-__all__ = ["THUMB", "PixelCheck", "candidate_floor", "check_candidates", "grey_thumbnail"]
+__all__ = ["THUMB", "ZOOM_CROPS", "PixelCheck", "aligned_pixel_sim", "candidate_floor", "check_candidates",
+           "grey_thumbnail", "zoomed_thumbnails"]
 
 THUMB = 32  # side of the grey thumbnail the correlation is computed on
+#: share of each side cropped off by the zooms :func:`aligned_pixel_sim` searches: 0 to 8 pixels of a 112
+#: pixel crop (a zoom of up to 112 / 96 = 1.17x about the centre)
+ZOOM_CROPS = tuple(i / 112 for i in range(9))
+
+
+def _unit_grey(grey: Image.Image, size: int, box: tuple[float, float, float, float] | None) -> np.ndarray:
+    v = np.asarray(grey.resize((size, size), Image.BOX, box=box), dtype=np.float64).ravel()
+    v -= v.mean()
+    norm = np.linalg.norm(v)
+    return (v / norm if norm > 0 else v).astype(np.float32)
 
 
 def grey_thumbnail(data: bytes, size: int = THUMB) -> np.ndarray:
     """The image as a zero-mean, unit-norm grey ``size`` x ``size`` vector (zeros for a flat image)."""
     with Image.open(io.BytesIO(data)) as img:
-        grey = img.convert("L").resize((size, size), Image.BOX)
-    v = np.asarray(grey, dtype=np.float64).ravel()
-    v -= v.mean()
-    norm = np.linalg.norm(v)
-    return (v / norm if norm > 0 else v).astype(np.float32)
+        return _unit_grey(img.convert("L"), size, None)
+
+
+def zoomed_thumbnails(data: bytes, crops: tuple[float, ...] = ZOOM_CROPS, size: int = THUMB) -> np.ndarray:
+    """``(len(crops), size * size)``: one :func:`grey_thumbnail` per centred crop that leaves out the share
+    ``crops[i]`` of every side (``0``: the whole image)."""
+    with Image.open(io.BytesIO(data)) as img:
+        grey = img.convert("L")
+    w, h = grey.size
+    return np.stack([_unit_grey(grey, size, (c * w, c * h, w - c * w, h - c * h)) for c in crops])
+
+
+def aligned_pixel_sim(a: np.ndarray, b: np.ndarray) -> float:
+    """The best grey-level correlation of one image's whole thumbnail with the other's zoomed ones, both
+    ways (``a``, ``b``: :func:`zoomed_thumbnails`, row 0 the whole image): a copy that was cropped a little
+    tighter and resized back, or aligned with a slightly larger face, still correlates ~1 with its
+    original at the zoom that undoes it, while another photo stays where it was."""
+    return float(max((a @ b[0]).max(), (b @ a[0]).max()))
 
 
 def candidate_floor(cos: float, margin: float) -> float:

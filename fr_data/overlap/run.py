@@ -4,7 +4,11 @@ Class centres come from :mod:`fr_data.mining.centres` (the mean of a class's uni
 re-normalised), the searches from :mod:`fr_data.overlap.audit` with the project's exact k-NN (GPU when
 present), the identity threshold from :mod:`fr_data.overlap.threshold`, and the duplicate threshold from
 the mining config in force: its number, or with ``auto`` cleanlab's rule calibrated on this training set
-(:func:`fr_data.mining.calibration.duplicate_cos` over a sample's nearest-neighbour cosines). The folder
+(:func:`fr_data.mining.calibration.duplicate_cos` over a sample's nearest-neighbour cosines). When the
+training shards are found (the manifest EMB names, or ``--samples``), the mining config's
+``duplicates.pixel_min`` is set and an evaluation set carries images, its leak candidates are decided by
+the pixel check instead (:class:`fr_data.overlap.audit.LeakPixels`; ``overlap.json: leak_pixel_check``
+says per set whether it ran and why not). The folder
 (:mod:`fr_data.folders.overlap_folder`) is written in a staging folder and published whole.
 """
 
@@ -29,7 +33,9 @@ from fr_data.mining.centres import Centres, accumulate_sums, make_centres
 from fr_data.mining.config import AUTO, MiningConfig
 from fr_data.mining.inputs import read_rows
 from fr_data.mining.knnfn import KnnFn, default_knn
-from fr_data.overlap.audit import Matches, identity_matches, image_matches
+from fr_data.mining.pixel_check import THUMB, ZOOM_CROPS
+from fr_data.mining.run import image_reader
+from fr_data.overlap.audit import LeakPixels, Matches, identity_matches, image_matches
 from fr_data.overlap.sources import EvalSet
 from fr_data.overlap.threshold import identity_threshold
 from fr_data.overlap.timing import StageClock
@@ -75,6 +81,7 @@ class TrainingSide:
     ok: np.ndarray  # rows with a usable vector
     centres: Centres
     sha256: dict[str, list[int]] | None  # image digest -> training rows (None without a manifest)
+    samples: Path | None = None  # the shard manifest (samples.parquet), when known
 
 
 def open_training(emb_folder: str | os.PathLike, samples: str | os.PathLike | None,
@@ -88,20 +95,24 @@ def open_training(emb_folder: str | os.PathLike, samples: str | os.PathLike | No
         if emb.n == 0:
             raise DataError(emb.array_path, "", "the training embeddings are empty")
         class_labels, of_sample = np.unique(emb.labels, return_inverse=True)
-        digests = _digests(emb, samples)
+        manifest = _manifest(emb, samples)
+        digests = None if manifest is None else _digests(emb, manifest)
     with clock.stage("centres", f"{len(class_labels)} class centres from {emb.n} images"):
         sums, ok, _ = accumulate_sums(emb.vectors, of_sample, len(class_labels), CHUNK_ROWS)
         centres = make_centres(sums, np.bincount(of_sample[ok], minlength=len(class_labels)))
-    return TrainingSide(emb, of_sample, class_labels, ok, centres, digests)
+    return TrainingSide(emb, of_sample, class_labels, ok, centres, digests, manifest)
 
 
-def _digests(emb: ef.Embeddings, samples: str | os.PathLike | None) -> dict[str, list[int]] | None:
-    """sha256 -> training rows, from ``samples`` or the manifest ``EMB/run.json`` names (if it exists)."""
-    if samples is None:
-        recorded = emb.run_info.get("manifest")
-        if not isinstance(recorded, str) or not Path(recorded).is_file():
-            return None
-        samples = recorded
+def _manifest(emb: ef.Embeddings, samples: str | os.PathLike | None) -> Path | None:
+    """``samples``, or the manifest ``EMB/run.json`` names (if it exists)."""
+    if samples is not None:
+        return Path(samples)
+    recorded = emb.run_info.get("manifest")
+    return Path(recorded) if isinstance(recorded, str) and Path(recorded).is_file() else None
+
+
+def _digests(emb: ef.Embeddings, samples: Path) -> dict[str, list[int]]:
+    """sha256 -> training rows, from the manifest ``samples``."""
     table = read_input_samples(samples, ["key", "sha256"])
     digest_of = dict(zip(table.column("key").to_pylist(), table.column("sha256").to_pylist()))
     out: dict[str, list[int]] = {}
@@ -156,7 +167,9 @@ def audit_overlap(train: TrainingSide, eval_sets: list[EvalSet], out: str | os.P
                                        train.centres.active, settings.fpr)
         with clock.stage("duplicate_threshold", f"{len(rows)} sampled images x {train.emb.n} training images"):
             dup = duplicate_threshold(settings, train, rows, x, knn)
-        tables, counts, capped = [], {}, {}
+        read_train, no_pixels = image_reader(train.emb, train.samples, settings.mining)
+        pixels = None if read_train is None else LeakPixels(read_train, float(settings.mining.duplicates.pixel_min))
+        tables, counts, capped, checks = [], {}, {}, {}
         for eval_set in eval_sets:
             queries = len(set(eval_set.identities)) if eval_set.identities is not None else len(eval_set)
             with clock.stage("identity_search", f"{eval_set.name}: {queries} queries x {classes} centres, "
@@ -166,10 +179,11 @@ def audit_overlap(train: TrainingSide, eval_sets: list[EvalSet], out: str | os.P
             with clock.stage("leak_search", f"{eval_set.name}: {len(eval_set)} images x {train.emb.n} training "
                              f"images, top {settings.leak_k}"):
                 leaks = image_matches(eval_set.vectors, eval_set.images, train.emb.vectors, train.of_sample,
-                                      train.sha256, dup.value, settings.leak_k, knn)
+                                      train.sha256, dup.value, settings.leak_k, knn, pixels)
             tables += [_rows(eval_set, found, "identity", train), _rows(eval_set, leaks, "image", train)]
             counts[eval_set.name] = _counts(eval_set, found, leaks, train)
             capped[eval_set.name] = full
+            checks[eval_set.name] = _pixel_record(eval_set, leaks, min(settings.leak_k, train.emb.n), no_pixels)
         with clock.stage("write", "overlap.parquet, overlap_classes.parquet"):
             overlapping = of.write_tables(staging, pa.concat_tables(tables))
         info = {
@@ -179,6 +193,13 @@ def audit_overlap(train: TrainingSide, eval_sets: list[EvalSet], out: str | os.P
                                      for s in eval_sets]},
             "model": record or {},
             "thresholds": {"identity": ident.record(), "duplicate": dup.record()},
+            "leak_pixel_check": {
+                "method": f"grey-level correlation of {THUMB}x{THUMB} thumbnails of the stored images, the best "
+                          f"over centred zooms of either image (0 to {max(ZOOM_CROPS):.3f} of each side cropped)",
+                "pixel_min": settings.mining.duplicates.pixel_min,
+                "candidates": f"each evaluation image's top {settings.leak_k} training images by cosine; the "
+                              "pixel check replaces the cosine rule for the sets it runs on",
+                "sets": checks},
             "false_match_rate": _rate_record(eval_sets, classes, ident),
             "search": {"top_k": settings.top_k, "leak_k": settings.leak_k, "knn": getattr(knn, "name", repr(knn)),
                        "queries_with_all_top_k_above_threshold": capped,
@@ -187,12 +208,24 @@ def audit_overlap(train: TrainingSide, eval_sets: list[EvalSet], out: str | os.P
             "training": {"images": train.emb.n, "classes": classes,
                          "byte_hashes": train.sha256 is not None},
             "counts": counts,
+            "warnings": _warnings(ident),
             "overlapping_classes": len(set(overlapping.column("label").to_pylist())),
             "seconds": clock.record(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         of.write_info(staging, info)
     return info
+
+
+def _warnings(ident: Calibration) -> list[str]:
+    """What a user must know before trusting an empty result: a calibrated identity threshold at the
+    largest cosine (1.0) can never be exceeded, so no identity overlap is reported whatever the data."""
+    if ident.method == "override" or ident.value < 1.0:
+        return []
+    return [(f"the identity threshold calibrated at --fpr {ident.params.get('fpr'):g} per query is 1.0: no cosine "
+             "exceeds it, so no identity overlap can be reported. This backbone's impostor cosines (training images "
+             "against other classes' centres) reach too high for that rate: audit with a stronger backbone, a "
+             "larger --fpr, or --threshold")]
 
 
 def _rate_record(eval_sets: list[EvalSet], classes: int, ident: Calibration) -> dict[str, Any]:
@@ -233,7 +266,17 @@ def _rows(eval_set: EvalSet, m: Matches, match: str, train: TrainingSide) -> pa.
         "rank": pa.array(m.rank, pa.int32()),
         "train_key": pa.array(train_key, pa.string()),
         "same_bytes": pa.array(m.same_bytes, pa.bool_()),
-    }, schema=of.OVERLAP_SCHEMA)
+        "pixel_sim": pa.array(m.pixel_sim, pa.float32(), from_pandas=True),
+    }, schema=pa.schema([*of.OVERLAP_SCHEMA, *of.OVERLAP_OPTIONAL]))
+
+
+def _pixel_record(eval_set: EvalSet, leaks: Matches, k: int, no_pixels: str | None) -> dict[str, Any]:
+    """``leak_pixel_check.sets[name]``: pairs checked and confirmed, or why the check was skipped."""
+    if eval_set.images is None:
+        return {"skipped": "the evaluation set holds no images (an embeddings folder): cosine rule"}
+    if no_pixels is not None:
+        return {"skipped": f"{no_pixels}: cosine rule"}
+    return {"checked": len(eval_set) * k, "confirmed": int(np.sum(~np.isnan(leaks.pixel_sim)))}
 
 
 def _counts(eval_set: EvalSet, found: Matches, leaks: Matches, train: TrainingSide) -> dict[str, Any]:

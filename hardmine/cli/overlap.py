@@ -12,8 +12,11 @@ identities) when its centre's cosine exceeds the identity threshold: calibrated 
 a query of a person in none of the C training classes exceeds it against ANY of them with probability at
 most ``--fpr`` (default 1e-5 per evaluation query: a per-pair rate of fpr / C, union bound; see
 ``fr_data.overlap.threshold``), or ``--threshold`` (0.4: the MegaFace rule; states no rate). A training
-image is leaked when it has an evaluation image's bytes or a cosine at or above the duplicate threshold of
-the mining config (``--mining-config``; calibrated with ``auto``). Writes ``DIR/overlap.parquet``,
+image is leaked when it has an evaluation image's bytes, or is among the image's top ``--leak-k`` training
+images and passes the pixel check (grey-level correlation of the two images at least the mining config's
+``duplicates.pixel_min``, best over small centred zooms: ``fr_data.overlap.audit``) when the training
+shards and the evaluation images are at hand, else has a cosine at or above the duplicate threshold of the
+mining config (``--mining-config``; calibrated with ``auto``). Writes ``DIR/overlap.parquet``,
 ``DIR/overlap_classes.parquet``, ``DIR/overlap.json`` (``fr_data.folders.overlap_folder``; with the
 seconds of every stage); train with ``data.selection.exclude_overlap: DIR``. On a terminal each stage
 prints a line to stderr as it starts and ends.
@@ -168,6 +171,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if rate_info["fpr"] is not None:
         print(f"false-match rate {rate_info['fpr']:g} per query against all {rate_info['classes']} classes: at most "
               f"{rate_info['expected_chance_queries']:g} of {rate_info['queries']} queries expected by chance")
+    for warning in info["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {args.out} in {info['seconds']['total']:.1f} s")
     return 0
 

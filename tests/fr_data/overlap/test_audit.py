@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from fr_data.folders import overlap_folder as of
+from fr_data.mining.calibration import Calibration, fixed
 from fr_data.overlap.audit import identity_matches
-from fr_data.overlap.run import OverlapSettings, audit_overlap, open_training
+from fr_data.overlap.run import OverlapSettings, _warnings, audit_overlap, open_training
 from tests.fr_data.mining.planted import brute_knn
 from tests.fr_data.overlap.helpers import make_planted_overlap
 
@@ -32,6 +33,11 @@ def test_planted_overlap_is_named(planted, tmp_path, identities):
     assert len(leaks - copies) <= 0.01 * len(copies)
     assert info["thresholds"]["identity"]["method"] == "impostor_normal_tail"
     assert info["overlapping_classes"] == len(named)
+    assert info["warnings"] == []
+    # evaluation embeddings carry no pixels: the cosine rule decided, and overlap.json says so
+    check = info["leak_pixel_check"]["sets"][planted.eval_set(identities).name]
+    assert list(check) == ["skipped"] and "no images" in check["skipped"]
+    assert all(r["pixel_sim"] is None for r in rows)
 
 
 def test_disjoint_sets_report_no_overlap(planted, tmp_path):
@@ -57,3 +63,12 @@ def test_identity_matches_lists_every_image_of_an_overlapping_identity():
     # without identities image 1 alone (cos 0.995 > 0.99) still matches; at 0.999 only image 2 does
     found, _ = identity_matches(v, None, db, active, 0.999, 2, brute_knn)
     assert found.eval_index.tolist() == [2]
+
+
+def test_a_calibrated_threshold_of_one_warns_that_no_identity_can_overlap():
+    """A tail fit capped at 1.0 (a backbone whose impostor cosines reach too high for the rate) can never be
+    exceeded: an empty result then says nothing about the data, and overlap.json says so."""
+    capped = Calibration("overlap.identity_cos", 1.0, "impostor_normal_tail", params={"fpr": 1e-5})
+    assert len(_warnings(capped)) == 1 and "--fpr 1e-05" in _warnings(capped)[0]
+    assert _warnings(Calibration("overlap.identity_cos", 0.999, "impostor_normal_tail", params={"fpr": 1e-5})) == []
+    assert _warnings(fixed("overlap.identity_cos", 1.0)) == []  # an explicit --threshold is the user's call
