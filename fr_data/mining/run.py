@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import math
 import os
 import resource
 import secrets
@@ -60,6 +61,7 @@ from fr_data.mining.duplicates import Duplicates, find_duplicates
 from fr_data.mining.group import SOLO, Ranks, split_by_cost
 from fr_data.mining.inputs import Validity, iter_chunks, read_rows, validity_from_masks
 from fr_data.mining.knnfn import KnnFn, KnnTotals, TimedKnn, default_knn
+from fr_data.mining.memory import AnonPeak
 from fr_data.mining.merges import merge_candidates, neighbour_mix
 from fr_data.mining.neighbours import (
     CandidateNeighbours,
@@ -81,6 +83,10 @@ from fr_data.mining.results import Findings, Geometry
 
 log = logging.getLogger(__name__)
 
+#: Rows searched against the centres at once: the search's temporaries (candidate lists, re-scoring,
+#: the own-class filter) are ~4 KB a row at the default sizes, the same on every rank whatever N is.
+SEARCH_ROWS = 8192
+
 def peak_rss_mb() -> float:
     """Peak resident set of this process in MB (VmHWM; ru_maxrss where /proc is missing, which on Linux
     also remembers the pre-exec image of a forked parent)."""
@@ -96,20 +102,30 @@ def peak_rss_mb() -> float:
 
 @dataclass
 class StageTimer:
-    """Wall time and peak RSS after each stage, plus the k-NN time and GEMM flops spent in it."""
+    """Wall time and memory after each stage, plus the k-NN time and GEMM flops spent in it.
+
+    ``peak_rss_mb``: the process's peak resident set so far (VmHWM: touched pages of the memory-mapped
+    embeddings included); ``peak_anon_mb``: the peak during the stage of the memory beyond the file
+    mappings (sampled by ``anon``, :mod:`fr_data.mining.memory`; null where it cannot be read)."""
 
     knn: KnnTotals = field(default_factory=KnnTotals)
-    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    stages: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    anon: AnonPeak | None = None
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         t0, s0, f0 = time.perf_counter(), self.knn.seconds, self.knn.flops
+        if self.anon is not None:
+            self.anon.reset()
         yield
         rss = peak_rss_mb()
+        anon = self.anon.peak_mb() if self.anon is not None else math.nan
         self.stages[name] = {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(rss, 1),
+                             "peak_anon_mb": round(anon, 1) if math.isfinite(anon) else None,
                              "knn_s": round(self.knn.seconds - s0, 3),
                              "knn_gflop": round((self.knn.flops - f0) / 1e9, 3)}
-        log.info("stage %-14s %8.2f s  peak RSS %.0f MB", name, self.stages[name]["wall_s"], rss)
+        log.info("stage %-14s %8.2f s  peak RSS %.0f MB, beyond the file mappings %.0f MB", name,
+                 self.stages[name]["wall_s"], rss, anon)
 
 
 def centre_stage(emb: Embeddings, cfg: MiningConfig) -> tuple[ctr.ClassIndex, ctr.Centres, Validity]:
@@ -181,10 +197,12 @@ def _search_share(emb: Embeddings, cindex: ctr.ClassIndex, centres: ctr.Centres,
         center_cos[local] = centres.leave_one_out(x, own)
         if len(centres.active) < 2:
             continue
-        hits = ctr.search_centres(x, own, centres, k, nc.candidate_classes, knn)
-        nearest[local], nearest_cos[local] = hits.nearest_other, hits.nearest_other_cos
-        candidates[local, :hits.candidates.shape[1]] = hits.candidates
-        negatives[local, :hits.negatives.shape[1]] = hits.negatives
+        for s in range(0, len(local), SEARCH_ROWS):  # bounded search temporaries, whatever chunk_rows is
+            rows, part = local[s:s + SEARCH_ROWS], slice(s, s + SEARCH_ROWS)
+            hits = ctr.search_centres(x[part], own[part], centres, k, nc.candidate_classes, knn)
+            nearest[rows], nearest_cos[rows] = hits.nearest_other, hits.nearest_other_cos
+            candidates[rows, :hits.candidates.shape[1]] = hits.candidates
+            negatives[rows, :hits.negatives.shape[1]] = hits.negatives
 
 
 def reference_set(geo: Geometry, size: int, seed: int) -> np.ndarray:
@@ -448,7 +466,17 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
     check_apart(out, embeddings, samples, attributes)
     cfg = validate_config(config or MiningConfig())
     knn = TimedKnn(knn or default_knn())
-    timer = StageTimer(knn.totals)
+    timer = StageTimer(knn.totals, anon=AnonPeak())
+    try:
+        return _mine(embeddings, out, cfg, samples, attributes, knn, overwrite, ranks, timer)
+    finally:
+        timer.anon.close()
+
+
+def _mine(embeddings: str | os.PathLike, out: str | os.PathLike, cfg: MiningConfig,
+          samples: str | os.PathLike | None, attributes: str | os.PathLike | None, knn: TimedKnn,
+          overwrite: bool, ranks: Ranks, timer: StageTimer) -> MiningResult | None:
+    """:func:`mine` once its arguments are checked and its clock runs."""
     # rank 0 holds the lock from the check to the publication; one run at a time
     with output_lock(out, "run folder") if ranks.is_root else contextlib.nullcontext():
         with timer.stage("open"):
