@@ -516,8 +516,8 @@ def _mine(embeddings: str | os.PathLike, out: str | os.PathLike, cfg: MiningConf
                     drawn = calibration_figure.draw(found.calibration, tmp / calibration_figure.FIGURE_FILE)
                     run["calibration_figure"] = drawn.name if drawn else None
             run["timings"] = timer.stages
-            if ranks.world > 1:
-                run["timings_per_rank"] = per_rank
+            if ranks.world > 1:  # rank 0's own entry with the stages it ran after the exchange
+                run["timings_per_rank"] = [timer.stages, *per_rank[1:]]
             rf.write_run_info(tmp, run)
             kill_point("mine:run_info")
         return MiningResult(Path(out), run)
