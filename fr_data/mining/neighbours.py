@@ -137,12 +137,10 @@ class CandidateNeighbours:
             self._merge(vis, read_rows(self.vectors, vis) @ x.T, rows)
 
     def part(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(rows, sims, ids)`` of the rows this graph found a neighbour for (global row numbers)."""
-        found = self.topk.ids[:, 0] >= 0
-        rows = np.flatnonzero(found) if self.rows is None else self.rows[found]
-        if found.all():
-            return rows, self.topk.sims, self.topk.ids
-        return rows, self.topk.sims[found], self.topk.ids[found]
+        """``(rows, sims, ids)``: the top-k lists of this graph with their global row numbers (no copy; a
+        row without a neighbour holds only empty slots, which change nothing when merged)."""
+        rows = np.arange(len(self.topk.ids), dtype=np.int64) if self.rows is None else self.rows
+        return rows, self.topk.sims, self.topk.ids
 
 
 def touched_rows(cindex: ClassIndex, classes: range, visitors: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

@@ -71,6 +71,10 @@ def test_topk_merges_in_any_order_give_one_graph():
     for sims, cand in parts:
         t.merge(np.array([0]), sims, cand)
     assert t.ids[0, 4] == -1 and np.isneginf(t.sims[0, 4])  # the sample itself is an empty slot
+    ids, sims = t.ids.copy(), t.sims.copy()
+    t.merge_lists(np.array([0]), np.full((1, 5), -np.inf, np.float32), np.full((1, 5), -1))
+    np.testing.assert_array_equal(t.ids, ids)  # a rank's row without neighbours merges as nothing
+    np.testing.assert_array_equal(t.sims, sims)
 
 
 def _data_with_copies(seed: int = 0, n: int = 60, classes: int = 6, dim: int = 8):
