@@ -143,7 +143,7 @@ def search_stage(emb: Embeddings, cindex: ctr.ClassIndex, centres: ctr.Centres, 
     """Stage 2: every valid sample against all class centres, in chunks; centre-to-centre neighbours.
 
     Each rank searches its share of the samples and of the centres; rank 0 gathers the results in row
-    blocks (the other ranks keep their share only)."""
+    blocks. On the other ranks the per-sample columns of the result are empty (rank 0 holds them)."""
     n, nc = emb.n, cfg.neighbours
     a, b = ranks.share(n)
     k = max(1, min(nc.centre_k, len(centres.active) - 1))
@@ -156,6 +156,8 @@ def search_stage(emb: Embeddings, cindex: ctr.ClassIndex, centres: ctr.Centres, 
         for dst, src in zip(cols, got):
             dst[rows] = src
     ranks.gather_rows("centre_search", np.arange(a, b), cols, place)
+    if not ranks.is_root:  # sent: the other ranks keep no per-sample results (their shape only)
+        cols = [c[:0].copy() for c in cols]
     center_cos, nearest, nearest_cos, candidates, negatives = cols
     ca, cb = ranks.share(len(centres.active))
     near, cos = ctr.nearest_of_active(centres, knn, (ca, cb))
