@@ -155,7 +155,8 @@ class Ranks:
         for start in range(0, shape[0], block):
             stop = min(shape[0], start + block)
             part = array[start:stop] if array is not None else None
-            into(start, self.broadcast_array(stage, part, (stop - start, *shape[1:]), dtype))
+            # each block its own exchange (``stage@start``), so a rank that dies between blocks is named
+            into(start, self.broadcast_array(f"{stage}@{start}", part, (stop - start, *shape[1:]), dtype))
 
     def gather_rows(self, stage: str, rows: np.ndarray, columns: Sequence[np.ndarray],
                     into: Callable[[np.ndarray, list[np.ndarray]], None], block: int = BLOCK_ROWS) -> None:

@@ -87,7 +87,7 @@ class VisitorLists:
 
     def add(self, start: int, candidates: np.ndarray) -> None:
         """Rows ``start .. start + len(candidates)`` of the (N, m) candidate table."""
-        n, m = candidates.shape
+        m = candidates.shape[1]
         cls = candidates.reshape(-1)
         keep = np.flatnonzero((cls >= self.lo) & (cls < self.hi))
         self.samples.append(start + keep // max(m, 1))
