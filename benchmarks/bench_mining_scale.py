@@ -7,10 +7,11 @@ Planted data (tests/fr_data/mining/planted.py: identities with look-alikes, misl
 of about N rows over C labels in D dimensions is written as a float16 EMB folder, then mined by
 ``python -m torch.distributed.run --nproc_per_node R -m hardmine mine`` (gloo on CPU, NCCL with
 ``--device cuda``), each rank in a process that samples its own ``RssAnon`` (memory beyond the memmap)
-every 50 ms. Reported per stage: wall time and peak resident set of every rank (``run.json``
-``timings``/``timings_per_rank``: VmHWM, touched memmap pages included); per rank the peak anonymous
-memory and, with CUDA, the peak device memory; and the run checked against the planted truth (recall
-and precision of the mislabel and duplicate flags). The last line is a Markdown row for
+every 50 ms from its start. Reported per stage and rank (``run.json`` ``timings``/``timings_per_rank``):
+wall time, VmHWM (touched memmap pages included) and the stage's peak beyond the file mappings
+(``peak_anon_mb``: RssAnon + RssShmem, :mod:`fr_data.mining.memory`); per rank the whole process's
+peak ``RssAnon`` and, with CUDA, the peak device memory; and the run checked against the planted truth
+(recall and precision of the mislabel and duplicate flags). The last line is a Markdown row for
 docs/knn_scale.md; ``--json`` writes everything.
 """
 
@@ -29,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
@@ -53,14 +55,25 @@ sys.exit(code)
 
 
 def planted(n: int, classes: int, dim: int, seed: int, folder: Path) -> tuple[Path, object]:
-    """Write a planted EMB folder of about ``n`` rows over ``classes`` identities; return it and the truth."""
+    """Write a planted EMB folder of about ``n`` rows over ``classes`` identities; return it and the truth
+    (kept in ``folder``: a second run with the same sizes and seed reuses both)."""
+    from types import SimpleNamespace
+
     from tests.fr_data.mining.planted import PlantedSpec, make_planted, write_emb
 
+    made, saved = folder / "planted.json", folder / "truth.npz"
+    sizes = {"n": n, "classes": classes, "dim": dim, "seed": seed}
+    if made.exists() and saved.exists() and json.loads(made.read_text()) == sizes:
+        with np.load(saved) as t:
+            return folder / "EMB", SimpleNamespace(**{k: t[k] for k in t.files})
     mean = max(2, round(n / classes))
     spec = PlantedSpec(identities=classes, per_identity=(max(2, mean // 2), mean + mean // 2), dim=dim,
                        seed=seed, split_identities=min(8, classes // 10), lookalike_pairs=min(10, classes // 10))
     x, truth = make_planted(spec)
-    return write_emb(folder / "EMB", x, truth), truth
+    emb = write_emb(folder / "EMB", x, truth)
+    np.savez(saved, labels=truth.labels, mislabeled=truth.mislabeled, duplicate_of=truth.duplicate_of)
+    made.write_text(json.dumps(sizes))
+    return emb, truth
 
 
 def free_port() -> int:
@@ -111,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--exact-max-n", type=int, default=20_000, help="neighbours.exact_max_n of the run")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", type=Path, help="keep the data and runs here (default: a temporary folder)")
+    p.add_argument("--work", type=Path, help="keep the data and runs here (default: a temporary folder); "
+                                             "planted data already there for the same sizes is reused")
     p.add_argument("--json", type=Path, help="write the measurements here")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                   "truth": check_truth(out, truth)}
     for stage, t in result["timings"].items():
         hwm = " ".join(f"{r.get(stage, {}).get('peak_rss_mb', float('nan')):.0f}" for r in per_rank)
-        print(f"  {stage:14s} {t['wall_s']:9.2f} s  peak RSS per rank (MB): {hwm}")
+        anon = " ".join(f"{r[stage].get('peak_anon_mb') or float('nan'):.0f}" if stage in r else "-" for r in per_rank)
+        print(f"  {stage:14s} {t['wall_s']:9.2f} s  per rank (MB): VmHWM {hwm}, peak beyond the file mappings {anon}")
     for r in result["ranks"]:
         print(f"  rank {r['rank']}: peak anon {r['peak_anon_mb']:.0f} MB, VmHWM {r['vm_hwm_mb']:.0f} MB"
               + (f", device {r['peak_device_mb']:.0f} MB" if "peak_device_mb" in r else ""))

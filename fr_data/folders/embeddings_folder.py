@@ -154,19 +154,25 @@ class Embeddings:
         return col.fill_null(np.nan).to_numpy().astype(np.float32, copy=False)
 
 
-def open_embeddings(folder: str | os.PathLike) -> Embeddings:
-    """Open ``folder/embeddings.npy`` (memmap) and ``folder/index.parquet``; check they agree."""
+def open_embeddings(folder: str | os.PathLike, labels_only: bool = False) -> Embeddings:
+    """Open ``folder/embeddings.npy`` (memmap) and ``folder/index.parquet``; check they agree.
+
+    ``labels_only``: read the index's ``label`` column alone (``index`` then has no keys, and their
+    uniqueness is not checked): for a process that only searches, such as a rank other than 0 of a
+    distributed mining run."""
     folder = Path(folder)
     npy = folder / EMBEDDINGS_FILE
     if not npy.exists():
         raise DataError(npy, "", "embeddings file does not exist")
     vectors = _memmap(npy)
-    index = read_table(folder / INDEX_FILE, REQUIRED_INDEX_SCHEMA, optional=OPTIONAL_INDEX_SCHEMA)
+    index = read_table(folder / INDEX_FILE, REQUIRED_INDEX_SCHEMA, columns=["label"] if labels_only else None,
+                       optional=OPTIONAL_INDEX_SCHEMA)
     if index.num_rows != vectors.shape[0]:
         raise DataError(folder / INDEX_FILE, "",
                         f"{index.num_rows} index rows but {npy.name} has {vectors.shape[0]} rows; "
                         "row i of the index must describe embedding row i")
-    require_unique(index, "key", folder / INDEX_FILE)
+    if not labels_only:
+        require_unique(index, "key", folder / INDEX_FILE)
     require_non_negative(index, "label", folder / INDEX_FILE)
     labels = index.column("label").to_numpy().astype(np.int64)
     return Embeddings(folder, vectors, index, labels, read_run_info(folder))

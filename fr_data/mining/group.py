@@ -27,6 +27,10 @@ from fr_data.io.errors import HardmineError, one_line
 
 T = TypeVar("T")
 
+#: Rows per message of :meth:`Ranks.gather_rows` and :meth:`Ranks.broadcast_rows` (bounds what a rank
+#: holds of another rank's results at once).
+BLOCK_ROWS = 65_536
+
 #: Store key a rank sets when it reaches the collective that ends ``stage``.
 ARRIVAL_KEY = "hardmine/mine/{stage}/rank-{rank}"
 
@@ -143,10 +147,22 @@ class Ranks:
             return t.cpu().numpy().view(dtype).reshape(shape)
         return self._run(stage, run)
 
+    def broadcast_rows(self, stage: str, array: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype,
+                       into: Callable[[int, np.ndarray], None], block: int = BLOCK_ROWS) -> None:
+        """Hand rank 0's ``array`` (of ``shape`` and ``dtype``, known to every rank) to ``into(start,
+        rows)`` on every rank, ``block`` rows at a time: no rank but 0 ever holds the whole array (one
+        process: the blocks of ``array`` itself)."""
+        for start in range(0, shape[0], block):
+            stop = min(shape[0], start + block)
+            part = array[start:stop] if array is not None else None
+            # each block its own exchange (``stage@start``), so a rank that dies between blocks is named
+            into(start, self.broadcast_array(f"{stage}@{start}", part, (stop - start, *shape[1:]), dtype))
+
     def gather_rows(self, stage: str, rows: np.ndarray, columns: Sequence[np.ndarray],
-                    into: Callable[[np.ndarray, list[np.ndarray]], None]) -> None:
+                    into: Callable[[np.ndarray, list[np.ndarray]], None], block: int = BLOCK_ROWS) -> None:
         """Hand every other rank's ``(rows, columns)`` to ``into`` on rank 0, one rank at a time in rank
-        order, so rank 0 holds at most one other rank's rows at once (rank 0 places its own itself).
+        order and ``block`` rows at a time, so rank 0 holds at most one block of another rank's rows at
+        once (rank 0 places its own itself).
 
         ``columns`` are arrays with ``len(rows)`` rows whose dtypes and trailing shapes are the same on
         every rank (the same code built them)."""
@@ -159,24 +175,25 @@ class Ranks:
 
         def send() -> None:
             dist.send(torch.tensor([len(rows)], dtype=torch.int64).to(self.device), dst=0)
-            for a in arrays if len(rows) else ():
-                dist.send(_tensor(a, self.device), dst=0)
+            for start in range(0, len(rows), block):
+                for a in arrays:
+                    dist.send(_tensor(a[start:start + block], self.device), dst=0)
 
         def receive() -> None:
             for src in range(1, self.world):
                 size = torch.zeros(1, dtype=torch.int64).to(self.device)
                 dist.recv(size, src=src)
                 n = int(size.item())
-                got = []
-                for a in arrays:
-                    if n == 0:
-                        got.append(np.empty((0, *a.shape[1:]), a.dtype))
-                        continue
-                    buf = np.empty((n, *a.shape[1:]), a.dtype)
-                    t = _tensor(buf, self.device)
-                    dist.recv(t, src=src)
-                    got.append(t.cpu().numpy().view(a.dtype).reshape(buf.shape))
-                into(got[0], got[1:])
+                if n == 0:
+                    into(np.empty(0, np.int64), [np.empty((0, *a.shape[1:]), a.dtype) for a in arrays[1:]])
+                for start in range(0, n, block):
+                    got = []
+                    for a in arrays:
+                        buf = np.empty((min(block, n - start), *a.shape[1:]), a.dtype)
+                        t = _tensor(buf, self.device)
+                        dist.recv(t, src=src)
+                        got.append(t.cpu().numpy().view(a.dtype).reshape(buf.shape))
+                    into(got[0], got[1:])
         self._run(stage, receive if self.is_root else send)
 
     def gather_json(self, stage: str, value: Any) -> list[Any]:

@@ -64,46 +64,98 @@ class TopK:
         self.sims[rows], self.ids[rows] = select_topk(all_s, all_i, self.sims.shape[1])
 
 
-def visitors_by_class(candidates: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def visitors_by_class(candidates: np.ndarray, num_classes: int,
+                      classes: range | None = None) -> tuple[np.ndarray, np.ndarray]:
     """CSR of "which samples visit class c": ``rows[starts[c]:starts[c+1]]`` (ascending rows).
 
-    ``candidates`` is (N, m) class ids (-1 = none) of each sample's nearest other classes.
-    """
-    n, m = candidates.shape
-    sample = np.repeat(np.arange(n, dtype=np.int64), m)
+    ``candidates`` is (N, m) class ids (-1 = none) of each sample's nearest other classes; with
+    ``classes``, only the visits of those classes are kept (the others' lists are empty)."""
+    lists = VisitorLists(num_classes, classes)
+    lists.add(0, candidates)
+    return lists.csr()
+
+
+class VisitorLists:
+    """:func:`visitors_by_class` built from the candidate table's row blocks as they arrive (a rank of a
+    distributed run keeps the visits of its own classes only, never the whole table)."""
+
+    def __init__(self, num_classes: int, classes: range | None = None):
+        self.num_classes = num_classes
+        self.lo, self.hi = (0, num_classes) if classes is None else (classes.start, classes.stop)
+        self.samples: list[np.ndarray] = []
+        self.classes: list[np.ndarray] = []
+
+    def add(self, start: int, candidates: np.ndarray) -> None:
+        """Rows ``start .. start + len(candidates)`` of the (N, m) candidate table."""
+        m = candidates.shape[1]
+        cls = candidates.reshape(-1)
+        keep = np.flatnonzero((cls >= self.lo) & (cls < self.hi))
+        self.samples.append(start + keep // max(m, 1))
+        self.classes.append(cls[keep])
+
+    def csr(self) -> tuple[np.ndarray, np.ndarray]:
+        sample = np.concatenate([np.empty(0, np.int64), *self.samples]).astype(np.int64, copy=False)
+        cls = np.concatenate([np.empty(0, np.int64), *self.classes]).astype(np.int64, copy=False)
+        self.samples, self.classes = [], []
+        order = np.lexsort((sample, cls))
+        counts = np.bincount(cls, minlength=self.num_classes)
+        return sample[order], np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+def visit_counts(candidates: np.ndarray, num_classes: int) -> np.ndarray:
+    """How many samples visit each class (its visitor list's length)."""
     cls = candidates.reshape(-1)
-    keep = cls >= 0
-    sample, cls = sample[keep], cls[keep]
-    order = np.lexsort((sample, cls))
-    counts = np.bincount(cls, minlength=num_classes)
-    return sample[order], np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return np.bincount(cls[cls >= 0], minlength=num_classes).astype(np.int64)
 
 
 class CandidateNeighbours:
     """ClassVisitor that builds the candidate k-NN graph (own class + visiting samples) from the classes
-    ``classes`` (default all; a rank of a distributed run builds the part of the graph its classes give)."""
+    ``classes`` (default all; a rank of a distributed run builds the part of the graph its classes give).
+
+    ``rows``: the sorted rows the graph can touch (:func:`touched_rows`); the top-k lists are then held
+    for those rows only (a rank's part of the graph), else for all ``n`` rows."""
 
     def __init__(self, vectors: np.ndarray, n: int, k: int, visitors: tuple[np.ndarray, np.ndarray],
-                 classes: range | None = None):
+                 classes: range | None = None, rows: np.ndarray | None = None):
         self.vectors = vectors
-        self.topk = TopK.empty(n, k)
+        self.rows = rows
+        self.topk = TopK.empty(n if rows is None else len(rows), k)
         self.visit_rows, self.visit_starts = visitors
         self.classes = classes
+
+    def _merge(self, rows: np.ndarray, sims: np.ndarray, cand: np.ndarray) -> None:
+        self.topk.merge(rows if self.rows is None else np.searchsorted(self.rows, rows), sims, cand)
 
     def visit(self, c: int, rows: np.ndarray, x: np.ndarray, gram: np.ndarray) -> None:
         if self.classes is not None and c not in self.classes:
             return
         own = gram.copy()
         np.fill_diagonal(own, -np.inf)
-        self.topk.merge(rows, own, rows)
+        self._merge(rows, own, rows)
         vis = self.visit_rows[self.visit_starts[c]:self.visit_starts[c + 1]]
         if len(vis):
-            self.topk.merge(vis, read_rows(self.vectors, vis) @ x.T, rows)
+            self._merge(vis, read_rows(self.vectors, vis) @ x.T, rows)
+
+    def part(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, sims, ids)``: the top-k lists of this graph with their global row numbers (no copy; a
+        row without a neighbour holds only empty slots, which change nothing when merged)."""
+        rows = np.arange(len(self.topk.ids), dtype=np.int64) if self.rows is None else self.rows
+        return rows, self.topk.sims, self.topk.ids
 
 
-def class_costs(counts: np.ndarray, visit_starts: np.ndarray) -> np.ndarray:
-    """Multiply-adds of each class in the candidate pass (up to D): its Gram plus its visitors' block."""
-    return counts.astype(np.float64) * (counts + np.diff(visit_starts))
+def touched_rows(cindex: ClassIndex, classes: range, visitors: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Sorted rows whose top k the candidate search of ``classes`` can change: their rows and visitors."""
+    if len(classes) == 0:
+        return np.empty(0, np.int64)
+    own = cindex.order[cindex.starts[classes.start]:cindex.starts[classes.stop]]
+    vis = visitors[0][visitors[1][classes.start]:visitors[1][classes.stop]]
+    return np.union1d(own, vis).astype(np.int64)
+
+
+def class_costs(counts: np.ndarray, visits: np.ndarray) -> np.ndarray:
+    """Multiply-adds of each class in the candidate pass (up to D): its Gram plus its visitors' block
+    (``visits``: :func:`visit_counts`)."""
+    return counts.astype(np.float64) * (counts + visits)
 
 
 def class_pass(vectors: np.ndarray, cindex: ClassIndex, visitors: Sequence[ClassVisitor],

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import math
 import os
 import resource
 import secrets
@@ -60,14 +61,17 @@ from fr_data.mining.duplicates import Duplicates, find_duplicates
 from fr_data.mining.group import SOLO, Ranks, split_by_cost
 from fr_data.mining.inputs import Validity, iter_chunks, read_rows, validity_from_masks
 from fr_data.mining.knnfn import KnnFn, KnnTotals, TimedKnn, default_knn
+from fr_data.mining.memory import AnonPeak
 from fr_data.mining.merges import merge_candidates, neighbour_mix
 from fr_data.mining.neighbours import (
     CandidateNeighbours,
     TopK,
+    VisitorLists,
     class_costs,
     class_pass,
     exact_share,
-    visitors_by_class,
+    touched_rows,
+    visit_counts,
 )
 from fr_data.mining.noise import knn_vote, suspects
 from fr_data.mining.origin import check_samples_of_embeddings
@@ -79,9 +83,9 @@ from fr_data.mining.results import Findings, Geometry
 
 log = logging.getLogger(__name__)
 
-#: Rows of another rank's partial k-NN graph merged at once on rank 0.
-MERGE_ROWS = 65_536
-
+#: Rows searched against the centres at once: the search's temporaries (candidate lists, re-scoring,
+#: the own-class filter) are ~4 KB a row at the default sizes, the same on every rank whatever N is.
+SEARCH_ROWS = 8192
 
 def peak_rss_mb() -> float:
     """Peak resident set of this process in MB (VmHWM; ru_maxrss where /proc is missing, which on Linux
@@ -98,20 +102,30 @@ def peak_rss_mb() -> float:
 
 @dataclass
 class StageTimer:
-    """Wall time and peak RSS after each stage, plus the k-NN time and GEMM flops spent in it."""
+    """Wall time and memory after each stage, plus the k-NN time and GEMM flops spent in it.
+
+    ``peak_rss_mb``: the process's peak resident set so far (VmHWM: touched pages of the memory-mapped
+    embeddings included); ``peak_anon_mb``: the peak during the stage of the memory beyond the file
+    mappings (sampled by ``anon``, :mod:`fr_data.mining.memory`; null where it cannot be read)."""
 
     knn: KnnTotals = field(default_factory=KnnTotals)
-    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    stages: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    anon: AnonPeak | None = None
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         t0, s0, f0 = time.perf_counter(), self.knn.seconds, self.knn.flops
+        if self.anon is not None:
+            self.anon.reset()
         yield
         rss = peak_rss_mb()
+        anon = self.anon.peak_mb() if self.anon is not None else math.nan
         self.stages[name] = {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(rss, 1),
+                             "peak_anon_mb": round(anon, 1) if math.isfinite(anon) else None,
                              "knn_s": round(self.knn.seconds - s0, 3),
                              "knn_gflop": round((self.knn.flops - f0) / 1e9, 3)}
-        log.info("stage %-14s %8.2f s  peak RSS %.0f MB", name, self.stages[name]["wall_s"], rss)
+        log.info("stage %-14s %8.2f s  peak RSS %.0f MB, beyond the file mappings %.0f MB", name,
+                 self.stages[name]["wall_s"], rss, anon)
 
 
 def centre_stage(emb: Embeddings, cfg: MiningConfig) -> tuple[ctr.ClassIndex, ctr.Centres, Validity]:
@@ -128,24 +142,23 @@ def search_stage(emb: Embeddings, cindex: ctr.ClassIndex, centres: ctr.Centres, 
                  cfg: MiningConfig, knn: KnnFn, ranks: Ranks = SOLO) -> Geometry:
     """Stage 2: every valid sample against all class centres, in chunks; centre-to-centre neighbours.
 
-    Each rank searches its share of the samples and of the centres; rank 0 gathers the results (the
-    other ranks get the candidate classes only, which their part of the class pass needs)."""
+    Each rank searches its share of the samples and of the centres; rank 0 gathers the results in row
+    blocks. On the other ranks the per-sample columns of the result are empty (rank 0 holds them)."""
     n, nc = emb.n, cfg.neighbours
     a, b = ranks.share(n)
     k = max(1, min(nc.centre_k, len(centres.active) - 1))
-    cols = _search_share(emb, cindex, centres, cfg, knn, (a, b), k)
-    full = [np.empty((n, *c.shape[1:]), c.dtype) for c in cols] if ranks.is_root else cols
-    if ranks.is_root:
-        for dst, src in zip(full, cols):
-            dst[a:b] = src
+    shapes = _search_columns(nc.candidate_classes, k)
+    # rank 0 searches straight into the full columns; the other ranks hold their share only
+    cols = [np.full((n if ranks.is_root else b - a, *shape), fill, dtype) for shape, dtype, fill in shapes]
+    _search_share(emb, cindex, centres, cfg, knn, (a, b), k, [c[a:b] for c in cols] if ranks.is_root else cols)
 
     def place(rows: np.ndarray, got: list[np.ndarray]) -> None:
-        for dst, src in zip(full, got):
+        for dst, src in zip(cols, got):
             dst[rows] = src
     ranks.gather_rows("centre_search", np.arange(a, b), cols, place)
-    center_cos, nearest, nearest_cos, candidates, negatives = full
-    candidates = ranks.broadcast_array("candidate_classes", candidates if ranks.is_root else None,
-                                       (n, nc.candidate_classes), np.dtype(np.int64))
+    if not ranks.is_root:  # sent: the other ranks keep no per-sample results (their shape only)
+        cols = [c[:0].copy() for c in cols]
+    center_cos, nearest, nearest_cos, candidates, negatives = cols
     ca, cb = ranks.share(len(centres.active))
     near, cos = ctr.nearest_of_active(centres, knn, (ca, cb))
     all_near = np.empty(len(centres.active), np.int64) if ranks.is_root else near
@@ -161,17 +174,21 @@ def search_stage(emb: Embeddings, cindex: ctr.ClassIndex, centres: ctr.Centres, 
                     cls_near, cls_cos)
 
 
+def _search_columns(candidate_classes: int, k: int) -> list[tuple[tuple[int, ...], np.dtype, float]]:
+    """Trailing shape, dtype and fill of the centre search's columns: centre cosine, nearest other class
+    and its cosine, candidate classes, negatives."""
+    return [((), np.dtype(np.float32), np.nan), ((), np.dtype(np.int64), -1), ((), np.dtype(np.float32), np.nan),
+            ((candidate_classes,), np.dtype(np.int64), -1), ((k,), np.dtype(np.float32), np.nan)]
+
+
 def _search_share(emb: Embeddings, cindex: ctr.ClassIndex, centres: ctr.Centres, cfg: MiningConfig,
-                  knn: KnnFn, span: tuple[int, int], k: int) -> list[np.ndarray]:
-    """Rows ``[a, b)`` against the centres: centre cosine, nearest other class and its cosine, candidate
-    classes, negatives (arrays over the share; rows are searched alone, so chunking changes nothing)."""
+                  knn: KnnFn, span: tuple[int, int], k: int, out: list[np.ndarray]) -> None:
+    """Rows ``[a, b)`` against the centres into ``out`` (the :func:`_search_columns` over the share): centre
+    cosine, nearest other class and its cosine, candidate classes, negatives (rows are searched alone, so
+    chunking changes nothing)."""
     nc = cfg.neighbours
     a, b = span
-    center_cos = np.full(b - a, np.nan, dtype=np.float32)
-    nearest = np.full(b - a, -1, dtype=np.int64)
-    nearest_cos = np.full(b - a, np.nan, dtype=np.float32)
-    candidates = np.full((b - a, nc.candidate_classes), -1, dtype=np.int64)
-    negatives = np.full((b - a, k), np.nan, dtype=np.float32)
+    center_cos, nearest, nearest_cos, candidates, negatives = out
     for chunk in iter_chunks(emb.vectors[a:b], nc.chunk_rows):
         kill_point("mine:search")
         local = chunk.start + np.flatnonzero(chunk.ok)
@@ -182,11 +199,12 @@ def _search_share(emb: Embeddings, cindex: ctr.ClassIndex, centres: ctr.Centres,
         center_cos[local] = centres.leave_one_out(x, own)
         if len(centres.active) < 2:
             continue
-        hits = ctr.search_centres(x, own, centres, k, nc.candidate_classes, knn)
-        nearest[local], nearest_cos[local] = hits.nearest_other, hits.nearest_other_cos
-        candidates[local, :hits.candidates.shape[1]] = hits.candidates
-        negatives[local, :hits.negatives.shape[1]] = hits.negatives
-    return [center_cos, nearest, nearest_cos, candidates, negatives]
+        for s in range(0, len(local), SEARCH_ROWS):  # bounded search temporaries, whatever chunk_rows is
+            rows, part = local[s:s + SEARCH_ROWS], slice(s, s + SEARCH_ROWS)
+            hits = ctr.search_centres(x[part], own[part], centres, k, nc.candidate_classes, knn)
+            nearest[rows], nearest_cos[rows] = hits.nearest_other, hits.nearest_other_cos
+            candidates[rows, :hits.candidates.shape[1]] = hits.candidates
+            negatives[rows, :hits.negatives.shape[1]] = hits.negatives
 
 
 def reference_set(geo: Geometry, size: int, seed: int) -> np.ndarray:
@@ -214,44 +232,58 @@ def class_stage(emb: Embeddings, geo: Geometry, cfg: MiningConfig, knn: KnnFn,
     Rank 0 runs the class visitors over every class. The k-NN graph is split: the exact search by query
     rows, the candidate search by class ranges of about equal work; rank 0 merges the parts (the graph
     is the canonical top k whatever the order of the merges). Returns None on the other ranks."""
-    n = emb.n
-    valid_rows = np.flatnonzero(geo.validity.ok)
     visitors = _class_visitors(emb, geo, cfg) if ranks.is_root else None
     k = cfg.neighbours.k
-    topk = TopK.empty(n, k) if ranks.is_root else None
-    if len(valid_rows) <= cfg.neighbours.exact_max_n:
+    if int(geo.validity.ok.sum()) <= cfg.neighbours.exact_max_n:
         strategy = "exact"
         if visitors is not None:
             class_pass(emb.vectors, geo.cindex, list(visitors))
+        valid_rows = np.flatnonzero(geo.validity.ok)
         a, b = ranks.share(len(valid_rows))
         sims, ids = exact_share(emb.vectors, valid_rows, k, knn, (a, b), stream=ranks.world > 1)
-        part = (valid_rows[a:b], [sims, ids])
+        rows, lists = valid_rows[a:b], [sims, ids]
+        topk = TopK.empty(emb.n, k) if ranks.is_root else None
+        if topk is not None:
+            topk.sims[rows, :sims.shape[1]], topk.ids[rows, :ids.shape[1]] = sims, ids
     else:
         strategy = "candidates"
-        visits = visitors_by_class(geo.candidates, geo.cindex.num_classes)
-        bounds = split_by_cost(class_costs(geo.cindex.counts, visits[1]), ranks.world)
-        mine_ = range(int(bounds[ranks.rank]), int(bounds[ranks.rank + 1]))
-        cand = CandidateNeighbours(emb.vectors, n, k, visits, mine_)
-        if visitors is not None:
-            class_pass(emb.vectors, geo.cindex, [cand, *visitors])
+        cand = _candidate_share(emb, geo, k, ranks, visitors)
+        if ranks.is_root:  # rank 0's graph covers every row: the others' parts merge into it
+            topk, rows, lists = cand.topk, np.empty(0, np.int64), [cand.topk.sims[:0], cand.topk.ids[:0]]
         else:
-            class_pass(emb.vectors, geo.cindex, [cand], mine_)
-        if ranks.is_root:
-            topk = cand.topk
-        touched = np.flatnonzero(cand.topk.ids[:, 0] >= 0)
-        part = (touched, [cand.topk.sims[touched], cand.topk.ids[touched]])
+            topk, (rows, *lists) = None, cand.part()
         del cand
-    if ranks.is_root and strategy == "exact":
-        topk.sims[part[0], :part[1][0].shape[1]], topk.ids[part[0], :part[1][1].shape[1]] = part[1]
-
-    def merge(rows: np.ndarray, got: list[np.ndarray]) -> None:
-        for r0 in range(0, len(rows), MERGE_ROWS):  # bounded temporaries: (block, 2k) candidates at once
-            topk.merge_lists(rows[r0:r0 + MERGE_ROWS], got[0][r0:r0 + MERGE_ROWS], got[1][r0:r0 + MERGE_ROWS])
-    ranks.gather_rows("class_pass", part[0], part[1], merge)
+    ranks.gather_rows("class_pass", rows, lists, lambda got_rows, got: topk.merge_lists(got_rows, *got))
     if visitors is None:
         return None
     sdd, ext, halves = visitors
     return ClassPass(topk, sdd.raw, ext, strategy, halves.cos)
+
+
+def _candidate_share(emb: Embeddings, geo: Geometry, k: int, ranks: Ranks,
+                     visitors: tuple[SddCollector, PositiveExtremes, SplitHalves] | None
+                     ) -> CandidateNeighbours:
+    """This rank's part of the candidate k-NN graph (a class range of about equal work), over all N rows
+    on rank 0 (which also runs ``visitors`` over every class), over the rows its classes touch elsewhere.
+
+    Rank 0 holds the candidate classes; every rank receives them in row blocks and keeps the visits of
+    its own classes only."""
+    n, cindex, m = emb.n, geo.cindex, geo.candidates.shape[1]
+    counts = visit_counts(geo.candidates, cindex.num_classes) if ranks.is_root else None
+    counts = ranks.broadcast_array("visit_counts", counts, (cindex.num_classes,), np.dtype(np.int64))
+    bounds = split_by_cost(class_costs(cindex.counts, counts), ranks.world)
+    mine_ = range(int(bounds[ranks.rank]), int(bounds[ranks.rank + 1]))
+    lists = VisitorLists(cindex.num_classes, mine_)
+    ranks.broadcast_rows("candidate_classes", geo.candidates if ranks.is_root else None, (n, m),
+                         np.dtype(np.int64), lists.add)
+    visits = lists.csr()
+    rows = None if ranks.is_root else touched_rows(cindex, mine_, visits)
+    cand = CandidateNeighbours(emb.vectors, n, k, visits, mine_, rows)
+    if visitors is not None:
+        class_pass(emb.vectors, cindex, [cand, *visitors])
+    else:
+        class_pass(emb.vectors, cindex, [cand], mine_)
+    return cand
 
 
 def _class_visitors(emb: Embeddings, geo: Geometry, cfg: MiningConfig) -> tuple[SddCollector, PositiveExtremes,
@@ -436,7 +468,17 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
     check_apart(out, embeddings, samples, attributes)
     cfg = validate_config(config or MiningConfig())
     knn = TimedKnn(knn or default_knn())
-    timer = StageTimer(knn.totals)
+    timer = StageTimer(knn.totals, anon=AnonPeak())
+    try:
+        return _mine(embeddings, out, cfg, samples, attributes, knn, overwrite, ranks, timer)
+    finally:
+        timer.anon.close()
+
+
+def _mine(embeddings: str | os.PathLike, out: str | os.PathLike, cfg: MiningConfig,
+          samples: str | os.PathLike | None, attributes: str | os.PathLike | None, knn: TimedKnn,
+          overwrite: bool, ranks: Ranks, timer: StageTimer) -> MiningResult | None:
+    """:func:`mine` once its arguments are checked and its clock runs."""
     # rank 0 holds the lock from the check to the publication; one run at a time
     with output_lock(out, "run folder") if ranks.is_root else contextlib.nullcontext():
         with timer.stage("open"):
@@ -476,8 +518,8 @@ def mine(embeddings: str | os.PathLike, out: str | os.PathLike, config: MiningCo
                     drawn = calibration_figure.draw(found.calibration, tmp / calibration_figure.FIGURE_FILE)
                     run["calibration_figure"] = drawn.name if drawn else None
             run["timings"] = timer.stages
-            if ranks.world > 1:
-                run["timings_per_rank"] = per_rank
+            if ranks.world > 1:  # rank 0's own entry with the stages it ran after the exchange
+                run["timings_per_rank"] = [timer.stages, *per_rank[1:]]
             rf.write_run_info(tmp, run)
             kill_point("mine:run_info")
         return MiningResult(Path(out), run)
@@ -487,7 +529,7 @@ def open_inputs(embeddings: str | os.PathLike, samples: str | os.PathLike | None
                 ranks: Ranks) -> tuple[Embeddings, str, str | None]:
     """Open the embeddings (every rank) and check the manifest and config against them (rank 0): the
     embeddings, their SHA-256 and the manifest's fingerprint."""
-    emb = open_embeddings(embeddings)
+    emb = open_embeddings(embeddings, labels_only=not ranks.is_root)  # the keys are rank 0's to write
     samples_fingerprint = None
     if ranks.is_root:
         if samples is not None:

@@ -18,10 +18,13 @@ from fr_data.mining.knnfn import default_knn
 from fr_data.mining.neighbours import (
     CandidateNeighbours,
     TopK,
+    VisitorLists,
     class_costs,
     class_pass,
     exact_neighbours,
     exact_share,
+    touched_rows,
+    visit_counts,
     visitors_by_class,
 )
 
@@ -44,7 +47,7 @@ def test_class_ranges_by_cost_by_hand():
     assert split_by_cost(np.array([5, 1, 1, 1, 1, 1]), 2).tolist() == [0, 1, 6]  # 5 | 5
     assert split_by_cost(np.array([1, 1, 1]), 3).tolist() == [0, 1, 2, 3]
     assert split_by_cost(np.array([9.0]), 3).tolist() == [0, 1, 1, 1]  # empty ranges are fine
-    assert class_costs(np.array([2, 3]), np.array([0, 1, 1])).tolist() == [6.0, 9.0]  # n (n + visitors)
+    assert class_costs(np.array([2, 3]), np.array([1, 0])).tolist() == [6.0, 9.0]  # n (n + visitors)
 
 
 def test_select_topk_is_canonical_whatever_the_column_order():
@@ -68,6 +71,10 @@ def test_topk_merges_in_any_order_give_one_graph():
     for sims, cand in parts:
         t.merge(np.array([0]), sims, cand)
     assert t.ids[0, 4] == -1 and np.isneginf(t.sims[0, 4])  # the sample itself is an empty slot
+    ids, sims = t.ids.copy(), t.sims.copy()
+    t.merge_lists(np.array([0]), np.full((1, 5), -np.inf, np.float32), np.full((1, 5), -1))
+    np.testing.assert_array_equal(t.ids, ids)  # a rank's row without neighbours merges as nothing
+    np.testing.assert_array_equal(t.sims, sims)
 
 
 def _data_with_copies(seed: int = 0, n: int = 60, classes: int = 6, dim: int = 8):
@@ -86,13 +93,21 @@ def test_candidate_graph_from_class_ranges_equals_one_pass(world):
     visits = visitors_by_class(cand, ci.num_classes)
     whole = CandidateNeighbours(x, len(x), 5, visits)
     class_pass(x, ci, [whole])
-    bounds = split_by_cost(class_costs(ci.counts, visits[1]), world)
+    bounds = split_by_cost(class_costs(ci.counts, visit_counts(cand, ci.num_classes)), world)
     merged = TopK.empty(len(x), 5)
+    held = 0
     for r in reversed(range(world)):  # rank order does not matter
-        part = CandidateNeighbours(x, len(x), 5, visits, range(bounds[r], bounds[r + 1]))
+        classes = range(bounds[r], bounds[r + 1])
+        lists = VisitorLists(ci.num_classes, classes)  # the candidate table arrives in row blocks
+        for start in range(0, len(cand), 7):
+            lists.add(start, cand[start:start + 7])
+        own = lists.csr()
+        part = CandidateNeighbours(x, len(x), 5, own, classes, touched_rows(ci, classes, own))
         class_pass(x, ci, [part], part.classes)
-        rows = np.flatnonzero(part.topk.ids[:, 0] >= 0)
-        merged.merge_lists(rows, part.topk.sims[rows], part.topk.ids[rows])
+        held += len(part.rows)
+        merged.merge_lists(*part.part())
+    if world > 2:  # each rank holds the lists of the rows its classes touch only (at 2, every row)
+        assert held < world * len(x)
     np.testing.assert_array_equal(merged.ids, whole.topk.ids)
     np.testing.assert_array_equal(merged.sims, whole.topk.sims)
     assert set(whole.topk.ids[5, :2].tolist()) == {11, 30}  # its copies: own class and candidate class 0

@@ -60,6 +60,7 @@ def test_torchrun_ranks_write_the_single_process_run(data, reference, ranks):
     if ranks > 1:
         per_rank = info["timings_per_rank"]
         assert len(per_rank) == ranks and all(t["class_pass"]["peak_rss_mb"] > 0 for t in per_rank)
+        assert all(0 < t["class_pass"]["peak_anon_mb"] <= t["class_pass"]["peak_rss_mb"] for t in per_rank)
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []  # nothing staged left
 
 
