@@ -24,9 +24,7 @@ which the run writes to ``run.json`` under ``calibration``.
   genuine one), so the threshold asks for a stated share of the gap, whatever the backbone's cosine scale
   (the gap is 0.09 for a crowded backbone whose cosines all sit near 1, 0.7-0.9 for a spread one). The
   typical margin of a correctly labelled sample (the previous scale) does not track it: it is set by the
-  nearest look-alike class, not by where a wrong label's centre lies. The margin the rule compares is
-  weighted by the sample's feature norm over the median (``noise.norm_weighted``,
-  :func:`fr_data.mining.noise.norm_weights`); the weights' median is 1, so the threshold's scale is the same.
+  nearest look-alike class, not by where a wrong label's centre lies.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ FIGURE_FILE = CALIBRATION_FIGURE_FILE
 _AXES = {
     "duplicates.cos": ("cosine distance to the nearest neighbour", lambda v: 1.0 - v, True),
     "classes.merge_cos": ("cosine between the centres of two halves of a class", lambda v: v, False),
-    "noise.margin_max": ("centre margin of every sample (x norm / median norm)", lambda v: v, True),
+    "noise.margin_max": ("centre margin of every sample", lambda v: v, True),
 }
 
 

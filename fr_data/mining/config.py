@@ -79,16 +79,11 @@ class NoiseConfig:
     cosines (``fr_data.mining.calibration.margin_max``); a number overrides it (0.0 was the fixed default
     before calibration). The margin carries precision, so the vote needs no share of its own: a briefly
     trained backbone scatters a mislabelled sample's neighbours over several classes (its true class wins
-    with 30-40 % of the votes), which a 50 % share misses. ``norm_weighted`` (default true): the margin
-    compared with ``margin_max`` is the centre margin times the sample's feature norm over the run's median
-    norm (``EMB/index.parquet`` ``norm``; ``fr_data.mining.noise.norm_weights``), so images the backbone
-    embeds with confidence need a smaller margin and those it is unsure of a larger one; false: the plain
-    centre margin.
+    with 30-40 % of the votes), which a 50 % share misses.
     """
 
     vote_min: float = 0.0
     margin_max: float | Auto = AUTO
-    norm_weighted: bool = True
 
 
 @dataclass
@@ -120,7 +115,7 @@ class CalibrationConfig:
             0.1: the centre-cosine rule is the precision-first one; the neighbour-mix rule carries recall.
         margin_ratio: ``noise.margin_max`` = minus this share of the gap between the median own-centre
             cosine of the samples whose own label wins their k-NN vote and the mean cosine of a sample to
-            another class's centre (0.25; a mislabel's margin is about minus the whole gap).
+            another class's centre (0.3; a mislabel's margin is about minus the whole gap).
         warn_merge_share: warn when more than this share of the classes are merge candidates.
         warn_duplicate_share: ... more than this share of the samples are removed as duplicates.
         warn_suspect_share: ... more than this share of the samples are suspected mislabels.
@@ -129,7 +124,7 @@ class CalibrationConfig:
 
     duplicate_nn_ratio: float = 0.13
     merge_split_quantile: float = 0.1
-    margin_ratio: float = 0.25
+    margin_ratio: float = 0.3
     warn_merge_share: float = 0.2
     warn_duplicate_share: float = 0.1
     warn_suspect_share: float = 0.2

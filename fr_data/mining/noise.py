@@ -5,13 +5,6 @@ classifier with the sample itself excluded), which scales to hundreds of thousan
 confident learning's C x C joint does not. A sample is a suspect only when the vote *and* the
 geometry agree: its neighbours mostly carry another label and it is closer to another class centre
 than to its own leave-one-out centre (CR-FIQA's CCS vs NNCCS, https://arxiv.org/abs/2112.06592).
-
-The margin the rule compares is weighted by the sample's feature norm over the run's median norm
-(:func:`norm_weights`): a margin-softmax backbone (CosFace, ArcFace) grows the norm of the features it is
-sure of and shrinks that of profile, blurred or low-resolution faces (the norm is a quality estimate in
-MagFace and AdaFace), so ``norm x margin`` is the gap between the two unnormalised class logits
-``f . c_own - f . c_other``, in units of a typical image's. A confidently embedded image then needs a
-smaller centre margin to be flagged, an image the backbone is unsure of a larger one.
 """
 
 from __future__ import annotations
@@ -62,22 +55,6 @@ def _vote_block(ids: np.ndarray, own: np.ndarray, class_of: np.ndarray):
         share = np.where(found > 0, counts[rows, first] / found, np.nan)
     winner = np.where(found > 0, cls[rows, first], -1)
     return agreement, winner, share
-
-
-def norm_weights(norm: np.ndarray | None, ok: np.ndarray) -> tuple[np.ndarray, float]:
-    """Per-sample weight ``norm / median norm`` (median over the valid rows ``ok`` with a finite, positive
-    norm) and that median. Weight 1 for a row without such a norm; all ones and NaN when there is no norm
-    column or no usable norm (then the weighted margin is the plain one)."""
-    weight = np.ones(len(ok), dtype=np.float64)
-    if norm is None:
-        return weight, float("nan")
-    norm = np.asarray(norm, dtype=np.float64)
-    usable = np.asarray(ok, dtype=bool) & np.isfinite(norm) & (norm > 0)
-    if not usable.any():
-        return weight, float("nan")
-    median = float(np.median(norm[usable]))
-    weight[usable] = norm[usable] / median
-    return weight, median
 
 
 def suspects(vote: Vote, own: np.ndarray, margin: np.ndarray, vote_min: float, margin_max: float,

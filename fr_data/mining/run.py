@@ -69,7 +69,7 @@ from fr_data.mining.neighbours import (
     exact_share,
     visitors_by_class,
 )
-from fr_data.mining.noise import knn_vote, norm_weights, suspects
+from fr_data.mining.noise import knn_vote, suspects
 from fr_data.mining.origin import check_samples_of_embeddings
 from fr_data.mining.pairs import Pairs, PositiveExtremes, hard_negatives, mine_pairs
 from fr_data.mining.pixel_check import PixelCheck, check_candidates
@@ -298,18 +298,13 @@ def finalise_stage(emb: Embeddings, geo: Geometry, cp: ClassPass, cfg: MiningCon
     class_of, ok = geo.cindex.of_sample, geo.validity.ok
     topk, ext = cp.topk, cp.extremes
     margin = (geo.center_cos - geo.nearest_other_cos).astype(np.float32)
-    weight, median_norm = norm_weights(emb.column("norm") if cfg.noise.norm_weighted else None, ok)
-    noise_margin = (margin * weight).astype(np.float32)  # the margin the mislabel rule compares
     vote = knn_vote(topk.ids, class_of)
-    cal, cfg = thresholds_stage(geo, cp, vote, noise_margin, cfg)
-    cal["noise.margin_max"].params["norm_weighted"] = float(np.isfinite(median_norm))
-    if np.isfinite(median_norm):
-        cal["noise.margin_max"].params["median_norm"] = median_norm
+    cal, cfg = thresholds_stage(geo, cp, vote, margin, cfg)
     ext.settle(cfg.duplicates.cos)
     mix = neighbour_mix(topk.ids, class_of, geo.class_nearest)
     merge = merge_candidates(geo.class_nearest_cos, cfg.classes.merge_cos, mix, cfg.classes.merge_mix)
     partner = np.where(merge, geo.class_nearest, -1)
-    suspect = suspects(vote, class_of, noise_margin, cfg.noise.vote_min, cfg.noise.margin_max, partner) & ok
+    suspect = suspects(vote, class_of, margin, cfg.noise.vote_min, cfg.noise.margin_max, partner) & ok
     dups, pixel = duplicate_stage(topk, geo.center_cos, cfg, images)
     num_other = max(len(geo.centres.active) - 1, 0)
     thr = unified_threshold(geo.negatives, num_other, cfg.quality.target_fpr)
@@ -328,7 +323,6 @@ def finalise_stage(emb: Embeddings, geo: Geometry, cp: ClassPass, cfg: MiningCon
         "quality_cr": quality_cr,
         "instance_fpr": instance_fpr(geo.negatives, thr.value, num_other),
         "difficulty": difficulty, "split": split, "vote_winner": vote.winner, "vote_share": vote.winner_share,
-        "noise_margin": noise_margin,
     }
     eligible = ok & ~suspect & (dups.of < 0)
     return Findings(cols, class_of, eligible, thr, topk, ext, cp.strategy, partner, mix, cal, cfg,

@@ -262,7 +262,7 @@ def sweep_table(geo: Geometry, f: Findings, cfg: MiningConfig) -> pa.Table:
         rows.append(("duplicates.cos", v, int((top >= v).sum()), "samples", v == cfg.duplicates.cos))
     vote = Vote(f.cols["knn_agreement"], f.cols["vote_winner"], f.cols["vote_share"])
     for v in sorted(set(cfg.sweep.vote_min) | {cfg.noise.vote_min}):
-        flagged = suspects(vote, f.class_of, f.cols["noise_margin"], v, cfg.noise.margin_max, f.same_person)
+        flagged = suspects(vote, f.class_of, f.cols["margin"], v, cfg.noise.margin_max, f.same_person)
         flagged &= geo.validity.ok
         rows.append(("noise.vote_min", v, int(flagged.sum()), "samples", v == cfg.noise.vote_min))
     names = [f.name for f in SWEEP_SCHEMA]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from fr_data.mining.noise import knn_vote, norm_weights, suspects
+from fr_data.mining.noise import knn_vote, suspects
 
 
 def test_vote_counts_agreement_and_plurality():
@@ -45,25 +45,3 @@ def test_suspects_skip_votes_for_the_merge_partner():
     partner = np.array([1, 0, -1])  # classes 0 and 1 are one person under two labels
     got = suspects(v, class_of, np.full(len(class_of), -0.3), 0.5, 0.0, partner)
     assert got[:2].tolist() == [False, True]
-
-
-def test_norm_weights_are_norm_over_the_valid_median():
-    ok = np.array([True, True, True, True, True, False])
-    w, median = norm_weights(np.array([2.0, 4.0, 8.0, np.nan, 0.0, 100.0]), ok)
-    assert median == 4.0  # rows 0-2: the NaN, the zero and the invalid row 5 are left out
-    np.testing.assert_allclose(w, [0.5, 1.0, 2.0, 1.0, 1.0, 1.0])
-    for norm in (None, np.array([np.nan, 0.0, -1.0, 0.0, 0.0, 5.0])):  # no column / no usable norm
-        w, median = norm_weights(norm, ok)
-        assert np.isnan(median) and (w == 1.0).all()
-
-
-def test_weighted_margin_flags_the_confident_sample_first():
-    # two samples with the same centre margin -0.2, both outvoted; norms 12 and 4 around a median of 8
-    v, class_of = _vote_for(np.zeros(2, int), np.array([[1, 1, 1], [1, 1, 1]]))
-    ok = np.ones(len(class_of), bool)
-    norm = np.array([12.0, 4.0] + [8.0] * 6)
-    w, _ = norm_weights(norm, ok)
-    margin = np.array([-0.2, -0.2] + [0.5] * 6)
-    assert suspects(v, class_of, margin, 0.0, -0.25)[:2].tolist() == [False, False]
-    # weighted: -0.2 x 1.5 = -0.3 < -0.25 (flagged), -0.2 x 0.5 = -0.1 (not)
-    assert suspects(v, class_of, margin * w, 0.0, -0.25)[:2].tolist() == [True, False]
