@@ -39,7 +39,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, help="seed of the synthetic data set, shuffle and training order "
                                             "(default 0)")
     p.add_argument("--train-config", help="training YAML (default configs/synth_tiny_cosface.yaml)")
-    p.add_argument("--mining-config", help="mining YAML (default configs/mining_demo.yaml)")
+    p.add_argument("--mining-config", help="mining YAML (default configs/mining.yaml)")
     return p
 
 

@@ -78,7 +78,8 @@ class DemoConfig:
         train_overrides: nested mapping merged over the training YAML, e.g.
             ``{"train": {"max_steps": 500}}``.
         embed_batch: images per forward when embedding.
-        mining_config: mining YAML (``fr_data.mining.MiningConfig``); None: built-in defaults.
+        mining_config: mining YAML (``fr_data.mining.MiningConfig``; default the shipped default config,
+            whose thresholds are calibrated from the run); None: the built-in defaults (the same values).
         queries: files of ``manifests/queries`` (or paths) run and printed at the end.
         max_query_rows: rows printed per query.
     """
@@ -90,7 +91,7 @@ class DemoConfig:
     train_config: str = str(config_file("synth_tiny_cosface.yaml"))
     train_overrides: dict[str, Any] = field(default_factory=lambda: dict(DEMO_TRAINING))
     embed_batch: int = 128
-    mining_config: str | None = str(config_file("mining_demo.yaml"))
+    mining_config: str | None = str(config_file("mining.yaml"))
     queries: tuple[str, ...] = ("merge_candidates.sql", "duplicates_to_drop.sql",
                                 "hard_samples_per_pose_bin.sql")
     max_query_rows: int = 12
