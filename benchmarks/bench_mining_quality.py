@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _demo_args import demo_parser  # noqa: E402
 from _machine import cpu_model as cpu_model  # noqa: E402
 
 from hardmine.pipelines.demo import demo_config, run_demo  # noqa: E402
@@ -33,13 +34,10 @@ from hardmine.pipelines.demo import demo_config, run_demo  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--small", action="store_true", help="the demo's small size (about a minute)")
-    p.add_argument("--work", type=Path, help="work folder (default: a temporary one, removed afterwards)")
+    p = demo_parser(__doc__)
     p.add_argument("--identities", type=int, help="training identities")
     p.add_argument("--images-per-identity", type=int, help="images per identity")
     p.add_argument("--steps", type=int, help="training steps")
-    p.add_argument("--seed", type=int, help="data set / training seed (default 0, the README demo's)")
     p.add_argument("--train-config", help="training YAML")
     p.add_argument("--mining-config", help="mining YAML")
     return p

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _demo_args import demo_parser  # noqa: E402
 from _machine import describe  # noqa: E402
 
 from fr_data.embed.pose import load_landmark_pose, to_uint8_rgb  # noqa: E402
@@ -53,10 +54,7 @@ from hardmine.pipelines.stages import load_backbone, trained_weights  # noqa: E4
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--small", action="store_true", help="the demo's small size (about a minute)")
-    p.add_argument("--work", type=Path, help="work folder (default: a temporary one, removed afterwards)")
-    p.add_argument("--seed", type=int, help="data set / training seed (default 0, the README demo's)")
+    p = demo_parser(__doc__)
     return p
 
 
