@@ -10,9 +10,9 @@ Layout of ``DIR`` (built in a staging folder, renamed when complete: :mod:`fr_da
 ``match`` is ``identity`` (the image's identity, or the image itself when its set has no identities,
 overlaps the training class ``label``: cosine above the identity threshold) or ``image`` (the training
 image ``train_key`` of class ``label`` is the same photo: confirmed by the pixel check, ``pixel_sim``, when
-both images are at hand, else cosine at or above the duplicate threshold; or the same bytes). Training with ``data.selection.exclude_overlap: DIR`` drops every sample of the classes in
-``overlap_classes.parquet`` and every training image named by an ``image`` row (:func:`excluded`).
-Torch-free.
+both images are at hand, else cosine at or above the duplicate threshold; or the same bytes). Training
+with ``data.selection.exclude_overlap: DIR`` drops every sample of the classes in ``overlap_classes.parquet``
+and every training image named by an ``image`` row (:func:`excluded`). Torch-free.
 """
 
 from __future__ import annotations

@@ -16,17 +16,24 @@ every backbone, so ``pixel_min`` is an absolute number.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from fr_data.folders.embeddings_folder import Embeddings
+from fr_data.folders.shard_folder import list_shards
+from fr_data.io.errors import DataError
+from fr_data.loading.shard_index import ShardIndex
+from fr_data.mining.config import MiningConfig
 from fr_data.mining.duplicates import duplicate_edges
 
 __all__ = ["THUMB", "ZOOM_CROPS", "PixelCheck", "aligned_pixel_sim", "candidate_floor", "check_candidates",
-           "grey_thumbnail", "zoomed_thumbnails"]
+           "grey_thumbnail", "image_reader", "zoomed_thumbnails"]
 
 THUMB = 32  # side of the grey thumbnail the correlation is computed on
 #: share of each side cropped off by the zooms :func:`aligned_pixel_sim` searches: 0 to 8 pixels of a 112
@@ -118,3 +125,25 @@ def check_candidates(ids: np.ndarray, sims: np.ndarray, cos: float, margin: floa
     thumbs = {int(r): grey_thumbnail(read(int(r))) for r in np.unique(np.concatenate([a, b]))}
     sim = np.asarray([float(thumbs[int(i)] @ thumbs[int(j)]) for i, j in zip(a, b)], dtype=np.float32)
     return PixelCheck(a, b, s.astype(np.float32), sim, sim >= pixel_min, floor)
+
+
+def image_reader(emb: Embeddings, samples: str | os.PathLike | None,
+                 cfg: MiningConfig) -> tuple[Callable[[int], bytes] | None, str | None]:
+    """``row -> stored image bytes`` from the shards beside the ``samples`` manifest, or None and why not
+    (no manifest, the pixel check off, or the manifest's shards are not there: mining itself needs only
+    the manifest)."""
+    if cfg.duplicates.pixel_min is None:
+        return None, "duplicates.pixel_min is null"
+    if samples is None:
+        return None, "no shard manifest (--samples)"
+    folder = Path(samples).parent
+    try:
+        shards = list_shards(folder)
+    except DataError as e:
+        return None, str(e)
+    missing = [s.name for s in shards if not s.is_file()]
+    if missing:
+        return None, f"{folder}: shard {missing[0]} not found"
+    index = ShardIndex.open(folder, shards)
+    keys = emb.index.column("key").to_pylist()
+    return (lambda row: index.read_image(keys[row])), None

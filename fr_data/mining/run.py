@@ -45,13 +45,12 @@ import numpy as np
 import fr_data
 from fr_data.folders import run_folder as rf
 from fr_data.folders.embeddings_folder import INDEX_FILE, Embeddings, check_recorded_hash, open_embeddings
-from fr_data.folders.shard_folder import list_shards, read_input_samples
+from fr_data.folders.shard_folder import read_input_samples
 from fr_data.io.config import dump_config, to_dict
 from fr_data.io.errors import ConfigError, DataError
 from fr_data.io.faults import kill_point, swapped
 from fr_data.io.hashing import file_sha256
 from fr_data.io.publish import check_apart, check_target, output_lock, staged_folder, staging_dir
-from fr_data.loading.shard_index import ShardIndex
 from fr_data.mining import calibration_figure, tables
 from fr_data.mining import centres as ctr
 from fr_data.mining.calibration import Calibration, SplitHalves, calibrate, impostor_mean_cos
@@ -76,7 +75,7 @@ from fr_data.mining.neighbours import (
 from fr_data.mining.noise import knn_vote, suspects
 from fr_data.mining.origin import check_samples_of_embeddings
 from fr_data.mining.pairs import Pairs, PositiveExtremes, hard_negatives, mine_pairs
-from fr_data.mining.pixel_check import PixelCheck, check_candidates
+from fr_data.mining.pixel_check import PixelCheck, check_candidates, image_reader
 from fr_data.mining.plausibility import flag_rates
 from fr_data.mining.quality import SddCollector, certainty_ratio, instance_fpr, sdd_scores, unified_threshold
 from fr_data.mining.results import Findings, Geometry
@@ -382,28 +381,6 @@ class MiningResult:
 
     folder: Path
     run: dict[str, Any]
-
-
-def image_reader(emb: Embeddings, samples: str | os.PathLike | None,
-                 cfg: MiningConfig) -> tuple[Callable[[int], bytes] | None, str | None]:
-    """``row -> stored image bytes`` from the shards beside the ``samples`` manifest, or None and why not
-    (no manifest, the pixel check off, or the manifest's shards are not there: mining itself needs only
-    the manifest)."""
-    if cfg.duplicates.pixel_min is None:
-        return None, "duplicates.pixel_min is null"
-    if samples is None:
-        return None, "no shard manifest (--samples)"
-    folder = Path(samples).parent
-    try:
-        shards = list_shards(folder)
-    except DataError as e:
-        return None, str(e)
-    missing = [s.name for s in shards if not s.is_file()]
-    if missing:
-        return None, f"{folder}: shard {missing[0]} not found"
-    index = ShardIndex.open(folder, shards)
-    keys = emb.index.column("key").to_pylist()
-    return (lambda row: index.read_image(keys[row])), None
 
 
 def _knn_name(knn: KnnFn) -> str:

@@ -33,8 +33,7 @@ from fr_data.mining.centres import Centres, accumulate_sums, make_centres
 from fr_data.mining.config import AUTO, MiningConfig
 from fr_data.mining.inputs import read_rows
 from fr_data.mining.knnfn import KnnFn, default_knn
-from fr_data.mining.pixel_check import THUMB, ZOOM_CROPS
-from fr_data.mining.run import image_reader
+from fr_data.mining.pixel_check import THUMB, ZOOM_CROPS, image_reader
 from fr_data.overlap.audit import LeakPixels, Matches, identity_matches, image_matches
 from fr_data.overlap.sources import EvalSet
 from fr_data.overlap.threshold import identity_threshold
