@@ -2,6 +2,7 @@
 
     python benchmarks/bench_overlap_demo.py [--small] [--seed S] [--steps N] [--work DIR] [--fpr F] [--no-oracle] [--overlap-identities K]
                                             [--leaked-images J] [--disjoint-identities D]
+                                            [--model M [--checkpoint C]]
 
 The README demo (``hardmine demo``; reused when ``WORK/demo`` is complete) gives the training set, its
 shards and the embeddings of its trained backbone. An evaluation set is then drawn for that training set
@@ -22,6 +23,13 @@ Then, as a diagnostic of the backbone (not of the rule), the identity score the 
 class-centre cosine) and the margin rule (best minus second-best) are scored with the **oracle threshold**
 read off the truth: the lowest that lets no disjoint person through. Its recall is the most any threshold
 on that score could reach on this evaluation set with no false match.
+
+``--model M`` audits with another recogniser instead of the demo's backbone, as a user with their own model
+would: the demo's training set is embedded with it (``hardmine embed --shards WORK/demo/shards --model M
+--out WORK/emb_NAME``; reused when made with the same model) and the audit runs on those embeddings (``hardmine overlap
+--model M``), into ``WORK/overlap_NAME``. ``M`` is anything ``hardmine embed`` takes, e.g. an ONNX file; the
+one from ``benchmarks/overlap_recogniser.py`` (many synthetic people of another seed) is refused when it
+was trained on the demo's own data seed.
 """
 
 from __future__ import annotations
@@ -41,12 +49,17 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import describe  # noqa: E402
+from overlap_recogniser import check_disjoint  # noqa: E402
 
 from fr_data.folders import overlap_folder as of  # noqa: E402
+from fr_data.folders.embeddings_folder import read_run_info  # noqa: E402
+from fr_data.io.errors import ConfigError  # noqa: E402
+from fr_data.overlap.embedding import check_same_model, command_line_record, model_record  # noqa: E402
 from fr_data.synth.dataset import plan_train  # noqa: E402
 from fr_data.synth.eval_set import EVAL_PACK, IMAGES_DIR, TRUTH_FILE, EvalSetConfig, generate_eval_set  # noqa: E402
-from hardmine.cli import overlap  # noqa: E402
+from hardmine.cli import embed, overlap  # noqa: E402
 from hardmine.pipelines.demo import demo_config, run_demo  # noqa: E402
+from hardmine.pipelines.stamps import read_stamp  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +74,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leaked-images", type=int, default=20)
     p.add_argument("--disjoint-identities", type=int, default=40)
     p.add_argument("--no-oracle", action="store_true", help="skip the oracle-threshold diagnostic")
+    p.add_argument("--model", help="audit with this recogniser (anything hardmine embed takes, e.g. an ONNX "
+                   "file) instead of the demo's backbone")
+    p.add_argument("--checkpoint", type=Path, help="its weights, for a model name (hardmine embed --checkpoint)")
     return p
+
+
+def model_args(args: argparse.Namespace) -> list[str]:
+    """``--model M [--checkpoint C]`` as the embed and overlap commands take them."""
+    return ["--model", args.model, *(["--checkpoint", str(args.checkpoint)] if args.checkpoint else [])]
+
+
+def recogniser_seed(model: str) -> int | None:
+    """The synth seed of a model made by ``overlap_recogniser.py`` (its folder's synth stamp), else None."""
+    stamp = read_stamp(Path(model).parent / "stages" / "synth.json")
+    return None if stamp is None else int(stamp["inputs"]["synth"]["seed"])
+
+
+def training_embeddings(args: argparse.Namespace, work: Path, data_seed: int) -> Path:
+    """The demo's own embeddings, or (``--model``) the demo's shards embedded with that model."""
+    if args.model is None:
+        return work / "demo" / "emb"
+    seed = recogniser_seed(args.model)
+    if seed is not None:
+        check_disjoint(seed, data_seed)
+    emb = work / f"emb_{Path(args.model).stem}"
+    if not embedded_with(emb, args):
+        code = embed.main(["--shards", str(work / "demo" / "shards"), *model_args(args), "--out", str(emb),
+                           "--workers", "1", "--no-progress", "--device", "cpu", "--overwrite"])
+        if code != 0:
+            raise SystemExit(code)
+    return emb
+
+
+def embedded_with(emb: Path, args: argparse.Namespace) -> bool:
+    """True when ``emb`` holds embeddings by ``--model`` (an ONNX file compared by its sha256)."""
+    if not (emb / "run.json").exists():
+        return False
+    recorded = model_record(read_run_info(emb), emb)
+    try:
+        check_same_model(recorded, command_line_record(args.model, args.checkpoint, recorded), emb, args.model)
+    except ConfigError:
+        return False
+    return True
 
 
 def score(out: Path, truth: list[dict], eval_set: str, same_photo: dict[int, set[int]]) -> dict:
@@ -97,18 +152,16 @@ def same_photos(cfg) -> dict[int, set[int]]:
     return out
 
 
-def oracle_ceiling(work: Path, truth: list[dict]) -> list[str]:
-    """Markdown rows: the cosine and margin scores at the oracle threshold (module docstring), per
-    identity centre (image folder) and per image (``.bin``)."""
+def oracle_ceiling(work: Path, emb: Path, truth: list[dict]) -> list[str]:
+    """Markdown rows: the cosine and margin scores of the embeddings ``emb``'s model at the oracle threshold
+    (module docstring), per identity centre (image folder) and per image (``.bin``)."""
     import torch
 
-    from fr_data.folders.embeddings_folder import read_run_info
     from fr_data.overlap.audit import query_centres
-    from fr_data.overlap.embedding import embed_images, load_recorded_model, model_record
+    from fr_data.overlap.embedding import embed_images, load_recorded_model
     from fr_data.overlap.run import open_training
     from fr_data.overlap.sources import read_eval_set
 
-    emb = work / "demo" / "emb"
     recorded = model_record(read_run_info(emb), emb)
     model = load_recorded_model(recorded, overlap.named_models(recorded["spec"].get("embedding_size")),
                                 torch.device("cpu"))
@@ -151,10 +204,13 @@ def main(argv: list[str] | None = None) -> int:
                           EvalSetConfig(args.overlap_identities, args.leaked_images, args.disjoint_identities))
     truth = pq.read_table(eval_dir / TRUTH_FILE).to_pylist()
     same_photo = same_photos(cfg)
-    out = work / ("overlap" if args.fpr is None else f"overlap_fpr{args.fpr:g}")
+    emb = training_embeddings(args, work, cfg.synth.seed)
+    name = "overlap" + ("" if args.model is None else f"_{Path(args.model).stem}")
+    out = work / (name if args.fpr is None else f"{name}_fpr{args.fpr:g}")
     t0 = time.perf_counter()
-    code = overlap.main(["--embeddings", str(work / "demo" / "emb"), "--eval", str(eval_dir / IMAGES_DIR),
+    code = overlap.main(["--embeddings", str(emb), "--eval", str(eval_dir / IMAGES_DIR),
                          str(eval_dir / EVAL_PACK), "--out", str(out), "--overwrite",
+                         *(model_args(args) if args.model else []),
                          *(["--fpr", str(args.fpr)] if args.fpr is not None else [])])
     if code != 0:
         return code
@@ -177,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nOracle threshold (the lowest with no disjoint person above it, read off the truth):")
     print("| query | score | oracle threshold | classes named / true | precision | recall |")
     print("|---|---|---|---|---|---|")
-    print("\n".join(oracle_ceiling(work, truth)))
+    print("\n".join(oracle_ceiling(work, emb, truth)))
     return 0
 
 
