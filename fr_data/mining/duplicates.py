@@ -34,8 +34,19 @@ class Duplicates:
 def duplicate_edges(ids: np.ndarray, sims: np.ndarray, cos: float) -> tuple[np.ndarray, np.ndarray,
                                                                            np.ndarray]:
     """Symmetric edges ``(a, b, cos)`` of the k-NN graph with similarity >= ``cos`` (a != b)."""
+    return symmetric_edges(*forward_edges(ids, sims, cos))
+
+
+def forward_edges(ids: np.ndarray, sims: np.ndarray, cos: float, first_row: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The k-NN lists' entries with similarity >= ``cos``, as ``(row, neighbour, cos)`` in row-major
+    order; ``ids``/``sims`` are the lists of rows ``first_row ..`` (a rank's share of the graph)."""
     rows, cols = np.nonzero((sims >= cos) & (ids >= 0))
-    a, b, s = rows.astype(np.int64), ids[rows, cols], sims[rows, cols]
+    return first_row + rows.astype(np.int64), ids[rows, cols], sims[rows, cols]
+
+
+def symmetric_edges(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`forward_edges` (of every row, in row order) made symmetric, self-loops dropped, each once."""
     a, b, s = np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([s, s])
     keep = a != b
     return _sorted_edges(a[keep], b[keep], s[keep])
@@ -60,8 +71,12 @@ def find_duplicates(ids: np.ndarray, sims: np.ndarray, cos: float, priority: np.
         edges: the duplicate pairs decided elsewhere (symmetric ``(a, b, cos)``, e.g. confirmed by
             :mod:`fr_data.mining.pixel_check`) instead of the ``cos`` rule.
     """
-    n = len(ids)
-    a, b, s = duplicate_edges(ids, sims, cos) if edges is None else _sorted_edges(*edges)
+    return remove_duplicates(len(ids), duplicate_edges(ids, sims, cos) if edges is None else edges, priority)
+
+
+def remove_duplicates(n: int, edges: tuple[np.ndarray, np.ndarray, np.ndarray], priority: np.ndarray) -> Duplicates:
+    """The greedy removal of :func:`find_duplicates` over ``n`` rows from symmetric ``edges``."""
+    a, b, s = _sorted_edges(*edges)
     of = np.full(n, -1, dtype=np.int64)
     dcos = np.full(n, np.nan, dtype=np.float32)
     if len(a) == 0:

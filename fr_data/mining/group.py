@@ -98,8 +98,11 @@ class Ranks:
             missing = _missing(store, stage, self.world)
             who = (f"rank {', '.join(map(str, missing))} did not arrive" if missing
                    else "a rank stopped or timed out")
-            raise RankError(f"rank {self.rank}: the run stopped at stage '{stage}': {who} "
-                            f"({type(exc).__name__}: {one_line(exc)[:200]})") from None
+            error = RankError(f"rank {self.rank}: the run stopped at stage '{stage}': {who} "
+                              f"({type(exc).__name__}: {one_line(exc)[:200]})")
+        # raised outside the handler: the collective's traceback (whose frames hold the process group,
+        # which must be destroyed before exit) is not kept as the error's context
+        raise error
 
     def agree(self, stage: str, error: str | None) -> None:
         """Every rank passes its own error line (or None); if any rank has one, all raise it."""
@@ -132,8 +135,8 @@ class Ranks:
         return json.loads(self._run(stage, lambda: self._all_gather_bytes(json.dumps(value).encode()))[0])
 
     def broadcast_array(self, stage: str, array: np.ndarray | None, shape: tuple[int, ...],
-                        dtype: np.dtype) -> np.ndarray:
-        """Rank 0's ``array`` (of ``shape`` and ``dtype``, known to every rank) on every rank."""
+                        dtype: np.dtype, src: int = 0) -> np.ndarray:
+        """Rank ``src``'s ``array`` (of ``shape`` and ``dtype``, known to every rank) on every rank."""
         if self.world == 1:
             assert array is not None
             return array
@@ -141,28 +144,61 @@ class Ranks:
         import torch.distributed as dist
 
         def run() -> np.ndarray:
-            buf = (np.ascontiguousarray(array, dtype) if self.is_root else np.empty(shape, dtype))
+            buf = (np.ascontiguousarray(array, dtype) if self.rank == src else np.empty(shape, dtype))
             t = torch.from_numpy(buf.view(np.uint8).reshape(-1)).to(self.device)
-            dist.broadcast(t, src=0)
+            dist.broadcast(t, src=src)
             return t.cpu().numpy().view(dtype).reshape(shape)
         return self._run(stage, run)
 
     def broadcast_rows(self, stage: str, array: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype,
-                       into: Callable[[int, np.ndarray], None], block: int = BLOCK_ROWS) -> None:
-        """Hand rank 0's ``array`` (of ``shape`` and ``dtype``, known to every rank) to ``into(start,
-        rows)`` on every rank, ``block`` rows at a time: no rank but 0 ever holds the whole array (one
+                       into: Callable[[int, np.ndarray], None], block: int = BLOCK_ROWS,
+                       src: int = 0) -> None:
+        """Hand rank ``src``'s ``array`` (of ``shape`` and ``dtype``, known to every rank) to ``into(start,
+        rows)`` on every rank, ``block`` rows at a time: no other rank ever holds the whole array (one
         process: the blocks of ``array`` itself)."""
         for start in range(0, shape[0], block):
             stop = min(shape[0], start + block)
             part = array[start:stop] if array is not None else None
             # each block its own exchange (``stage@start``), so a rank that dies between blocks is named
-            into(start, self.broadcast_array(f"{stage}@{start}", part, (stop - start, *shape[1:]), dtype))
+            into(start, self.broadcast_array(f"{stage}@{start}", part, (stop - start, *shape[1:]), dtype,
+                                             src))
+
+    def sum_array(self, stage: str, array: np.ndarray) -> np.ndarray:
+        """The element-wise sum of every rank's ``array`` (same shape and dtype everywhere) on every rank.
+        Exact for integers (and integer-valued float64 below 2**53), whatever the order of the sums."""
+        if self.world == 1:
+            return array
+        import torch
+        import torch.distributed as dist
+
+        def run() -> np.ndarray:
+            t = torch.from_numpy(np.ascontiguousarray(array).copy()).to(self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            return t.cpu().numpy()
+        return self._run(stage, run)
+
+    def route_rows(self, stage: str, n: int, rows: np.ndarray, columns: Sequence[np.ndarray],
+                   into: Callable[[np.ndarray, list[np.ndarray]], None], block: int = BLOCK_ROWS) -> None:
+        """Hand each of this rank's ``(rows, columns)`` to the rank whose :meth:`share` of ``n`` holds the
+        row: ``into(rows, columns)`` runs on the owner for its own rows and for every other rank's, one
+        rank at a time in rank order and ``block`` rows at a time (``rows``: ascending)."""
+        rows = np.asarray(rows, np.int64)
+        if np.any(rows[1:] < rows[:-1]):
+            raise ValueError("route_rows needs ascending rows")
+        for dst in range(self.world):
+            lo, hi = np.searchsorted(rows, share(n, dst, self.world))
+            part_rows, part_cols = rows[lo:hi], [c[lo:hi] for c in columns]  # views, no copies
+            if self.rank == dst:  # its own rows, in blocks too (bounded merge temporaries)
+                for start in range(0, len(part_rows), block):
+                    into(part_rows[start:start + block], [c[start:start + block] for c in part_cols])
+            self.gather_rows(f"{stage}>{dst}", part_rows, part_cols, into, block, dst=dst)
 
     def gather_rows(self, stage: str, rows: np.ndarray, columns: Sequence[np.ndarray],
-                    into: Callable[[np.ndarray, list[np.ndarray]], None], block: int = BLOCK_ROWS) -> None:
-        """Hand every other rank's ``(rows, columns)`` to ``into`` on rank 0, one rank at a time in rank
-        order and ``block`` rows at a time, so rank 0 holds at most one block of another rank's rows at
-        once (rank 0 places its own itself).
+                    into: Callable[[np.ndarray, list[np.ndarray]], None], block: int = BLOCK_ROWS,
+                    dst: int = 0) -> None:
+        """Hand every other rank's ``(rows, columns)`` to ``into`` on rank ``dst``, one rank at a time in
+        rank order and ``block`` rows at a time, so ``dst`` holds at most one block of another rank's rows
+        at once (``dst`` places its own itself).
 
         ``columns`` are arrays with ``len(rows)`` rows whose dtypes and trailing shapes are the same on
         every rank (the same code built them)."""
@@ -174,13 +210,15 @@ class Ranks:
         arrays = [np.asarray(rows, np.int64), *columns]
 
         def send() -> None:
-            dist.send(torch.tensor([len(rows)], dtype=torch.int64).to(self.device), dst=0)
+            dist.send(torch.tensor([len(rows)], dtype=torch.int64).to(self.device), dst=dst)
             for start in range(0, len(rows), block):
                 for a in arrays:
-                    dist.send(_tensor(a[start:start + block], self.device), dst=0)
+                    dist.send(_tensor(a[start:start + block], self.device), dst=dst)
 
         def receive() -> None:
-            for src in range(1, self.world):
+            for src in range(self.world):
+                if src == dst:
+                    continue
                 size = torch.zeros(1, dtype=torch.int64).to(self.device)
                 dist.recv(size, src=src)
                 n = int(size.item())
@@ -194,7 +232,7 @@ class Ranks:
                         dist.recv(t, src=src)
                         got.append(t.cpu().numpy().view(a.dtype).reshape(buf.shape))
                     into(got[0], got[1:])
-        self._run(stage, receive if self.is_root else send)
+        self._run(stage, receive if self.rank == dst else send)
 
     def gather_json(self, stage: str, value: Any) -> list[Any]:
         """Every rank's JSON-able ``value``, in rank order (on every rank)."""

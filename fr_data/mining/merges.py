@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["neighbour_mix", "merge_candidates"]
+__all__ = ["merge_candidates", "mix_of_votes", "neighbour_mix", "pair_votes"]
 
 
 def neighbour_mix(neigh_ids: np.ndarray, class_of: np.ndarray, class_nearest: np.ndarray,
@@ -38,7 +38,12 @@ def neighbour_mix(neigh_ids: np.ndarray, class_of: np.ndarray, class_nearest: np
         float32 per class id (see the module docstring); NaN where no vote of either class lands in the
         pair or the class has no nearest class.
     """
-    home, away, back, n = _pair_votes(neigh_ids, class_of, class_nearest, chunk)
+    return mix_of_votes(pair_votes(neigh_ids, class_of, class_nearest, chunk), class_nearest)
+
+
+def mix_of_votes(votes: np.ndarray, class_nearest: np.ndarray) -> np.ndarray:
+    """:func:`neighbour_mix` from the summed :func:`pair_votes` (a rank's votes add up to the run's)."""
+    home, away, back, n = votes
     b = np.maximum(class_nearest, 0)
     n_a, n_b = n, n[b]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -47,24 +52,27 @@ def neighbour_mix(neigh_ids: np.ndarray, class_of: np.ndarray, class_nearest: np
     return mix.astype(np.float32)
 
 
-def _pair_votes(neigh_ids: np.ndarray, class_of: np.ndarray, class_nearest: np.ndarray,
-                chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per class C: votes of its samples for C (home) and for its nearest class (away), votes for C by
-    the samples of C's nearest class (back), and its samples that have neighbours (n)."""
+def pair_votes(neigh_ids: np.ndarray, class_of: np.ndarray, class_nearest: np.ndarray, chunk: int = 65_536,
+               own: np.ndarray | None = None) -> np.ndarray:
+    """``(4, C)`` counts per class C (float64, integer-valued: sums of them are exact): votes of its
+    samples for C (home) and for its nearest class (away), votes for C by the samples of C's nearest
+    class (back), and its samples that have neighbours (n). ``own``: the class of each row of
+    ``neigh_ids`` when they are a share of the rows (``class_of`` then maps the neighbour ids)."""
     num = len(class_nearest)
+    own_of = class_of if own is None else own
     home, away, back, n = (np.zeros(num) for _ in range(4))
     for s in range(0, len(neigh_ids), chunk):
-        ids, own = neigh_ids[s:s + chunk], class_of[s:s + chunk]
+        ids, own_c = neigh_ids[s:s + chunk], own_of[s:s + chunk]
         present = ids >= 0
         voters = present.any(axis=1)
         cls = np.where(present, class_of[np.maximum(ids, 0)], -1)
-        partner = class_nearest[own]
-        home += np.bincount(own, weights=(cls == own[:, None]).sum(axis=1), minlength=num)
-        away += np.bincount(own, weights=((cls == partner[:, None]) & present).sum(axis=1), minlength=num)
-        from_partner = present & (class_nearest[np.maximum(cls, 0)] == own[:, None])
+        partner = class_nearest[own_c]
+        home += np.bincount(own_c, weights=(cls == own_c[:, None]).sum(axis=1), minlength=num)
+        away += np.bincount(own_c, weights=((cls == partner[:, None]) & present).sum(axis=1), minlength=num)
+        from_partner = present & (class_nearest[np.maximum(cls, 0)] == own_c[:, None])
         back += np.bincount(cls[from_partner], minlength=num)
-        n += np.bincount(own[voters], minlength=num)
-    return home, away, back, n
+        n += np.bincount(own_c[voters], minlength=num)
+    return np.stack([home, away, back, n])
 
 
 def merge_candidates(nearest_cos: np.ndarray, merge_cos: float | None, mix: np.ndarray | None = None,

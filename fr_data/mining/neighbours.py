@@ -113,18 +113,30 @@ class CandidateNeighbours:
     ``classes`` (default all; a rank of a distributed run builds the part of the graph its classes give).
 
     ``rows``: the sorted rows the graph can touch (:func:`touched_rows`); the top-k lists are then held
-    for those rows only (a rank's part of the graph), else for all ``n`` rows."""
+    for those rows only (a rank's part of the graph), else for all ``n`` rows. ``segments``: those rows
+    cut at the ``bounds`` of the ranks' row shares instead, one list per share held apart
+    (:meth:`segment`, :meth:`drop`), so a rank can hand each share's lists to its owner and free them."""
 
     def __init__(self, vectors: np.ndarray, n: int, k: int, visitors: tuple[np.ndarray, np.ndarray],
-                 classes: range | None = None, rows: np.ndarray | None = None):
+                 classes: range | None = None, rows: np.ndarray | None = None,
+                 segments: list[np.ndarray] | None = None, bounds: np.ndarray | None = None):
         self.vectors = vectors
         self.rows = rows
-        self.topk = TopK.empty(n if rows is None else len(rows), k)
+        self.topk = TopK.empty(n if rows is None else len(rows), k) if segments is None else None
+        self.segments = segments
+        self.bounds = bounds
+        self.parts = None if segments is None else [TopK.empty(len(r), k) for r in segments]
         self.visit_rows, self.visit_starts = visitors
         self.classes = classes
 
     def _merge(self, rows: np.ndarray, sims: np.ndarray, cand: np.ndarray) -> None:
-        self.topk.merge(rows if self.rows is None else np.searchsorted(self.rows, rows), sims, cand)
+        if self.parts is None:
+            self.topk.merge(rows if self.rows is None else np.searchsorted(self.rows, rows), sims, cand)
+            return
+        seg = np.searchsorted(self.bounds, rows, side="right") - 1
+        for s in np.unique(seg):
+            pick = seg == s
+            self.parts[s].merge(np.searchsorted(self.segments[s], rows[pick]), sims[pick], cand)
 
     def visit(self, c: int, rows: np.ndarray, x: np.ndarray, gram: np.ndarray) -> None:
         if self.classes is not None and c not in self.classes:
@@ -141,6 +153,15 @@ class CandidateNeighbours:
         row without a neighbour holds only empty slots, which change nothing when merged)."""
         rows = np.arange(len(self.topk.ids), dtype=np.int64) if self.rows is None else self.rows
         return rows, self.topk.sims, self.topk.ids
+
+    def segment(self, s: int) -> tuple[np.ndarray, TopK]:
+        """The rows of segment ``s`` and their lists."""
+        return self.segments[s], self.parts[s]
+
+    def drop(self, s: int) -> None:
+        """Free segment ``s`` (handed on)."""
+        self.segments[s] = np.empty(0, np.int64)
+        self.parts[s] = TopK.empty(0, self.parts[s].ids.shape[1])
 
 
 def touched_rows(cindex: ClassIndex, classes: range, visitors: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

@@ -29,15 +29,19 @@ class Vote:
     winner_share: np.ndarray
 
 
-def knn_vote(neigh_ids: np.ndarray, class_of: np.ndarray, chunk: int = 65_536) -> Vote:
-    """Vote over the neighbour graph ``neigh_ids`` (N, k; -1 = empty slot), in row chunks."""
+def knn_vote(neigh_ids: np.ndarray, class_of: np.ndarray, chunk: int = 65_536, own: np.ndarray | None = None) -> Vote:
+    """Vote over the neighbour graph ``neigh_ids`` (N, k; -1 = empty slot), in row chunks.
+
+    ``own``: the class of each row of ``neigh_ids`` when they are not rows ``0..`` of ``class_of`` (a
+    rank's share of the graph); ``class_of`` then maps the neighbour ids."""
     n = len(neigh_ids)
+    own = class_of if own is None else own
     agreement = np.full(n, np.nan, dtype=np.float32)
     winner = np.full(n, -1, dtype=np.int64)
     share = np.full(n, np.nan, dtype=np.float32)
     for s in range(0, n, chunk):
         sl = slice(s, s + chunk)
-        agreement[sl], winner[sl], share[sl] = _vote_block(neigh_ids[sl], class_of[sl], class_of)
+        agreement[sl], winner[sl], share[sl] = _vote_block(neigh_ids[sl], own[sl], class_of)
     return Vote(agreement, winner, share)
 
 

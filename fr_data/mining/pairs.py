@@ -96,19 +96,27 @@ def _positive(ids: np.ndarray, cos: np.ndarray, eligible: np.ndarray, class_of: 
 
 
 def hard_negatives(nn_ids: np.ndarray, nn_sims: np.ndarray, eligible: np.ndarray, class_of: np.ndarray,
-                   same_person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   same_person: np.ndarray, first_row: int = 0,
+                   block: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
     """Per sample, its most similar eligible neighbour of another class (-1 / NaN if none).
 
-    ``same_person[c]`` is the class that class c is a merge candidate with (-1 if none).
+    ``same_person[c]`` is the class that class c is a merge candidate with (-1 if none); the lists are
+    those of rows ``first_row ..`` (a rank's share), ``eligible`` and ``class_of`` cover every row.
     """
-    safe = np.maximum(nn_ids, 0)
-    ca, cb = class_of[:, None], class_of[safe]
-    ok = (nn_ids >= 0) & eligible[safe] & eligible[:, None] & (cb != ca)
-    ok &= (same_person[ca] != cb) & (same_person[cb] != ca)
-    first = np.argmax(ok, axis=1)
-    rows = np.arange(len(nn_ids))
-    has = ok[rows, first]
-    return np.where(has, nn_ids[rows, first], -1), np.where(has, nn_sims[rows, first], np.nan)
+    ids = np.full(len(nn_ids), -1, np.int64)
+    cos = np.full(len(nn_ids), np.nan, np.result_type(nn_sims.dtype, np.float32))
+    for s in range(0, len(nn_ids), block):  # row blocks: bounded (rows x k) temporaries
+        nb, mine = nn_ids[s:s + block], slice(first_row + s, first_row + s + len(nn_ids[s:s + block]))
+        safe = np.maximum(nb, 0)
+        ca, cb = class_of[mine, None], class_of[safe]
+        ok = (nb >= 0) & eligible[safe] & eligible[mine, None] & (cb != ca)
+        ok &= (same_person[ca] != cb) & (same_person[cb] != ca)
+        first = np.argmax(ok, axis=1)
+        rows = np.arange(len(nb))
+        has = ok[rows, first]
+        ids[s:s + block] = np.where(has, nb[rows, first], -1)
+        cos[s:s + block] = np.where(has, nn_sims[s:s + block][rows, first], np.nan)
+    return ids, cos
 
 
 def mine_pairs(ext: PositiveExtremes, neg_id: np.ndarray, neg_cos: np.ndarray, eligible: np.ndarray,

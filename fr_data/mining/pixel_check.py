@@ -119,7 +119,13 @@ def check_candidates(ids: np.ndarray, sims: np.ndarray, cos: float, margin: floa
                      read: Callable[[int], bytes]) -> PixelCheck:
     """Check every k-NN pair at or above :func:`candidate_floor` with the images ``read(row)`` returns."""
     floor = candidate_floor(cos, margin)
-    a, b, s = duplicate_edges(ids, sims, floor)
+    return check_edges(duplicate_edges(ids, sims, floor), floor, pixel_min, read)
+
+
+def check_edges(edges: tuple[np.ndarray, np.ndarray, np.ndarray], floor: float, pixel_min: float,
+                read: Callable[[int], bytes]) -> PixelCheck:
+    """:func:`check_candidates` over the symmetric candidate ``edges`` (cosine >= ``floor``)."""
+    a, b, s = edges
     one = a < b
     a, b, s = a[one], b[one], s[one]
     thumbs = {int(r): grey_thumbnail(read(int(r))) for r in np.unique(np.concatenate([a, b]))}

@@ -18,9 +18,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from fr_data.mining.group import SOLO, Ranks
 
 
 def wasserstein_equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -75,17 +78,24 @@ class SddCollector:
         self.raw[rows] = wasserstein_equal(intra, inter).T
 
 
-def sdd_scores(raw: np.ndarray) -> np.ndarray:
+def sdd_scores(raw: np.ndarray, block: int = 65_536) -> np.ndarray:
     """Per-round min-max scaling of raw W1 to 0-100 over the data set, then the mean over rounds."""
     rows_ok = ~np.isnan(raw).any(axis=1)
     out = np.full(len(raw), np.nan, dtype=np.float32)
     if not rows_ok.any():
         return out
-    lo, hi = raw[rows_ok].min(axis=0), raw[rows_ok].max(axis=0)
+    lo = np.full(raw.shape[1], np.inf, raw.dtype)
+    hi = np.full(raw.shape[1], -np.inf, raw.dtype)
+    for s in range(0, len(raw), block):  # row blocks: no N x rounds temporaries (min / max are exact)
+        part = raw[s:s + block][rows_ok[s:s + block]]
+        if len(part):
+            lo, hi = np.minimum(lo, part.min(axis=0)), np.maximum(hi, part.max(axis=0))
     span = np.where(hi > lo, hi - lo, 1.0)
-    with np.errstate(invalid="ignore"):
-        scaled = 100.0 * (raw - lo) / span
-    out[rows_ok] = scaled[rows_ok].mean(axis=1)
+    for s in range(0, len(raw), block):
+        ok = rows_ok[s:s + block]
+        with np.errstate(invalid="ignore"):
+            scaled = 100.0 * (raw[s:s + block][ok] - lo) / span
+        out[s:s + block][ok] = scaled.mean(axis=1)
     return out
 
 
@@ -112,27 +122,80 @@ class UnifiedThreshold:
     saturated: int
 
 
-def unified_threshold(negatives: np.ndarray, num_other: int, target_fpr: float) -> UnifiedThreshold:
+def unified_threshold(negatives: np.ndarray, num_other: int, target_fpr: float,
+                      ranks: Ranks = SOLO) -> UnifiedThreshold:
     """T such that the share of all negatives above it is ``target_fpr``.
 
     ``negatives`` holds each valid sample's highest other-centre cosines (rows of NaN for invalid
-    samples); ``num_other`` is how many other centres each sample has in total (C_active - 1).
+    samples); ``num_other`` is how many other centres each sample has in total (C_active - 1). Under
+    several ``ranks`` each passes its share of the rows and all get the run's threshold: the exact
+    ``k``-th largest finite value over every share (:func:`kth_largest`), with no rank holding more than
+    its own share.
     """
     rows = ~np.isnan(negatives).all(axis=1)
-    pool = negatives[np.isfinite(negatives)]  # rows of NaN hold no finite value
-    total = int(rows.sum()) * int(num_other)
+    lo, hi = _finite_range(negatives)
+    counts = ranks.sum_array("fpr_pool", np.array([int(rows.sum()), _count_at_least(negatives, -np.inf)],
+                                                  np.int64))
+    total = int(counts[0]) * int(num_other)
+    size = int(counts[1])
     k = max(1, math.ceil(target_fpr * total))
-    if pool.size == 0:
+    if size == 0:
         return UnifiedThreshold(float("nan"), k, total, 0)
-    if k >= pool.size:
-        t = float(pool.min())
+    ranges = [r for r in ranks.gather_json("fpr_range", [lo, hi]) if r[0] is not None]
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    if k >= size:
+        t = lo
     else:
-        pool.partition(pool.size - k)  # in place: no second N x k copy
-        t = float(pool[pool.size - k])
-    del pool
+        t = kth_largest(k, lo, hi, lambda v, step: int(ranks.sum_array(
+            f"fpr_select@{step}", np.array([_count_at_least(negatives, v)], np.int64))[0]))
     above = _count_above(negatives, t)
-    saturated = int(((above == negatives.shape[1]) & rows).sum())
-    return UnifiedThreshold(t, k, total, saturated)
+    saturated = ranks.sum_array("fpr_saturated", np.array([int(((above == negatives.shape[1]) & rows).sum())],
+                                                          np.int64))
+    return UnifiedThreshold(t, k, total, int(saturated[0]))
+
+
+def kth_largest(k: int, lo: float, hi: float, count_at_least: Callable[[np.float32, int], int]) -> float:
+    """The ``k``-th largest of a set of finite float32 values lying in ``[lo, hi]``, found by bisection on
+    the float32 order: ``count_at_least(v, step)`` says how many values are ``>= v``. The result is a
+    value of the set (``+0.0`` for a zero) whatever how the values are spread over processes."""
+    a, b = _order_key(lo), _order_key(hi)  # invariant: at least k values >= the value of key a
+    step = 0
+    while a < b:
+        mid = (a + b + 1) // 2
+        if count_at_least(_key_value(mid), step) >= k:
+            a = mid
+        else:
+            b = mid - 1
+        step += 1
+    return float(_key_value(a))
+
+
+def _order_key(v: float) -> int:
+    """An integer that orders float32 values as their values (``-0.0`` taken as ``+0.0``)."""
+    u = int(np.float32(np.float32(v) + np.float32(0.0)).view(np.uint32))
+    return u | 0x80000000 if u < 0x80000000 else ~u & 0xFFFFFFFF
+
+
+def _key_value(key: int) -> np.float32:
+    u = key ^ 0x80000000 if key >= 0x80000000 else ~key & 0xFFFFFFFF
+    return np.uint32(u).view(np.float32)
+
+
+def _finite_range(negatives: np.ndarray, block: int = 1 << 18) -> tuple[float | None, float | None]:
+    """The smallest and largest finite value (None, None when there is none)."""
+    lo, hi = math.inf, -math.inf
+    for s in range(0, len(negatives), block):
+        part = negatives[s:s + block]
+        part = part[np.isfinite(part)]
+        if part.size:
+            lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+    return (lo, hi) if lo <= hi else (None, None)
+
+
+def _count_at_least(negatives: np.ndarray, v: float, block: int = 1 << 18) -> int:
+    """How many finite entries are ``>= v``."""
+    return sum(int(((part >= v) & (part < np.inf)).sum())
+               for part in (negatives[s:s + block] for s in range(0, len(negatives), block)))
 
 
 def _count_above(negatives: np.ndarray, threshold: float, block: int = 1 << 18) -> np.ndarray:

@@ -16,8 +16,6 @@ from fr_data.mining.calibration import Calibration
 from fr_data.mining.centres import Centres, ClassIndex
 from fr_data.mining.config import MiningConfig
 from fr_data.mining.inputs import Validity
-from fr_data.mining.neighbours import TopK
-from fr_data.mining.pairs import PositiveExtremes
 from fr_data.mining.quality import UnifiedThreshold
 
 
@@ -32,9 +30,14 @@ class Geometry:
     nearest_other: np.ndarray
     nearest_other_cos: np.ndarray
     candidates: np.ndarray
-    negatives: np.ndarray
+    instance_fpr: np.ndarray
+    #: the CIFP unified threshold behind ``instance_fpr`` (the centre search's negatives are dropped once
+    #: these are known)
+    fpr_threshold: UnifiedThreshold
     class_nearest: np.ndarray
     class_nearest_cos: np.ndarray
+    #: the rows ``[a, b)`` the per-sample arrays above cover (a rank's share; every row in one process)
+    span: tuple[int, int]
 
 
 @dataclass
@@ -45,8 +48,6 @@ class Findings:
     class_of: np.ndarray
     eligible: np.ndarray
     threshold: UnifiedThreshold
-    topk: TopK
-    extremes: PositiveExtremes
     strategy: str
     same_person: np.ndarray
     class_mix: np.ndarray

@@ -5,7 +5,8 @@ beyond the memmap, never O(N D)):
 
 1. ``centres``: class sums and vector validity (one pass over the memmap).
 2. ``centre_search``: every sample against all class centres (k-NN, N x C): leave-one-out centre cosine,
-   nearest other class, candidate classes, instance-FPR negatives. Centre-to-centre nearest classes.
+   nearest other class, candidate classes, instance FPR (from the negatives, then dropped). Centre-to-centre
+   nearest classes.
 3. ``class_pass``: class-major sweep: within-class Gram matrices (SDD-FIQA intra distribution,
    positive pairs) and the sample k-NN graph (see ``neighbours`` for exact vs candidate search).
 4. ``finalise``: label vote, thresholds calibrated from the run's own distributions (``calibration``:
@@ -20,8 +21,10 @@ next run clears. The run holds the lock of ``RUN`` throughout (a second run to t
 refused), and an ``out`` that is, contains or lies inside an input is refused first.
 
 Under several ranks (``ranks``, :mod:`fr_data.mining.group`) every rank opens the inputs and computes
-the centres; stages 2 and 3 split their searches and send the results to rank 0, which alone takes the
-lock, runs stages 4 and 5 and writes. The run folder equals the single-process one.
+the centres; stages 2 and 3 split their searches, and each rank keeps the results for its share of the
+rows (the k-NN lists of a row go to the rank whose share holds it); stage 4 runs over those shares and
+sends rank 0 the per-row findings (:mod:`fr_data.mining.finalise`); rank 0 alone takes the lock, runs
+stage 5 and writes. The run folder equals the single-process one.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import os
 import resource
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,15 +56,13 @@ from fr_data.io.hashing import file_sha256
 from fr_data.io.publish import check_apart, check_target, output_lock, staged_folder, staging_dir
 from fr_data.mining import calibration_figure, tables
 from fr_data.mining import centres as ctr
-from fr_data.mining.calibration import Calibration, SplitHalves, calibrate, impostor_mean_cos
-from fr_data.mining.config import MiningConfig, validate_config, with_thresholds
-from fr_data.mining.difficulty import difficulty_score, split_by_quantile
-from fr_data.mining.duplicates import Duplicates, find_duplicates
-from fr_data.mining.group import SOLO, Ranks, split_by_cost
+from fr_data.mining.calibration import SplitHalves
+from fr_data.mining.config import MiningConfig, validate_config
+from fr_data.mining.finalise import RankResults, finalise_stage
+from fr_data.mining.group import SOLO, Ranks, share, split_by_cost
 from fr_data.mining.inputs import Validity, iter_chunks, read_rows, validity_from_masks
 from fr_data.mining.knnfn import KnnFn, KnnTotals, TimedKnn, default_knn
 from fr_data.mining.memory import AnonPeak
-from fr_data.mining.merges import merge_candidates, neighbour_mix
 from fr_data.mining.neighbours import (
     CandidateNeighbours,
     TopK,
@@ -72,12 +73,11 @@ from fr_data.mining.neighbours import (
     touched_rows,
     visit_counts,
 )
-from fr_data.mining.noise import knn_vote, suspects
 from fr_data.mining.origin import check_samples_of_embeddings
-from fr_data.mining.pairs import Pairs, PositiveExtremes, hard_negatives, mine_pairs
-from fr_data.mining.pixel_check import PixelCheck, check_candidates, image_reader
+from fr_data.mining.pairs import PositiveExtremes
+from fr_data.mining.pixel_check import image_reader
 from fr_data.mining.plausibility import flag_rates
-from fr_data.mining.quality import SddCollector, certainty_ratio, instance_fpr, sdd_scores, unified_threshold
+from fr_data.mining.quality import SddCollector, instance_fpr, unified_threshold
 from fr_data.mining.results import Findings, Geometry
 
 log = logging.getLogger(__name__)
@@ -141,23 +141,22 @@ def search_stage(emb: Embeddings, cindex: ctr.ClassIndex, centres: ctr.Centres, 
                  cfg: MiningConfig, knn: KnnFn, ranks: Ranks = SOLO) -> Geometry:
     """Stage 2: every valid sample against all class centres, in chunks; centre-to-centre neighbours.
 
-    Each rank searches its share of the samples and of the centres; rank 0 gathers the results in row
-    blocks. On the other ranks the per-sample columns of the result are empty (rank 0 holds them)."""
+    Each rank searches its share of the samples (and keeps the per-sample columns of that share only,
+    ``Geometry.span``) and of the centres; the centre-to-centre results meet on rank 0, and the nearest
+    class of every class reaches every rank."""
     n, nc = emb.n, cfg.neighbours
     a, b = ranks.share(n)
     k = max(1, min(nc.centre_k, len(centres.active) - 1))
-    shapes = _search_columns(nc.candidate_classes, k)
-    # rank 0 searches straight into the full columns; the other ranks hold their share only
-    cols = [np.full((n if ranks.is_root else b - a, *shape), fill, dtype) for shape, dtype, fill in shapes]
-    _search_share(emb, cindex, centres, cfg, knn, (a, b), k, [c[a:b] for c in cols] if ranks.is_root else cols)
-
-    def place(rows: np.ndarray, got: list[np.ndarray]) -> None:
-        for dst, src in zip(cols, got):
-            dst[rows] = src
-    ranks.gather_rows("centre_search", np.arange(a, b), cols, place)
-    if not ranks.is_root:  # sent: the other ranks keep no per-sample results (their shape only)
-        cols = [c[:0].copy() for c in cols]
+    cols = [np.full((b - a, *shape), fill, dtype)
+            for shape, dtype, fill in _search_columns(nc.candidate_classes, k)]
+    _search_share(emb, cindex, centres, cfg, knn, (a, b), k, cols)
     center_cos, nearest, nearest_cos, candidates, negatives = cols
+    # the negatives serve the instance FPR only: scored now, then dropped (128 B a row at centre_k 32)
+    num_other = max(len(centres.active) - 1, 0)
+    thr = unified_threshold(negatives, num_other, cfg.quality.target_fpr, ranks)
+    fpr = instance_fpr(negatives, thr.value, num_other)
+    del negatives
+    cols.clear()
     ca, cb = ranks.share(len(centres.active))
     near, cos = ctr.nearest_of_active(centres, knn, (ca, cb))
     all_near = np.empty(len(centres.active), np.int64) if ranks.is_root else near
@@ -168,9 +167,12 @@ def search_stage(emb: Embeddings, cindex: ctr.ClassIndex, centres: ctr.Centres, 
     def place_classes(rows: np.ndarray, got: list[np.ndarray]) -> None:
         all_near[rows], all_cos[rows] = got
     ranks.gather_rows("centre_centre", np.arange(ca, cb), [near, cos], place_classes)
-    cls_near, cls_cos = ctr.class_nearest(centres, all_near, all_cos) if ranks.is_root else (near, cos)
-    return Geometry(cindex, centres, validity, center_cos, nearest, nearest_cos, candidates, negatives,
-                    cls_near, cls_cos)
+    cls_near, cls_cos = ctr.class_nearest(centres, all_near, all_cos) if ranks.is_root else (None, None)
+    nclass = len(centres.counts)
+    cls_near = ranks.broadcast_array("class_nearest", cls_near, (nclass,), np.dtype(np.int64))
+    cls_cos = ranks.broadcast_array("class_nearest_cos", cls_cos, (nclass,), np.dtype(np.float32))
+    return Geometry(cindex, centres, validity, center_cos, nearest, nearest_cos, candidates, fpr, thr,
+                    cls_near, cls_cos, (a, b))
 
 
 def _search_columns(candidate_classes: int, k: int) -> list[tuple[tuple[int, ...], np.dtype, float]]:
@@ -213,76 +215,91 @@ def reference_set(geo: Geometry, size: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(valid, size=min(size, len(valid)), replace=False))
 
 
-@dataclass
-class ClassPass:
-    """Results of stage 3."""
-
-    topk: TopK
-    sdd_raw: np.ndarray
-    extremes: PositiveExtremes
-    strategy: str
-    split_half_cos: np.ndarray
-
-
 def class_stage(emb: Embeddings, geo: Geometry, cfg: MiningConfig, knn: KnnFn,
-                ranks: Ranks = SOLO) -> ClassPass | None:
+                ranks: Ranks = SOLO) -> RankResults:
     """Stage 3: class-major pass (SDD-FIQA, positive extremes, split halves) and the sample k-NN graph.
 
     Rank 0 runs the class visitors over every class. The k-NN graph is split: the exact search by query
-    rows, the candidate search by class ranges of about equal work; rank 0 merges the parts (the graph
-    is the canonical top k whatever the order of the merges). Returns None on the other ranks."""
+    rows, the candidate search by class ranges of about equal work; each rank's lists then go to the rank
+    whose share holds the row (:meth:`Ranks.route_rows`), which merges them into the graph of its rows
+    (the canonical top k whatever the order of the merges)."""
     visitors = _class_visitors(emb, geo, cfg) if ranks.is_root else None
-    k = cfg.neighbours.k
+    n, k, (a, b) = emb.n, cfg.neighbours.k, geo.span
     if int(geo.validity.ok.sum()) <= cfg.neighbours.exact_max_n:
         strategy = "exact"
         if visitors is not None:
             class_pass(emb.vectors, geo.cindex, list(visitors))
         valid_rows = np.flatnonzero(geo.validity.ok)
-        a, b = ranks.share(len(valid_rows))
-        sims, ids = exact_share(emb.vectors, valid_rows, k, knn, (a, b), stream=ranks.world > 1)
-        rows, lists = valid_rows[a:b], [sims, ids]
-        topk = TopK.empty(emb.n, k) if ranks.is_root else None
-        if topk is not None:
-            topk.sims[rows, :sims.shape[1]], topk.ids[rows, :ids.shape[1]] = sims, ids
+        va, vb = ranks.share(len(valid_rows))
+        sims, ids = exact_share(emb.vectors, valid_rows, k, knn, (va, vb), stream=ranks.world > 1)
+        topk = TopK.empty(b - a, k)
+
+        def place(rows: np.ndarray, got: list[np.ndarray]) -> None:  # each row is searched once
+            topk.sims[rows - a, :got[0].shape[1]], topk.ids[rows - a, :got[1].shape[1]] = got
+        ranks.route_rows("class_pass", n, valid_rows[va:vb], [sims, ids], place)
     else:
         strategy = "candidates"
         cand = _candidate_share(emb, geo, k, ranks, visitors)
-        if ranks.is_root:  # rank 0's graph covers every row: the others' parts merge into it
-            topk, rows, lists = cand.topk, np.empty(0, np.int64), [cand.topk.sims[:0], cand.topk.ids[:0]]
-        else:
-            topk, (rows, *lists) = None, cand.part()
+        topk = cand.topk if ranks.world == 1 else _owned_graph(cand, ranks)  # one process: every row already
         del cand
-    ranks.gather_rows("class_pass", rows, lists, lambda got_rows, got: topk.merge_lists(got_rows, *got))
     if visitors is None:
-        return None
+        return RankResults(topk, strategy)
     sdd, ext, halves = visitors
-    return ClassPass(topk, sdd.raw, ext, strategy, halves.cos)
+    return RankResults(topk, strategy, sdd.raw, ext, halves.cos)
 
 
 def _candidate_share(emb: Embeddings, geo: Geometry, k: int, ranks: Ranks,
                      visitors: tuple[SddCollector, PositiveExtremes, SplitHalves] | None
                      ) -> CandidateNeighbours:
-    """This rank's part of the candidate k-NN graph (a class range of about equal work), over all N rows
-    on rank 0 (which also runs ``visitors`` over every class), over the rows its classes touch elsewhere.
+    """This rank's part of the candidate k-NN graph (a class range of about equal work) over the rows its
+    classes touch (every row in one process); rank 0 also runs ``visitors`` over every class.
 
-    Rank 0 holds the candidate classes; every rank receives them in row blocks and keeps the visits of
-    its own classes only."""
+    Each rank holds the candidate classes of its share of the rows; every rank receives all of them in
+    row blocks, rank by rank, and keeps the visits of its own classes only."""
     n, cindex, m = emb.n, geo.cindex, geo.candidates.shape[1]
-    counts = visit_counts(geo.candidates, cindex.num_classes) if ranks.is_root else None
-    counts = ranks.broadcast_array("visit_counts", counts, (cindex.num_classes,), np.dtype(np.int64))
+    counts = ranks.sum_array("visit_counts", visit_counts(geo.candidates, cindex.num_classes))
     bounds = split_by_cost(class_costs(cindex.counts, counts), ranks.world)
     mine_ = range(int(bounds[ranks.rank]), int(bounds[ranks.rank + 1]))
     lists = VisitorLists(cindex.num_classes, mine_)
-    ranks.broadcast_rows("candidate_classes", geo.candidates if ranks.is_root else None, (n, m),
-                         np.dtype(np.int64), lists.add)
+    for src in range(ranks.world):
+        sa, sb = share(n, src, ranks.world)
+        ranks.broadcast_rows(f"candidate_classes{src}", geo.candidates if src == ranks.rank else None,
+                             (sb - sa, m), np.dtype(np.int64),
+                             lambda start, block, sa=sa: lists.add(sa + start, block),
+                             src=src)
     visits = lists.csr()
-    rows = None if ranks.is_root else touched_rows(cindex, mine_, visits)
-    cand = CandidateNeighbours(emb.vectors, n, k, visits, mine_, rows)
+    if ranks.world == 1:
+        cand = CandidateNeighbours(emb.vectors, n, k, visits, mine_)
+    else:  # the rows its classes touch, cut by the row shares; its own share whole (it owns those lists)
+        rows = touched_rows(cindex, mine_, visits)
+        bounds = np.array([share(n, r, ranks.world)[0] for r in range(ranks.world)] + [n], np.int64)
+        cut = np.searchsorted(rows, bounds)
+        segments = [np.arange(bounds[r], bounds[r + 1], dtype=np.int64) if r == ranks.rank
+                    else rows[cut[r]:cut[r + 1]] for r in range(ranks.world)]
+        del rows
+        cand = CandidateNeighbours(emb.vectors, n, k, visits, mine_, segments=segments, bounds=bounds[:-1])
     if visitors is not None:
         class_pass(emb.vectors, cindex, [cand, *visitors])
     else:
         class_pass(emb.vectors, cindex, [cand], mine_)
     return cand
+
+
+def _owned_graph(cand: CandidateNeighbours, ranks: Ranks) -> TopK:
+    """The k-NN graph of this rank's row share: its own segment of ``cand`` with every other rank's lists
+    of those rows merged in (share by share, each segment freed once handed to its owner)."""
+    own_rows, topk = cand.segment(ranks.rank)
+    first = int(own_rows[0]) if len(own_rows) else 0
+    for dst in range(ranks.world):
+        if dst == ranks.rank:
+            ranks.gather_rows(f"class_pass>{dst}", own_rows[:0], [topk.sims[:0], topk.ids[:0]],
+                              lambda rows, got: topk.merge_lists(rows - first, *got), dst=dst)
+        else:
+            rows, part = cand.segment(dst)
+            ranks.gather_rows(f"class_pass>{dst}", rows, [part.sims, part.ids], lambda rows, got: None,
+                              dst=dst)
+            cand.drop(dst)
+    return topk
 
 
 def _class_visitors(emb: Embeddings, geo: Geometry, cfg: MiningConfig) -> tuple[SddCollector, PositiveExtremes,
@@ -295,84 +312,11 @@ def _class_visitors(emb: Embeddings, geo: Geometry, cfg: MiningConfig) -> tuple[
     return sdd, PositiveExtremes(emb.n), SplitHalves(geo.cindex.num_classes, cfg.seed)
 
 
-def thresholds_stage(geo: Geometry, cp: ClassPass, vote: Any, margin: np.ndarray,
-                     cfg: MiningConfig) -> tuple[dict[str, Calibration], MiningConfig]:
-    """The thresholds in force (``calibration.calibrate``) and the config with them filled in."""
-    class_of, ok = geo.cindex.of_sample, geo.validity.ok
-    top1 = cp.topk.sims[:, 0] if cp.topk.sims.shape[1] else np.zeros(len(class_of), np.float32)
-    top1 = np.where(ok & (cp.topk.ids[:, 0] >= 0), top1, np.nan) if cp.topk.ids.shape[1] else top1
-    c = geo.centres
-    cal = calibrate(cfg, top1, cp.split_half_cos, margin, ok & (vote.winner == class_of), geo.center_cos,
-                    impostor_mean_cos(c.sums, c.counts, c.active))
-    resolved = with_thresholds(cfg, cal["classes.merge_cos"].value, cal["duplicates.cos"].value,
-                               cal["noise.margin_max"].value)
-    return cal, resolved
-
-
-def duplicate_stage(topk: TopK, center_cos: np.ndarray, cfg: MiningConfig,
-                    images: Callable[[int], bytes] | None) -> tuple[Duplicates, PixelCheck | None]:
-    """Near duplicates by the cosine rule, or (with ``images``, and ``duplicates.pixel_min`` set) the
-    candidate pairs confirmed by the pixel check (:mod:`fr_data.mining.pixel_check`)."""
-    d = cfg.duplicates
-    if images is None or d.pixel_min is None:
-        return find_duplicates(topk.ids, topk.sims, d.cos, center_cos), None
-    check = check_candidates(topk.ids, topk.sims, d.cos, d.candidate_margin, d.pixel_min, images)
-    return find_duplicates(topk.ids, topk.sims, d.cos, center_cos, edges=check.edges()), check
-
-
-def finalise_stage(emb: Embeddings, geo: Geometry, cp: ClassPass, cfg: MiningConfig,
-                   images: Callable[[int], bytes] | None = None) -> Findings:
-    """Stage 4: vote, calibrated thresholds, suspects, duplicates, quality, instance FPR, difficulty, split.
-
-    ``images(row)`` returns a row's stored image bytes (when the shards are known): near-duplicate
-    candidates are then checked in pixel space."""
-    class_of, ok = geo.cindex.of_sample, geo.validity.ok
-    topk, ext = cp.topk, cp.extremes
-    margin = (geo.center_cos - geo.nearest_other_cos).astype(np.float32)
-    vote = knn_vote(topk.ids, class_of)
-    cal, cfg = thresholds_stage(geo, cp, vote, margin, cfg)
-    ext.settle(cfg.duplicates.cos)
-    mix = neighbour_mix(topk.ids, class_of, geo.class_nearest)
-    merge = merge_candidates(geo.class_nearest_cos, cfg.classes.merge_cos, mix, cfg.classes.merge_mix)
-    partner = np.where(merge, geo.class_nearest, -1)
-    suspect = suspects(vote, class_of, margin, cfg.noise.vote_min, cfg.noise.margin_max, partner) & ok
-    dups, pixel = duplicate_stage(topk, geo.center_cos, cfg, images)
-    num_other = max(len(geo.centres.active) - 1, 0)
-    thr = unified_threshold(geo.negatives, num_other, cfg.quality.target_fpr)
-    quality_cr = certainty_ratio(geo.center_cos, geo.nearest_other_cos, cfg.quality.cr_eps)
-    difficulty = difficulty_score(quality_cr, emb.column("resolution"), cfg.difficulty.resolution_weight,
-                                  emb.column("quality"), cfg.difficulty.quality_weight)
-    split = split_by_quantile(difficulty, ok & ~suspect, cfg.difficulty.easy_fraction,
-                              cfg.difficulty.hard_fraction)
-    cols = {
-        "center_cos": geo.center_cos, "nearest_other": geo.nearest_other,
-        "nearest_other_cos": geo.nearest_other_cos, "margin": margin, "knn_agreement": vote.agreement,
-        "suspect_mislabel": suspect, "suspected": np.where(suspect, vote.winner, -1),
-        "duplicate_of": dups.of, "duplicate_cos": dups.cos, "duplicate_kind": dups.kinds(class_of),
-        "duplicate_pixel_sim": None if pixel is None else pixel.best_per_row(emb.n),
-        "quality_sdd": sdd_scores(cp.sdd_raw),
-        "quality_cr": quality_cr,
-        "instance_fpr": instance_fpr(geo.negatives, thr.value, num_other),
-        "difficulty": difficulty, "split": split, "vote_winner": vote.winner, "vote_share": vote.winner_share,
-    }
-    eligible = ok & ~suspect & (dups.of < 0)
-    return Findings(cols, class_of, eligible, thr, topk, ext, cp.strategy, partner, mix, cal, cfg,
-                    None if pixel is None else pixel.record(cfg.duplicates.pixel_min, cfg.duplicates.candidate_margin))
-
-
 def check_quality_input(emb: Embeddings, cfg: MiningConfig) -> None:
     """``difficulty.quality_weight`` > 0 needs the index's ``quality`` column (raises ConfigError)."""
     if cfg.difficulty.quality_weight > 0 and emb.column("quality") is None:
         raise ConfigError(f"difficulty.quality_weight is {cfg.difficulty.quality_weight} but "
                           f"{emb.folder / INDEX_FILE} has no quality column (embed with --quality-model)")
-
-
-def mined_pairs(geo: Geometry, f: Findings, cfg: MiningConfig) -> Pairs:
-    """Pairs of the three kinds, skipping merge-candidate class pairs for hard negatives."""
-    neg_id, neg_cos = hard_negatives(f.topk.ids, f.topk.sims, f.eligible, f.class_of, f.same_person)
-    p = cfg.pairs
-    return mine_pairs(f.extremes, neg_id, neg_cos, f.eligible, f.class_of,
-                      (p.easy_pos_per_class, p.hard_pos_per_class, p.hard_neg_per_class))
 
 
 @dataclass
@@ -473,19 +417,21 @@ def _mine(embeddings: str | os.PathLike, out: str | os.PathLike, cfg: MiningConf
                 geo = search_stage(emb, cindex, centres, validity, cfg, knn, ranks)
             with timer.stage("class_pass"):
                 cp = class_stage(emb, geo, cfg, knn, ranks)
-            per_rank = ranks.gather_json("timings", timer.stages)
-            if cp is None:
-                return None
             with timer.stage("finalise"):
-                images, no_images = image_reader(emb, samples, cfg)
-                found = finalise_stage(emb, geo, cp, cfg, images)
-                if found.pixel_check is None:
-                    found.pixel_check = {"skipped": no_images}
-                pairs = mined_pairs(geo, found, found.config)
+                images, no_images = image_reader(emb, samples, cfg) if ranks.is_root else (None, None)
+                done = finalise_stage(emb.n, geo, cp, cfg, images,
+                                      lambda: (emb.column("resolution"), emb.column("quality")), ranks)
+                del cp
+            per_rank = ranks.gather_json("timings", timer.stages)
+            if done is None:
+                return None
+            found, pairs, geo = done
+            if found.pixel_check is None:
+                found.pixel_check = {"skipped": no_images}
             with timer.stage("tables"):
                 built = tables.build(emb, geo, found, pairs, found.config, samples=samples, attributes=attributes)
                 built.report.update(calibration_report(found, built.report, cfg))
-            run = run_info(emb, digest, samples, attributes, knn, cp.strategy, built.report, cfg)
+            run = run_info(emb, digest, samples, attributes, knn, found.strategy, built.report, cfg)
             run["inputs"]["samples_fingerprint"] = samples_fingerprint
             run["ranks"] = ranks.world
             with timer.stage("write"):

@@ -21,7 +21,6 @@ from fr_data.io.errors import ConfigError
 from fr_data.io.faults import kill_point
 from fr_data.mining.config import COS_75_DEGREES, MiningConfig
 from fr_data.mining.groups import bias_report, kmeans_class_groups
-from fr_data.mining.nearest import nearest_sample_cos
 from fr_data.mining.noise import Vote, suspects
 from fr_data.mining.pairs import Pairs
 from fr_data.mining.results import Findings, Geometry
@@ -106,7 +105,7 @@ SAMPLE_FILLS: dict[str, Fill] = {
     "quality_cr": _floats("quality_cr"),
     "instance_fpr": _floats("instance_fpr"),
     "difficulty": lambda emb, geo, f: {"difficulty": _f32(f.cols["difficulty"]), "split": _strings(f.cols["split"])},
-    "nn_cos": lambda emb, geo, f: {"nn_cos": _f32(nearest_sample_cos(f.topk))},
+    "nn_cos": _floats("nn_cos"),
     "duplicate_pixel_sim": lambda emb, geo, f: {"duplicate_pixel_sim": _f32(
         np.full(emb.n, np.nan, np.float32) if f.cols["duplicate_pixel_sim"] is None
         else f.cols["duplicate_pixel_sim"])},
@@ -257,7 +256,7 @@ def sweep_table(geo: Geometry, f: Findings, cfg: MiningConfig) -> pa.Table:
     cc = np.nan_to_num(geo.center_cos, nan=np.inf)
     for v in sorted(set(cfg.sweep.center_cos)):
         rows.append(("center_cos_below", v, int((cc < v).sum()), "samples", abs(v - COS_75_DEGREES) < 1e-3))
-    top = np.nan_to_num(f.topk.sims[:, 0], neginf=-np.inf) if f.topk.sims.shape[1] else np.zeros(0)
+    top = np.nan_to_num(f.cols["nn_cos"], nan=-np.inf)
     for v in sorted(set(cfg.sweep.duplicate_cos) | {cfg.duplicates.cos}):
         rows.append(("duplicates.cos", v, int((top >= v).sum()), "samples", v == cfg.duplicates.cos))
     vote = Vote(f.cols["knn_agreement"], f.cols["vote_winner"], f.cols["vote_share"])

@@ -49,6 +49,12 @@ def test_hard_negatives_skip_same_class_ineligible_and_merge_partners():
     assert ids.tolist() == [3, 3, 3, 0, -1]  # 0-1 same class or partners; 4 is not eligible
     np.testing.assert_allclose(cos[:4], [0.7, 0.7, 0.7, 0.9])
     assert np.isnan(cos[4])
+    # in row blocks, and for a share of the rows (rows 2.. of a rank), the same answers
+    for block in (1, 2):
+        got = hard_negatives(nn, sims, eligible, class_of, partner, block=block)
+        assert got[0].tolist() == ids.tolist()
+        share = hard_negatives(nn[2:], sims[2:], eligible, class_of, partner, first_row=2, block=block)
+        assert share[0].tolist() == ids[2:].tolist()
 
 
 def test_mine_pairs_dedupes_unordered_pairs_and_caps_per_class():

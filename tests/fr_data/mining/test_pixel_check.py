@@ -88,7 +88,11 @@ def vectors() -> tuple[np.ndarray, list[int]]:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("pixel")
+    return pixel_data(tmp_path_factory.mktemp("pixel"))
+
+
+def pixel_data(tmp: Path) -> tuple[Path, dict[int, str], np.ndarray]:
+    """Shards of the planted images and an EMB folder of their vectors (in key order) in ``tmp``."""
     x, labels = vectors()
     write_shards(BytesSource(labels, images(), tmp / "memory"), tmp / "shards", ShardOptions(per_shard=10, seed=0))
     manifest = read_samples(tmp / "shards", columns=["key", "source_index"])

@@ -12,6 +12,7 @@ from fr_data.mining.quality import (
     cyclic_windows,
     instance_fpr,
     inverse_permutations,
+    kth_largest,
     sdd_scores,
     unified_threshold,
     wasserstein_equal,
@@ -101,6 +102,8 @@ def test_sdd_scores_scale_each_round_to_0_100_then_average():
     got = sdd_scores(raw)
     np.testing.assert_allclose(got[:3], [0.0, 75.0, 75.0], atol=1e-4)
     assert np.isnan(got[3])
+    for block in (1, 3):  # row blocks: the same bits
+        np.testing.assert_array_equal(sdd_scores(raw, block=block), got)
 
 
 def test_certainty_ratio():
@@ -145,6 +148,25 @@ def test_unified_threshold_reports_saturation_and_skips_invalid_rows():
     assert thr.saturated == 1
     fpr = instance_fpr(top, thr.value, 10)
     assert fpr[:2].tolist() == pytest.approx([0.2, 0.1]) and np.isnan(fpr[2])
+
+
+@pytest.mark.parametrize("k", [1, 2, 7, 40, 119, 120])
+def test_kth_largest_over_parts_is_the_sorted_value(k):
+    """The bisection on the float32 order finds the k-th largest exactly whatever the split into parts
+    (ties, negative values and both zeros included), as np.sort of the whole set says."""
+    rng = np.random.default_rng(k)
+    values = np.round(rng.uniform(-1, 1, 120), 2).astype(np.float32)  # many ties
+    values[:4] = [0.0, -0.0, 0.0, -0.0]
+    parts = np.array_split(rng.permutation(values), 3)
+    calls = []
+
+    def count(v, step):
+        calls.append(step)
+        return sum(int((p >= v).sum()) for p in parts)
+    got = kth_largest(k, float(values.min()), float(values.max()), count)
+    want = np.sort(values)[::-1][k - 1]
+    assert got == want and (got != 0 or math.copysign(1, got) == 1)
+    assert len(calls) <= 32
 
 
 def test_inverse_permutations_undo_each_row():

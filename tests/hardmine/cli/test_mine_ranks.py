@@ -18,6 +18,7 @@ from fr_data.io.config import load_config
 from fr_data.mining import MiningConfig, mine
 from fr_data.mining.config import NeighbourConfig
 from tests.fr_data.mining.planted import PlantedSpec, make_planted, write_emb
+from tests.fr_data.mining.test_pixel_check import pixel_data
 from tests.hardmine.cli.ranks import assert_same_run, hand_started, torchrun
 
 CANDIDATES = "neighbours: {exact_max_n: 10}\ncalibration: {figure: false}\n"
@@ -97,8 +98,24 @@ def test_a_rank_dying_mid_search_stops_the_run_and_a_rerun_is_complete(data, ref
     ranks = hand_started(2, argv(folder, emb, out), HARDMINE_KILL_AT="mine:search", HARDMINE_FAULT_RANK="1")
     assert ranks[1].code == -9  # killed at the point
     _one_line_each(ranks[:1], "rank 1 did not arrive")
-    assert "stage 'centre_search'" in ranks[0].err
+    # the first exchange after the samples' search: the sizes of the negatives for the unified FPR threshold
+    assert "stage 'fpr_pool'" in ranks[0].err
     assert not out.exists() and not (folder / ".DIED.partial").exists()
     again = hand_started(2, argv(folder, emb, out))
     assert [r.code for r in again] == [0, 0], again
     assert_same_run(out, reference)
+
+
+def test_ranks_run_the_pixel_check_of_the_single_process_run(tmp_path):
+    """The duplicate candidates of every rank's rows meet on rank 0, which checks their pixels (the
+    near-miss copy confirmed, the burst rejected, as in one process)."""
+    tmp, _, _ = pixel_data(tmp_path)
+    (tmp / "pixel.yaml").write_text("duplicates: {cos: 0.99, pixel_min: 0.985}\ncalibration: {figure: false}\n")
+    samples = tmp / "shards" / "samples.parquet"
+    reference = mine(tmp / "EMB", tmp / "REF", load_config(tmp / "pixel.yaml", MiningConfig), samples=samples)
+    done = torchrun(2, ["--embeddings", str(tmp / "EMB"), "--out", str(tmp / "R2"), "--config",
+                        str(tmp / "pixel.yaml"), "--samples", str(samples), "--quiet", "--rank-timeout", "60"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_run(tmp / "R2", reference.folder)
+    check = json.loads((tmp / "R2" / rf.RUN_FILE).read_text())["duplicates_pixel_check"]
+    assert (check["candidates"], check["confirmed"], check["rejected"]) == (3, 2, 1)
