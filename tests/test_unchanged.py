@@ -14,6 +14,11 @@ manifest digest leaves them out, and they are checked on their own.
 
 Columns added since (new signals declared in ``fr_data.folders.run_signals``, e.g. ``samples.nn_cos``) are
 allowed: the golden columns are compared by name and must keep their order.
+
+A second deliberate change: ``samples.quality_sdd`` draws its SDD-FIQA samples from a generator per class
+since issue 25 (a class's values then do not depend on which rank of a distributed run visits it), so its
+values are other draws of the same statistic: the same rows are defined and the values correlate with the
+old ones (Pearson >= 0.95; 0.973 on this scenario), instead of matching to 1e-5.
 """
 
 from __future__ import annotations
@@ -67,7 +72,23 @@ def test_mining_tables_equal_the_old_code(tmp_path_factory, table):
     assert set(got.column_names) - set(want.column_names) <= declared
     assert got.num_rows == want.num_rows
     for name in want.column_names:
-        _assert_same_column(name, table, got.column(name), want.column(name))
+        if (table, name) in REDRAWN:
+            _assert_same_statistic(name, table, got.column(name), want.column(name))
+        else:
+            _assert_same_column(name, table, got.column(name), want.column(name))
+
+
+#: Columns whose random draws changed on purpose (module docstring).
+REDRAWN = {("samples", "quality_sdd")}
+
+
+def _assert_same_statistic(name: str, table: str, got: pa.ChunkedArray, want: pa.ChunkedArray) -> None:
+    g = got.to_numpy(zero_copy_only=False).astype(np.float64)
+    w = want.to_numpy(zero_copy_only=False).astype(np.float64)
+    assert np.array_equal(np.isnan(g), np.isnan(w)), (table, name)
+    ok = ~np.isnan(g)
+    assert ok.sum() > 100 and np.corrcoef(g[ok], w[ok])[0, 1] >= 0.95, (table, name)
+    assert not np.allclose(g[ok], w[ok], atol=1e-3), (table, name)  # other draws: REDRAWN is still needed
 
 
 _RUNS: dict[str, object] = {}

@@ -46,6 +46,25 @@ class ClassIndex:
         return self.order[self.starts[c]:self.starts[c + 1]]
 
 
+@dataclass
+class ClassRange:
+    """The valid rows of the classes ``classes`` (a contiguous range of class ids) in class order: what a
+    per-class measure of a rank holds, by position in ``rows`` (the slice of ``ClassIndex.order``)."""
+
+    cindex: ClassIndex
+    classes: range
+
+    @property
+    def rows(self) -> np.ndarray:
+        s = self.cindex.starts
+        return self.cindex.order[s[self.classes.start]:s[self.classes.stop]]
+
+    def at(self, c: int) -> slice:
+        """Positions of class ``c``'s rows in :attr:`rows`."""
+        s, first = self.cindex.starts, self.cindex.starts[self.classes.start]
+        return slice(int(s[c] - first), int(s[c + 1] - first))
+
+
 def build_class_index(labels: np.ndarray, ok: np.ndarray) -> ClassIndex:
     """Group the rows flagged ``ok`` by label."""
     uniq, of_sample = np.unique(labels, return_inverse=True)

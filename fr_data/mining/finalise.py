@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fr_data.mining.calibration import Calibration, calibrate, impostor_mean_cos
+from fr_data.mining.calibration import Calibration, SplitHalves, calibrate, impostor_mean_cos
 from fr_data.mining.config import MiningConfig, with_thresholds
 from fr_data.mining.difficulty import difficulty_score, split_by_quantile
 from fr_data.mining.duplicates import Duplicates, forward_edges, remove_duplicates, symmetric_edges
@@ -38,9 +38,16 @@ from fr_data.mining.merges import merge_candidates, mix_of_votes, pair_votes
 from fr_data.mining.nearest import nearest_sample_cos
 from fr_data.mining.neighbours import TopK
 from fr_data.mining.noise import Vote, knn_vote, suspects
-from fr_data.mining.pairs import Pairs, PositiveExtremes, hard_negatives, mine_pairs
+from fr_data.mining.pairs import (
+    Pairs,
+    PositiveExtremes,
+    assemble_pairs,
+    hard_negatives,
+    negative_pairs,
+    positive_pairs,
+)
 from fr_data.mining.pixel_check import PixelCheck, candidate_floor, check_edges
-from fr_data.mining.quality import certainty_ratio, sdd_scores
+from fr_data.mining.quality import SddCollector, certainty_ratio, sdd_bounds, sdd_scale
 from fr_data.mining.results import Findings, Geometry
 
 __all__ = ["RankResults", "finalise_stage", "thresholds_stage"]
@@ -48,14 +55,13 @@ __all__ = ["RankResults", "finalise_stage", "thresholds_stage"]
 
 @dataclasses.dataclass
 class RankResults:
-    """What stage 3 leaves on a rank: the k-NN graph of its rows (``Geometry.span``) and, on rank 0, the
-    per-class measures (SDD-FIQA raw scores, positive extremes, split-half cosines)."""
+    """What stage 3 leaves on a rank: the k-NN graph of its rows (``Geometry.span``) and the per-class
+    measures of its class range (SDD-FIQA raw scores and positive extremes by position in the range,
+    split-half cosines by class id)."""
 
     topk: TopK
     strategy: str
-    sdd_raw: np.ndarray | None = None
-    extremes: PositiveExtremes | None = None
-    split_half_cos: np.ndarray | None = None
+    visitors: tuple[SddCollector, PositiveExtremes, SplitHalves]
 
 
 def gathered(ranks: Ranks, n: int, span: tuple[int, int], columns: dict[str, np.ndarray],
@@ -78,28 +84,55 @@ def gathered(ranks: Ranks, n: int, span: tuple[int, int], columns: dict[str, np.
     return full
 
 
-def gathered_edges(ranks: Ranks, edges: tuple[np.ndarray, np.ndarray, np.ndarray]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Every rank's forward edges on rank 0, in rank (so row) order; None on the others."""
+def scattered_rows(ranks: Ranks, n: int, rows: np.ndarray, values: np.ndarray, stage: str) -> np.ndarray | None:
+    """Every rank's ``values`` at its ``rows`` (any rows, each on one rank) as one N-row float32 array on
+    rank 0, NaN at the rows no rank sent (None on the others)."""
+    full = np.full(n, np.nan, np.float32) if ranks.is_root else None
+    if full is not None:
+        full[rows] = values
+
+    def place(got_rows: np.ndarray, got: list[np.ndarray]) -> None:
+        full[got_rows] = got[0]
+    ranks.gather_rows(stage, rows, [values], place)
+    return full
+
+
+def concatenated(ranks: Ranks, parts: tuple[np.ndarray, ...], stage: str) -> tuple[np.ndarray, ...] | None:
+    """Every rank's equal-length arrays ``parts`` concatenated in rank order on rank 0 (rank 0's first;
+    None on the others)."""
     if ranks.world == 1:
-        return edges
-    parts = [edges] if ranks.is_root else None
+        return parts
+    got_parts = [parts] if ranks.is_root else None
 
     def add(rows: np.ndarray, got: list[np.ndarray]) -> None:
-        parts.append((rows, *got))
-    ranks.gather_rows("duplicate_edges", edges[0], list(edges[1:]), add)
-    if parts is None:
+        got_parts.append((rows, *got))
+    ranks.gather_rows(stage, parts[0], list(parts[1:]), add)
+    if got_parts is None:
         return None
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+    return tuple(np.concatenate([p[i] for p in got_parts]) for i in range(len(parts)))
 
 
-def thresholds_stage(geo: Geometry, cp: RankResults, vote: Vote, margin: np.ndarray, nn_cos: np.ndarray,
-                     cfg: MiningConfig) -> tuple[dict[str, Calibration], MiningConfig]:
+def sdd_of_rows(ranks: Ranks, n: int, sdd: SddCollector) -> np.ndarray | None:
+    """The SDD-FIQA scores of every row on rank 0: each rank scales its class range's raw values with the
+    run's per-round bounds (the min / max over the ranks' bounds, exact) and sends them."""
+    own = sdd_bounds(sdd.raw)
+    found = [b for b in ranks.gather_json("sdd_bounds", None if own is None else [x.tolist() for x in own])
+             if b is not None]
+    scores = np.full(len(sdd.raw), np.nan, np.float32)
+    if found:
+        lo = np.min(np.array([b[0] for b in found], sdd.raw.dtype), axis=0)
+        hi = np.max(np.array([b[1] for b in found], sdd.raw.dtype), axis=0)
+        scores = sdd_scale(sdd.raw, lo, hi)
+    return scattered_rows(ranks, n, sdd.span.rows, scores, "sdd_scores")
+
+
+def thresholds_stage(geo: Geometry, split_half_cos: np.ndarray, vote: Vote, margin: np.ndarray,
+                     nn_cos: np.ndarray, cfg: MiningConfig) -> tuple[dict[str, Calibration], MiningConfig]:
     """The thresholds in force (``calibration.calibrate``; rank 0, every row) and the config with them."""
     class_of, ok = geo.cindex.of_sample, geo.validity.ok
     top1 = np.where(ok, nn_cos, np.nan).astype(np.float32)
     c = geo.centres
-    cal = calibrate(cfg, top1, cp.split_half_cos, margin, ok & (vote.winner == class_of), geo.center_cos,
+    cal = calibrate(cfg, top1, split_half_cos, margin, ok & (vote.winner == class_of), geo.center_cos,
                     impostor_mean_cos(c.sums, c.counts, c.active))
     resolved = with_thresholds(cfg, cal["classes.merge_cos"].value, cal["duplicates.cos"].value,
                                cal["noise.margin_max"].value)
@@ -151,6 +184,10 @@ def finalise_stage(emb_n: int, geo: Geometry, cp: RankResults, cfg: MiningConfig
         "knn_agreement": vote.agreement, "vote_winner": vote.winner, "vote_share": vote.winner_share},
         "finalise_rows")
     votes = ranks.sum_array("pair_votes", pair_votes(topk.ids, class_of, geo.class_nearest, own=own))
+    sdd, ext, halves = cp.visitors
+    classes = ext.span.classes
+    halves_cos = gathered(ranks, geo.cindex.num_classes, (classes.start, classes.stop),
+                          {"cos": halves.cos[classes.start:classes.stop]}, "split_halves")
     cal = None
     if rows is not None:
         full = dataclasses.replace(geo, center_cos=rows["center_cos"], nearest_other=rows["nearest_other"],
@@ -159,13 +196,16 @@ def finalise_stage(emb_n: int, geo: Geometry, cp: RankResults, cfg: MiningConfig
                                    instance_fpr=np.empty(0, np.float32))  # no views: the shares can go
         margin = (full.center_cos - full.nearest_other_cos).astype(np.float32)
         vote = Vote(rows["knn_agreement"], rows["vote_winner"], rows["vote_share"])
-        cal, cfg = thresholds_stage(full, cp, vote, margin, rows["nn_cos"], cfg)
+        cal, cfg = thresholds_stage(full, halves_cos["cos"], vote, margin, rows["nn_cos"], cfg)
     cfg = with_thresholds(cfg, *ranks.broadcast_json("thresholds", _threshold_values(cfg)))
     pixel = ranks.broadcast_json("pixel_check", images is not None and cfg.duplicates.pixel_min is not None)
-    edges = gathered_edges(ranks, forward_edges(topk.ids, topk.sims, edge_floor(cfg, pixel), first_row=a))
+    edges = concatenated(ranks, forward_edges(topk.ids, topk.sims, edge_floor(cfg, pixel), first_row=a),
+                         "duplicate_edges")
+    ext.settle(cfg.duplicates.cos)
+    quality_sdd = sdd_of_rows(ranks, n, sdd)
+    del sdd
     fpr = gathered(ranks, n, (a, b), {"instance_fpr": geo.instance_fpr}, "instance_fpr")
     if rows is not None:
-        cp.extremes.settle(cfg.duplicates.cos)
         mix = mix_of_votes(votes, full.class_nearest)
         merge = merge_candidates(full.class_nearest_cos, cfg.classes.merge_cos, mix, cfg.classes.merge_mix)
         partner = np.where(merge, full.class_nearest, -1)
@@ -177,7 +217,12 @@ def finalise_stage(emb_n: int, geo: Geometry, cp: RankResults, cfg: MiningConfig
     partner = ranks.broadcast_array("merge_partner", partner, (geo.cindex.num_classes,), np.dtype(np.int64))
     eligible = ranks.broadcast_array("eligible", eligible, (n,), np.dtype(bool))
     neg = gathered(ranks, n, (a, b), dict(zip(("id", "cos"), hard_negatives(
-        topk.ids, topk.sims, eligible, class_of, partner, first_row=a))), "hard_negatives")
+        topk.ids, topk.sims, eligible, class_of, partner, first_row=a), strict=True)), "hard_negatives")
+    p = cfg.pairs
+    per_class = (p.easy_pos_per_class, p.hard_pos_per_class, p.hard_neg_per_class)
+    easy, hard = (concatenated(ranks, part, f"pairs_{kind}")
+                  for part, kind in zip(positive_pairs(ext, eligible, class_of, per_class), ("easy", "hard"),
+                                        strict=True))
     if rows is None:
         return None
     resolution, quality = difficulty_inputs()
@@ -192,7 +237,7 @@ def finalise_stage(emb_n: int, geo: Geometry, cp: RankResults, cfg: MiningConfig
         "suspect_mislabel": suspect, "suspected": np.where(suspect, vote.winner, -1),
         "duplicate_of": dups.of, "duplicate_cos": dups.cos, "duplicate_kind": dups.kinds(class_of),
         "duplicate_pixel_sim": None if pixel_check is None else pixel_check.best_per_row(n),
-        "quality_sdd": sdd_scores(cp.sdd_raw),
+        "quality_sdd": quality_sdd,
         "quality_cr": quality_cr,
         "instance_fpr": fpr["instance_fpr"],
         "difficulty": difficulty, "split": split, "vote_winner": vote.winner, "vote_share": vote.winner_share,
@@ -201,7 +246,5 @@ def finalise_stage(emb_n: int, geo: Geometry, cp: RankResults, cfg: MiningConfig
     found = Findings(cols, class_of, eligible, geo.fpr_threshold, cp.strategy, partner, mix, cal, cfg,
                      None if pixel_check is None else pixel_check.record(cfg.duplicates.pixel_min,
                                                                           cfg.duplicates.candidate_margin))
-    p = cfg.pairs
-    pairs = mine_pairs(cp.extremes, neg["id"], neg["cos"], eligible, class_of,
-                       (p.easy_pos_per_class, p.hard_pos_per_class, p.hard_neg_per_class))
+    pairs = assemble_pairs(easy, hard, negative_pairs(neg["id"], neg["cos"], eligible, class_of, per_class))
     return found, pairs, full

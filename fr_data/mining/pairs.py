@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fr_data.mining.centres import ClassRange
+
 
 class PositiveExtremes:
     """ClassVisitor recording each sample's hardest and easiest same-class partner (rows; -1 = none).
@@ -26,7 +28,11 @@ class PositiveExtremes:
     :meth:`settle` picks the most similar one below the threshold.
     """
 
-    def __init__(self, n: int, easy_candidates: int = 4):
+    def __init__(self, n: int, easy_candidates: int = 4, span: ClassRange | None = None):
+        self.span = span
+        n = n if span is None else len(span.rows)
+        #: the row of each position (row i at i, or the class range's rows in class order)
+        self.rows = np.arange(n, dtype=np.int64) if span is None else span.rows
         self.hard_id = np.full(n, -1, dtype=np.int64)
         self.hard_cos = np.full(n, np.nan, dtype=np.float32)
         self.top_id = np.full((n, easy_candidates), -1, dtype=np.int64)
@@ -37,15 +43,16 @@ class PositiveExtremes:
     def visit(self, c: int, rows: np.ndarray, x: np.ndarray, gram: np.ndarray) -> None:
         if len(rows) < 2:
             return
+        at = rows if self.span is None else self.span.at(c)
         g = gram.copy()
         np.fill_diagonal(g, np.inf)
         j = np.argmin(g, axis=1)
-        self.hard_id[rows], self.hard_cos[rows] = rows[j], g[np.arange(len(rows)), j]
+        self.hard_id[at], self.hard_cos[at] = rows[j], g[np.arange(len(rows)), j]
         np.fill_diagonal(g, -np.inf)
         m = min(self.top_id.shape[1], len(rows) - 1)
         order = np.argsort(-g, axis=1, kind="stable")[:, :m]
-        self.top_id[rows, :m] = rows[order]
-        self.top_cos[rows, :m] = np.take_along_axis(g, order, axis=1)
+        self.top_id[at, :m] = rows[order]
+        self.top_cos[at, :m] = np.take_along_axis(g, order, axis=1)
 
     def settle(self, duplicate_cos: float) -> None:
         """Easy partner = the most similar kept candidate with cosine below ``duplicate_cos``."""
@@ -85,10 +92,14 @@ def _unique_unordered(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _positive(ids: np.ndarray, cos: np.ndarray, eligible: np.ndarray, class_of: np.ndarray, q: int,
-              best_high: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    a = np.flatnonzero(eligible & (ids >= 0))
-    a = a[eligible[ids[a]]]
-    b, s = ids[a], cos[a]
+              best_high: bool, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs ``(row, ids[i], cos[i])`` of eligible rows, each unordered pair once, the best ``q`` per
+    class of the first row. ``rows``: the row of each entry (default entry i is row i); within a class
+    they must ascend, which keeps the choices among equal cosines those of row order."""
+    rows = np.arange(len(ids), dtype=np.int64) if rows is None else rows
+    i = np.flatnonzero(eligible[rows] & (ids >= 0))
+    i = i[eligible[ids[i]]]
+    a, b, s = rows[i], ids[i], cos[i]
     u = _unique_unordered(a, b)
     a, b, s = a[u], b[u], s[u]
     keep = top_per_group(class_of[a], s if best_high else -s, q)
@@ -122,11 +133,30 @@ def hard_negatives(nn_ids: np.ndarray, nn_sims: np.ndarray, eligible: np.ndarray
 def mine_pairs(ext: PositiveExtremes, neg_id: np.ndarray, neg_cos: np.ndarray, eligible: np.ndarray,
                class_of: np.ndarray, per_class: tuple[int, int, int]) -> Pairs:
     """Select ``easy_pos`` / ``hard_pos`` / ``hard_neg`` pairs, ``per_class`` = their counts per class."""
-    parts = [
-        (*_positive(ext.easy_id, ext.easy_cos, eligible, class_of, per_class[0], True), "easy_pos"),
-        (*_positive(ext.hard_id, ext.hard_cos, eligible, class_of, per_class[1], False), "hard_pos"),
-        (*_positive(neg_id, neg_cos, eligible, class_of, per_class[2], True), "hard_neg"),
-    ]
+    easy, hard = positive_pairs(ext, eligible, class_of, per_class)
+    return assemble_pairs(easy, hard, negative_pairs(neg_id, neg_cos, eligible, class_of, per_class))
+
+
+Triple = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def positive_pairs(ext: PositiveExtremes, eligible: np.ndarray, class_of: np.ndarray,
+                   per_class: tuple[int, int, int]) -> tuple[Triple, Triple]:
+    """The ``easy_pos`` and ``hard_pos`` pairs ``(a, b, cos)`` of the classes ``ext`` visited (settled),
+    ordered by class: those of consecutive class ranges concatenate into the pairs of the union."""
+    return (_positive(ext.easy_id, ext.easy_cos, eligible, class_of, per_class[0], True, ext.rows),
+            _positive(ext.hard_id, ext.hard_cos, eligible, class_of, per_class[1], False, ext.rows))
+
+
+def negative_pairs(neg_id: np.ndarray, neg_cos: np.ndarray, eligible: np.ndarray, class_of: np.ndarray,
+                   per_class: tuple[int, int, int]) -> Triple:
+    """The ``hard_neg`` pairs from every row's hard negative (:func:`hard_negatives`)."""
+    return _positive(neg_id, neg_cos, eligible, class_of, per_class[2], True)
+
+
+def assemble_pairs(easy: Triple, hard: Triple, neg: Triple) -> Pairs:
+    """The three kinds in one table, kind by kind."""
+    parts = [(*easy, "easy_pos"), (*hard, "hard_pos"), (*neg, "hard_neg")]
     return Pairs(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                  np.concatenate([p[2] for p in parts]).astype(np.float32),
                  np.concatenate([np.full(len(p[0]), p[3], dtype=object) for p in parts]))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fr_data.mining.centres import ClassRange
 from fr_data.mining.group import SOLO, Ranks
 
 
@@ -56,14 +57,19 @@ def inverse_permutations(perms: np.ndarray) -> np.ndarray:
 
 
 class SddCollector:
-    """ClassVisitor computing raw SDD-FIQA Wasserstein distances (N, rounds); NaN where undefined."""
+    """ClassVisitor computing raw SDD-FIQA Wasserstein distances (rows, rounds); NaN where undefined.
+
+    Rows are held by position: row ``i`` at ``i`` (``n`` rows), or with ``span`` the rows of a class range
+    in class order (a rank's classes). Each class draws from its own generator ``default_rng([seed, c])``,
+    so a class's values do not depend on which rank visits it or in what order."""
 
     def __init__(self, n: int, ref_x: np.ndarray, ref_class: np.ndarray, samples: int, rounds: int,
-                 seed: int):
-        self.raw = np.full((n, rounds), np.nan, dtype=np.float32)
+                 seed: int, span: ClassRange | None = None):
+        self.span = span
+        self.raw = np.full((n if span is None else len(span.rows), rounds), np.nan, dtype=np.float32)
         self.ref_x, self.ref_class = ref_x, ref_class
         self.samples, self.rounds = samples, rounds
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
 
     def visit(self, c: int, rows: np.ndarray, x: np.ndarray, gram: np.ndarray) -> None:
         others = np.flatnonzero(self.ref_class != c)
@@ -71,25 +77,41 @@ class SddCollector:
         if p < 1:
             return
         n = len(rows)
-        pos = cyclic_windows(self.rng, self.rounds, n, n, p, exclude_self=True)
+        rng = np.random.default_rng([self.seed, c])
+        pos = cyclic_windows(rng, self.rounds, n, n, p, exclude_self=True)
         intra = np.take_along_axis(gram[None], pos, axis=2)
-        neg = cyclic_windows(self.rng, self.rounds, n, len(others), p, exclude_self=False)
+        neg = cyclic_windows(rng, self.rounds, n, len(others), p, exclude_self=False)
         inter = np.take_along_axis((x @ self.ref_x.T)[:, others][None], neg, axis=2)
-        self.raw[rows] = wasserstein_equal(intra, inter).T
+        self.raw[rows if self.span is None else self.span.at(c)] = wasserstein_equal(intra, inter).T
 
 
 def sdd_scores(raw: np.ndarray, block: int = 65_536) -> np.ndarray:
     """Per-round min-max scaling of raw W1 to 0-100 over the data set, then the mean over rounds."""
+    bounds = sdd_bounds(raw, block)
+    if bounds is None:
+        return np.full(len(raw), np.nan, dtype=np.float32)
+    return sdd_scale(raw, *bounds, block=block)
+
+
+def sdd_bounds(raw: np.ndarray, block: int = 65_536) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per round, the smallest and largest raw value over the rows defined in every round (None: no
+    such row). The bounds of several parts of the rows combine by min / max, exactly."""
     rows_ok = ~np.isnan(raw).any(axis=1)
-    out = np.full(len(raw), np.nan, dtype=np.float32)
     if not rows_ok.any():
-        return out
+        return None
     lo = np.full(raw.shape[1], np.inf, raw.dtype)
     hi = np.full(raw.shape[1], -np.inf, raw.dtype)
-    for s in range(0, len(raw), block):  # row blocks: no N x rounds temporaries (min / max are exact)
+    for s in range(0, len(raw), block):  # row blocks: no N x rounds temporaries
         part = raw[s:s + block][rows_ok[s:s + block]]
         if len(part):
             lo, hi = np.minimum(lo, part.min(axis=0)), np.maximum(hi, part.max(axis=0))
+    return lo, hi
+
+
+def sdd_scale(raw: np.ndarray, lo: np.ndarray, hi: np.ndarray, block: int = 65_536) -> np.ndarray:
+    """:func:`sdd_scores` of ``raw``'s rows with the run's per-round bounds ``lo`` / ``hi``."""
+    rows_ok = ~np.isnan(raw).any(axis=1)
+    out = np.full(len(raw), np.nan, dtype=np.float32)
     span = np.where(hi > lo, hi - lo, 1.0)
     for s in range(0, len(raw), block):
         ok = rows_ok[s:s + block]

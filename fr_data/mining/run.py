@@ -57,6 +57,7 @@ from fr_data.io.publish import check_apart, check_target, output_lock, staged_fo
 from fr_data.mining import calibration_figure, tables
 from fr_data.mining import centres as ctr
 from fr_data.mining.calibration import SplitHalves
+from fr_data.mining.centres import ClassRange
 from fr_data.mining.config import MiningConfig, validate_config
 from fr_data.mining.finalise import RankResults, finalise_stage
 from fr_data.mining.group import SOLO, Ranks, share, split_by_cost
@@ -219,16 +220,22 @@ def class_stage(emb: Embeddings, geo: Geometry, cfg: MiningConfig, knn: KnnFn,
                 ranks: Ranks = SOLO) -> RankResults:
     """Stage 3: class-major pass (SDD-FIQA, positive extremes, split halves) and the sample k-NN graph.
 
-    Rank 0 runs the class visitors over every class. The k-NN graph is split: the exact search by query
-    rows, the candidate search by class ranges of about equal work; each rank's lists then go to the rank
-    whose share holds the row (:meth:`Ranks.route_rows`), which merges them into the graph of its rows
-    (the canonical top k whatever the order of the merges)."""
-    visitors = _class_visitors(emb, geo, cfg) if ranks.is_root else None
+    The classes are split into contiguous ranges of about equal work; each rank runs the per-class
+    measures over its range (held by position, :class:`fr_data.mining.centres.ClassRange`). The k-NN
+    graph is split too: the exact search by query rows, the candidate search by those class ranges; each
+    rank's lists then go to the rank whose share holds the row, which merges them into the graph of its
+    rows (the canonical top k whatever the order of the merges)."""
     n, k, (a, b) = emb.n, cfg.neighbours.k, geo.span
-    if int(geo.validity.ok.sum()) <= cfg.neighbours.exact_max_n:
+    cindex = geo.cindex
+    exact = int(geo.validity.ok.sum()) <= cfg.neighbours.exact_max_n
+    visits = np.zeros(cindex.num_classes, np.int64) if exact else \
+        ranks.sum_array("visit_counts", visit_counts(geo.candidates, cindex.num_classes))
+    bounds = split_by_cost(class_costs(cindex.counts, visits), ranks.world)
+    mine_ = range(int(bounds[ranks.rank]), int(bounds[ranks.rank + 1]))
+    visitors = _class_visitors(emb, geo, cfg, ClassRange(cindex, mine_))
+    if exact:
         strategy = "exact"
-        if visitors is not None:
-            class_pass(emb.vectors, geo.cindex, list(visitors))
+        class_pass(emb.vectors, cindex, list(visitors), mine_)
         valid_rows = np.flatnonzero(geo.validity.ok)
         va, vb = ranks.share(len(valid_rows))
         sims, ids = exact_share(emb.vectors, valid_rows, k, knn, (va, vb), stream=ranks.world > 1)
@@ -239,27 +246,21 @@ def class_stage(emb: Embeddings, geo: Geometry, cfg: MiningConfig, knn: KnnFn,
         ranks.route_rows("class_pass", n, valid_rows[va:vb], [sims, ids], place)
     else:
         strategy = "candidates"
-        cand = _candidate_share(emb, geo, k, ranks, visitors)
+        cand = _candidate_share(emb, geo, k, ranks, visitors, mine_)
         topk = cand.topk if ranks.world == 1 else _owned_graph(cand, ranks)  # one process: every row already
         del cand
-    if visitors is None:
-        return RankResults(topk, strategy)
-    sdd, ext, halves = visitors
-    return RankResults(topk, strategy, sdd.raw, ext, halves.cos)
+    return RankResults(topk, strategy, visitors)
 
 
 def _candidate_share(emb: Embeddings, geo: Geometry, k: int, ranks: Ranks,
-                     visitors: tuple[SddCollector, PositiveExtremes, SplitHalves] | None
+                     visitors: tuple[SddCollector, PositiveExtremes, SplitHalves], mine_: range
                      ) -> CandidateNeighbours:
-    """This rank's part of the candidate k-NN graph (a class range of about equal work) over the rows its
-    classes touch (every row in one process); rank 0 also runs ``visitors`` over every class.
+    """This rank's part of the candidate k-NN graph (its class range ``mine_``, of about equal work) over
+    the rows its classes touch (every row in one process), with the per-class ``visitors`` of the range.
 
     Each rank holds the candidate classes of its share of the rows; every rank receives all of them in
     row blocks, rank by rank, and keeps the visits of its own classes only."""
     n, cindex, m = emb.n, geo.cindex, geo.candidates.shape[1]
-    counts = ranks.sum_array("visit_counts", visit_counts(geo.candidates, cindex.num_classes))
-    bounds = split_by_cost(class_costs(cindex.counts, counts), ranks.world)
-    mine_ = range(int(bounds[ranks.rank]), int(bounds[ranks.rank + 1]))
     lists = VisitorLists(cindex.num_classes, mine_)
     for src in range(ranks.world):
         sa, sb = share(n, src, ranks.world)
@@ -278,10 +279,7 @@ def _candidate_share(emb: Embeddings, geo: Geometry, k: int, ranks: Ranks,
                     else rows[cut[r]:cut[r + 1]] for r in range(ranks.world)]
         del rows
         cand = CandidateNeighbours(emb.vectors, n, k, visits, mine_, segments=segments, bounds=bounds[:-1])
-    if visitors is not None:
-        class_pass(emb.vectors, cindex, [cand, *visitors])
-    else:
-        class_pass(emb.vectors, cindex, [cand], mine_)
+    class_pass(emb.vectors, cindex, [cand, *visitors], mine_)
     return cand
 
 
@@ -302,14 +300,15 @@ def _owned_graph(cand: CandidateNeighbours, ranks: Ranks) -> TopK:
     return topk
 
 
-def _class_visitors(emb: Embeddings, geo: Geometry, cfg: MiningConfig) -> tuple[SddCollector, PositiveExtremes,
-                                                                                 SplitHalves]:
-    """The per-class measures of stage 3 (rank 0): SDD-FIQA, positive extremes, split-half centres."""
+def _class_visitors(emb: Embeddings, geo: Geometry, cfg: MiningConfig, span: ClassRange
+                    ) -> tuple[SddCollector, PositiveExtremes, SplitHalves]:
+    """The per-class measures of stage 3 over the classes of ``span``: SDD-FIQA, positive extremes,
+    split-half centres (every rank draws the same reference set)."""
     q = cfg.quality
     ref = reference_set(geo, q.sdd_reference, cfg.seed)
     sdd = SddCollector(emb.n, read_rows(emb.vectors, ref), geo.cindex.of_sample[ref], q.sdd_samples,
-                       q.sdd_rounds, cfg.seed + 1)
-    return sdd, PositiveExtremes(emb.n), SplitHalves(geo.cindex.num_classes, cfg.seed)
+                       q.sdd_rounds, cfg.seed + 1, span=span)
+    return sdd, PositiveExtremes(emb.n, span=span), SplitHalves(geo.cindex.num_classes, cfg.seed)
 
 
 def check_quality_input(emb: Embeddings, cfg: MiningConfig) -> None:
