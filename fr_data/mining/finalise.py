@@ -3,7 +3,7 @@ instance FPR, difficulty, split and the mined pairs.
 
 Every rank holds the results of the searches for its share of the rows (``Geometry.span``: the centre
 search's columns, the k-NN graph's lists) and turns them into the few per-row numbers the run's decisions
-need; rank 0 receives those (in row blocks, :meth:`fr_data.mining.group.Ranks.gather_rows`) and decides.
+need; rank 0 receives those (in row blocks, :meth:`fr_data.mining.group.Ranks.gather_span`) and decides.
 What needs every row is exchanged in a form that is exact whatever the split:
 
 * the label vote and the neighbour mix's votes: per row on its owner; the mix's per-class counts summed
@@ -13,7 +13,7 @@ What needs every row is exchanged in a form that is exact whatever the split:
   greedy removal (and the pixel check) over all of them in row order;
 * the instance FPR: scored by each rank for its rows at the end of the centre search (against the
   unified threshold, the exact ``k``-th largest negative over every share:
-  :func:`fr_data.mining.quality.unified_threshold`), gathered here;
+  :func:`fr_data.mining.quality.unified_threshold`), gathered with the other per-row columns;
 * hard negatives: each rank picks its rows' nearest eligible neighbour of another class once rank 0 has
   broadcast which rows are eligible.
 
@@ -64,39 +64,6 @@ class RankResults:
     visitors: tuple[SddCollector, PositiveExtremes, SplitHalves]
 
 
-def gathered(ranks: Ranks, n: int, span: tuple[int, int], columns: dict[str, np.ndarray],
-             stage: str) -> dict[str, np.ndarray] | None:
-    """Every rank's rows of ``columns`` (its share ``span``) as full N-row arrays on rank 0 (None on the
-    others); one process: ``columns`` themselves."""
-    if ranks.world == 1:
-        return columns
-    a, b = span
-    full = None
-    if ranks.is_root:
-        full = {k: np.empty((n, *v.shape[1:]), v.dtype) for k, v in columns.items()}
-        for k, v in columns.items():
-            full[k][a:b] = v
-
-    def place(rows: np.ndarray, got: list[np.ndarray]) -> None:
-        for k, v in zip(full, got):
-            full[k][rows] = v
-    ranks.gather_rows(stage, np.arange(a, b), list(columns.values()), place)
-    return full
-
-
-def scattered_rows(ranks: Ranks, n: int, rows: np.ndarray, values: np.ndarray, stage: str) -> np.ndarray | None:
-    """Every rank's ``values`` at its ``rows`` (any rows, each on one rank) as one N-row float32 array on
-    rank 0, NaN at the rows no rank sent (None on the others)."""
-    full = np.full(n, np.nan, np.float32) if ranks.is_root else None
-    if full is not None:
-        full[rows] = values
-
-    def place(got_rows: np.ndarray, got: list[np.ndarray]) -> None:
-        full[got_rows] = got[0]
-    ranks.gather_rows(stage, rows, [values], place)
-    return full
-
-
 def concatenated(ranks: Ranks, parts: tuple[np.ndarray, ...], stage: str) -> tuple[np.ndarray, ...] | None:
     """Every rank's equal-length arrays ``parts`` concatenated in rank order on rank 0 (rank 0's first;
     None on the others)."""
@@ -123,7 +90,8 @@ def sdd_of_rows(ranks: Ranks, n: int, sdd: SddCollector) -> np.ndarray | None:
         lo = np.min(np.array([b[0] for b in found], sdd.raw.dtype), axis=0)
         hi = np.max(np.array([b[1] for b in found], sdd.raw.dtype), axis=0)
         scores = sdd_scale(sdd.raw, lo, hi)
-    return scattered_rows(ranks, n, sdd.span.rows, scores, "sdd_scores")
+    got = ranks.gather_at("sdd_scores", n, sdd.span.rows, {"sdd": scores}, fill=np.nan)
+    return None if got is None else got["sdd"]
 
 
 def thresholds_stage(geo: Geometry, split_half_cos: np.ndarray, vote: Vote, margin: np.ndarray,
@@ -178,16 +146,16 @@ def finalise_stage(emb_n: int, geo: Geometry, cp: RankResults, cfg: MiningConfig
     class_of, ok = geo.cindex.of_sample, geo.validity.ok
     topk, own = cp.topk, class_of[a:b]
     vote = knn_vote(topk.ids, class_of, own=own)
-    rows = gathered(ranks, n, (a, b), {
+    rows = ranks.gather_span("finalise_rows", n, (a, b), {
         "center_cos": geo.center_cos, "nearest_other": geo.nearest_other,
         "nearest_other_cos": geo.nearest_other_cos, "nn_cos": nearest_sample_cos(topk),
-        "knn_agreement": vote.agreement, "vote_winner": vote.winner, "vote_share": vote.winner_share},
-        "finalise_rows")
+        "knn_agreement": vote.agreement, "vote_winner": vote.winner, "vote_share": vote.winner_share,
+        "instance_fpr": geo.instance_fpr})
     votes = ranks.sum_array("pair_votes", pair_votes(topk.ids, class_of, geo.class_nearest, own=own))
     sdd, ext, halves = cp.visitors
     classes = ext.span.classes
-    halves_cos = gathered(ranks, geo.cindex.num_classes, (classes.start, classes.stop),
-                          {"cos": halves.cos[classes.start:classes.stop]}, "split_halves")
+    halves_cos = ranks.gather_span("split_halves", geo.cindex.num_classes, (classes.start, classes.stop),
+                                   {"cos": halves.cos[classes.start:classes.stop]})
     cal = None
     if rows is not None:
         full = dataclasses.replace(geo, center_cos=rows["center_cos"], nearest_other=rows["nearest_other"],
@@ -204,7 +172,6 @@ def finalise_stage(emb_n: int, geo: Geometry, cp: RankResults, cfg: MiningConfig
     ext.settle(cfg.duplicates.cos)
     quality_sdd = sdd_of_rows(ranks, n, sdd)
     del sdd
-    fpr = gathered(ranks, n, (a, b), {"instance_fpr": geo.instance_fpr}, "instance_fpr")
     if rows is not None:
         mix = mix_of_votes(votes, full.class_nearest)
         merge = merge_candidates(full.class_nearest_cos, cfg.classes.merge_cos, mix, cfg.classes.merge_mix)
@@ -216,8 +183,8 @@ def finalise_stage(emb_n: int, geo: Geometry, cp: RankResults, cfg: MiningConfig
         partner = eligible = None
     partner = ranks.broadcast_array("merge_partner", partner, (geo.cindex.num_classes,), np.dtype(np.int64))
     eligible = ranks.broadcast_array("eligible", eligible, (n,), np.dtype(bool))
-    neg = gathered(ranks, n, (a, b), dict(zip(("id", "cos"), hard_negatives(
-        topk.ids, topk.sims, eligible, class_of, partner, first_row=a), strict=True)), "hard_negatives")
+    neg = ranks.gather_span("hard_negatives", n, (a, b), dict(zip(("id", "cos"), hard_negatives(
+        topk.ids, topk.sims, eligible, class_of, partner, first_row=a), strict=True)))
     p = cfg.pairs
     per_class = (p.easy_pos_per_class, p.hard_pos_per_class, p.hard_neg_per_class)
     easy, hard = (concatenated(ranks, part, f"pairs_{kind}")
@@ -239,7 +206,7 @@ def finalise_stage(emb_n: int, geo: Geometry, cp: RankResults, cfg: MiningConfig
         "duplicate_pixel_sim": None if pixel_check is None else pixel_check.best_per_row(n),
         "quality_sdd": quality_sdd,
         "quality_cr": quality_cr,
-        "instance_fpr": fpr["instance_fpr"],
+        "instance_fpr": rows["instance_fpr"],
         "difficulty": difficulty, "split": split, "vote_winner": vote.winner, "vote_share": vote.winner_share,
         "nn_cos": rows["nn_cos"],
     }

@@ -234,6 +234,31 @@ class Ranks:
                     into(got[0], got[1:])
         self._run(stage, receive if self.rank == dst else send)
 
+    def gather_span(self, stage: str, n: int, span: tuple[int, int], columns: dict[str, np.ndarray]
+                    ) -> dict[str, np.ndarray] | None:
+        """Every rank's ``columns`` of its contiguous ``span`` of ``n`` rows as whole ``n``-row arrays on
+        rank 0 (None on the others); one process: ``columns`` themselves, not copied."""
+        if self.world == 1:
+            return columns
+        return self.gather_at(stage, n, np.arange(*span), columns)
+
+    def gather_at(self, stage: str, n: int, rows: np.ndarray, columns: dict[str, np.ndarray],
+                  fill: Any = None) -> dict[str, np.ndarray] | None:
+        """Every rank's ``columns`` at its ``rows`` (each row on one rank) as ``n``-row arrays on rank 0,
+        ``fill`` at the rows no rank sent (None: left unset); None on the other ranks."""
+        full = None
+        if self.is_root:
+            full = {k: np.empty((n, *v.shape[1:]), v.dtype) if fill is None else
+                    np.full((n, *v.shape[1:]), fill, v.dtype) for k, v in columns.items()}
+            for k, v in columns.items():
+                full[k][rows] = v
+
+        def place(got_rows: np.ndarray, got: list[np.ndarray]) -> None:
+            for k, v in zip(full, got, strict=True):
+                full[k][got_rows] = v
+        self.gather_rows(stage, rows, list(columns.values()), place)
+        return full
+
     def gather_json(self, stage: str, value: Any) -> list[Any]:
         """Every rank's JSON-able ``value``, in rank order (on every rank)."""
         if self.world == 1:

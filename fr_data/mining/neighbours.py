@@ -112,17 +112,16 @@ class CandidateNeighbours:
     """ClassVisitor that builds the candidate k-NN graph (own class + visiting samples) from the classes
     ``classes`` (default all; a rank of a distributed run builds the part of the graph its classes give).
 
-    ``rows``: the sorted rows the graph can touch (:func:`touched_rows`); the top-k lists are then held
-    for those rows only (a rank's part of the graph), else for all ``n`` rows. ``segments``: those rows
-    cut at the ``bounds`` of the ranks' row shares instead, one list per share held apart
-    (:meth:`segment`, :meth:`drop`), so a rank can hand each share's lists to its owner and free them."""
+    The top-k lists are held for all ``n`` rows (:attr:`topk`), or with ``segments`` for the rows the
+    graph can touch (:func:`touched_rows`) cut at the ``bounds`` where the ranks' row shares start, one
+    list per share held apart (:meth:`segment`, :meth:`drop`), so a rank can hand each share's lists to
+    its owner and free them."""
 
     def __init__(self, vectors: np.ndarray, n: int, k: int, visitors: tuple[np.ndarray, np.ndarray],
-                 classes: range | None = None, rows: np.ndarray | None = None,
-                 segments: list[np.ndarray] | None = None, bounds: np.ndarray | None = None):
+                 classes: range | None = None, segments: list[np.ndarray] | None = None,
+                 bounds: np.ndarray | None = None):
         self.vectors = vectors
-        self.rows = rows
-        self.topk = TopK.empty(n if rows is None else len(rows), k) if segments is None else None
+        self.topk = TopK.empty(n, k) if segments is None else None
         self.segments = segments
         self.bounds = bounds
         self.parts = None if segments is None else [TopK.empty(len(r), k) for r in segments]
@@ -131,7 +130,7 @@ class CandidateNeighbours:
 
     def _merge(self, rows: np.ndarray, sims: np.ndarray, cand: np.ndarray) -> None:
         if self.parts is None:
-            self.topk.merge(rows if self.rows is None else np.searchsorted(self.rows, rows), sims, cand)
+            self.topk.merge(rows, sims, cand)
             return
         seg = np.searchsorted(self.bounds, rows, side="right") - 1
         for s in np.unique(seg):
@@ -148,14 +147,9 @@ class CandidateNeighbours:
         if len(vis):
             self._merge(vis, read_rows(self.vectors, vis) @ x.T, rows)
 
-    def part(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(rows, sims, ids)``: the top-k lists of this graph with their global row numbers (no copy; a
-        row without a neighbour holds only empty slots, which change nothing when merged)."""
-        rows = np.arange(len(self.topk.ids), dtype=np.int64) if self.rows is None else self.rows
-        return rows, self.topk.sims, self.topk.ids
-
     def segment(self, s: int) -> tuple[np.ndarray, TopK]:
-        """The rows of segment ``s`` and their lists."""
+        """The rows of segment ``s`` and their lists (a row without a neighbour holds only empty slots,
+        which change nothing when merged)."""
         return self.segments[s], self.parts[s]
 
     def drop(self, s: int) -> None:

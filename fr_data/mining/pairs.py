@@ -117,7 +117,8 @@ def hard_negatives(nn_ids: np.ndarray, nn_sims: np.ndarray, eligible: np.ndarray
     ids = np.full(len(nn_ids), -1, np.int64)
     cos = np.full(len(nn_ids), np.nan, np.result_type(nn_sims.dtype, np.float32))
     for s in range(0, len(nn_ids), block):  # row blocks: bounded (rows x k) temporaries
-        nb, mine = nn_ids[s:s + block], slice(first_row + s, first_row + s + len(nn_ids[s:s + block]))
+        nb = nn_ids[s:s + block]
+        mine = slice(first_row + s, first_row + s + len(nb))
         safe = np.maximum(nb, 0)
         ca, cb = class_of[mine, None], class_of[safe]
         ok = (nb >= 0) & eligible[safe] & eligible[mine, None] & (cb != ca)

@@ -160,15 +160,8 @@ def search_stage(emb: Embeddings, cindex: ctr.ClassIndex, centres: ctr.Centres, 
     cols.clear()
     ca, cb = ranks.share(len(centres.active))
     near, cos = ctr.nearest_of_active(centres, knn, (ca, cb))
-    all_near = np.empty(len(centres.active), np.int64) if ranks.is_root else near
-    all_cos = np.empty(len(centres.active), np.float32) if ranks.is_root else cos
-    if ranks.is_root:
-        all_near[ca:cb], all_cos[ca:cb] = near, cos
-
-    def place_classes(rows: np.ndarray, got: list[np.ndarray]) -> None:
-        all_near[rows], all_cos[rows] = got
-    ranks.gather_rows("centre_centre", np.arange(ca, cb), [near, cos], place_classes)
-    cls_near, cls_cos = ctr.class_nearest(centres, all_near, all_cos) if ranks.is_root else (None, None)
+    got = ranks.gather_span("centre_centre", len(centres.active), (ca, cb), {"near": near, "cos": cos})
+    cls_near, cls_cos = (None, None) if got is None else ctr.class_nearest(centres, got["near"], got["cos"])
     nclass = len(centres.counts)
     cls_near = ranks.broadcast_array("class_nearest", cls_near, (nclass,), np.dtype(np.int64))
     cls_cos = ranks.broadcast_array("class_nearest_cos", cls_cos, (nclass,), np.dtype(np.float32))

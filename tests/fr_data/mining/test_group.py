@@ -102,10 +102,12 @@ def test_candidate_graph_from_class_ranges_equals_one_pass(world):
         for start in range(0, len(cand), 7):
             lists.add(start, cand[start:start + 7])
         own = lists.csr()
-        part = CandidateNeighbours(x, len(x), 5, own, classes, touched_rows(ci, classes, own))
+        part = CandidateNeighbours(x, len(x), 5, own, classes, segments=[touched_rows(ci, classes, own)],
+                                   bounds=np.array([0]))
         class_pass(x, ci, [part], part.classes)
-        held += len(part.rows)
-        merged.merge_lists(*part.part())
+        rows, lists = part.segment(0)
+        held += len(rows)
+        merged.merge_lists(rows, lists.sims, lists.ids)
     if world > 2:  # each rank holds the lists of the rows its classes touch only (at 2, every row)
         assert held < world * len(x)
     np.testing.assert_array_equal(merged.ids, whole.topk.ids)
