@@ -40,8 +40,11 @@ from benchmarks._memory import SAMPLER  # noqa: E402
 RANK_SCRIPT = SAMPLER + r"""
 sys.path.insert(0, sys.argv[1])
 from hardmine.cli.mine import main
+import torch.distributed  # what every rank loads before it reads a row
+libs_kb = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("RssAnon:")][0]
 code = main(sys.argv[2:])
 mem = memory_mb()
+mem["libraries_anon_mb"] = libs_kb / 1024
 try:
     import torch
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -150,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         anon = " ".join(f"{r[stage].get('peak_anon_mb') or float('nan'):.0f}" if stage in r else "-" for r in per_rank)
         print(f"  {stage:14s} {t['wall_s']:9.2f} s  per rank (MB): VmHWM {hwm}, peak beyond the file mappings {anon}")
     for r in result["ranks"]:
-        print(f"  rank {r['rank']}: peak anon {r['peak_anon_mb']:.0f} MB, VmHWM {r['vm_hwm_mb']:.0f} MB"
+        print(f"  rank {r['rank']}: peak anon {r['peak_anon_mb']:.0f} MB (the libraries {r['libraries_anon_mb']:.0f} "
+              f"MB of it), VmHWM {r['vm_hwm_mb']:.0f} MB"
               + (f", device {r['peak_device_mb']:.0f} MB" if "peak_device_mb" in r else ""))
     print(f"  truth: {json.dumps(result['truth'])}")
     stages = ", ".join(f"{s} {t['wall_s']:.1f}" for s, t in result["timings"].items())

@@ -146,6 +146,24 @@ class Embeddings:
     def array_path(self) -> Path:
         return self.folder / EMBEDDINGS_FILE
 
+    def keys(self, start: int, stop: int, at: np.ndarray | None = None) -> tuple[pa.Array, pa.Array]:
+        """The keys of rows ``[start, stop)`` and of the rows ``at`` (any order, repeats allowed): from the
+        index in memory when it holds them, else streamed from ``index.parquet`` in record batches, so
+        memory holds the wanted keys and one batch (:func:`read_keys`)."""
+        at = np.empty(0, np.int64) if at is None else np.asarray(at, np.int64)
+        if "key" in self.index.column_names:
+            col = self.index.column("key")
+            return col.slice(start, stop - start).combine_chunks(), col.take(pa.array(at)).combine_chunks()
+        return read_keys(self.folder, start, stop, at)
+
+    def without_keys(self) -> Embeddings:
+        """This folder with the index's ``key`` column dropped (the keys are then read by row range,
+        :meth:`keys`, when a table needs them)."""
+        if "key" not in self.index.column_names:
+            return self
+        return Embeddings(self.folder, self.vectors, self.index.drop_columns(["key"]), self.labels,
+                          self.run_info)
+
     def column(self, name: str) -> np.ndarray | None:
         """A float column of the index as float32 with NaN for nulls, or None if absent."""
         if name not in self.index.column_names:
@@ -154,28 +172,74 @@ class Embeddings:
         return col.fill_null(np.nan).to_numpy().astype(np.float32, copy=False)
 
 
-def open_embeddings(folder: str | os.PathLike, labels_only: bool = False) -> Embeddings:
+def open_embeddings(folder: str | os.PathLike, keys: bool = True) -> Embeddings:
     """Open ``folder/embeddings.npy`` (memmap) and ``folder/index.parquet``; check they agree.
 
-    ``labels_only``: read the index's ``label`` column alone (``index`` then has no keys, and their
-    uniqueness is not checked): for a process that only searches, such as a rank other than 0 of a
-    distributed mining run."""
+    ``keys=False``: leave the index's ``key`` column on disk (``index`` then has no keys, and their
+    uniqueness is not checked; :meth:`Embeddings.keys` reads them by row range): for a process that only
+    searches and writes its share of rows, such as a rank other than 0 of a distributed mining run."""
     folder = Path(folder)
     npy = folder / EMBEDDINGS_FILE
     if not npy.exists():
         raise DataError(npy, "", "embeddings file does not exist")
     vectors = _memmap(npy)
-    index = read_table(folder / INDEX_FILE, REQUIRED_INDEX_SCHEMA, columns=["label"] if labels_only else None,
-                       optional=OPTIONAL_INDEX_SCHEMA)
+    columns = None
+    if not keys:
+        present = _index_columns(folder / INDEX_FILE)
+        columns = [c for c in present if c != "key"]
+    index = read_table(folder / INDEX_FILE, REQUIRED_INDEX_SCHEMA, columns=columns, optional=OPTIONAL_INDEX_SCHEMA)
     if index.num_rows != vectors.shape[0]:
         raise DataError(folder / INDEX_FILE, "",
                         f"{index.num_rows} index rows but {npy.name} has {vectors.shape[0]} rows; "
                         "row i of the index must describe embedding row i")
-    if not labels_only:
+    if keys:
         require_unique(index, "key", folder / INDEX_FILE)
     require_non_negative(index, "label", folder / INDEX_FILE)
     labels = index.column("label").to_numpy().astype(np.int64)
     return Embeddings(folder, vectors, index, labels, read_run_info(folder))
+
+
+def read_keys(folder: str | os.PathLike, start: int, stop: int, at: np.ndarray,
+              batch: int = 65_536) -> tuple[pa.Array, pa.Array]:
+    """The ``key`` column of ``folder/index.parquet`` at rows ``[start, stop)`` and at the rows ``at``,
+    read one record batch at a time."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    at = np.asarray(at, np.int64)
+    order = np.argsort(at, kind="stable")
+    sorted_at = at[order]
+    span_parts: list[pa.Array] = []
+    at_parts: list[pa.Array] = []
+    offset = 0
+    with pq.ParquetFile(Path(folder) / INDEX_FILE) as f:
+        key_type = f.schema_arrow.field("key").type
+        for rb in f.iter_batches(batch_size=batch, columns=["key"]):
+            col = rb.column(0)
+            end = offset + len(col)
+            lo, hi = max(start, offset), min(stop, end)
+            if lo < hi:
+                span_parts.append(col.slice(lo - offset, hi - lo))
+            i, j = np.searchsorted(sorted_at, [offset, end])
+            if i < j:
+                at_parts.append(pc.take(col, pa.array(sorted_at[i:j] - offset)))
+            offset = end
+    span_keys = pa.concat_arrays(span_parts) if span_parts else pa.array([], key_type)
+    found = pa.concat_arrays(at_parts) if at_parts else pa.array([], key_type)
+    inverse = np.empty(len(order), np.int64)
+    inverse[order] = np.arange(len(order))
+    return span_keys, found.take(pa.array(inverse))
+
+
+def _index_columns(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        raise DataError(path, "", "file does not exist")
+    try:
+        return pq.read_schema(path).names
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(path, "", f"not a readable Parquet file: {exc}") from None
 
 
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}

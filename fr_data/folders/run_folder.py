@@ -117,6 +117,59 @@ def write(run: str | os.PathLike, name: str, table: pa.Table, report: dict[str, 
     write_table(table, Path(run) / file, schema, {METADATA_KEY: report}, optional=OPTIONAL.get(name))
 
 
+def part_file(folder: str | os.PathLike, rank: int) -> Path:
+    """The rows of ``samples.parquet`` one rank of a distributed run wrote into the staging ``folder``
+    (removed once :func:`join_samples_parts` has copied them)."""
+    return Path(folder) / f".samples.part-{rank:05d}.parquet"
+
+
+def write_samples_part(folder: str | os.PathLike, rank: int, table: pa.Table) -> Path:
+    """Write rank ``rank``'s rows of ``samples.parquet`` (checked against its schema) into ``folder``."""
+    path = part_file(folder, rank)
+    write_table(table, path, MINED_SAMPLES_SCHEMA, optional=OPTIONAL_SAMPLES_SCHEMA)
+    return path
+
+
+def join_samples_parts(folder: str | os.PathLike, ranks: int, report: dict[str, Any]) -> None:
+    """``folder/samples.parquet`` from the parts of ranks ``0 .. ranks - 1`` in rank order, with the run
+    report as key-value metadata; the parts are removed. The row groups are those of one table written
+    whole (``ROW_GROUP_SIZE`` rows each, whatever the rank count): memory holds about two."""
+    import pyarrow.parquet as pq
+
+    from fr_data.io.atomic import atomic_path
+    from fr_data.io.parquet import ROW_GROUP_SIZE
+
+    parts = [part_file(folder, r) for r in range(ranks)]
+    schema = pq.read_schema(parts[0]).remove_metadata()
+    held: list[pa.Table] = []
+    with atomic_path(Path(folder) / SAMPLES_FILE) as tmp:
+        meta = {METADATA_KEY.encode(): json.dumps(report, default=str).encode()}
+        with pq.ParquetWriter(tmp, schema.with_metadata(meta), compression="zstd") as writer:
+            for part in parts:
+                with pq.ParquetFile(part) as f:
+                    if not f.schema_arrow.remove_metadata().equals(schema):
+                        raise RuntimeError(f"internal error: {part.name} has another schema than {parts[0].name}")
+                    for i in range(f.num_row_groups):
+                        held.append(f.read_row_group(i))
+                        held = _flush(writer, held, ROW_GROUP_SIZE)
+            _flush(writer, held, 0)
+    for part in parts:
+        part.unlink()
+
+
+def _flush(writer: Any, held: list[pa.Table], size: int) -> list[pa.Table]:
+    """Write whole row groups of ``size`` rows from the tables ``held`` (all of them when ``size`` is 0);
+    the rest stays held."""
+    rows = sum(t.num_rows for t in held)
+    if rows == 0 or (size and rows < size):
+        return held
+    table = pa.concat_tables(held)
+    whole = rows if not size else rows - rows % size
+    for start in range(0, whole, size or whole):
+        writer.write_table(table.slice(start, (size or whole)), row_group_size=size or whole)
+    return [table.slice(whole)] if whole < rows else []
+
+
 def read_run_info(run: str | os.PathLike) -> dict[str, Any]:
     """``RUN/run.json`` (empty when absent; a DataError when it is not a JSON object)."""
     return read_json_object(Path(run) / RUN_FILE)

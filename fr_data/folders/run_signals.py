@@ -130,7 +130,7 @@ SIGNALS: tuple[Signal, ...] = (
         _c("neighbour_mix", F32, "k-NN votes crossing between this label and nearest_label, over the expected"),
         _c("merge_candidate", BOOL, "probably the same person as nearest_label", False))),
     Signal("class_group", "classes", "tables", (
-        _c("group", STR, "the most common group of its samples"),)),
+        _c("group", STR, "the most common group of its samples (a tie: the one of its first row)"),)),
     Signal("class_identity", "classes", "tables", (
         _c("identity", STR, "identity folder name of the label (RecordIO: the label as text); from --samples"),),
         optional=True),

@@ -259,6 +259,24 @@ class Ranks:
         self.gather_rows(stage, rows, list(columns.values()), place)
         return full
 
+    def scatter_span(self, stage: str, n: int, span: tuple[int, int], columns: dict[str, np.ndarray] | None,
+                     like: dict[str, np.dtype]) -> dict[str, np.ndarray]:
+        """Rank 0's ``n``-row 1-D ``columns`` (None on the other ranks) cut by share: each rank gets the
+        rows of its ``span``, with the dtypes of ``like`` (one process: ``columns`` themselves, cast)."""
+        if self.world == 1:
+            assert columns is not None
+            return {k: np.asarray(columns[k], dt) for k, dt in like.items()}
+        a, b = span
+        out = {k: np.empty(b - a, dt) for k, dt in like.items()}
+        rows = np.arange(n, dtype=np.int64) if self.is_root else np.empty(0, np.int64)
+        cols = [np.asarray(columns[k], dt) if self.is_root else np.empty(0, dt) for k, dt in like.items()]
+
+        def place(got_rows: np.ndarray, got: list[np.ndarray]) -> None:
+            for k, v in zip(out, got, strict=True):
+                out[k][got_rows - a] = v
+        self.route_rows(stage, n, rows, cols, place)
+        return out
+
     def gather_json(self, stage: str, value: Any) -> list[Any]:
         """Every rank's JSON-able ``value``, in rank order (on every rank)."""
         if self.world == 1:

@@ -13,6 +13,8 @@ shows up without labels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import faiss
 import numpy as np
 import pyarrow as pa
@@ -32,17 +34,19 @@ def kmeans_class_groups(centres: np.ndarray, k: int, niter: int, seed: int) -> n
     return assign[:, 0].astype(np.int64)
 
 
-def bias_report(group: np.ndarray, class_of: np.ndarray, instance_fpr: np.ndarray, source: str) -> pa.Table:
+def bias_report(codes: np.ndarray, names: Sequence[str], class_of: np.ndarray, instance_fpr: np.ndarray,
+                source: str) -> pa.Table:
     """One row per group: member counts, FPR at the unified threshold and its ratio to the overall FPR.
 
     Args:
-        group: per-sample group name (object array; None = no group).
+        codes: per-sample group, an index into ``names`` (-1 = no group).
+        names: the group names, sorted, each held by some sample.
         class_of: per-sample class id.
         instance_fpr: per-sample instance FPR (NaN for samples without negatives).
         source: where the groups came from (``attribute:<column>`` or ``kmeans``).
     """
-    known = np.flatnonzero(np.array([g is not None for g in group], dtype=bool))
-    names, inv = np.unique(np.asarray([str(g) for g in group[known]], dtype=str), return_inverse=True)
+    known = np.flatnonzero(codes >= 0)
+    names, inv = np.asarray(list(names), dtype=object), codes[known].astype(np.int64)
     fpr = instance_fpr[known]
     has = ~np.isnan(fpr)
     g = len(names)

@@ -10,6 +10,8 @@ every figure is NaN.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import threading
 
@@ -25,6 +27,31 @@ def anon_mb() -> float:
     except OSError:
         return math.nan
     return kb / 1024.0
+
+
+def release_free_memory() -> None:
+    """Hand memory the process freed back to the system: Arrow's pool (``release_unused``) and the C heap
+    (glibc's ``malloc_trim``, where the C library has it). Freed arrays otherwise stay resident in the
+    allocators' caches and count in every later stage's peak."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_TRIM: list = []
+
+
+def _malloc_trim():
+    if not _TRIM:
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _TRIM.append(getattr(libc, "malloc_trim", None))
+        except OSError:
+            _TRIM.append(None)
+    return _TRIM[0]
 
 
 class AnonPeak:

@@ -33,7 +33,7 @@ from fr_data.mining.config import MiningConfig
 from fr_data.mining.duplicates import duplicate_edges
 
 __all__ = ["THUMB", "ZOOM_CROPS", "PixelCheck", "aligned_pixel_sim", "candidate_floor", "check_candidates",
-           "grey_thumbnail", "image_reader", "zoomed_thumbnails"]
+           "grey_thumbnail", "image_reader", "rows_image_reader", "zoomed_thumbnails"]
 
 THUMB = 32  # side of the grey thumbnail the correlation is computed on
 #: share of each side cropped off by the zooms :func:`aligned_pixel_sim` searches: 0 to 8 pixels of a 112
@@ -137,7 +137,30 @@ def image_reader(emb: Embeddings, samples: str | os.PathLike | None,
                  cfg: MiningConfig) -> tuple[Callable[[int], bytes] | None, str | None]:
     """``row -> stored image bytes`` from the shards beside the ``samples`` manifest, or None and why not
     (no manifest, the pixel check off, or the manifest's shards are not there: mining itself needs only
-    the manifest)."""
+    the manifest). Holds every key of ``emb`` (see :func:`rows_image_reader` for a few rows' keys)."""
+    index, why = _shard_index(samples, cfg)
+    if index is None:
+        return None, why
+    keys = emb.keys(0, emb.n)[0].to_pylist()
+    return (lambda row: index.read_image(keys[row])), None
+
+
+def rows_image_reader(emb: Embeddings, samples: str | os.PathLike | None, cfg: MiningConfig
+                      ) -> tuple[Callable[[np.ndarray], Callable[[int], bytes]] | None, str | None]:
+    """Like :func:`image_reader`, for a known set of rows: ``rows -> (row -> stored image bytes)``, reading
+    the keys of ``rows`` alone (:meth:`Embeddings.keys`; mining's duplicate candidates)."""
+    index, why = _shard_index(samples, cfg)
+    if index is None:
+        return None, why
+
+    def reader(rows: np.ndarray) -> Callable[[int], bytes]:
+        keys = dict(zip(rows.tolist(), emb.keys(0, 0, rows)[1].to_pylist(), strict=True))
+        return lambda row: index.read_image(keys[row])
+    return reader, None
+
+
+def _shard_index(samples: str | os.PathLike | None, cfg: MiningConfig) -> tuple[ShardIndex | None, str | None]:
+    """The shards beside the ``samples`` manifest, or None and why the pixel check cannot run."""
     if cfg.duplicates.pixel_min is None:
         return None, "duplicates.pixel_min is null"
     if samples is None:
@@ -150,6 +173,4 @@ def image_reader(emb: Embeddings, samples: str | os.PathLike | None,
     missing = [s.name for s in shards if not s.is_file()]
     if missing:
         return None, f"{folder}: shard {missing[0]} not found"
-    index = ShardIndex.open(folder, shards)
-    keys = emb.index.column("key").to_pylist()
-    return (lambda row: index.read_image(keys[row])), None
+    return ShardIndex.open(folder, shards), None

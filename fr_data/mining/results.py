@@ -42,7 +42,11 @@ class Geometry:
 
 @dataclass
 class Findings:
-    """Per-sample results of stage 4 plus the run-level numbers behind them."""
+    """Per-sample results of stage 4 plus the run-level numbers behind them.
+
+    ``cols`` cover the rows ``span`` (a rank's share; every row in one process). ``class_of``, ``eligible``
+    and ``same_person`` are whole on every rank; ``class_mix``, ``calibration`` and ``pixel_check`` are
+    rank 0's (None on the others)."""
 
     cols: dict[str, np.ndarray]
     class_of: np.ndarray
@@ -54,3 +58,4 @@ class Findings:
     calibration: dict[str, Calibration]
     config: MiningConfig  # the config with the calibrated thresholds in force
     pixel_check: dict[str, Any] | None = None  # run.json: duplicates_pixel_check (None: not run)
+    span: tuple[int, int] = (0, 0)

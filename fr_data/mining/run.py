@@ -63,7 +63,7 @@ from fr_data.mining.finalise import RankResults, finalise_stage
 from fr_data.mining.group import SOLO, Ranks, share, split_by_cost
 from fr_data.mining.inputs import Validity, iter_chunks, read_rows, validity_from_masks
 from fr_data.mining.knnfn import KnnFn, KnnTotals, TimedKnn, default_knn
-from fr_data.mining.memory import AnonPeak
+from fr_data.mining.memory import AnonPeak, release_free_memory
 from fr_data.mining.neighbours import (
     CandidateNeighbours,
     TopK,
@@ -76,7 +76,7 @@ from fr_data.mining.neighbours import (
 )
 from fr_data.mining.origin import check_samples_of_embeddings
 from fr_data.mining.pairs import PositiveExtremes
-from fr_data.mining.pixel_check import image_reader
+from fr_data.mining.pixel_check import rows_image_reader
 from fr_data.mining.plausibility import flag_rates
 from fr_data.mining.quality import SddCollector, instance_fpr, unified_threshold
 from fr_data.mining.results import Findings, Geometry
@@ -120,6 +120,7 @@ class StageTimer:
         yield
         rss = peak_rss_mb()
         anon = self.anon.peak_mb() if self.anon is not None else math.nan
+        release_free_memory()
         self.stages[name] = {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(rss, 1),
                              "peak_anon_mb": round(anon, 1) if math.isfinite(anon) else None,
                              "knn_s": round(self.knn.seconds - s0, 3),
@@ -401,7 +402,7 @@ def _mine(embeddings: str | os.PathLike, out: str | os.PathLike, cfg: MiningConf
             emb, digest, samples_fingerprint = inputs
             same_embeddings(emb, digest, ranks)
         with staged_folder(out, overwrite, "run folder") if ranks.is_root else contextlib.nullcontext() as tmp:
-            shared_output(out, tmp, ranks)
+            staging = shared_output(out, tmp, ranks)
             with timer.stage("centres"):
                 cindex, centres, validity = centre_stage(emb, cfg)
             kill_point("mine:centres")
@@ -410,19 +411,19 @@ def _mine(embeddings: str | os.PathLike, out: str | os.PathLike, cfg: MiningConf
             with timer.stage("class_pass"):
                 cp = class_stage(emb, geo, cfg, knn, ranks)
             with timer.stage("finalise"):
-                images, no_images = image_reader(emb, samples, cfg) if ranks.is_root else (None, None)
-                done = finalise_stage(emb.n, geo, cp, cfg, images,
-                                      lambda: (emb.column("resolution"), emb.column("quality")), ranks)
+                images, no_images = rows_image_reader(emb, samples, cfg) if ranks.is_root else (None, None)
+                found, pairs = finalise_stage(emb.n, geo, cp, cfg, images,
+                                              lambda: (emb.column("resolution"), emb.column("quality")), ranks)
                 del cp
+            with timer.stage("tables"):
+                built = tables.build(emb, geo, found, pairs, found.config, staging, samples=samples,
+                                     attributes=attributes, ranks=ranks)
             per_rank = ranks.gather_json("timings", timer.stages)
-            if done is None:
+            if built is None:
                 return None
-            found, pairs, geo = done
             if found.pixel_check is None:
                 found.pixel_check = {"skipped": no_images}
-            with timer.stage("tables"):
-                built = tables.build(emb, geo, found, pairs, found.config, samples=samples, attributes=attributes)
-                built.report.update(calibration_report(found, built.report, cfg))
+            built.report.update(calibration_report(found, built.report, cfg))
             run = run_info(emb, digest, samples, attributes, knn, found.strategy, built.report, cfg)
             run["inputs"]["samples_fingerprint"] = samples_fingerprint
             run["ranks"] = ranks.world
@@ -444,13 +445,14 @@ def open_inputs(embeddings: str | os.PathLike, samples: str | os.PathLike | None
                 ranks: Ranks) -> tuple[Embeddings, str, str | None]:
     """Open the embeddings (every rank) and check the manifest and config against them (rank 0): the
     embeddings, their SHA-256 and the manifest's fingerprint."""
-    emb = open_embeddings(embeddings, labels_only=not ranks.is_root)  # the keys are rank 0's to write
+    emb = open_embeddings(embeddings, keys=ranks.is_root)  # rank 0 checks the keys
     samples_fingerprint = None
     if ranks.is_root:
         if samples is not None:
             read_input_samples(samples, ["key", "source_index"])
             samples_fingerprint = check_samples_of_embeddings(samples, emb)
         check_quality_input(emb, cfg)
+        emb = emb.without_keys()  # each rank reads its rows' keys when it writes them
     digest = file_sha256(emb.array_path)
     if ranks.is_root:
         check_recorded_hash(emb, digest)
@@ -477,11 +479,13 @@ def same_embeddings(emb: Embeddings, digest: str, ranks: Ranks) -> None:
 TOKEN_FILE = ".ranks-token"
 
 
-def shared_output(out: str | os.PathLike, tmp: Path | None, ranks: Ranks) -> None:
+def shared_output(out: str | os.PathLike, tmp: Path | None, ranks: Ranks) -> Path:
     """Every rank must see rank 0's staging folder of ``out`` (a shared filesystem): rank 0 writes a random
-    token there, broadcasts it, each rank reads it back (a RankError naming the rank otherwise)."""
+    token there, broadcasts it, each rank reads it back (a RankError naming the rank otherwise). Returns
+    the staging folder as this rank sees it (where it writes its rows of samples.parquet)."""
     if ranks.world == 1:
-        return
+        assert tmp is not None
+        return tmp
     token = secrets.token_hex(16) if ranks.is_root else None
     if tmp is not None:
         (tmp / TOKEN_FILE).write_text(token)
@@ -501,3 +505,4 @@ def shared_output(out: str | os.PathLike, tmp: Path | None, ranks: Ranks) -> Non
     ranks.check("shared_output", read_back)
     if tmp is not None:
         (tmp / TOKEN_FILE).unlink()
+    return path.parent

@@ -74,6 +74,7 @@ class AttributeJoin:
         attribute_rows: rows in the attribute file.
         unmatched_attribute_rows: attribute rows whose key matched no sample.
         samples_without_attributes: sample rows that received no attribute row.
+        hits: per sample row, whether an attribute row joined it.
     """
 
     table: pa.Table
@@ -82,6 +83,7 @@ class AttributeJoin:
     attribute_rows: int
     unmatched_attribute_rows: int
     samples_without_attributes: int
+    hits: np.ndarray | None = None
 
 
 def _join_column(attr_path: Path, names: list[str]) -> str:
@@ -165,6 +167,6 @@ def join_attributes(samples: pa.Table, attr_path: str | Path, shard_manifest: st
     unmatched = _scalar(con, f"SELECT count(*) FROM a WHERE a.__jk IS NULL OR a.__jk NOT IN (SELECT {on} FROM s)")
     n_attr = _scalar(con, "SELECT count(*) FROM attr")
     con.close()
-    misses = joined.num_rows - int(np.asarray(joined.column("__hit")).sum())
+    hits = np.asarray(joined.column("__hit"), dtype=bool)
     table = joined.drop_columns(["__row", "__hit"])
-    return AttributeJoin(table, by, out_names, int(n_attr), int(unmatched), misses)
+    return AttributeJoin(table, by, out_names, int(n_attr), int(unmatched), int((~hits).sum()), hits)

@@ -41,7 +41,6 @@ from fr_data.io.publish import check_apart
 from fr_data.mining import MiningConfig, mine
 from fr_data.mining.group import Ranks
 from fr_data.mining.report import format_summary, warning_lines
-from fr_data.review import build_report
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -109,6 +108,8 @@ def _mine(args: argparse.Namespace, cfg: MiningConfig):
 
 def _report(run: Path, args: argparse.Namespace, prog: str) -> int:
     """Write the review page of the published run ``run``; a failure says the run itself is complete."""
+    # imported here: the ranks of a run never load the page's libraries
+    from fr_data.review import build_report
     try:
         page = build_report(run, args.samples.parent, args.report, overwrite=args.overwrite)
     except Exception as exc:  # noqa: BLE001 - the run is published whatever went wrong: say so, on one line

@@ -122,9 +122,10 @@ class AttackSection:
         steps: PGD steps.
         step_ratio: PGD step size as a fraction of eps.
         seed: seeds the random starts.
-        pairs: attack (and score under attack) only the first this many pairs of each attacked pack (the packs
-            are in random order); None: every pair. With a number, ``PACK@pgd0`` is the clean score of those
-            pairs, not of the whole pack.
+        pairs: attack (and score under attack) only this many pairs of each attacked pack, half genuine and
+            half impostor (the first of each kind in pack order, ``hardmine.experiment.jobs.attacked_pairs``);
+            None: every pair. With a number, ``PACK@pgd0`` is the clean score of those pairs, not of the whole
+            pack.
         splits: the pack splits attacked (``validation``, ``test``).
     """
 

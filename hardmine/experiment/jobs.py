@@ -18,6 +18,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from fr_data.folders.synth_folder import pack_file
@@ -56,11 +57,24 @@ def finetune_job(run: ArmPlan, out: Path) -> dict[str, Any]:
             "final_loss": result.state.metrics.get("loss"), "load_average": [round(v, 1) for v in os.getloadavg()]}
 
 
+def attacked_pairs(issame: np.ndarray, pairs: int | None) -> np.ndarray:
+    """The pair indices attacked: every pair (``pairs`` None), else half genuine and half impostor pairs
+    (the first of each kind in pack order; the other kind fills in where one runs out), in pack order. A
+    plain prefix of a random pack can hold too few impostors for the FPR of the results rows."""
+    issame = np.asarray(issame, dtype=bool)
+    if pairs is None or pairs >= len(issame):
+        return np.arange(len(issame))
+    genuine, impostor = np.flatnonzero(issame), np.flatnonzero(~issame)
+    g = min(len(genuine), max(pairs // 2, pairs - len(impostor)))
+    return np.sort(np.concatenate([genuine[:g], impostor[:pairs - g]]))
+
+
 def score_job(packs: Path, models: dict[str, Path], batch_size: int, device: str,
               attack: AttackSection | None = None, attacked: Sequence[str] = ()) -> dict[str, dict[str, PackScores]]:
     """Pair scores of every backbone in ``models`` on every pack of the folder ``packs`` (each pack decoded
     once for the group); the backbones named in ``attacked`` also under ``attack`` (``PACK@pgdE`` entries of
-    the first ``attack.pairs`` pairs; eps 0 is their clean scores, which the attack would return unchanged)."""
+    the pairs :func:`attacked_pairs` picks; eps 0 is their clean scores, which the attack would return
+    unchanged)."""
     backbones = {name: load_backbone(path, device) for name, path in models.items()}
     scores: dict[str, dict[str, PackScores]] = {name: {} for name in models}
     for spec in PACKS:
@@ -70,12 +84,13 @@ def score_job(packs: Path, models: dict[str, Path], batch_size: int, device: str
             clean = scores[name][spec.name] = PackScores(score_images(model, images, batch_size), pack.issame)
             if attack is None or name not in attacked or spec.name not in attack.packs:
                 continue
-            pairs = len(pack.issame) if attack.pairs is None else min(attack.pairs, len(pack.issame))
-            issame = pack.issame[:pairs]
+            chosen = attacked_pairs(pack.issame, attack.pairs)
+            issame = pack.issame[chosen]
+            pair_images = images[np.stack([2 * chosen, 2 * chosen + 1], axis=1).reshape(-1)]
             for eps in attack.eps:
                 setting = PairAttack(eps / 255, attack.steps, attack.step_ratio, attack.seed)
-                values = (clean.scores[:pairs] if eps == 0 else
-                          score_images(model, images[:2 * pairs], batch_size, attack=setting, issame=issame))
+                values = (clean.scores[chosen] if eps == 0 else
+                          score_images(model, pair_images, batch_size, attack=setting, issame=issame))
                 scores[name][attack_pack(spec.name, eps)] = PackScores(values, issame)
     return scores
 

@@ -107,7 +107,7 @@ def test_mine_report_failure_says_the_run_is_complete(tmp_path, monkeypatch, cap
     def fail(*args, **kwargs):
         raise failure
 
-    monkeypatch.setattr(mine, "build_report", fail)
+    monkeypatch.setattr("fr_data.review.build_report", fail)  # mine imports it when it writes the page
     out = tmp_path / "RUN"
     rc = mine.main(["--embeddings", str(emb), "--out", str(out), "--samples", str(shards / "samples.parquet"),
                     "--report", str(tmp_path / "page"), "--quiet"])

@@ -150,8 +150,9 @@ def test_embed_disk_full_while_reserving_the_memmap(shards, tmp_path, monkeypatc
 def test_mine_disk_full_at_each_write(emb, tmp_path, monkeypatch, capsys):
     out = tmp_path / "RUN"
     written = count_writes(monkeypatch, lambda: mine.main(mine_argv(emb, tmp_path / "clean" / "RUN")))
-    assert sorted(p.name for p in written) == sorted([f for f, _ in rf.TABLES.values()]
-                                                     + [rf.CONFIG_FILE, rf.RUN_FILE, rf.CALIBRATION_FIGURE_FILE])
+    assert sorted(p.name for p in written) == sorted([f for f, _ in rf.TABLES.values()]  # + the rank's rows
+                                                     + [rf.CONFIG_FILE, rf.RUN_FILE, rf.CALIBRATION_FIGURE_FILE,
+                                                        rf.part_file(".", 0).name])
     capsys.readouterr()
     for call, target in enumerate(written, start=1):
         full_disk_at(monkeypatch, call)
@@ -169,4 +170,5 @@ def test_mine_disk_full_inside_a_parquet_write(emb, tmp_path, monkeypatch, capsy
     monkeypatch.setattr(pq, "write_table", half_then_full)
     assert mine.main(mine_argv(emb, tmp_path / "RUN")) == 2
     monkeypatch.setattr(pq, "write_table", real)
-    assert_nothing_left(tmp_path, "RUN", capsys.readouterr().err, tmp_path / ".RUN.partial" / "samples.parquet")
+    # the first Parquet file a run writes is its rows of samples.parquet
+    assert_nothing_left(tmp_path, "RUN", capsys.readouterr().err, rf.part_file(tmp_path / ".RUN.partial", 0))

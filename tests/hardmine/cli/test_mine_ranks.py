@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from fr_data.folders import run_folder as rf
@@ -106,16 +108,55 @@ def test_a_rank_dying_mid_search_stops_the_run_and_a_rerun_is_complete(data, ref
     assert_same_run(out, reference)
 
 
-def test_ranks_run_the_pixel_check_of_the_single_process_run(tmp_path):
+def test_ranks_run_the_pixel_check_joins_and_provenance_of_the_single_process_run(tmp_path):
     """The duplicate candidates of every rank's rows meet on rank 0, which checks their pixels (the
-    near-miss copy confirmed, the burst rejected, as in one process)."""
+    near-miss copy confirmed, the burst rejected, as in one process); each rank joins the attributes (by
+    key: a group and a yaw, one attribute row matching no sample) and the manifest's provenance onto its
+    own rows of samples.parquet."""
     tmp, _, _ = pixel_data(tmp_path)
     (tmp / "pixel.yaml").write_text("duplicates: {cos: 0.99, pixel_min: 0.985}\ncalibration: {figure: false}\n")
     samples = tmp / "shards" / "samples.parquet"
-    reference = mine(tmp / "EMB", tmp / "REF", load_config(tmp / "pixel.yaml", MiningConfig), samples=samples)
-    done = torchrun(2, ["--embeddings", str(tmp / "EMB"), "--out", str(tmp / "R2"), "--config",
-                        str(tmp / "pixel.yaml"), "--samples", str(samples), "--quiet", "--rank-timeout", "60"])
+    manifest = pq.read_table(samples)  # the in-memory source has no files: give the rows some provenance
+    manifest = manifest.set_column(manifest.schema.get_field_index("source_path"), "source_path",
+                                   pa.array([f"people/{k}.png" for k in manifest.column("key").to_pylist()]))
+    manifest = manifest.set_column(manifest.schema.get_field_index("identity"), "identity",
+                                   pa.array([f"person{v}" for v in manifest.column("label").to_pylist()]))
+    pq.write_table(manifest, samples)
+    keys = pq.read_table(tmp / "EMB" / "index.parquet").column("key").to_pylist()
+    attr = tmp / "attr.parquet"
+    pq.write_table(pa.table({"key": keys[2:] + ["no-such-key"], "race": [f"r{i % 3}" for i in range(len(keys) - 1)],
+                             "yaw": [float(10 * (i % 9)) for i in range(len(keys) - 1)]}), attr)
+    reference = mine(tmp / "EMB", tmp / "REF", load_config(tmp / "pixel.yaml", MiningConfig), samples=samples,
+                     attributes=attr)
+    done = torchrun(3, ["--embeddings", str(tmp / "EMB"), "--out", str(tmp / "R3"), "--config",
+                        str(tmp / "pixel.yaml"), "--samples", str(samples), "--attributes", str(attr), "--quiet",
+                        "--rank-timeout", "60"])
     assert done.returncode == 0, done.stderr[-3000:]
-    assert_same_run(tmp / "R2", reference.folder)
-    check = json.loads((tmp / "R2" / rf.RUN_FILE).read_text())["duplicates_pixel_check"]
+    assert_same_run(tmp / "R3", reference.folder)
+    info = json.loads((tmp / "R3" / rf.RUN_FILE).read_text())
+    check = info["duplicates_pixel_check"]
     assert (check["candidates"], check["confirmed"], check["rejected"]) == (3, 2, 1)
+    assert (info["attributes"]["unmatched_attribute_rows"], info["attributes"]["samples_without_attributes"]) == (1, 2)
+    assert info["bins"]["pose_source"] == "attribute" and info["groups"]["source"] == "attribute:race"
+    table = pq.read_table(tmp / "R3" / rf.SAMPLES_FILE)
+    assert table.column("source_path").to_pylist() == [f"people/{k}.png" for k in keys]
+    assert table.column("group").null_count == 2
+    classes = pq.read_table(tmp / "R3" / rf.CLASSES_FILE)
+    assert classes.column("identity").to_pylist() == [f"person{v}" for v in classes.column("label").to_pylist()]
+
+
+def test_ranks_join_identity_attributes_as_one_process(data, tmp_path):
+    """Attributes by label: a label's row joins the samples of every rank that holds some; an attribute
+    row of a label no sample has is counted once, whatever the rank count."""
+    folder, emb, _ = data
+    labels = sorted(set(pq.read_table(emb / "index.parquet").column("label").to_pylist()))
+    attr = tmp_path / "identities.parquet"
+    pq.write_table(pa.table({"label": pa.array(labels[1:] + [10_000], pa.int64()),
+                             "group": [f"g{i % 2}" for i in range(len(labels))]}), attr)
+    cfg = load_config(folder / "candidates.yaml", MiningConfig)
+    reference = mine(emb, tmp_path / "REF", cfg, attributes=attr)
+    done = torchrun(3, [*argv(folder, emb, tmp_path / "R3"), "--attributes", str(attr)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_run(tmp_path / "R3", reference.folder)
+    joined = json.loads((tmp_path / "R3" / rf.RUN_FILE).read_text())["attributes"]
+    assert joined["unmatched_attribute_rows"] == 1 and joined["joined_by"] == "label"
