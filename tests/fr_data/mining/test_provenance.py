@@ -14,7 +14,7 @@ from fr_data.folders.shard_folder import (
     read_samples,
 )
 from fr_data.io.parquet import concat_parquet
-from fr_data.mining.tables import add_provenance
+from fr_data.mining.provenance import add_provenance
 
 
 def manifest(path, provenance: bool):
