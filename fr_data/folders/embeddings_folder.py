@@ -137,6 +137,8 @@ class Embeddings:
     index: pa.Table
     labels: np.ndarray
     run_info: dict[str, Any]
+    #: the columns of ``index.parquet`` (those not in ``index`` are read by row range when asked for)
+    on_disk: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -162,31 +164,36 @@ class Embeddings:
         if "key" not in self.index.column_names:
             return self
         return Embeddings(self.folder, self.vectors, self.index.drop_columns(["key"]), self.labels,
-                          self.run_info)
+                          self.run_info, self.on_disk)
 
-    def column(self, name: str) -> np.ndarray | None:
-        """A float column of the index as float32 with NaN for nulls, or None if absent."""
-        if name not in self.index.column_names:
+    def column(self, name: str, rows: slice = slice(None)) -> np.ndarray | None:
+        """A float column of the index at ``rows`` (a slice of the row range) as float32 with NaN for nulls,
+        or None if absent; one the index in memory lacks is read from ``index.parquet`` by row range."""
+        start, stop, _ = rows.indices(self.n)
+        if name in self.index.column_names:
+            col = self.index.column(name).slice(start, max(stop - start, 0))
+        elif name in self.on_disk and name != "key":
+            col = read_rows(self.folder, name, start, stop, np.empty(0, np.int64))[0]
+        else:
             return None
-        col = self.index.column(name).cast(pa.float32())
-        return col.fill_null(np.nan).to_numpy().astype(np.float32, copy=False)
+        return np.asarray(col.cast(pa.float32()).fill_null(np.nan), dtype=np.float32)
 
 
-def open_embeddings(folder: str | os.PathLike, keys: bool = True) -> Embeddings:
+def open_embeddings(folder: str | os.PathLike, keys: bool = True, floats: bool = True) -> Embeddings:
     """Open ``folder/embeddings.npy`` (memmap) and ``folder/index.parquet``; check they agree.
 
     ``keys=False``: leave the index's ``key`` column on disk (``index`` then has no keys, and their
     uniqueness is not checked; :meth:`Embeddings.keys` reads them by row range): for a process that only
-    searches and writes its share of rows, such as a rank other than 0 of a distributed mining run."""
+    searches and writes its share of rows, such as a rank other than 0 of a distributed mining run).
+    ``floats=False``: likewise for the optional float columns (``resolution``, ``flip_cos``...;
+    :meth:`Embeddings.column` reads them by row range)."""
     folder = Path(folder)
     npy = folder / EMBEDDINGS_FILE
     if not npy.exists():
         raise DataError(npy, "", "embeddings file does not exist")
     vectors = _memmap(npy)
-    columns = None
-    if not keys:
-        present = _index_columns(folder / INDEX_FILE)
-        columns = [c for c in present if c != "key"]
+    present = _index_columns(folder / INDEX_FILE)
+    columns = [c for c in present if (keys or c != "key") and (floats or c in ("key", "label"))]
     index = read_table(folder / INDEX_FILE, REQUIRED_INDEX_SCHEMA, columns=columns, optional=OPTIONAL_INDEX_SCHEMA)
     if index.num_rows != vectors.shape[0]:
         raise DataError(folder / INDEX_FILE, "",
@@ -196,13 +203,20 @@ def open_embeddings(folder: str | os.PathLike, keys: bool = True) -> Embeddings:
         require_unique(index, "key", folder / INDEX_FILE)
     require_non_negative(index, "label", folder / INDEX_FILE)
     labels = index.column("label").to_numpy().astype(np.int64)
-    return Embeddings(folder, vectors, index, labels, read_run_info(folder))
+    return Embeddings(folder, vectors, index, labels, read_run_info(folder), tuple(present))
 
 
 def read_keys(folder: str | os.PathLike, start: int, stop: int, at: np.ndarray,
               batch: int = 65_536) -> tuple[pa.Array, pa.Array]:
-    """The ``key`` column of ``folder/index.parquet`` at rows ``[start, stop)`` and at the rows ``at``,
-    read one record batch at a time."""
+    """The ``key`` column of ``folder/index.parquet`` at rows ``[start, stop)`` and at the rows ``at``."""
+    return read_rows(folder, "key", start, stop, at, batch)
+
+
+def read_rows(folder: str | os.PathLike, name: str, start: int, stop: int, at: np.ndarray,
+              batch: int = 65_536) -> tuple[pa.Array, pa.Array]:
+    """Column ``name`` of ``folder/index.parquet`` at rows ``[start, stop)`` and at the rows ``at`` (any
+    order, repeats allowed), read one record batch at a time: memory holds the wanted values and one
+    batch."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -213,8 +227,8 @@ def read_keys(folder: str | os.PathLike, start: int, stop: int, at: np.ndarray,
     at_parts: list[pa.Array] = []
     offset = 0
     with pq.ParquetFile(Path(folder) / INDEX_FILE) as f:
-        key_type = f.schema_arrow.field("key").type
-        for rb in f.iter_batches(batch_size=batch, columns=["key"]):
+        kind = f.schema_arrow.field(name).type
+        for rb in f.iter_batches(batch_size=batch, columns=[name]):
             col = rb.column(0)
             end = offset + len(col)
             lo, hi = max(start, offset), min(stop, end)
@@ -224,11 +238,11 @@ def read_keys(folder: str | os.PathLike, start: int, stop: int, at: np.ndarray,
             if i < j:
                 at_parts.append(pc.take(col, pa.array(sorted_at[i:j] - offset)))
             offset = end
-    span_keys = pa.concat_arrays(span_parts) if span_parts else pa.array([], key_type)
-    found = pa.concat_arrays(at_parts) if at_parts else pa.array([], key_type)
+    span = pa.concat_arrays(span_parts) if span_parts else pa.array([], kind)
+    found = pa.concat_arrays(at_parts) if at_parts else pa.array([], kind)
     inverse = np.empty(len(order), np.int64)
     inverse[order] = np.arange(len(order))
-    return span_keys, found.take(pa.array(inverse))
+    return span, found.take(pa.array(inverse))
 
 
 def _index_columns(path: Path) -> list[str]:

@@ -445,7 +445,8 @@ def open_inputs(embeddings: str | os.PathLike, samples: str | os.PathLike | None
                 ranks: Ranks) -> tuple[Embeddings, str, str | None]:
     """Open the embeddings (every rank) and check the manifest and config against them (rank 0): the
     embeddings, their SHA-256 and the manifest's fingerprint."""
-    emb = open_embeddings(embeddings, keys=ranks.is_root)  # rank 0 checks the keys
+    # rank 0 checks the keys and ranks every row's difficulty; the others read their rows' columns later
+    emb = open_embeddings(embeddings, keys=ranks.is_root, floats=ranks.is_root)
     samples_fingerprint = None
     if ranks.is_root:
         if samples is not None:

@@ -157,11 +157,6 @@ def samples_table(share: Share) -> pa.Table:
     return pa.table(cols)
 
 
-def _column(emb: Embeddings, name: str, rows: slice) -> np.ndarray | None:
-    col = emb.column(name)
-    return None if col is None else col[rows]
-
-
 def pose_yaw(emb: Embeddings, attribute_yaw: np.ndarray | None, rows: slice = slice(None)
              ) -> tuple[np.ndarray | None, str | None]:
     """The yaw the pose bins use and its source: a joined ``yaw`` attribute (``attribute``) first, else
@@ -169,7 +164,7 @@ def pose_yaw(emb: Embeddings, attribute_yaw: np.ndarray | None, rows: slice = sl
     neither exists (the bins then fall back to ``flip_cos``)."""
     if attribute_yaw is not None:
         return attribute_yaw, "attribute"
-    landmarks = _column(emb, "yaw", rows)
+    landmarks = emb.column("yaw", rows)
     return (landmarks, "landmarks") if landmarks is not None else (None, None)
 
 
@@ -179,7 +174,7 @@ def add_bins(table: pa.Table, emb: Embeddings, cfg: MiningConfig, yaw: np.ndarra
     attribute, else the landmark estimate of the embeddings index), else from flip_cos. The counts are the
     share's (:func:`bins_report` adds the shares up)."""
     n = table.num_rows
-    res, flip = _column(emb, "resolution", rows), _column(emb, "flip_cos", rows)
+    res, flip = emb.column("resolution", rows), emb.column("flip_cos", rows)
     res = np.full(n, np.nan, np.float32) if res is None else res
     flip = np.full(n, np.nan, np.float32) if flip is None else flip
     yaw, pose_source = pose_yaw(emb, yaw, rows)
@@ -209,7 +204,7 @@ def bins_report(shares: Sequence[dict]) -> dict:
 
 def add_quality(table: pa.Table, emb: Embeddings, rows: slice = slice(None)) -> pa.Table:
     """The embeddings index's ``quality`` column, when it has one (an optional samples column)."""
-    quality = _column(emb, "quality", rows)
+    quality = emb.column("quality", rows)
     return table if quality is None else table.append_column("quality", _f32(quality))
 
 

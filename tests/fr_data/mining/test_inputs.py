@@ -86,3 +86,17 @@ def test_keys_by_row_range_read_from_the_file_equal_those_in_memory(tmp_path):
     span, picked = read_keys(folder, 1, 6, at, batch=2)  # spans and picks across record batches
     assert span.to_pylist() == [f"k{i}" for i in range(1, 6)] and picked.to_pylist() == ["k6", "k0", "k3", "k3"]
     assert whole.without_keys().keys(0, 2)[0].to_pylist() == ["k0", "k1"]
+
+
+def test_float_columns_by_row_range_from_memory_or_the_file(tmp_path):
+    folder = _emb(tmp_path, n=5)
+    index = pq.read_table(folder / "index.parquet")
+    pq.write_table(index.append_column("resolution", pa.array([0.5, None, 0.25, 1.0, 0.75], pa.float64())),
+                   folder / "index.parquet")
+    whole, lean = open_embeddings(folder), open_embeddings(folder, keys=False, floats=False)
+    assert lean.index.column_names == ["label"] and "resolution" in lean.on_disk
+    for emb in (whole, lean):
+        got = emb.column("resolution", slice(1, 4))
+        assert got.dtype == np.float32 and np.isnan(got[0]) and got[1:].tolist() == [0.25, 1.0]
+        assert emb.column("flip_cos", slice(1, 4)) is None
+    assert np.array_equal(whole.column("resolution"), lean.column("resolution"), equal_nan=True)
