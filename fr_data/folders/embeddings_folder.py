@@ -193,7 +193,10 @@ def open_embeddings(folder: str | os.PathLike, keys: bool = True, floats: bool =
         raise DataError(npy, "", "embeddings file does not exist")
     vectors = _memmap(npy)
     present = _index_columns(folder / INDEX_FILE)
-    columns = [c for c in present if (keys or c != "key") and (floats or c in ("key", "label"))]
+    columns = None  # every column; else the required ones (a missing one is named) and what is asked for
+    if not (keys and floats):
+        columns = ["key", "label"] if keys else ["label"]
+        columns += [c for c in present if c not in ("key", "label") and floats]
     index = read_table(folder / INDEX_FILE, REQUIRED_INDEX_SCHEMA, columns=columns, optional=OPTIONAL_INDEX_SCHEMA)
     if index.num_rows != vectors.shape[0]:
         raise DataError(folder / INDEX_FILE, "",
