@@ -151,12 +151,12 @@ class Embeddings:
     def keys(self, start: int, stop: int, at: np.ndarray | None = None) -> tuple[pa.Array, pa.Array]:
         """The keys of rows ``[start, stop)`` and of the rows ``at`` (any order, repeats allowed): from the
         index in memory when it holds them, else streamed from ``index.parquet`` in record batches, so
-        memory holds the wanted keys and one batch (:func:`read_keys`)."""
+        memory holds the wanted keys and one batch (:func:`read_rows`)."""
         at = np.empty(0, np.int64) if at is None else np.asarray(at, np.int64)
         if "key" in self.index.column_names:
             col = self.index.column("key")
             return col.slice(start, stop - start).combine_chunks(), col.take(pa.array(at)).combine_chunks()
-        return read_keys(self.folder, start, stop, at)
+        return read_rows(self.folder, "key", start, stop, at)
 
     def without_keys(self) -> Embeddings:
         """This folder with the index's ``key`` column dropped (the keys are then read by row range,
@@ -207,12 +207,6 @@ def open_embeddings(folder: str | os.PathLike, keys: bool = True, floats: bool =
     require_non_negative(index, "label", folder / INDEX_FILE)
     labels = index.column("label").to_numpy().astype(np.int64)
     return Embeddings(folder, vectors, index, labels, read_run_info(folder), tuple(present))
-
-
-def read_keys(folder: str | os.PathLike, start: int, stop: int, at: np.ndarray,
-              batch: int = 65_536) -> tuple[pa.Array, pa.Array]:
-    """The ``key`` column of ``folder/index.parquet`` at rows ``[start, stop)`` and at the rows ``at``."""
-    return read_rows(folder, "key", start, stop, at, batch)
 
 
 def read_rows(folder: str | os.PathLike, name: str, start: int, stop: int, at: np.ndarray,

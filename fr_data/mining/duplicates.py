@@ -23,12 +23,18 @@ class Duplicates:
 
     def kinds(self, class_of: np.ndarray) -> np.ndarray:
         """``same_class`` / ``cross_class`` per removed row, None for kept rows (object array)."""
-        out = np.full(len(self.of), None, dtype=object)
-        dup = np.flatnonzero(self.of >= 0)
-        same = class_of[dup] == class_of[self.of[dup]]
-        out[dup[same]] = "same_class"
-        out[dup[~same]] = "cross_class"
-        return out
+        return duplicate_kinds(self.of, class_of, class_of)
+
+
+def duplicate_kinds(of: np.ndarray, own: np.ndarray, class_of: np.ndarray) -> np.ndarray:
+    """``same_class`` / ``cross_class`` per removed row of ``of`` (the kept twins' rows, -1 for kept rows;
+    ``own``: the classes of ``of``'s rows, e.g. a rank's share), None for kept rows (object array)."""
+    out = np.full(len(of), None, dtype=object)
+    dup = np.flatnonzero(of >= 0)
+    same = own[dup] == class_of[of[dup]]
+    out[dup[same]] = "same_class"
+    out[dup[~same]] = "cross_class"
+    return out
 
 
 def duplicate_edges(ids: np.ndarray, sims: np.ndarray, cos: float) -> tuple[np.ndarray, np.ndarray,

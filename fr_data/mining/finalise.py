@@ -38,7 +38,13 @@ from fr_data.folders.run_folder import SPLITS
 from fr_data.mining.calibration import Calibration, SplitHalves, calibrate, impostor_mean_cos
 from fr_data.mining.config import MiningConfig, with_thresholds
 from fr_data.mining.difficulty import difficulty_score, split_by_quantile
-from fr_data.mining.duplicates import Duplicates, forward_edges, remove_duplicates, symmetric_edges
+from fr_data.mining.duplicates import (
+    Duplicates,
+    duplicate_kinds,
+    forward_edges,
+    remove_duplicates,
+    symmetric_edges,
+)
 from fr_data.mining.group import SOLO, Ranks
 from fr_data.mining.merges import merge_candidates, mix_of_votes, pair_votes
 from fr_data.mining.nearest import nearest_sample_cos
@@ -124,17 +130,6 @@ def split_codes(split: np.ndarray) -> np.ndarray:
     return codes
 
 
-def duplicate_kinds(of: np.ndarray, own: np.ndarray, class_of: np.ndarray) -> np.ndarray:
-    """``same_class`` / ``cross_class`` per removed row of a share (``of``: the kept twins' rows, -1 for
-    kept rows; ``own``: the share's classes), None for kept rows (object array)."""
-    out = np.full(len(of), None, dtype=object)
-    dup = np.flatnonzero(of >= 0)
-    same = own[dup] == class_of[of[dup]]
-    out[dup[same]] = "same_class"
-    out[dup[~same]] = "cross_class"
-    return out
-
-
 def thresholds_stage(geo: Geometry, split_half_cos: np.ndarray, rows: dict[str, np.ndarray],
                      cfg: MiningConfig) -> tuple[dict[str, Calibration], MiningConfig]:
     """The thresholds in force (``calibration.calibrate``; rank 0, every row's ``top1``, ``margin``,
@@ -175,14 +170,14 @@ def edge_floor(cfg: MiningConfig, pixel: bool) -> float:
 
 
 def finalise_stage(emb_n: int, geo: Geometry, cp: RankResults, cfg: MiningConfig,
-                   images: Callable[[np.ndarray], Callable[[int], bytes]] | None, difficulty_inputs: Callable[[], tuple],
-                   ranks: Ranks = SOLO) -> tuple[Findings, Pairs | None]:
+                   images: Callable[[np.ndarray], Callable[[int], bytes]] | None,
+                   difficulty_inputs: Callable[[], tuple], ranks: Ranks = SOLO) -> tuple[Findings, Pairs | None]:
     """Stage 4 on every rank (see the module docstring): the findings of this rank's rows (``geo.span``;
     the run-level ones on rank 0) and the mined pairs (rank 0; None on the others).
 
     ``images(rows)`` (rank 0) opens a reader of the stored image bytes of ``rows`` (``row -> bytes``):
-    near-duplicate candidates are then checked in pixel space. ``difficulty_inputs()`` (rank 0) gives the index's resolution and quality
-    columns."""
+    near-duplicate candidates are then checked in pixel space. ``difficulty_inputs()`` (rank 0) gives the
+    index's resolution and quality columns."""
     n, (a, b) = emb_n, geo.span
     class_of, ok = geo.cindex.of_sample, geo.validity.ok
     topk, own, ok_own = cp.topk, class_of[a:b], ok[a:b]

@@ -74,7 +74,7 @@ def test_recorded_hash_must_match(tmp_path):
 
 
 def test_keys_by_row_range_read_from_the_file_equal_those_in_memory(tmp_path):
-    from fr_data.folders.embeddings_folder import read_keys
+    from fr_data.folders.embeddings_folder import read_rows
 
     folder = _emb(tmp_path, n=7, keys=[f"k{i}" for i in range(7)])
     whole, without = open_embeddings(folder), open_embeddings(folder, keys=False)
@@ -83,7 +83,7 @@ def test_keys_by_row_range_read_from_the_file_equal_those_in_memory(tmp_path):
     for emb in (whole, without):
         span, picked = emb.keys(2, 5, at)
         assert span.to_pylist() == ["k2", "k3", "k4"] and picked.to_pylist() == ["k6", "k0", "k3", "k3"]
-    span, picked = read_keys(folder, 1, 6, at, batch=2)  # spans and picks across record batches
+    span, picked = read_rows(folder, "key", 1, 6, at, batch=2)  # spans and picks across record batches
     assert span.to_pylist() == [f"k{i}" for i in range(1, 6)] and picked.to_pylist() == ["k6", "k0", "k3", "k3"]
     assert whole.without_keys().keys(0, 2)[0].to_pylist() == ["k0", "k1"]
 
