@@ -29,6 +29,7 @@ which the run writes to ``run.json`` under ``calibration``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,7 +38,10 @@ import numpy as np
 from fr_data.mining.config import AUTO, MiningConfig
 
 __all__ = ["Calibration", "SplitHalves", "calibrate", "duplicate_cos", "fixed", "impostor_mean_cos", "margin_max",
-           "merge_cos"]
+           "merge_cos", "HISTOGRAM_BINS"]
+
+#: Bins of the histogram a :class:`Calibration` keeps of its distribution (the figure's bars).
+HISTOGRAM_BINS = 60
 
 
 @dataclass
@@ -52,7 +56,10 @@ class Calibration:
         params: the stated rate: quantile, ratio, cap.
         sample_size: how many values the statistic was computed from (0 for an override).
         source: where the rule comes from.
-        values: the distribution itself (kept for the figure; not written to run.json).
+        values: the distribution itself, given at construction and kept as ``histogram`` only (then None):
+            the record of a run of millions of rows holds 60 counts, not a value per row.
+        histogram: ``(counts, edges)`` of ``values`` in :data:`HISTOGRAM_BINS` equal bins (``np.histogram``),
+            what the figure draws (None without values; not written to run.json).
     """
 
     key: str
@@ -63,11 +70,19 @@ class Calibration:
     sample_size: int = 0
     source: str = ""
     values: np.ndarray | None = field(default=None, repr=False)
+    histogram: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.values is not None:
+            values = np.asarray(self.values, dtype=np.float64)
+            self.histogram = np.histogram(values, bins=HISTOGRAM_BINS) if len(values) else None
+            self.values = None
 
     def record(self) -> dict[str, Any]:
         """The JSON record (without the distribution)."""
-        out = asdict(self)
+        out = asdict(dataclasses.replace(self, histogram=None))
         out.pop("values")
+        out.pop("histogram")
         return out
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 
 from fr_data.folders.run_folder import CALIBRATION_FIGURE_FILE
 from fr_data.io.atomic import atomic_write_bytes
@@ -26,7 +25,7 @@ _AXES = {
 
 def draw(calibrations: dict[str, Calibration], path: str | os.PathLike) -> Path | None:
     """Write the figure to ``path`` (atomically); None (nothing written) when no distribution was measured."""
-    panels = [c for c in calibrations.values() if c.values is not None and len(c.values) and c.key in _AXES]
+    panels = [c for c in calibrations.values() if c.histogram is not None and c.key in _AXES]
     if not panels:
         return None
     import io
@@ -40,13 +39,13 @@ def draw(calibrations: dict[str, Calibration], path: str | os.PathLike) -> Path 
     for i, cal in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
         xlabel, to_axis, log = _AXES[cal.key]
-        vals = np.asarray(cal.values, dtype=np.float64)
-        ax.hist(vals, bins=60, color="#8aa", log=log)
+        counts, edges = cal.histogram
+        ax.hist(edges[:-1], bins=edges, weights=counts, color="#8aa", log=log)  # the bars of hist(values, 60)
         if cal.value is not None:
             ax.axvline(to_axis(cal.value), color="#c33", lw=1.5)
         ax.set_title(f"{cal.key} = {_fmt(cal.value)} ({cal.method})", fontsize=8)
         ax.set_xlabel(xlabel, fontsize=8)
-        ax.set_ylabel(f"count (n = {len(vals)})", fontsize=8)
+        ax.set_ylabel(f"count (n = {int(counts.sum())})", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     buf = io.BytesIO()

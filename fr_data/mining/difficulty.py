@@ -34,11 +34,14 @@ scale: the top ``hard_fraction`` are ``hard``, the bottom ``easy_fraction`` are 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+from fr_data.folders.run_folder import SPLITS
 from fr_data.mining.ranks import percentile_ranks
 
-__all__ = ["model_difficulty", "difficulty_score", "split_by_quantile"]
+__all__ = ["model_difficulty", "difficulty_score", "split_by_quantile", "split_codes_by_quantile", "split_names"]
 
 
 def model_difficulty(certainty_ratio: np.ndarray) -> np.ndarray:
@@ -56,33 +59,51 @@ def difficulty_score(certainty_ratio: np.ndarray, resolution: np.ndarray | None 
     """
     if resolution_weight < 0 or quality_weight < 0:
         raise ValueError(f"weights must be >= 0, got resolution {resolution_weight}, quality {quality_weight}")
-    terms = [(percentile_ranks(model_difficulty(certainty_ratio)), 1.0)]
+    terms: list[tuple[Callable[[], np.ndarray], float]] = [(lambda: model_difficulty(certainty_ratio), 1.0)]
     if resolution is not None and resolution_weight > 0:
-        terms.append((percentile_ranks(1.0 - np.asarray(resolution, np.float64)), resolution_weight))
+        terms.append((lambda: 1.0 - np.asarray(resolution, np.float64), resolution_weight))
     if quality is not None and quality_weight > 0:
-        terms.append((percentile_ranks(-np.asarray(quality, np.float64)), quality_weight))
+        terms.append((lambda: -np.asarray(quality, np.float64), quality_weight))
     total = np.zeros(len(certainty_ratio))
     weight = np.zeros(len(certainty_ratio))
-    for rank, w in terms:
+    for term, w in terms:  # one term's ranks at a time (rank 0 of a mining run ranks every row)
+        rank = percentile_ranks(term())
         ok = np.isfinite(rank)
         total[ok] += w * rank[ok]
         weight[ok] += w
+        del rank, ok
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(weight > 0, total / weight, np.nan).astype(np.float32)
 
 
-def split_by_quantile(difficulty: np.ndarray, eligible: np.ndarray, easy_fraction: float,
-                      hard_fraction: float) -> np.ndarray:
-    """Object array of ``easy`` / ``medium`` / ``hard`` (None where not eligible or NaN)."""
-    out = np.full(len(difficulty), None, dtype=object)
+def split_codes_by_quantile(difficulty: np.ndarray, eligible: np.ndarray, easy_fraction: float,
+                            hard_fraction: float) -> np.ndarray:
+    """int8 split codes: the index in ``run_folder.SPLITS`` (``easy`` / ``medium`` / ``hard``), -1 where not
+    eligible or NaN (1 B a row: rank 0 of a mining run splits every row)."""
+    out = np.full(len(difficulty), -1, np.int8)
     ok = eligible & ~np.isnan(difficulty)
     if not ok.any():
         return out
     d = difficulty[ok]
     hard_at = np.quantile(d, 1.0 - hard_fraction)
     easy_at = np.quantile(d, easy_fraction)
-    labels = np.where(d >= hard_at, "hard", np.where(d <= easy_at, "easy", "medium")).astype(object)
-    if hard_fraction <= 0:
-        labels[labels == "hard"] = "medium"
-    out[ok] = labels
+    codes = np.full(len(d), SPLITS.index("medium"), np.int8)
+    codes[d <= easy_at] = SPLITS.index("easy")
+    codes[d >= hard_at] = SPLITS.index("hard" if hard_fraction > 0 else "medium")  # hard wins a tie with easy
+    out[ok] = codes
     return out
+
+
+def split_names(codes: np.ndarray) -> np.ndarray:
+    """Object array of the split names of int8 ``codes`` (None for -1); every row shares the name objects."""
+    return _NAME_OF_CODE[np.asarray(codes, np.int64) + 1]
+
+
+_NAME_OF_CODE = np.array([None, *SPLITS], dtype=object)
+
+
+def split_by_quantile(difficulty: np.ndarray, eligible: np.ndarray, easy_fraction: float,
+                      hard_fraction: float) -> np.ndarray:
+    """Object array of ``easy`` / ``medium`` / ``hard`` (None where not eligible or NaN): the names of
+    :func:`split_codes_by_quantile`."""
+    return split_names(split_codes_by_quantile(difficulty, eligible, easy_fraction, hard_fraction))

@@ -34,10 +34,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fr_data.folders.run_folder import SPLITS
 from fr_data.mining.calibration import Calibration, SplitHalves, calibrate, impostor_mean_cos
 from fr_data.mining.config import MiningConfig, with_thresholds
-from fr_data.mining.difficulty import difficulty_score, split_by_quantile
+from fr_data.mining.difficulty import difficulty_score, split_codes_by_quantile, split_names
 from fr_data.mining.duplicates import (
     Duplicates,
     duplicate_kinds,
@@ -117,17 +116,6 @@ def everywhere(ranks: Ranks, stage: str, n: int, span: tuple[int, int], flags: n
     """Every rank's boolean ``flags`` of its ``span`` as one ``n``-row array on every rank (1 B a row)."""
     got = ranks.gather_span(stage, n, span, {"flags": flags})
     return ranks.broadcast_array(stage, None if got is None else got["flags"], (n,), np.dtype(bool))
-
-
-#: ``split`` as an int8 code for the exchange: -1 None, then the names of ``run_folder.SPLITS`` in order.
-_SPLIT_OF_CODE = np.array([None, *SPLITS], dtype=object)
-
-
-def split_codes(split: np.ndarray) -> np.ndarray:
-    codes = np.full(len(split), -1, np.int8)
-    for i, name in enumerate(SPLITS):
-        codes[split == name] = i
-    return codes
 
 
 def thresholds_stage(geo: Geometry, split_half_cos: np.ndarray, rows: dict[str, np.ndarray],
@@ -241,10 +229,10 @@ def finalise_stage(emb_n: int, geo: Geometry, cp: RankResults, cfg: MiningConfig
         resolution, quality = difficulty_inputs()
         difficulty = difficulty_score(rows["cr"], resolution, cfg.difficulty.resolution_weight,
                                       quality, cfg.difficulty.quality_weight)
-        split = split_by_quantile(difficulty, rows["open"], cfg.difficulty.easy_fraction,
-                                  cfg.difficulty.hard_fraction)
-        decided = {"difficulty": difficulty, "split": split_codes(split)}
-        del rows, resolution, quality
+        split = split_codes_by_quantile(difficulty, rows["open"], cfg.difficulty.easy_fraction,
+                                        cfg.difficulty.hard_fraction)
+        decided = {"difficulty": difficulty, "split": split}
+        del rows, resolution, quality, difficulty, split
     hardness = ranks.scatter_span("difficulty", n, (a, b), decided,
                                   {"difficulty": np.dtype(np.float32), "split": np.dtype(np.int8)})
     del decided
@@ -258,7 +246,7 @@ def finalise_stage(emb_n: int, geo: Geometry, cp: RankResults, cfg: MiningConfig
         "quality_sdd": quality_sdd,
         "quality_cr": quality_cr,
         "instance_fpr": geo.instance_fpr,
-        "difficulty": hardness["difficulty"], "split": _SPLIT_OF_CODE[hardness["split"] + 1],
+        "difficulty": hardness["difficulty"], "split": split_names(hardness["split"]),
         "vote_winner": vote.winner, "vote_share": vote.winner_share,
         "nn_cos": nn_cos,
     }

@@ -14,8 +14,10 @@ test scores never choose anything), with the goal of the members' config.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ from hardmine.experiment.config import GoalSection, differing_keys
 from hardmine.experiment.stages import Layout
 from hardmine.pipelines.stamps import read_stamp
 
-__all__ = ["Member", "Pooled", "read_member", "read_goal", "check_members", "common_arms", "pooled_gain", "best_arm",
+__all__ = ["Member", "Pooled", "read_member", "member_files", "keep_member", "read_goal", "check_members", "common_arms", "pooled_gain", "best_arm",
            "goal_checks", "t_quantile", "pool_rows", "members_from_table", "read_mapping", "dotted", "SEED_KEYS",
            "BASELINE", "SPLITS"]
 
@@ -114,6 +116,49 @@ def read_member(path: str | os.PathLike, metric: str) -> Member:
             raise DataError(folder.results_path(path, split), "", f"missing: the {split} packs were not scored")
         means[split], seeds[split] = _seed_means(folder.read_results(path, split).to_pylist(), metric)
     return Member(path, config, stamp["info"]["sha256"], means, seeds)
+
+
+def member_files(path: str | os.PathLike) -> list[Path]:
+    """The files of an experiment folder that :func:`read_member` reads (config, pretraining stamp, both
+    results files), relative to it: all a pool needs of a draw, a few kB."""
+    path = Path(path)
+    files = [path / folder.CONFIG, Layout(path).stamp("train"), *(folder.results_path(path, s) for s in SPLITS)]
+    return [f.relative_to(path) for f in files]
+
+
+def keep_member(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy the files :func:`read_member` needs of the finished experiment folder ``src`` into the new
+    folder ``dst`` (e.g. to keep a draw in the repository and pool draws run on other machines); absolute
+    paths under ``src`` in the stamp become ``$EXP/...``. Checks ``src`` first (as the pool would read it).
+
+    Raises:
+        DataError: ``src`` is not a finished experiment folder, or ``dst`` exists.
+    """
+    src, dst = Path(src), Path(dst)
+    read_member(src, "accuracy")
+    if dst.exists():
+        raise DataError(dst, "", "exists: choose a new folder for the kept draw")
+    staging = dst.with_name(dst.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    for rel in member_files(src):
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rel.suffix == ".json":
+            (staging / rel).write_text(json.dumps(_relative(json.loads((src / rel).read_text()), str(src)), indent=1))
+        else:
+            shutil.copyfile(src / rel, staging / rel)
+    staging.rename(dst)
+    return dst
+
+
+def _relative(value: Any, root: str) -> Any:
+    """``value`` (parsed JSON) with strings under the folder ``root`` written as ``$EXP/...``."""
+    if isinstance(value, dict):
+        return {k: _relative(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative(v, root) for v in value]
+    if isinstance(value, str) and (value == root or value.startswith(root + os.sep)):
+        return "$EXP" + value[len(root):]
+    return value
 
 
 def read_goal(path: str | os.PathLike) -> GoalSection:

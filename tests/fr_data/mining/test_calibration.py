@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from fr_data.mining.calibration import (
+    HISTOGRAM_BINS,
     SplitHalves,
     calibrate,
     duplicate_cos,
@@ -21,6 +22,25 @@ def test_duplicate_cos_is_cleanlabs_share_of_the_median_nn_distance():
     assert cal.sample_size == 3 and cal.method == "nn_distance_ratio"
     assert cal.params["median_nn_distance"] == pytest.approx(0.2)
     assert "values" not in cal.record() and cal.record()["params"]["ratio"] == 0.13
+    assert "histogram" not in cal.record()
+
+
+def test_a_calibration_keeps_its_distribution_as_the_figures_histogram_only():
+    """A run of millions of rows must not carry a value per row to the figure: 60 counts and their edges,
+    the same bars as ``hist(values, 60)``."""
+    top1 = np.random.default_rng(0).uniform(0.2, 0.99, 1000)
+    cal = duplicate_cos(top1, 0.13)
+    counts, edges = cal.histogram
+    assert cal.values is None and len(counts) == HISTOGRAM_BINS and counts.sum() == 1000
+    want_counts, want_edges = np.histogram(1.0 - top1, bins=HISTOGRAM_BINS)
+    np.testing.assert_array_equal(counts, want_counts)
+    np.testing.assert_array_equal(edges, want_edges)
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    bars = Figure().add_subplot().hist(edges[:-1], bins=edges, weights=counts)[0]
+    np.testing.assert_array_equal(bars, want_counts)
+    assert duplicate_cos(np.array([np.nan]), 0.13).histogram is None
 
 
 def test_split_halves_cosine_of_the_two_half_centres():

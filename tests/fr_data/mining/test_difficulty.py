@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from fr_data.mining.difficulty import difficulty_score, model_difficulty, split_by_quantile
+from fr_data.mining.difficulty import (
+    difficulty_score,
+    model_difficulty,
+    split_by_quantile,
+    split_codes_by_quantile,
+    split_names,
+)
 
 
 def test_model_difficulty_is_one_minus_certainty_ratio_clipped():
@@ -66,3 +72,20 @@ def test_split_by_quantile_sizes_and_ineligible_rows():
 def test_zero_hard_fraction_gives_no_hard_rows():
     s = split_by_quantile(np.linspace(0, 1, 10), np.ones(10, bool), 0.3, 0.0)
     assert "hard" not in s.tolist()
+
+
+@pytest.mark.parametrize("hard_fraction", [0.0, 0.25])
+def test_split_codes_restate_the_quantile_rule_with_ties(hard_fraction):
+    """The int8 codes rank 0 exchanges name the same split as the rule written with names: hard wins a
+    tie with easy, a zero hard fraction turns those rows medium, NaN and ineligible rows get no split."""
+    d = np.array([0.1, 0.1, 0.5, 0.5, 0.5, 0.9, 0.9, np.nan, 0.2, 0.9], np.float32)
+    eligible = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 1], bool)
+    codes = split_codes_by_quantile(d, eligible, 0.99, hard_fraction)
+    ok = eligible & ~np.isnan(d)
+    hard_at, easy_at = np.quantile(d[ok], 1 - hard_fraction), np.quantile(d[ok], 0.99)
+    expected = np.where(d >= hard_at, "hard" if hard_fraction > 0 else "medium",
+                        np.where(d <= easy_at, "easy", "medium")).astype(object)
+    expected[~ok] = None
+    assert codes.dtype == np.int8 and (codes[~ok] == -1).all()
+    assert split_names(codes).tolist() == expected.tolist()
+    assert split_by_quantile(d, eligible, 0.99, hard_fraction).tolist() == expected.tolist()

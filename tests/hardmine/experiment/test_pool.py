@@ -16,8 +16,8 @@ from fr_data.folders.experiment_folder import write_results
 from fr_data.io.errors import ConfigError, DataError
 from hardmine.cli.experiment_pool import main
 from hardmine.experiment.config import GoalSection, experiment_dict, load_experiment, with_data_seed
-from hardmine.experiment.pool import (Pooled, best_arm, check_members, common_arms, goal_checks, pooled_gain,
-                                      read_member, t_quantile)
+from hardmine.experiment.pool import (Pooled, best_arm, check_members, common_arms, goal_checks, keep_member,
+                                      member_files, pooled_gain, read_member, t_quantile)
 from hardmine.experiment.verdict import verdict_of
 from tests.repo import ROOT
 
@@ -192,3 +192,25 @@ def test_data_seed_follows_the_shipped_convention():
     assert experiment_dict(with_data_seed(cfg, 3)) == experiment_dict(cfg)
     with pytest.raises(ConfigError, match="--data-seed"):
         with_data_seed(cfg, 0)
+
+
+def test_a_kept_draw_holds_only_the_pooled_files_and_pools_like_its_folder(tmp_path):
+    src = make_member(tmp_path, "b1", M1, 3)
+    (src / "runs").mkdir()
+    (src / "runs" / "model.pt").write_bytes(b"weights")
+    stamp = json.loads((src / "stages" / "train.json").read_text())
+    stamp["inputs"] = {"shards": str(src / "shards"), "other": "/elsewhere/x"}
+    (src / "stages" / "train.json").write_text(json.dumps(stamp))
+    kept = keep_member(src, tmp_path / "kept" / "b1")
+    assert sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*") if p.is_file()) == sorted(
+        p.as_posix() for p in member_files(src))
+    assert json.loads((kept / "stages" / "train.json").read_text())["inputs"] == {
+        "shards": "$EXP/shards", "other": "/elsewhere/x"}
+    a, b = read_member(src, METRIC), read_member(kept, METRIC)
+    assert (a.backbone, a.means, a.seeds) == (b.backbone, b.means, b.seeds)
+    with pytest.raises(DataError, match="exists"):
+        keep_member(src, kept)
+    (src / "stages" / "train.json").unlink()
+    with pytest.raises(DataError, match="train.json"):
+        keep_member(src, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
