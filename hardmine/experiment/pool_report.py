@@ -68,7 +68,7 @@ def draw(members: Sequence[Member], goal: GoalSection, out: Path) -> list[Path]:
         paths.append(figures.pool_figure(
             {a: {k: (p.mean, *p.interval(), list(p.values)) for k, p in g.items()} for a, g in gains.items()},
             [label for label, _ in groups],
-            f"{goal.metric} gain over baseline, {split} packs, {len(members)} pretrained backbones "
+            f"{goal.metric} gain over baseline, {split} packs, {len(members)} pretrained backbones\n"
             "(bars: mean, 95% t-interval; dots: backbones)", out / pool_folder.FIGURES / f"pool_gain_{split}.png"))
     return paths
 
