@@ -30,7 +30,7 @@ which the run writes to ``run.json`` under ``calibration``.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,8 +56,8 @@ class Calibration:
         params: the stated rate: quantile, ratio, cap.
         sample_size: how many values the statistic was computed from (0 for an override).
         source: where the rule comes from.
-        values: the distribution itself, given at construction and kept as ``histogram`` only (then None):
-            the record of a run of millions of rows holds 60 counts, not a value per row.
+        values: the distribution itself, given at construction only and kept as ``histogram``: the record
+            of a run of millions of rows holds 60 counts, not a value per row.
         histogram: ``(counts, edges)`` of ``values`` in :data:`HISTOGRAM_BINS` equal bins (``np.histogram``),
             what the figure draws (None without values; not written to run.json).
     """
@@ -69,19 +69,17 @@ class Calibration:
     params: dict[str, float] = field(default_factory=dict)
     sample_size: int = 0
     source: str = ""
-    values: np.ndarray | None = field(default=None, repr=False)
+    values: InitVar[np.ndarray | None] = None
     histogram: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        if self.values is not None:
-            values = np.asarray(self.values, dtype=np.float64)
+    def __post_init__(self, values: np.ndarray | None) -> None:
+        if values is not None:
+            values = np.asarray(values, dtype=np.float64)
             self.histogram = np.histogram(values, bins=HISTOGRAM_BINS) if len(values) else None
-            self.values = None
 
     def record(self) -> dict[str, Any]:
         """The JSON record (without the distribution)."""
         out = asdict(dataclasses.replace(self, histogram=None))
-        out.pop("values")
         out.pop("histogram")
         return out
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 from fr_data.folders.run_folder import CALIBRATION_FIGURE_FILE
 from fr_data.io.atomic import atomic_write_bytes
 from fr_data.mining.calibration import Calibration

@@ -94,12 +94,13 @@ def split_codes_by_quantile(difficulty: np.ndarray, eligible: np.ndarray, easy_f
     return out
 
 
+#: int8 split code + 1 -> its name (None for -1).
+_NAME_OF_CODE = np.array([None, *SPLITS], dtype=object)
+
+
 def split_names(codes: np.ndarray) -> np.ndarray:
     """Object array of the split names of int8 ``codes`` (None for -1); every row shares the name objects."""
     return _NAME_OF_CODE[np.asarray(codes, np.int64) + 1]
-
-
-_NAME_OF_CODE = np.array([None, *SPLITS], dtype=object)
 
 
 def split_by_quantile(difficulty: np.ndarray, eligible: np.ndarray, easy_fraction: float,

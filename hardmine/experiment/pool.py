@@ -30,12 +30,13 @@ import yaml
 from fr_data.folders import experiment_folder as folder
 from fr_data.io.config import from_dict
 from fr_data.io.errors import ConfigError, DataError
+from fr_data.io.publish import staged_folder
 from hardmine.experiment.config import GoalSection, differing_keys
 from hardmine.experiment.stages import Layout
 from hardmine.pipelines.stamps import read_stamp
 
-__all__ = ["Member", "Pooled", "read_member", "member_files", "keep_member", "read_goal", "check_members", "common_arms", "pooled_gain", "best_arm",
-           "goal_checks", "t_quantile", "pool_rows", "members_from_table", "read_mapping", "dotted", "SEED_KEYS",
+__all__ = ["Member", "Pooled", "read_member", "member_files", "keep_member", "read_goal", "check_members",
+           "common_arms", "pooled_gain", "best_arm", "goal_checks", "t_quantile", "pool_rows", "members_from_table", "read_mapping", "dotted", "SEED_KEYS",
            "BASELINE", "SPLITS"]
 
 BASELINE = "baseline"
@@ -132,21 +133,18 @@ def keep_member(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     paths under ``src`` in the stamp become ``$EXP/...``. Checks ``src`` first (as the pool would read it).
 
     Raises:
-        DataError: ``src`` is not a finished experiment folder, or ``dst`` exists.
+        DataError: ``src`` is not a finished experiment folder, or ``dst`` exists (or is being written).
     """
     src, dst = Path(src), Path(dst)
     read_member(src, "accuracy")
-    if dst.exists():
-        raise DataError(dst, "", "exists: choose a new folder for the kept draw")
-    staging = dst.with_name(dst.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    for rel in member_files(src):
-        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-        if rel.suffix == ".json":
-            (staging / rel).write_text(json.dumps(_relative(json.loads((src / rel).read_text()), str(src)), indent=1))
-        else:
-            shutil.copyfile(src / rel, staging / rel)
-    staging.rename(dst)
+    with staged_folder(dst, False, "kept draw") as staging:
+        for rel in member_files(src):
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            if rel.suffix == ".json":
+                stamp = _relative(json.loads((src / rel).read_text()), str(src))
+                (staging / rel).write_text(json.dumps(stamp, indent=1))
+            else:
+                shutil.copyfile(src / rel, staging / rel)
     return dst
 
 
